@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from typing import Any
 
 MAX_UPSERT_VECTORS = 1000
@@ -19,6 +20,7 @@ MAX_ID_LEN = 512
 MAX_TOP_K = 10_000
 MAX_IDS = 1000
 Record = dict[str, Any]  # {"id", "values", "metadata"?}
+_ORDER = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 
 
 class BadRequest(Exception):
@@ -37,8 +39,8 @@ def check_values(values: Any, dimension: int, metric: str) -> list[float]:
     if not numbers:
         raise BadRequest("Vector values must be a list of finite numbers")
     if len(values) != dimension:
-        got = len(values)
-        raise BadRequest(f"Vector dimension {got} does not match the dimension of the index {dimension}")
+        got, want = len(values), dimension
+        raise BadRequest(f"Vector dimension {got} does not match the dimension of the index {want}")
     if metric == "cosine" and not any(values):
         raise BadRequest("Dense vectors must contain at least one non-zero value")
     return [float(x) for x in values]
@@ -124,10 +126,10 @@ def _compare(op: str, value: Any, arg: Any, present: bool) -> bool:
     if op in ("$eq", "$ne"):
         hit = present and arg in values
         return hit if op == "$eq" else not hit
-    if op in ("$gt", "$gte", "$lt", "$lte"):
+    if op in _ORDER:
         if not _is_number(arg):
             raise BadRequest(f"{op} requires a number")
         if not present or not _is_number(value):
             return False
-        return {"$gt": value > arg, "$gte": value >= arg, "$lt": value < arg, "$lte": value <= arg}[op]
+        return _ORDER[op](value, arg)
     raise BadRequest(f"Unsupported filter operator {op}")

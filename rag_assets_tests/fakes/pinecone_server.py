@@ -187,7 +187,8 @@ class FakePineconeServer(FakeJSONServer):
         if len(vectors) > MAX_UPSERT_VECTORS:
             n, cap = len(vectors), MAX_UPSERT_VECTORS
             raise BadRequest(f"Batch of {n} vectors exceeds the limit of {cap} vectors per upsert")
-        records = [check_vector(v, idx.dimension, idx.metric) for v in vectors]  # validate all, then apply
+        # validate every vector before storing any
+        records = [check_vector(v, idx.dimension, idx.metric) for v in vectors]
         ns = idx.ns(body.get("namespace"), create=True)
         ns.update((r["id"], r) for r in records)
         return {"upsertedCount": len(records)}
@@ -207,7 +208,10 @@ class FakePineconeServer(FakeJSONServer):
         }
         if "id" in body and body["id"] not in ns:
             return reply
-        query = ns[body["id"]]["values"] if "id" in body else check_values(body["vector"], idx.dimension, idx.metric)
+        if "id" in body:
+            query = ns[body["id"]]["values"]
+        else:
+            query = check_values(body["vector"], idx.dimension, idx.metric)
         flt = body.get("filter")
         kept = [r for r in ns.values() if matches(r.get("metadata") or {}, flt)]
         hits = [(score(idx.metric, query, r["values"]), r) for r in kept]

@@ -1,0 +1,56 @@
+# Two commands set up a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export RAG_WORK_DIR ?= $(CURDIR)/.rag
+export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo dev test bench install install-test postgres clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned: pip takes the local CPU wheel and no CUDA packages ever come in.
+$(VENV)/.installed: $(BIN)/python setup.py
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed setup.py
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+postgres:
+	bash scripts/install-postgres.sh
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/rag-assets ingest samples/inbox
+	@echo
+	$(BIN)/rag-assets query "how many vacation days do I get" --tenant acme -k 3
+	@echo
+	$(BIN)/rag-assets query "what to do when my laptop is stolen" --tenant globex -k 2
+	@echo
+	@echo "Lineage and runs are in $(DAGSTER_HOME). Open the UI with 'make dev' (http://127.0.0.1:3000)."
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+test: install-test postgres
+	$(BIN)/python -m pytest
+
+bench: install-test
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf .dagster .rag

@@ -1,0 +1,89 @@
+"""Shared fixtures: an isolated environment (Dagster instance, work dir, index) per test,
+documents made on the fly, a moto S3 server."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rag_assets.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_pdf(path: Path, pages: list[str]) -> Path:
+    """A PDF with one page per string (text wrapped to the page)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = canvas.Canvas(str(path), pagesize=A4, invariant=1)
+    for body in pages:
+        text = c.beginText(50, 800)
+        line = ""
+        for word in body.split():
+            if len(line) + len(word) > 90:
+                text.textLine(line)
+                line = ""
+            line += word + " "
+        text.textLine(line)
+        c.drawText(text)
+        c.showPage()
+    c.save()
+    return path
+
+
+@pytest.fixture
+def rag_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """A fresh DAGSTER_HOME, work dir and LanceDB index; the environment points at them."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("RAG_WORK_DIR", str(tmp_path / "rag"))
+    monkeypatch.setenv("RAG_INDEX_URI", str(tmp_path / "rag" / "index"))
+    monkeypatch.delenv("RAG_EMBEDDER", raising=False)
+    return Settings.from_env()
+
+
+@pytest.fixture
+def instance(rag_env: Settings) -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server: a real S3 (and SQS) HTTP API on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    import boto3
+
+    return boto3.client("s3")
