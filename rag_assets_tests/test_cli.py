@@ -1,0 +1,99 @@
+"""`rag-assets` as people run it: a real process, DAGSTER_HOME on disk, the --json shapes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import lancedb
+
+from rag_assets.resources.vector_stores import table_name
+from rag_assets_tests.conftest import make_pdf
+
+CLI = [sys.executable, "-m", "rag_assets.cli"]
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env or os.environ.copy(), timeout=300)
+
+
+def test_ingest_and_query_json_shapes_and_exit_codes(rag_env, tmp_path):
+    inbox = tmp_path / "inbox"
+    make_pdf(inbox / "acme" / "guide.pdf", ["Installing the rocket skates.", "Charging the rocket skates takes two hours."])
+    (inbox / "acme" / "empty.txt").write_text("")
+
+    done = run_cli("ingest", str(inbox), "--json")
+
+    assert done.returncode == 1, done.stderr  # a document failed
+    report = json.loads(done.stdout)  # stdout holds exactly one JSON document
+    assert set(report) == {"ingested", "unchanged", "failed", "chunks", "vectors", "embedding_calls"}
+    assert report["ingested"] == ["acme/guide.pdf"]
+    assert report["failed"] == [{"key": "acme/empty.txt", "reason": "empty file (0 bytes)"}]
+    assert report["vectors"] == report["chunks"] == 2 and report["embedding_calls"] == 1
+
+    (inbox / "acme" / "empty.txt").unlink()
+    again = run_cli("ingest", str(inbox), "--json")
+    assert again.returncode == 0
+    assert json.loads(again.stdout)["unchanged"] == ["acme/guide.pdf"]
+
+    found = run_cli("query", "how long does charging take", "--tenant", "acme", "-k", "2", "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert [set(h) for h in hits] == [{"key", "tenant", "page", "score", "text"}] * 2
+    assert (hits[0]["key"], hits[0]["page"], hits[0]["tenant"]) == ("acme/guide.pdf", 2, "acme")
+    assert hits[0]["score"] >= hits[1]["score"]
+
+    assert json.loads(run_cli("query", "charging", "--tenant", "globex", "--json").stdout) == []
+    missing_tenant = run_cli("query", "charging")
+    assert missing_tenant.returncode == 2 and "--tenant" in missing_tenant.stderr
+
+
+def test_human_output_names_failures(rag_env, tmp_path):
+    (tmp_path / "inbox" / "acme").mkdir(parents=True)
+    (tmp_path / "inbox" / "acme" / "deck.pptx").write_bytes(b"PK\x03\x04")
+    done = run_cli("ingest", str(tmp_path / "inbox"))
+    assert done.returncode == 1
+    assert "FAILED acme/deck.pptx: unsupported file type '.pptx'" in done.stdout
+
+
+def test_a_killed_ingest_rerun_leaves_exactly_one_copy_of_each_chunk(rag_env, instance, tmp_path):
+    inbox = tmp_path / "inbox"
+    for n in range(12):
+        make_pdf(inbox / "acme" / f"doc-{n:02}.pdf", [f"Document {n} page {p}: " + "lorem ipsum " * 40 for p in range(3)])
+    env = {**os.environ, "RAG_BATCH_SIZE": "3"}
+    # The instance's SQLite storage exists before the child starts: two processes creating it
+    # at the same moment race on its schema stamp.
+    assert instance.get_runs() == []
+    proc = subprocess.Popen([*CLI, "ingest", str(inbox)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Kill it (SIGKILL: no clean-up) once the first batch is in the index and more is under way.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(instance.get_materialized_partitions(dg.AssetKey("vector_index"))) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the ingest finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+
+    rerun = run_cli("ingest", str(inbox), "--json", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert len(report["ingested"]) + len(report["unchanged"]) == 12 and report["unchanged"]
+
+    rows = lancedb.connect(rag_env.index_uri).open_table(table_name("local:all-MiniLM-L6-v2", 384)).to_arrow().to_pylist()
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids))  # no chunk twice
+    per_doc = {}
+    for r in rows:
+        per_doc.setdefault(r["document_key"], set()).add(r["ordinal"])
+    assert len(per_doc) == 12
+    assert all(ordinals == set(range(len(ordinals))) for ordinals in per_doc.values())
+    assert Path(rag_env.index_uri).exists()
