@@ -65,13 +65,19 @@ def tenant_from_key(key: str, rule: str = "segment:0") -> str:
         return arg
     if kind == "segment":
         segments = key.strip("/").split("/")
-        index = int(arg or 0)
+        try:
+            index = int(arg or 0)
+        except ValueError:
+            raise ValueError(f"RAG_TENANT_FROM_KEY={rule!r}: segment wants a folder number") from None
         # The last segment is the file name: a key needs a folder to carry a tenant.
-        if index >= len(segments) - 1:
+        if not 0 <= index < len(segments) - 1 or not segments[index]:
             raise ValueError(f"{key}: no tenant in the key (rule {rule!r} wants a folder at depth {index})")
         return segments[index]
     if kind == "regex":
-        match = re.search(arg, key)
+        try:
+            match = re.search(arg, key)
+        except re.error as e:
+            raise ValueError(f"RAG_TENANT_FROM_KEY={rule!r}: invalid regex ({e})") from None
         if not match or not match.groupdict().get("tenant"):
             raise ValueError(f"{key}: no tenant in the key (rule {rule!r} does not match)")
         return match.group("tenant")
@@ -84,5 +90,6 @@ def is_sidecar(key: str) -> bool:
 
 def sidecar_keys(key: str) -> list[str]:
     """Where a document's sidecar may live: `report.pdf.meta.json`, then `report.meta.json`."""
-    stem, dot, _ = key.rpartition(".")
-    return [key + SIDECAR_SUFFIX] + ([stem + SIDECAR_SUFFIX] if dot and stem else [])
+    folder, slash, name = key.rpartition("/")
+    stem, dot, _ = name.rpartition(".")
+    return [key + SIDECAR_SUFFIX] + ([folder + slash + stem + SIDECAR_SUFFIX] if dot and stem else [])

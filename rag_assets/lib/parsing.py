@@ -7,6 +7,7 @@ import html
 import io
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -48,7 +49,8 @@ class ParsedDocument:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_TAG = re.compile(r"<[^>]{0,200}>")
+# Tags and comments only: a bare "<" in prose ("a < 2 and b > 3") is text, not markup.
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]{0,200}>", re.DOTALL)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 
@@ -70,6 +72,9 @@ def decode_utf8(name: str, data: bytes) -> str:
         raise BadDocument(name, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
+_PYPDF_LOGGER_LOCK = threading.Lock()  # parse_pdf swaps the pypdf logger's handlers
+
+
 class _CountingHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -83,14 +88,13 @@ def parse_pdf(name: str, data: bytes) -> ParsedDocument:
     """Pages of text with their numbers (1-based). pypdf's per-font warnings are counted,
     not printed: a LaTeX PDF can produce hundreds of them."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     pypdf_logger = logging.getLogger("pypdf")
     handler = _CountingHandler()
-    old_propagate = pypdf_logger.propagate
-    pypdf_logger.addHandler(handler)
-    pypdf_logger.propagate = False
-    try:
+    with _PYPDF_LOGGER_LOCK:
+        old_propagate = pypdf_logger.propagate
+        pypdf_logger.addHandler(handler)
+        pypdf_logger.propagate = False
         try:
             reader = PdfReader(io.BytesIO(data))
             if reader.is_encrypted:
@@ -106,11 +110,11 @@ def parse_pdf(name: str, data: bytes) -> ParsedDocument:
                 units.append(Unit(text=sanitize_page(text), page=number))
         except BadDocument:
             raise
-        except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+        except Exception as e:  # untrusted input: whatever pypdf trips over, the file is corrupt
             raise BadDocument(name, f"corrupt PDF ({type(e).__name__}: {e})") from None
-    finally:
-        pypdf_logger.removeHandler(handler)
-        pypdf_logger.propagate = old_propagate
+        finally:
+            pypdf_logger.removeHandler(handler)
+            pypdf_logger.propagate = old_propagate
     units = [u for u in units if u.text]
     if not units:
         raise BadDocument(name, f"PDF has no extractable text in {len(reader.pages)} page(s) (scanned? OCR is not built)")
@@ -133,12 +137,12 @@ def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
     """One unit per row, its text the sanitized `text_column`; the other short columns become
     the row's metadata."""
     reader = csv.DictReader(io.StringIO(decode_utf8(name, data), newline=""))
-    columns = reader.fieldnames or []
-    if text_column not in columns:
-        shown = ", ".join(columns[:12]) or "none"
-        raise BadDocument(name, f"CSV has no {text_column!r} column (columns: {shown})")
     units = []
     try:
+        columns = reader.fieldnames or []
+        if text_column not in columns:
+            shown = ", ".join(columns[:12]) or "none"
+            raise BadDocument(name, f"CSV has no {text_column!r} column (columns: {shown})")
         for number, row in enumerate(reader, start=1):
             text = sanitize_text(row.get(text_column) or "")
             if text:
