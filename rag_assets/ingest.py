@@ -17,6 +17,7 @@ from rag_assets.partitions import documents_partitions
 from rag_assets.resources.object_store import ObjectStore, split_s3_uri
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+LAUNCHED_BY_TAG = "rag/launched_by"  # who launched a run: cli, reconciliation, a sensor
 
 
 @dataclass
@@ -88,6 +89,7 @@ def materialize_documents(
     batch_size: int,
     on_progress: Callable[[int], None] = lambda n: None,
     run_config: dict | None = None,
+    launched_by: str = "cli",
 ) -> tuple[dict[str, dict], list[dict], list[str]]:
     """Materialize document partitions in ranged runs of at most `batch_size`.
 
@@ -108,7 +110,7 @@ def materialize_documents(
             result = job.execute_in_process(
                 instance=instance,
                 run_config=run_config if run_config is not None else QUIET_RUN_CONFIG,
-                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, LAUNCHED_BY_TAG: launched_by},
                 raise_on_error=False,
             )
             runs.append(result.run_id)

@@ -3,6 +3,7 @@ documents made on the fly, a moto S3 server."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from rag_assets.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server logs every request
 
 
 def free_port() -> int:

@@ -236,11 +236,13 @@ def test_s3_source_through_a_moto_server(rag_env, instance, s3_env, tmp_path):
     assert (hit.key, hit.page) == ("acme/handbook.pdf", 2)
 
 
-def test_definitions_load_with_the_four_assets_and_the_job():
+def test_definitions_load_with_the_asset_graph_jobs_and_sensors():
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_documents", "chunks", "embeddings", "vector_index"}
-    assert defs.resolve_job_def("ingest_documents") is not None
+    assert keys == {"raw_documents", "chunks", "embeddings", "vector_index", "index_reconciliation"}
+    for job in ("ingest_documents", "purge_documents", "reconcile_index"):
+        assert defs.resolve_job_def(job) is not None
+    assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "ingest_retry_sensor"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("vector_index")).parent_keys == {
         dg.AssetKey("raw_documents"),

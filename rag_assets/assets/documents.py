@@ -16,8 +16,8 @@ from rag_assets.resources.object_store import ObjectStore
 FAILED_PARTITIONS = "failed_partitions"
 
 
-def read_sidecar(store: ObjectStore, ref: DocRef) -> dict:
-    """Fields of the document's `.meta.json` sidecar (seed 004), if it has one."""
+def read_sidecar(store: ObjectStore, ref: DocRef) -> tuple[dict, bytes | None]:
+    """Fields and bytes of the document's `.meta.json` sidecar (seed 004), if it has one."""
     for key in sidecar_keys(ref.key):
         data = store.read_optional(DocRef(ref.tenant, ref.root, key).uri)
         if data is None:
@@ -28,8 +28,8 @@ def read_sidecar(store: ObjectStore, ref: DocRef) -> dict:
             raise BadDocument(key, f"sidecar is not valid JSON ({e})") from None
         if not isinstance(fields, dict):
             raise BadDocument(key, "sidecar must hold a JSON object")
-        return fields
-    return {}
+        return fields, data
+    return {}, None
 
 
 def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> SourceDocument:
@@ -38,7 +38,8 @@ def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> Sour
     except FileNotFoundError:
         raise BadDocument(ref.key, "the object no longer exists in the source") from None
     parsed = parse_document(ref.key, data, csv_text_column=csv_text_column)
-    return SourceDocument(ref, content_hash(ref.tenant, data), etag, len(data), parsed, read_sidecar(store, ref))
+    fields, sidecar = read_sidecar(store, ref)
+    return SourceDocument(ref, content_hash(ref.tenant, data, sidecar), etag, len(data), parsed, fields)
 
 
 @dg.asset(

@@ -5,12 +5,18 @@ from __future__ import annotations
 import hashlib
 
 
-def content_hash(tenant: str, data: bytes) -> str:
-    """sha256 over tenant and bytes: the same file uploaded by two tenants is two documents."""
+def content_hash(tenant: str, data: bytes, sidecar: bytes | None = None) -> str:
+    """sha256 over tenant and bytes: the same file uploaded by two tenants is two documents.
+
+    A document's `.meta.json` sidecar is part of what its rows hold, so when it has one the
+    sidecar's bytes are hashed too: a new sidecar re-writes the rows (and embeds nothing)."""
     h = hashlib.sha256()
     h.update(tenant.encode("utf-8"))
     h.update(b"\0")
     h.update(data)
+    if sidecar is not None:
+        h.update(b"\0sidecar\0")
+        h.update(sidecar)
     return h.hexdigest()
 
 

@@ -9,3 +9,16 @@ class RagConfig(dg.ConfigurableResource):
     csv_text_column: str = "formatted_text"
     chunk_tokens: int = 160
     chunk_overlap: int = 32
+
+
+class SyncConfig(dg.ConfigurableResource):
+    """How sensors follow the source (RAG_SOURCE_URI) into the index."""
+
+    source_uri: str = "./data/inbox"
+    tenant_rule: str = "segment:0"
+    batch_size: int = 50
+    max_events_per_tick: int = 10_000
+    list_budget_seconds: float = 30.0
+    state_dir: str = "./.rag/state"
+    max_attempts: int = 4  # runs of a batch that failed for a reason other than its documents
+    retry_base_seconds: float = 30.0

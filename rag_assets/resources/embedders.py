@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 
 from rag_assets.lib.hashing import text_hash
 
+LOCAL_DIMENSIONS = {"all-minilm-l6-v2": 384}
 OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
@@ -93,6 +94,8 @@ class LocalEmbedder(Embedder):
 
     @property
     def dimension(self) -> int:
+        if self.model_path is None and Path(self.model).name.lower() in LOCAL_DIMENSIONS:
+            return LOCAL_DIMENSIONS[Path(self.model).name.lower()]  # no need to load the model
         model = self._model
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())

@@ -16,6 +16,7 @@ class StoredObject:
     key: str
     etag: str
     size: int
+    last_modified: float = 0.0  # seconds since the epoch
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -61,6 +62,22 @@ class ObjectStore(dg.ConfigurableResource):
         data = path.read_bytes()
         return data, local_etag(path.stat())
 
+    def head(self, uri: str) -> str | None:
+        """The object's current ETag, or None when it does not exist."""
+        if uri.startswith("s3://"):
+            bucket, key = split_s3_uri(uri)
+            try:
+                return self._s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            except self._s3.exceptions.ClientError as e:
+                if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                    return None
+                raise
+        try:
+            stat = Path(uri).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return local_etag(stat)
+
     def read_optional(self, uri: str) -> bytes | None:
         try:
             return self.read(uri)[0]
@@ -70,20 +87,47 @@ class ObjectStore(dg.ConfigurableResource):
     def list(self, uri: str) -> Iterator[StoredObject]:
         """Every object below `uri` (an S3 prefix or a folder), keys relative to the root:
         the S3 key for S3, the path below the folder for a local folder."""
+        token = None
+        while True:
+            page, token = self.list_page(uri, token)
+            yield from page
+            if token is None:
+                return
+
+    def list_page(self, uri: str, token: str | None = None) -> tuple[list[StoredObject], str | None]:
+        """One page of `list` and the token of the next (None at the end). S3 pages hold up to
+        1,000 objects; a local folder is one page."""
         if uri.startswith("s3://"):
             bucket, prefix = split_s3_uri(uri)
-            paginator = self._s3.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    if not item["Key"].endswith("/"):
-                        yield StoredObject(item["Key"], item["ETag"].strip('"'), item["Size"])
-            return
+            kwargs = {"Bucket": bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
+            response = self._s3.list_objects_v2(**kwargs)
+            page = [
+                StoredObject(o["Key"], o["ETag"].strip('"'), o["Size"], o["LastModified"].timestamp())
+                for o in response.get("Contents", [])
+                if not o["Key"].endswith("/")
+            ]
+            return page, response.get("NextContinuationToken") if response.get("IsTruncated") else None
         root = Path(uri)
+        page = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
                 path = Path(dirpath, name)
-                stat = path.stat()
-                yield StoredObject(path.relative_to(root).as_posix(), local_etag(stat), stat.st_size)
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                page.append(StoredObject(path.relative_to(root).as_posix(), local_etag(stat), stat.st_size, stat.st_mtime))
+        return page, None
+
+
+def source_root(uri: str) -> tuple[str, str]:
+    """(root, listing URI) of a source: `s3://bucket/prefix` -> ("s3://bucket", uri); a folder
+    -> (its absolute path, the same)."""
+    if uri.startswith("s3://"):
+        bucket, _ = split_s3_uri(uri)
+        return f"s3://{bucket}", uri
+    path = str(Path(uri).resolve())
+    return path, path

@@ -1,0 +1,54 @@
+"""The SQS queue that S3 event notifications arrive on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    receipt_handle: str
+    body: str
+
+
+class EventQueue(dg.ConfigurableResource):
+    """An SQS queue read with boto3 (AWS_ENDPOINT_URL honoured: a moto server in tests)."""
+
+    queue_url: str | None = None
+    visibility_timeout: int = 300  # long enough for the next tick to acknowledge
+
+    @cached_property
+    def _sqs(self):
+        import boto3
+
+        return boto3.client("sqs")
+
+    def receive(self, max_messages: int) -> list[Message]:
+        """Up to `max_messages` messages, hidden from other readers for `visibility_timeout`."""
+        out: list[Message] = []
+        while len(out) < max_messages:
+            response = self._sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, max_messages - len(out)),
+                VisibilityTimeout=self.visibility_timeout,
+                WaitTimeSeconds=0,
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                break
+            out.extend(Message(m["MessageId"], m["ReceiptHandle"], m["Body"]) for m in batch)
+        return out
+
+    def delete(self, receipt_handles: list[str]) -> int:
+        """Acknowledge messages. A handle that expired is skipped: its message comes back, and
+        its duplicate work is absorbed by run keys."""
+        deleted = 0
+        for start in range(0, len(receipt_handles), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles[start : start + 10])]
+            response = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            deleted += len(response.get("Successful", []))
+        return deleted

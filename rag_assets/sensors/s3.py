@@ -1,0 +1,285 @@
+"""Sensors that make the index follow the source with nobody pressing a button.
+
+- `s3_event_sensor`: S3 event notifications from SQS (RAG_SQS_QUEUE_URL).
+- `listing_sensor`: lists the source (buckets without notifications, local folders).
+- `ingest_retry_sensor`: re-runs what failed: a batch without its unreadable documents at
+  once, a batch that failed for another reason with backoff, up to a limit.
+
+Sensors only decide; runs do the work (ingest_documents, purge_documents).
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from rag_assets.assets.documents import FAILED_PARTITIONS, ingest_documents_job
+from rag_assets.assets.maintenance import purge_documents_job
+from rag_assets.ingest import LAUNCHED_BY_TAG
+from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
+from rag_assets.lib.keys import DocRef, is_sidecar
+from rag_assets.lib.sync import SyncPlan, document_for_sidecar, plan_sync, run_key
+from rag_assets.partitions import documents_partitions
+from rag_assets.resources.config import SyncConfig
+from rag_assets.resources.event_queue import EventQueue
+from rag_assets.resources.object_store import ObjectStore, source_root, split_s3_uri
+from rag_assets.sensors.ledger import ListingLedger
+
+ATTEMPT_TAG = "rag/attempt"
+# Launchers that re-plan their own failed batches (rag_assets.ingest.materialize_documents).
+SELF_SPLITTING = {"cli", "reconciliation"}
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+
+
+def plan_to_result(plan: SyncPlan, *, cursor: str | None, source: str, context=None) -> dg.SensorResult:
+    """Sensor result of a sync plan: new partitions, one ranged run per batch, one purge run."""
+    requests = [
+        dg.RunRequest(
+            job_name=ingest_documents_job.name,
+            run_key=batch.run_key,
+            tags={**range_tags(batch.first, batch.last), LAUNCHED_BY_TAG: source, ATTEMPT_TAG: "1"},
+        )
+        for batch in plan.batches
+    ]
+    if plan.purge:
+        requests.append(
+            dg.RunRequest(
+                job_name=purge_documents_job.name,
+                run_key=run_key("purge", plan.purge + [cursor or ""]),
+                run_config={"ops": {"purge_deleted_documents": {"config": {"partitions": plan.purge}}}},
+                tags={LAUNCHED_BY_TAG: source},
+            )
+        )
+    if context is not None:
+        for key, reason in plan.skipped:
+            context.log.warning(f"skipped {key}: {reason}")
+        if plan.batches or plan.purge:
+            context.log.info(
+                f"{sum(len(b.members) for b in plan.batches)} document(s) to ingest in {len(plan.batches)} run(s), "
+                f"{len(plan.add)} new; {len(plan.purge)} to purge"
+            )
+    adds = [dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add)] if plan.add else []
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
+
+
+def resolve_sidecars(present: Mapping[str, str], find_document) -> dict[str, str]:
+    """Documents to ingest from observed objects (key -> version). A sidecar stands for its
+    document, found by `find_document(sidecar_key) -> (key, version) | None` (None: the
+    document has not arrived; its own event will read the sidecar). A document's version
+    then includes its sidecar's, so that a new sidecar makes a new run key."""
+    documents = {k: v for k, v in present.items() if not is_sidecar(k)}
+    for key, version in present.items():
+        if is_sidecar(key) and (found := find_document(key)) is not None:
+            doc, doc_version = found
+            documents[doc] = f"{documents.get(doc, doc_version)}+meta:{version}"
+    return documents
+
+
+def sidecar_finder(candidates_for):
+    """`find_document` over `candidates_for(base) -> {key: version}`: the objects whose keys
+    start with the sidecar's base name."""
+
+    def find(sidecar_key: str):
+        candidates = {k: v for k, v in candidates_for(sidecar_key.removesuffix(".meta.json")).items() if not is_sidecar(k)}
+        doc = document_for_sidecar(sidecar_key, set(candidates))
+        return (doc, candidates[doc]) if doc else None
+
+    return find
+
+
+def head_all(object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16) -> dict[str, str | None]:
+    """Each object's current ETag (None when gone), many at a time."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return dict(zip(keys, pool.map(lambda k: object_store.head(f"{root}/{k}"), keys), strict=True))
+
+
+def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="s3_event_sensor",
+        jobs=[ingest_documents_job, purge_documents_job],
+        minimum_interval_seconds=5,
+        default_status=default_status,
+        description="Follows S3 event notifications from SQS: uploads are ingested, deletes purged.",
+    )
+    def s3_event_sensor(
+        context: dg.SensorEvaluationContext, event_queue: EventQueue, object_store: ObjectStore, sync_config: SyncConfig
+    ) -> dg.SensorResult:
+        # Messages received by the previous tick are deleted only now: that tick's cursor was
+        # stored after its runs and partitions were recorded, so a crash loses nothing.
+        previous = json.loads(context.cursor) if context.cursor else {}
+        if previous.get("ack"):
+            event_queue.delete(previous["ack"])
+        messages = event_queue.receive(sync_config.max_events_per_tick)
+        events = []
+        for message in messages:
+            try:
+                events.extend(parse_message(message.body))
+            except BadEvent as e:
+                context.log.warning(f"skipped message {message.message_id}: {e}")
+        bucket, prefix = split_s3_uri(sync_config.source_uri)
+        root = f"s3://{bucket}"
+        keys = []
+        for b, key in latest_per_key(events):
+            if b != bucket or not key.startswith(prefix):
+                context.log.warning(f"skipped s3://{b}/{key}: outside {sync_config.source_uri}")
+            else:
+                keys.append(key)
+        # Events can be duplicated and reordered (a delete before a late create): act on the
+        # objects' state now, not on the events' order. One HEAD per object touched.
+        state = head_all(object_store, root, keys)
+        find = sidecar_finder(lambda base: {o.key: o.etag for o in object_store.list(f"{root}/{base}")})
+        present = resolve_sidecars({k: v for k, v in state.items() if v is not None}, find)
+        gone = [k for k, v in state.items() if v is None]
+        plan = plan_sync(
+            root=root,
+            present=present,
+            gone=gone,
+            known_partitions=context.instance.get_dynamic_partitions(documents_partitions.name),
+            tenant_rule=sync_config.tenant_rule,
+            batch_size=sync_config.batch_size,
+        )
+        if messages:
+            context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(keys)} object(s)")
+        cursor = json.dumps({"ack": [m.receipt_handle for m in messages]})
+        return plan_to_result(plan, cursor=cursor, source="s3_event_sensor", context=context)
+
+    return s3_event_sensor
+
+
+def ledger_path(sync_config: SyncConfig, root: str) -> Path:
+    return Path(sync_config.state_dir, f"listing-{hashlib.sha256(root.encode()).hexdigest()[:12]}.sqlite")
+
+
+def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="listing_sensor",
+        jobs=[ingest_documents_job, purge_documents_job],
+        minimum_interval_seconds=10,
+        default_status=default_status,
+        description="Lists the source (RAG_SOURCE_URI) and ingests new or changed objects, purges deleted ones.",
+    )
+    def listing_sensor(
+        context: dg.SensorEvaluationContext, object_store: ObjectStore, sync_config: SyncConfig
+    ) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {"pass": 1, "token": None}
+        root, listing = source_root(sync_config.source_uri)
+        if not listing.startswith("s3://") and not Path(listing).is_dir():
+            return dg.SkipReason(f"{listing} does not exist (yet)")
+        ledger = ListingLedger(ledger_path(sync_config, root))
+        try:
+            changed: dict[str, str] = {}
+            deadline = time.monotonic() + sync_config.list_budget_seconds
+            token, finished = cursor["token"], False
+            # Page on until the listing ends, the time budget is spent, or enough has changed;
+            # the next tick goes on from the continuation token.
+            while True:
+                page, token = object_store.list_page(listing, token)
+                changed.update(ledger.observe([(o.key, o.etag) for o in page], cursor["pass"]))
+                if token is None:
+                    finished = True
+                    break
+                if time.monotonic() > deadline or len(changed) >= sync_config.max_events_per_tick:
+                    break
+            gone = ledger.sweep(cursor["pass"]) if finished else []
+            find = sidecar_finder(ledger.with_prefix)
+            for key in gone:  # a removed sidecar changes its document's rows too
+                if is_sidecar(key) and (found := find(key)) is not None:
+                    changed[found[0]] = f"{found[1]}+meta:removed@{cursor['pass']}"
+            present = resolve_sidecars(changed, find)
+        finally:
+            ledger.close()
+        plan = plan_sync(
+            root=root,
+            present=present,
+            gone=gone,
+            known_partitions=context.instance.get_dynamic_partitions(documents_partitions.name),
+            tenant_rule=sync_config.tenant_rule,
+            batch_size=sync_config.batch_size,
+        )
+        next_cursor = {"pass": cursor["pass"] + 1, "token": None} if finished else {"pass": cursor["pass"], "token": token}
+        return plan_to_result(plan, cursor=json.dumps(next_cursor), source="listing_sensor", context=context)
+
+    return listing_sensor
+
+
+def retry_requests(
+    run: dg.DagsterRun,
+    ended: float,
+    failed_partitions: list[str] | None,
+    ordered: Sequence[str],
+    sync_config: SyncConfig,
+    now: float,
+) -> list[dg.RunRequest]:
+    """What to launch for one failed ingest run: its batch without its unreadable documents
+    (at once), or the whole batch again after a backoff while attempts remain."""
+    first, last = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if first is None or first not in ordered or last not in ordered:
+        return []
+    position = {k: i for i, k in enumerate(ordered)}
+    members = ordered[position[first] : position[last] + 1]
+    attempt = int(run.tags.get(ATTEMPT_TAG, "1"))
+    tags = {LAUNCHED_BY_TAG: "ingest_retry_sensor"}
+    if failed_partitions is not None:
+        rest = [m for m in members if m not in set(failed_partitions)]
+        return [
+            dg.RunRequest(
+                job_name=ingest_documents_job.name,
+                run_key=f"split:{run.run_id}:{a}",
+                tags={**range_tags(a, b), **tags, ATTEMPT_TAG: str(attempt)},
+            )
+            for a, b in plan_batches(ordered, rest, sync_config.batch_size)
+        ]
+    if attempt >= sync_config.max_attempts:
+        return []
+    delay = sync_config.retry_base_seconds * 2 ** (attempt - 1)
+    if now < ended + delay:
+        return []
+    return [
+        dg.RunRequest(
+            job_name=ingest_documents_job.name,
+            run_key=f"retry:{run.run_id}",
+            tags={**range_tags(first, last), **tags, ATTEMPT_TAG: str(attempt + 1)},
+        )
+    ]
+
+
+def failed_partitions_of(instance: dg.DagsterInstance, run_id: str) -> list[str] | None:
+    """The unreadable documents a failed run named, or None if it failed for another reason."""
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        data = record.event_log_entry.dagster_event.step_failure_data
+        if data.user_failure_data and FAILED_PARTITIONS in data.user_failure_data.metadata:
+            return [f["partition"] for f in data.user_failure_data.metadata[FAILED_PARTITIONS].value]
+    return None
+
+
+@dg.sensor(
+    jobs=[ingest_documents_job],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-runs failed ingest batches: without their unreadable documents at once, or whole with backoff.",
+)
+def ingest_retry_sensor(context: dg.SensorEvaluationContext, sync_config: SyncConfig) -> dg.SensorResult:
+    # Run keys make this stateless: a request already launched is skipped by Dagster.
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=ingest_documents_job.name, statuses=[dg.DagsterRunStatus.FAILURE]),
+        limit=200,
+    )
+    ordered = context.instance.get_dynamic_partitions(documents_partitions.name)
+    now = time.time()
+    requests = []
+    for record in records:
+        run, ended = record.dagster_run, record.end_time or record.update_timestamp.timestamp()
+        if run.tags.get(LAUNCHED_BY_TAG) in SELF_SPLITTING or now - ended > 86400:
+            continue  # those re-plan their own batches; failures older than a day stay for people
+        failed = failed_partitions_of(context.instance, run.run_id)
+        requests.extend(retry_requests(run, ended, failed, ordered, sync_config, now))
+    return dg.SensorResult(run_requests=requests)

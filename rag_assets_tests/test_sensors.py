@@ -1,0 +1,246 @@
+"""The sensors against a moto S3 bucket whose notifications go to an SQS queue, evaluated
+with build_sensor_context on a real Dagster instance; the runs they request are executed."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rag_assets.definitions import build_definitions, build_resources
+from rag_assets.lib.keys import DocRef, encode_partition_key
+from rag_assets.partitions import documents_partitions
+from rag_assets.resources.config import SyncConfig
+from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_retry_sensor
+from rag_assets.settings import Settings
+from rag_assets_tests.conftest import make_pdf
+
+ON = dg.DefaultSensorStatus.RUNNING
+
+
+@pytest.fixture
+def bucket(s3_env, monkeypatch, rag_env):
+    """A fresh bucket whose create/remove notifications go to a fresh SQS queue."""
+    import boto3
+
+    s3, sqs = s3_env, boto3.client("sqs")
+    name = f"docs-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=name,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
+        },
+    )
+    monkeypatch.setenv("RAG_SOURCE_URI", f"s3://{name}/acme/")
+    monkeypatch.setenv("RAG_SQS_QUEUE_URL", queue)
+    return dg_bucket(s3, sqs, name, queue)
+
+
+class dg_bucket:  # noqa: N801 - a plain record
+    def __init__(self, s3, sqs, name, queue):
+        self.s3, self.sqs, self.name, self.queue = s3, sqs, name, queue
+
+    def put(self, key: str, body: bytes | str) -> str:
+        body = body.encode() if isinstance(body, str) else body
+        return self.s3.put_object(Bucket=self.name, Key=key, Body=body)["ETag"].strip('"')
+
+    def send(self, *records: dict) -> None:
+        self.sqs.send_message(QueueUrl=self.queue, MessageBody=json.dumps({"Records": list(records)}))
+
+    def record(self, name: str, key: str, etag: str = "e") -> dict:
+        return {"eventName": name, "s3": {"bucket": {"name": self.name}, "object": {"key": key, "eTag": etag}}}
+
+    def pending(self) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+class Harness:
+    """Evaluates a sensor like the daemon does, then records its partitions and runs its runs."""
+
+    def __init__(self, instance: dg.DagsterInstance, sensor: dg.SensorDefinition, **resource_overrides):
+        self.instance, self.sensor = instance, sensor
+        self.settings = Settings.from_env()
+        self.defs = build_definitions(self.settings)
+        self.resources = {**build_resources(self.settings), **resource_overrides}
+        self.cursor: str | None = None
+        self.run_keys: list[str] = []
+
+    def tick(self, execute: bool = True) -> dg.SensorResult:
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources=self.resources)
+        result = self.sensor(context)
+        if isinstance(result, dg.SkipReason):
+            return dg.SensorResult(skip_reason=result)
+        for request in result.dynamic_partitions_requests or []:
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        self.cursor = result.cursor
+        for request in result.run_requests or []:
+            self.run_keys.append(request.run_key)
+            if execute:
+                job = self.defs.resolve_job_def(request.job_name)
+                job.execute_in_process(instance=self.instance, tags=request.tags, run_config=request.run_config or {}, raise_on_error=False)
+        return result
+
+    def query(self, text: str, tenant: str = "acme", k: int = 10):
+        embedder, store = self.resources["embedder"], self.resources["vector_store"]
+        return store.query(embedder.model_id, embedder.dimension, embedder.embed([text])[0], tenant=tenant, k=k)
+
+    def indexed_keys(self, tenant: str = "acme") -> set[str]:
+        return {h.key for h in self.query("anything at all", tenant, k=1000)}
+
+
+def test_uploads_are_ingested_deletes_purged_and_messages_acknowledged(instance, bucket):
+    h = Harness(instance, build_s3_event_sensor(ON))
+    for n in range(3):
+        bucket.put(f"acme/doc{n}.txt", f"Document number {n} talks about rocket skates model {n}.")
+    first = h.tick()
+    assert len(first.run_requests) == 1  # three documents, one batch
+    assert h.indexed_keys() == {"acme/doc0.txt", "acme/doc1.txt", "acme/doc2.txt"}
+    assert bucket.pending() == 4  # the test event + 3 creates, received but not yet acknowledged
+
+    bucket.s3.delete_object(Bucket=bucket.name, Key="acme/doc1.txt")
+    second = h.tick()
+    assert [r.job_name for r in second.run_requests] == ["purge_documents"]
+    assert h.indexed_keys() == {"acme/doc0.txt", "acme/doc2.txt"}
+    gone = encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/doc1.txt"))
+    assert gone not in instance.get_dynamic_partitions(documents_partitions.name)
+
+    h.tick()
+    assert bucket.pending() == 0  # each tick acknowledged the previous one's messages
+
+
+def test_a_crashed_tick_loses_nothing_and_duplicates_make_the_same_run_key(instance, bucket):
+    from rag_assets.resources.event_queue import EventQueue
+
+    queue = EventQueue(queue_url=bucket.queue, visibility_timeout=1)
+    etag = bucket.put("acme/a.txt", "Giant magnets attract iron.")
+    bucket.send(bucket.record("ObjectCreated:Put", "acme/a.txt", etag))  # a duplicate delivery
+
+    crashed = Harness(instance, build_s3_event_sensor(ON), event_queue=queue)
+    lost = crashed.tick(execute=False)  # the daemon dies before storing the cursor or runs
+    time.sleep(1.5)  # the messages become visible again
+    h = Harness(instance, build_s3_event_sensor(ON), event_queue=queue)
+    again = h.tick()
+    assert [r.run_key for r in lost.run_requests] == [r.run_key for r in again.run_requests]
+    assert len(again.run_requests) == 1 and h.indexed_keys() == {"acme/a.txt"}
+
+
+def test_final_index_matches_the_bucket_whatever_the_event_order(instance, bucket):
+    h = Harness(instance, build_s3_event_sensor(ON))
+    old = bucket.put("acme/kept.txt", "First version about portable holes.")
+    new = bucket.put("acme/kept.txt", "Second version about portable holes and tunnels.")
+    bucket.put("acme/dropped.txt", "This one will be deleted.")
+    h.tick()
+    bucket.s3.delete_object(Bucket=bucket.name, Key="acme/dropped.txt")
+    # Drain the real notifications, then replay them scrambled: deletes before late creates,
+    # the old version after the new one, twice.
+    h.tick()
+    for _ in range(2):
+        bucket.send(bucket.record("ObjectRemoved:Delete", "acme/kept.txt"))
+        bucket.send(bucket.record("ObjectCreated:Put", "acme/dropped.txt", "stale"))
+        bucket.send(bucket.record("ObjectCreated:Put", "acme/kept.txt", old), bucket.record("ObjectCreated:Put", "acme/kept.txt", new))
+    h.tick()
+    h.tick()
+    assert h.indexed_keys() == {"acme/kept.txt"}
+    (hit,) = [x for x in h.query("portable holes tunnels") if x.key == "acme/kept.txt"][:1]
+    assert "Second version" in hit.text
+
+
+def test_bad_events_are_logged_and_skipped(instance, bucket, caplog):
+    h = Harness(instance, build_s3_event_sensor(ON))
+    bucket.sqs.send_message(QueueUrl=bucket.queue, MessageBody="{not json")
+    bucket.sqs.send_message(QueueUrl=bucket.queue, MessageBody=json.dumps({"Records": [{"eventName": "ObjectExploded:Boom"}]}))
+    bucket.send({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "someone-else"}, "object": {"key": "acme/x.txt"}}})
+    bucket.put("globex/outside.txt", "Outside the acme/ prefix.")
+    bucket.put("acme/inside.txt", "Inside the prefix.")
+    result = h.tick()
+    assert len(result.run_requests) == 1 and h.indexed_keys() == {"acme/inside.txt"}
+
+
+def test_sidecar_metadata_joins_whichever_arrives_first(instance, bucket):
+    h = Harness(instance, build_s3_event_sensor(ON))
+    bucket.put("acme/r.meta.json", '{"owner": "legal"}')
+    assert h.tick().run_requests == []  # its document has not arrived
+    bucket.put("acme/r.txt", "The retention policy keeps contracts for seven years.")
+    h.tick()
+    bucket.put("acme/s.txt", "The security policy requires badges.")
+    h.tick()
+    bucket.put("acme/s.meta.json", '{"owner": "security"}')
+    h.tick()
+    owners = {x.key: x.metadata.get("owner") for x in h.query("policy", k=10)}
+    assert owners == {"acme/r.txt": "legal", "acme/s.txt": "security"}
+
+
+def test_restore_and_storage_class_events_change_nothing(instance, bucket):
+    h = Harness(instance, build_s3_event_sensor(ON))
+    etag = bucket.put("acme/archived.txt", "Archived contracts live in Glacier.")
+    h.tick()
+    rows = len(h.query("contracts", k=100))
+    bucket.send(bucket.record("ObjectRestore:Completed", "acme/archived.txt", etag), bucket.record("LifecycleTransition", "acme/archived.txt", etag))
+    h.tick()
+    assert h.tick().run_requests == [] and len(h.query("contracts", k=100)) == rows
+
+
+def test_listing_sensor_follows_a_local_folder(instance, tmp_path, monkeypatch, rag_env):
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    h = Harness(instance, build_listing_sensor(ON))
+    assert h.tick().run_requests == []  # no folder yet: skipped
+    make_pdf(inbox / "acme" / "guide.pdf", ["Installing rocket skates.", "Charging takes two hours."])
+    (inbox / "acme" / "note.txt").write_text("Magnets and iron.")
+    assert len(h.tick().run_requests) == 1 and h.indexed_keys() == {"acme/guide.pdf", "acme/note.txt"}
+    assert h.tick().run_requests == []  # nothing changed
+
+    (inbox / "acme" / "note.txt").write_text("Magnets, iron and a much longer note now.")
+    (inbox / "acme" / "new.txt").write_text("A new arrival about tunnels.")
+    (inbox / "acme" / "guide.pdf").unlink()
+    result = h.tick()
+    assert sorted(r.job_name for r in result.run_requests) == ["ingest_documents", "purge_documents"]
+    assert h.indexed_keys() == {"acme/note.txt", "acme/new.txt"}
+    assert "longer note" in next(x.text for x in h.query("magnets iron note") if x.key == "acme/note.txt")
+
+
+def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket, monkeypatch):
+    monkeypatch.setenv("RAG_SQS_QUEUE_URL", "")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda n: bucket.s3.put_object(Bucket=bucket.name, Key=f"acme/f{n:05}.txt", Body=b"x"), range(2100)))
+    base = build_resources(Settings.from_env())["sync_config"]
+    one_page_a_tick = SyncConfig(source_uri=base.source_uri, state_dir=base.state_dir, list_budget_seconds=0.0)
+    h = Harness(instance, build_listing_sensor(ON), sync_config=one_page_a_tick)
+    added = [sum(len(r.partition_keys) for r in h.tick(execute=False).dynamic_partitions_requests) for _ in range(3)]
+    assert added == [1000, 1000, 100]  # one S3 page a tick, then the pass ends
+    bucket.s3.delete_object(Bucket=bucket.name, Key="acme/f00007.txt")
+    purges = [r for _ in range(3) for r in h.tick(execute=False).run_requests if r.job_name == "purge_documents"]
+    assert len(purges) == 1
+    assert purges[0].run_config["ops"]["purge_deleted_documents"]["config"]["partitions"] == [
+        encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/f00007.txt"))
+    ]
+
+
+def test_retry_sensor_reruns_a_sensor_batch_without_its_bad_document(instance, tmp_path, monkeypatch, rag_env):
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    (inbox / "acme").mkdir(parents=True)
+    for name in ("a.txt", "b.txt"):
+        (inbox / "acme" / name).write_text(f"Good document {name}.")
+    (inbox / "acme" / "ab-bad.txt").write_bytes(b"\xff\xfe not utf-8")
+    listing = Harness(instance, build_listing_sensor(ON))
+    listing.tick()  # one batch of three: it fails on ab-bad.txt
+    assert listing.indexed_keys() == set()
+
+    retry = Harness(instance, ingest_retry_sensor)
+    result = retry.tick()
+    assert len(result.run_requests) == 2  # a.txt alone and b.txt alone (ab-bad.txt sits between)
+    assert retry.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
+    assert retry.tick().run_requests and set(retry.run_keys[:2]) == set(retry.run_keys[2:4])  # same keys: no dup runs
