@@ -244,3 +244,46 @@ def test_retry_sensor_reruns_a_sensor_batch_without_its_bad_document(instance, t
     assert len(result.run_requests) == 2  # a.txt alone and b.txt alone (ab-bad.txt sits between)
     assert retry.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
     assert retry.tick().run_requests and set(retry.run_keys[:2]) == set(retry.run_keys[2:4])  # same keys: no dup runs
+
+
+def test_daily_reconciliation_repairs_lost_events(instance, tmp_path, monkeypatch, rag_env):
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from rag_assets.assets.maintenance import index_reconciliation
+
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    (inbox / "acme").mkdir(parents=True)
+    for name in ("kept.txt", "deleted.txt", "changed.txt"):
+        (inbox / "acme" / name).write_text(f"The original {name} about rocket skates.")
+    h = Harness(instance, build_listing_sensor(ON))
+    h.tick()
+    assert h.indexed_keys() == {"acme/kept.txt", "acme/deleted.txt", "acme/changed.txt"}
+
+    # Then events are lost: nobody ticks while the folder changes, yesterday.
+    (inbox / "acme" / "deleted.txt").unlink()
+    (inbox / "acme" / "changed.txt").write_text("The changed version about portable holes.")
+    (inbox / "acme" / "missed.txt").write_text("A document whose event never came, about magnets.")
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    noon = yesterday.replace(hour=12, minute=0, second=0).timestamp()
+    for name in ("changed.txt", "missed.txt"):
+        os.utime(inbox / "acme" / name, (noon, noon))
+
+    result = dg.materialize(
+        [index_reconciliation],
+        partition_key=yesterday.date().isoformat(),
+        instance=instance,
+        resources=build_resources(Settings.from_env()),
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("index_reconciliation")
+    assert mat.metadata["modified_that_day"].value == 2 and mat.metadata["reingested"].value == 2
+    assert mat.metadata["purged"].value == ["acme/deleted.txt"]
+    assert h.indexed_keys() == {"acme/kept.txt", "acme/changed.txt", "acme/missed.txt"}
+    assert "portable holes" in next(x.text for x in h.query("portable holes") if x.key == "acme/changed.txt")
+
+    # Run again (a backfill over the same day): nothing left to repair.
+    again = dg.materialize([index_reconciliation], partition_key=yesterday.date().isoformat(), instance=instance, resources=build_resources(Settings.from_env()))
+    (mat,) = again.asset_materializations_for_node("index_reconciliation")
+    assert mat.metadata["reingested"].value == 0 and mat.metadata["purged"].value == []

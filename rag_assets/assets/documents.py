@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from rag_assets.assets.pipeline import SINGLE_RUN, SourceDocument, build_index_pipeline
+from rag_assets.assets.pipeline import SINGLE_RUN, TRANSIENT_RETRIES, SourceDocument, build_index_pipeline
 from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.keys import DocRef, decode_partition_key, sidecar_keys
 from rag_assets.lib.parsing import BadDocument, parse_document
@@ -48,6 +48,7 @@ def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> Sour
     group_name="documents",
     io_manager_key="work_io_manager",
     kinds={"s3", "pdf"},
+    retry_policy=TRANSIENT_RETRIES,
 )
 def raw_documents(context: dg.AssetExecutionContext, object_store: ObjectStore, rag_config: RagConfig) -> dg.MaterializeResult:
     """Each document's bytes, hashed (sha256 over tenant + bytes) and parsed into pages or rows.

@@ -102,7 +102,7 @@ def index_reconciliation(
     Objects modified that day that the index lacks or holds from other bytes are re-ingested;
     documents whose objects are gone are purged. The safety net for lost events.
     """
-    from rag_assets.definitions import defs  # the code location this run belongs to
+    from rag_assets.definitions import build_definitions  # built now, from this run's environment
     from rag_assets.ingest import materialize_documents
 
     window = context.partition_time_window
@@ -136,7 +136,7 @@ def index_reconciliation(
         )
     done, failed, runs = materialize_documents(
         stale,
-        defs=defs,
+        defs=build_definitions(),
         instance=context.instance,
         batch_size=sync_config.batch_size,
         run_config={},

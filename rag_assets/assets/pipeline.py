@@ -22,6 +22,10 @@ from rag_assets.resources.vector_stores import VectorRow, VectorStore
 # the parameter beta, which we accept knowingly.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+# Transient faults (S3 throttling, a store that blinks, a model server's 5xx after the
+# embedder's own retries) get three more tries with backoff. Unreadable documents raise
+# dg.Failure(allow_retries=False): retrying cannot help them.
+TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ def build_index_pipeline(
     group_name: str = "documents",
 ) -> list[dg.AssetsDefinition]:
     """chunks, embeddings and vector_index assets downstream of `source` (names get `prefix`)."""
-    common = dict(partitions_def=partitions_def, backfill_policy=SINGLE_RUN, group_name=group_name)
+    common = dict(
+        partitions_def=partitions_def, backfill_policy=SINGLE_RUN, group_name=group_name, retry_policy=TRANSIENT_RETRIES
+    )
     chunks_name, embeddings_name, index_name = f"{prefix}chunks", f"{prefix}embeddings", f"{prefix}vector_index"
 
     @dg.asset(
