@@ -164,7 +164,7 @@ def _embedding_calls(instance: dg.DagsterInstance, run_ids: Sequence[str]) -> in
     for run_id in run_ids:
         for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
             mat = record.event_log_entry.asset_materialization
-            if mat and mat.asset_key.path[-1] == "embeddings" and "embedding_calls" in mat.metadata:
-                total += mat.metadata["embedding_calls"].value
-                break  # the run-level count is repeated on each partition's event
+            if mat and mat.asset_key.path[-1] == "embeddings" and "batch_embedding_calls" in mat.metadata:
+                total += mat.metadata["batch_embedding_calls"].value
+                break  # the batch-wide count is repeated on each partition's event
     return total

@@ -73,7 +73,9 @@ def test_pipeline_runs_on_openai_by_configuration(rag_env, instance, tmp_path, s
     refs, _ = discover([str(tmp_path / "inbox")], ObjectStore(), None, settings.tenant_from_key)
     report = ingest(refs, defs=build_definitions(settings), instance=instance)
 
-    assert sorted(report.ingested) == ["acme/a.txt", "acme/b.txt"] and report.embedding_calls == 1
+    assert sorted(report.ingested) == ["acme/a.txt", "acme/b.txt"]
+    served = [r for r in server.requests_to("/v1/embeddings") if r["status"] == 200]
+    assert report.embedding_calls == len(served) == 1  # both documents in one request
     from rag_assets.definitions import build_resources
 
     resources = build_resources(settings)

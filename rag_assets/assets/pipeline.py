@@ -147,14 +147,16 @@ def build_index_pipeline(
         )
         return dg.MaterializeResult(
             value=out,
+            # Batch-wide figures; each partition's event also carries its own (same names
+            # without "batch_"), which would shadow these if they shared names.
             metadata={
                 "model": embedder.model_id,
                 "dimension": embedder.dimension,
-                "embedding_calls": stats.calls,
-                "retries": stats.retries,
-                "api_tokens": stats.tokens,
-                "cache_hits": hits,
-                "seconds_rate_limited": round(stats.seconds_waited, 3),
+                "batch_embedding_calls": stats.calls,
+                "batch_retries": stats.retries,
+                "batch_api_tokens": stats.tokens,
+                "batch_cache_hits": hits,
+                "batch_seconds_waited": round(stats.seconds_waited, 3),
             },
         )
 
@@ -219,7 +221,7 @@ def build_index_pipeline(
             )
         context.log.info(f"{written} vectors written for {len(changed)} document(s); {len(documents) - len(changed)} unchanged")
         return dg.MaterializeResult(
-            metadata={"documents": len(documents), "documents_written": len(changed), "vectors_written": written, "model": model_id},
+            metadata={"batch_documents": len(documents), "batch_documents_written": len(changed), "batch_vectors_written": written},
             check_results=[
                 dg.AssetCheckResult(
                     check_name="rows_match_chunks",
