@@ -114,6 +114,7 @@ def test_sidecars_stand_for_their_documents():
     assert resolve_sidecars({"acme/r.meta.json": "m1"}, find) == {"acme/r.pdf": "d1+meta:m1"}
     assert resolve_sidecars({"acme/s.pdf.meta.json": "m2"}, find) == {}  # its document has not arrived
     assert document_for_sidecar("acme/r.meta.json", {"acme/r.pdf", "acme/rx.pdf"}) == "acme/r.pdf"
+    assert resolve_sidecars({}, find, removed=["acme/r.meta.json"], stamp="7") == {"acme/r.pdf": "d1+meta:removed@7"}
 
 
 def failed_run(first, last, attempt=1):

@@ -178,6 +178,10 @@ def test_sidecar_metadata_joins_whichever_arrives_first(instance, bucket):
     h.tick()
     owners = {x.key: x.metadata.get("owner") for x in h.query("policy", k=10)}
     assert owners == {"acme/r.txt": "legal", "acme/s.txt": "security"}
+    bucket.s3.delete_object(Bucket=bucket.name, Key="acme/s.meta.json")
+    h.tick()
+    owners = {x.key: x.metadata.get("owner") for x in h.query("policy", k=10)}
+    assert owners == {"acme/r.txt": "legal", "acme/s.txt": None}  # the sidecar's fields left with it
 
 
 def test_restore_and_storage_class_events_change_nothing(instance, bucket):

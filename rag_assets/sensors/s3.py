@@ -40,7 +40,9 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
-def plan_to_result(plan: SyncPlan, *, cursor: str | None, source: str, context=None) -> dg.SensorResult:
+def plan_to_result(
+    plan: SyncPlan, *, cursor: str | None, source: str, context: dg.SensorEvaluationContext
+) -> dg.SensorResult:
     """Sensor result of a sync plan: new partitions, one ranged run per batch, one purge run."""
     requests = [
         dg.RunRequest(
@@ -59,26 +61,29 @@ def plan_to_result(plan: SyncPlan, *, cursor: str | None, source: str, context=N
                 tags={LAUNCHED_BY_TAG: source},
             )
         )
-    if context is not None:
-        for key, reason in plan.skipped:
-            context.log.warning(f"skipped {key}: {reason}")
-        if plan.batches or plan.purge:
-            context.log.info(
-                f"{sum(len(b.members) for b in plan.batches)} document(s) to ingest in {len(plan.batches)} run(s), "
-                f"{len(plan.add)} new; {len(plan.purge)} to purge"
-            )
+    for key, reason in plan.skipped:
+        context.log.warning(f"skipped {key}: {reason}")
+    if plan.batches or plan.purge:
+        context.log.info(
+            f"{sum(len(b.members) for b in plan.batches)} document(s) to ingest in {len(plan.batches)} run(s), "
+            f"{len(plan.add)} new; {len(plan.purge)} to purge"
+        )
     adds = [dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add)] if plan.add else []
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
 
 
-def resolve_sidecars(present: Mapping[str, str], find_document) -> dict[str, str]:
-    """Documents to ingest from observed objects (key -> version). A sidecar stands for its
-    document, found by `find_document(sidecar_key) -> (key, version) | None` (None: the
-    document has not arrived; its own event will read the sidecar). A document's version
-    then includes its sidecar's, so that a new sidecar makes a new run key."""
+def resolve_sidecars(
+    present: Mapping[str, str], find_document, removed: Sequence[str] = (), stamp: str = ""
+) -> dict[str, str]:
+    """Documents to ingest from observed objects (key -> version). A sidecar, present or
+    `removed`, stands for its document, found by `find_document(sidecar_key) -> (key,
+    version) | None` (None: the document has not arrived; its own event will read the
+    sidecar). The document's version then includes the sidecar's (or `removed@stamp`), so
+    that each sidecar change makes a new run key."""
     documents = {k: v for k, v in present.items() if not is_sidecar(k)}
-    for key, version in present.items():
-        if is_sidecar(key) and (found := find_document(key)) is not None:
+    sidecars = [(k, v) for k, v in present.items() if is_sidecar(k)] + [(k, f"removed@{stamp}") for k in removed]
+    for key, version in sidecars:
+        if (found := find_document(key)) is not None:
             doc, doc_version = found
             documents[doc] = f"{documents.get(doc, doc_version)}+meta:{version}"
     return documents
@@ -137,8 +142,11 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         # objects' state now, not on the events' order. One HEAD per object touched.
         state = head_all(object_store, root, keys)
         find = sidecar_finder(lambda base: {o.key: o.etag for o in object_store.list(f"{root}/{base}")})
-        present = resolve_sidecars({k: v for k, v in state.items() if v is not None}, find)
         gone = [k for k, v in state.items() if v is None]
+        stamp = hashlib.sha256("".join(m.message_id for m in messages).encode()).hexdigest()[:12]
+        present = resolve_sidecars(
+            {k: v for k, v in state.items() if v is not None}, find, [k for k in gone if is_sidecar(k)], stamp
+        )
         plan = plan_sync(
             root=root,
             present=present,
@@ -190,11 +198,8 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
                 if time.monotonic() > deadline or len(changed) >= sync_config.max_events_per_tick:
                     break
             gone = ledger.sweep(cursor["pass"]) if finished else []
-            find = sidecar_finder(ledger.with_prefix)
-            for key in gone:  # a removed sidecar changes its document's rows too
-                if is_sidecar(key) and (found := find(key)) is not None:
-                    changed[found[0]] = f"{found[1]}+meta:removed@{cursor['pass']}"
-            present = resolve_sidecars(changed, find)
+            removed_sidecars = [k for k in gone if is_sidecar(k)]
+            present = resolve_sidecars(changed, sidecar_finder(ledger.with_prefix), removed_sidecars, str(cursor["pass"]))
         finally:
             ledger.close()
         plan = plan_sync(
