@@ -79,8 +79,10 @@ def test_ingest_records_lineage_and_answers_queries(rag_env, instance, tmp_path)
     assert LINEAGE_KEYS <= set(meta)
     assert meta["pages"] == 3 and meta["model"] == "local:all-MiniLM-L6-v2" and meta["status"] == "ingested"
     assert meta["vectors_written"] == meta["chunks"] >= 3
-    assert len(meta["content_hash"]) == 64
-    assert latest_metadata(instance, "raw_documents", handbook)["content_hash"] == meta["content_hash"]
+    assert len(meta["content_hash"]) == 64 and meta["kind"] == "pdf"
+    assert meta["embedded"] == meta["chunks"] and meta["cache_hits"] == 0
+    raw = latest_metadata(instance, "raw_documents", handbook)  # the batch's figures
+    assert raw["batch_documents"] == 4 and raw["batch_pages"] == 3
 
     # The asset check read the index back and found exactly each document's chunks.
     checks = [
@@ -128,10 +130,9 @@ def test_changed_document_reembeds_only_its_changed_chunks(rag_env, instance, tm
 
     assert report.ingested == ["acme/handbook.pdf"]
     assert sorted(report.unchanged) == ["acme/faq.md", "acme/products.csv", "globex/security.txt"]
-    embedded = latest_metadata(instance, "embeddings", key)
-    assert 1 <= embedded["embedded"] < embedded["vectors"]  # pages 1-2 came from the cache
     rows = [r for r in index_rows(rag_env) if r["document_key"] == "acme/handbook.pdf"]
     after = latest_metadata(instance, "vector_index", key)
+    assert 1 <= after["embedded"] < after["chunks"] and after["cache_hits"] >= 2  # pages 1-2 from the cache
     assert after["content_hash"] != before["content_hash"]
     assert {r["content_hash"] for r in rows} == {after["content_hash"]} and len(rows) == after["chunks"]
     assert "eighty euros" in query(rag_env, "meal reimbursement per day", "acme")[0].text

@@ -67,21 +67,8 @@ def raw_documents(context: dg.AssetExecutionContext, object_store: ObjectStore, 
             failed.append({"partition": key, "key": ref.key, "reason": e.reason})
             continue
         out[key] = doc
-        metadata = {
-            "content_hash": doc.content_hash,
-            "source_etag": doc.etag,
-            "size_bytes": doc.size,
-            "kind": doc.parsed.kind,
-            "pages": doc.parsed.pages,
-            "units": len(doc.parsed.units),
-            "characters": doc.parsed.characters,
-        }
         if doc.parsed.warnings:
-            metadata["pdf_warnings"] = doc.parsed.warnings
             context.log.info(f"{ref.key}: pypdf reported {doc.parsed.warnings} decoding warning(s)")
-        if doc.metadata:
-            metadata["sidecar_fields"] = sorted(doc.metadata)
-        context.add_asset_metadata(metadata, partition_key=key)
         if n % 25 == 0:
             context.log.info(f"read {n}/{len(keys)} documents")
     if failed:
@@ -91,7 +78,17 @@ def raw_documents(context: dg.AssetExecutionContext, object_store: ObjectStore, 
             metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
             allow_retries=False,
         )
-    return dg.MaterializeResult(value=out, metadata={"documents": len(out), "bytes": sum(d.size for d in out.values())})
+    # Per-document figures go on vector_index's materialization: the lineage record (see
+    # docs/decisions.md D7 for why not on every asset).
+    return dg.MaterializeResult(
+        value=out,
+        metadata={
+            "batch_documents": len(out),
+            "batch_bytes": sum(d.size for d in out.values()),
+            "batch_pages": sum(d.parsed.pages or 0 for d in out.values()),
+            "batch_pdf_warnings": sum(d.parsed.warnings for d in out.values()),
+        },
+    )
 
 
 document_assets = [raw_documents, *build_index_pipeline(source=raw_documents, partitions_def=documents_partitions)]

@@ -107,12 +107,16 @@ def build_index_pipeline(
             out[key] = chunk_units(
                 doc.ref.document_id, doc.parsed.units, max_tokens=rag_config.chunk_tokens, overlap=rag_config.chunk_overlap
             )
-            context.add_asset_metadata(
-                {"chunks": len(out[key]), "tokens": sum(c.tokens for c in out[key])}, partition_key=key
-            )
         total = sum(len(c) for c in out.values())
         context.log.info(f"{total} chunks from {len(out)} document(s)")
-        return dg.MaterializeResult(value=out, metadata={"documents": len(out), "chunks_total": total})
+        return dg.MaterializeResult(
+            value=out,
+            metadata={
+                "batch_documents": len(out),
+                "batch_chunks": total,
+                "batch_tokens": sum(c.tokens for cs in out.values() for c in cs),
+            },
+        )
 
     @dg.asset(
         name=embeddings_name,
@@ -136,10 +140,6 @@ def build_index_pipeline(
             out[key] = DocumentEmbeddings(
                 embedder.model_id, embedder.dimension, vectors[part], embedded, len(cs) - embedded, calls[key]
             )
-            context.add_asset_metadata(
-                {"vectors": len(cs), "embedded": embedded, "cache_hits": len(cs) - embedded, "embedding_calls": calls[key]},
-                partition_key=key,
-            )
         hits = int((~fresh).sum())
         context.log.info(
             f"{len(texts)} vectors: {len(texts) - hits} embedded in {stats.calls} call(s), {hits} from the cache"
@@ -147,8 +147,6 @@ def build_index_pipeline(
         )
         return dg.MaterializeResult(
             value=out,
-            # Batch-wide figures; each partition's event also carries its own (same names
-            # without "batch_"), which would shadow these if they shared names.
             metadata={
                 "model": embedder.model_id,
                 "dimension": embedder.dimension,
@@ -210,16 +208,22 @@ def build_index_pipeline(
                     "content_hash": doc.content_hash,
                     "source_etag": doc.etag,
                     "size_bytes": doc.size,
+                    "kind": doc.parsed.kind,
                     "pages": doc.parsed.pages,
                     "chunks": len(chunks[key]),
                     "tokens": sum(c.tokens for c in chunks[key]),
                     "embedding_calls": embeddings[key].calls,
+                    "embedded": embeddings[key].embedded,
+                    "cache_hits": embeddings[key].cache_hits,
                     "model": model_id,
                     "vectors_written": len(chunks[key]) if key in changed else 0,
+                    **({"sidecar_fields": sorted(doc.metadata)} if doc.metadata else {}),
                 },
                 partition_key=key,
             )
         context.log.info(f"{written} vectors written for {len(changed)} document(s); {len(documents) - len(changed)} unchanged")
+        # Batch-wide figures are named batch_*: each partition's own metadata is merged over
+        # them and would shadow a shared name.
         return dg.MaterializeResult(
             metadata={"batch_documents": len(documents), "batch_documents_written": len(changed), "batch_vectors_written": written},
             check_results=[
