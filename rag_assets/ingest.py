@@ -65,13 +65,14 @@ def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rul
     return sorted(set(refs)), failed
 
 
-def _failed_partitions(result: dg.ExecuteInProcessResult) -> list[dict]:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data.user_failure_data:
-            value = event.step_failure_data.user_failure_data.metadata.get(FAILED_PARTITIONS)
-            if value is not None:
-                return list(value.value)
-    return []
+def failed_documents(instance: dg.DagsterInstance, run_id: str) -> list[dict] | None:
+    """The unreadable documents a failed ingest run named ({partition, key, reason}), or None
+    if it failed for another reason."""
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        data = record.event_log_entry.dagster_event.step_failure_data
+        if data.user_failure_data and FAILED_PARTITIONS in data.user_failure_data.metadata:
+            return list(data.user_failure_data.metadata[FAILED_PARTITIONS].value)
+    return None
 
 
 def _run_error(result: dg.ExecuteInProcessResult) -> str:
@@ -122,7 +123,7 @@ def materialize_documents(
                 pending.difference_update(batch)
                 on_progress(len(batch))
                 continue
-            bad = _failed_partitions(result)
+            bad = failed_documents(instance, result.run_id)
             if not bad:  # not the documents' fault (a store or model error): fail the batch
                 reason = _run_error(result)
                 bad = [{"partition": k, "reason": reason} for k in batch]

@@ -18,9 +18,9 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from rag_assets.assets.documents import FAILED_PARTITIONS, ingest_documents_job
+from rag_assets.assets.documents import ingest_documents_job
 from rag_assets.assets.maintenance import purge_documents_job
-from rag_assets.ingest import LAUNCHED_BY_TAG
+from rag_assets.ingest import LAUNCHED_BY_TAG, failed_documents
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.keys import DocRef, is_sidecar
@@ -257,15 +257,6 @@ def retry_requests(
     ]
 
 
-def failed_partitions_of(instance: dg.DagsterInstance, run_id: str) -> list[str] | None:
-    """The unreadable documents a failed run named, or None if it failed for another reason."""
-    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
-        data = record.event_log_entry.dagster_event.step_failure_data
-        if data.user_failure_data and FAILED_PARTITIONS in data.user_failure_data.metadata:
-            return [f["partition"] for f in data.user_failure_data.metadata[FAILED_PARTITIONS].value]
-    return None
-
-
 @dg.sensor(
     jobs=[ingest_documents_job],
     minimum_interval_seconds=30,
@@ -285,6 +276,7 @@ def ingest_retry_sensor(context: dg.SensorEvaluationContext, sync_config: SyncCo
         run, ended = record.dagster_run, record.end_time or record.update_timestamp.timestamp()
         if run.tags.get(LAUNCHED_BY_TAG) in SELF_SPLITTING or now - ended > 86400:
             continue  # those re-plan their own batches; failures older than a day stay for people
-        failed = failed_partitions_of(context.instance, run.run_id)
-        requests.extend(retry_requests(run, ended, failed, ordered, sync_config, now))
+        failed = failed_documents(context.instance, run.run_id)
+        partitions = None if failed is None else [f["partition"] for f in failed]
+        requests.extend(retry_requests(run, ended, partitions, ordered, sync_config, now))
     return dg.SensorResult(run_requests=requests)
