@@ -17,7 +17,10 @@ class SyncConfig(dg.ConfigurableResource):
     source_uri: str = "./data/inbox"
     tenant_rule: str = "segment:0"
     batch_size: int = 50
-    max_events_per_tick: int = 10_000
+    # A sensor evaluation must end within the daemon's 60 s: each tick is bounded.
+    max_messages_per_tick: int = 2_000  # SQS messages (a HEAD each): ~5 s at 400 HEAD/s
+    receive_budget_seconds: float = 15.0
+    max_changes_per_tick: int = 10_000  # new/changed objects the listing sensor takes a tick
     list_budget_seconds: float = 30.0
     state_dir: str = "./.rag/state"
     max_attempts: int = 4  # runs of a batch that failed for a reason other than its documents

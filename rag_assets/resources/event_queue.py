@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,12 +27,15 @@ class EventQueue(dg.ConfigurableResource):
     def _sqs(self):
         import boto3
 
-        return boto3.client("sqs")
+        # A session of its own: boto3's default session is not safe across threads.
+        return boto3.session.Session().client("sqs")
 
-    def receive(self, max_messages: int) -> list[Message]:
-        """Up to `max_messages` messages, hidden from other readers for `visibility_timeout`."""
+    def receive(self, max_messages: int, budget_seconds: float = float("inf")) -> list[Message]:
+        """Up to `max_messages` messages, within about `budget_seconds`, hidden from other
+        readers for `visibility_timeout`."""
         out: list[Message] = []
-        while len(out) < max_messages:
+        deadline = time.monotonic() + budget_seconds
+        while len(out) < max_messages and time.monotonic() < deadline:
             response = self._sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, max_messages - len(out)),
@@ -46,9 +51,12 @@ class EventQueue(dg.ConfigurableResource):
     def delete(self, receipt_handles: list[str]) -> int:
         """Acknowledge messages. A handle that expired is skipped: its message comes back, and
         its duplicate work is absorbed by run keys."""
-        deleted = 0
-        for start in range(0, len(receipt_handles), 10):
-            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles[start : start + 10])]
-            response = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            deleted += len(response.get("Successful", []))
-        return deleted
+        sqs = self._sqs
+
+        def delete_batch(handles: list[str]) -> int:
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+            return len(sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Successful", []))
+
+        batches = [receipt_handles[i : i + 10] for i in range(0, len(receipt_handles), 10)]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # 10 handles a call, 8 calls at a time
+            return sum(pool.map(delete_batch, batches))

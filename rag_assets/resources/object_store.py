@@ -47,7 +47,9 @@ class ObjectStore(dg.ConfigurableResource):
     def _s3(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url or None)
+        # A session of its own: boto3's default session is not safe across threads (the
+        # sensors HEAD many objects at once).
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url or None)
 
     def read(self, uri: str) -> tuple[bytes, str]:
         """The object's bytes and ETag. Raises FileNotFoundError when it is gone."""

@@ -1,4 +1,10 @@
-"""What the listing sensor has seen: object key -> version, per listing pass (SQLite)."""
+"""What the listing sensor has seen: object key -> version, per listing pass (SQLite).
+
+A tick's observations are written as *pending* under the tick's number and applied only by
+a later tick whose cursor names that number, i.e. once Dagster has recorded the tick that
+made them (its runs, partitions and cursor). A tick whose result was lost (a timeout, a
+daemon restart) leaves pending rows that are discarded, and its changes are found again.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +15,38 @@ from pathlib import Path
 
 class ListingLedger:
     """Mark-and-sweep over listing passes: `observe` returns what is new or changed, `sweep`
-    what a finished pass did not see (deleted objects)."""
+    what a finished pass did not see (deleted objects); `commit` applies a recorded tick."""
 
     def __init__(self, path: str | Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), timeout=60)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA case_sensitive_like=ON")  # S3 keys are case-sensitive
-        self._conn.execute("CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, version TEXT, pass INTEGER)")
+        with self._conn:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, version TEXT, pass INTEGER)")
+            # version NULL: the object is gone.
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS pending (tick INTEGER, key TEXT, version TEXT, pass INTEGER, PRIMARY KEY (tick, key))"
+            )
 
     def close(self) -> None:
         self._conn.close()
 
-    def observe(self, objects: Iterable[tuple[str, str]], pass_id: int) -> dict[str, str]:
-        """Record (key, version) pairs as seen in `pass_id`; return those new or changed."""
+    def commit(self, tick: int) -> None:
+        """Apply the observations of `tick` (recorded by Dagster); drop every other pending row."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO objects SELECT key, version, pass FROM pending WHERE tick = ? AND version IS NOT NULL "
+                "ON CONFLICT(key) DO UPDATE SET version = excluded.version, pass = excluded.pass",
+                (tick,),
+            )
+            self._conn.execute(
+                "DELETE FROM objects WHERE key IN (SELECT key FROM pending WHERE tick = ? AND version IS NULL)", (tick,)
+            )
+            self._conn.execute("DELETE FROM pending")
+
+    def observe(self, objects: Iterable[tuple[str, str]], pass_id: int, tick: int) -> dict[str, str]:
+        """Note (key, version) pairs as seen by `tick` in `pass_id`; return those new or changed."""
         objects = list(objects)
         known: dict[str, str] = {}
         for start in range(0, len(objects), 500):
@@ -31,24 +55,25 @@ class ListingLedger:
             known.update(rows)
         with self._conn:
             self._conn.executemany(
-                "INSERT INTO objects VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET version = excluded.version, pass = excluded.pass",
-                [(k, v, pass_id) for k, v in objects],
+                "INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?)", [(tick, k, v, pass_id) for k, v in objects]
             )
         return {k: v for k, v in objects if known.get(k) != v}
 
-    def sweep(self, pass_id: int) -> list[str]:
-        """Forget and return the keys a complete pass `pass_id` did not see."""
+    def sweep(self, pass_id: int, tick: int) -> list[str]:
+        """The keys a complete pass `pass_id` did not see, noted as gone by `tick`."""
+        gone = [
+            k
+            for (k,) in self._conn.execute(
+                "SELECT key FROM objects WHERE pass < ? AND key NOT IN (SELECT key FROM pending WHERE tick = ?)",
+                (pass_id, tick),
+            )
+        ]
         with self._conn:
-            gone = [k for (k,) in self._conn.execute("SELECT key FROM objects WHERE pass < ?", (pass_id,))]
-            self._conn.execute("DELETE FROM objects WHERE pass < ?", (pass_id,))
+            self._conn.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, NULL, ?)", [(tick, k, pass_id) for k in gone])
         return sorted(gone)
 
-    def version(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT version FROM objects WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
     def with_prefix(self, prefix: str) -> dict[str, str]:
-        """Keys starting with `prefix`, and their versions."""
+        """Known keys starting with `prefix`, and their versions."""
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._conn.execute("SELECT key, version FROM objects WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",))
         return dict(rows)

@@ -103,8 +103,12 @@ def sidecar_finder(candidates_for):
 
 def head_all(object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16) -> dict[str, str | None]:
     """Each object's current ETag (None when gone), many at a time."""
+    if not keys:
+        return {}
+    first = {keys[0]: object_store.head(f"{root}/{keys[0]}")}  # creates the client in this thread
+    keys = keys[1:]
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return dict(zip(keys, pool.map(lambda k: object_store.head(f"{root}/{k}"), keys), strict=True))
+        return first | dict(zip(keys, pool.map(lambda k: object_store.head(f"{root}/{k}"), keys), strict=True))
 
 
 def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
@@ -123,7 +127,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         previous = json.loads(context.cursor) if context.cursor else {}
         if previous.get("ack"):
             event_queue.delete(previous["ack"])
-        messages = event_queue.receive(sync_config.max_events_per_tick)
+        messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
         events = []
         for message in messages:
             try:
@@ -178,12 +182,16 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     def listing_sensor(
         context: dg.SensorEvaluationContext, object_store: ObjectStore, sync_config: SyncConfig
     ) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {"pass": 1, "token": None}
+        cursor = {"pass": 1, "token": None, "tick": 0, **(json.loads(context.cursor) if context.cursor else {})}
         root, listing = source_root(sync_config.source_uri)
         if not listing.startswith("s3://") and not Path(listing).is_dir():
             return dg.SkipReason(f"{listing} does not exist (yet)")
         ledger = ListingLedger(ledger_path(sync_config, root))
+        tick = cursor["tick"] + 1
         try:
+            # The cursor names the last tick Dagster recorded: its observations become the
+            # ledger; those of a tick whose result was lost are dropped and found again.
+            ledger.commit(cursor["tick"])
             changed: dict[str, str] = {}
             deadline = time.monotonic() + sync_config.list_budget_seconds
             token, finished = cursor["token"], False
@@ -191,13 +199,13 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             # the next tick goes on from the continuation token.
             while True:
                 page, token = object_store.list_page(listing, token)
-                changed.update(ledger.observe([(o.key, o.etag) for o in page], cursor["pass"]))
+                changed.update(ledger.observe([(o.key, o.etag) for o in page], cursor["pass"], tick))
                 if token is None:
                     finished = True
                     break
-                if time.monotonic() > deadline or len(changed) >= sync_config.max_events_per_tick:
+                if time.monotonic() > deadline or len(changed) >= sync_config.max_changes_per_tick:
                     break
-            gone = ledger.sweep(cursor["pass"]) if finished else []
+            gone = ledger.sweep(cursor["pass"], tick) if finished else []
             removed_sidecars = [k for k in gone if is_sidecar(k)]
             present = resolve_sidecars(changed, sidecar_finder(ledger.with_prefix), removed_sidecars, str(cursor["pass"]))
         finally:
@@ -210,7 +218,7 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             tenant_rule=sync_config.tenant_rule,
             batch_size=sync_config.batch_size,
         )
-        next_cursor = {"pass": cursor["pass"] + 1, "token": None} if finished else {"pass": cursor["pass"], "token": token}
+        next_cursor = {"pass": cursor["pass"] + 1 if finished else cursor["pass"], "token": token, "tick": tick}
         return plan_to_result(plan, cursor=json.dumps(next_cursor), source="listing_sensor", context=context)
 
     return listing_sensor
