@@ -12,7 +12,9 @@ setup(
         "dagster-webserver==1.13.27",
         "boto3>=1.40",
         "openai>=2.0",
-        "pinecone>=7.0",
+        "pinecone>=10.0",  # the store uses describe_index, Index(host=), list_paginated as 10.x has them
+        "psycopg[binary]>=3.2",  # the pgvector store (RAG_INDEX_URI=postgresql://...): COPY, transactions
+        "pgvector>=0.3",  # psycopg adapters for the vector type (register_vector, binary COPY of numpy arrays)
         "lancedb>=0.25",
         "pyarrow>=18",
         "pypdf>=5.0",

@@ -16,7 +16,8 @@ from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import ParsedDocument
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.embedders import Embedder, EmbeddingCache, embed_with_cache
-from rag_assets.resources.vector_stores import VectorRow, VectorStore
+from rag_assets.resources.vector_stores import VectorRow, VectorStore, store_kind
+from rag_assets.settings import Settings
 
 # Ranged runs are how a batch of documents becomes one run (DESIGN decision 4); Dagster marks
 # the parameter beta, which we accept knowingly.
@@ -168,7 +169,7 @@ def build_index_pipeline(
                 description="The index holds exactly each document's chunks, of this content, at the model's dimension.",
             )
         ],
-        kinds={"lancedb"},
+        kinds={store_kind(Settings.from_env().index_uri)},
         **common,
     )
     def vector_index(

@@ -1,4 +1,8 @@
-"""Vector stores behind one contract. LanceDB here; the store is chosen by RAG_INDEX_URI."""
+"""Vector stores behind one contract, chosen by RAG_INDEX_URI (`vector_store_from_uri`).
+
+LanceDB lives here; pgvector in `pgvector_store.py`, Pinecone in `pinecone_store.py`. The
+contract is checked for all three by `rag_assets_tests/test_vector_store_contract.py`.
+"""
 
 from __future__ import annotations
 
@@ -65,9 +69,57 @@ def check_rows(rows: Sequence[VectorRow], dimension: int) -> None:
 
 
 def require_tenant(tenant: str) -> str:
+    """Every query names exactly one tenant: a non-empty string (no NUL, which SQL text refuses)."""
     if not tenant or not isinstance(tenant, str):
         raise ValueError("a query must name a tenant")
+    if "\x00" in tenant:
+        raise ValueError("a tenant name cannot contain NUL")
     return tenant
+
+
+def check_query_vector(vector, dimension: int) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32)
+    if vector.shape != (dimension,):
+        raise DimensionMismatch(
+            f"query vector of dimension {vector.shape[-1] if vector.ndim else 0} for an index of dimension {dimension}"
+        )
+    return vector
+
+
+Scalar = str | int | float | bool
+
+
+def check_where(where: Mapping[str, Scalar] | None) -> dict[str, Scalar]:
+    """A metadata filter: equality on top-level fields of a row's `metadata` (AND of all pairs).
+
+    Values are strings, numbers or booleans; every store applies it before the vector search
+    and checks it again on the results (`matches_where`), so the semantics are the same
+    everywhere: same JSON type and equal value (a list-valued field never equals a scalar).
+    """
+    if not where:
+        return {}
+    if not isinstance(where, Mapping):
+        raise TypeError(f"where must be a mapping of metadata field -> value, not {type(where).__name__}")
+    out = {}
+    for key, value in where.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"where: field names are non-empty strings, got {key!r}")
+        if not isinstance(value, (str, int, float, bool)) or (isinstance(value, float) and not np.isfinite(value)):
+            raise ValueError(f"where[{key!r}]: values are strings, finite numbers or booleans, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def matches_where(metadata: Mapping, where: Mapping[str, Scalar]) -> bool:
+    return all(key in metadata and _same(metadata[key], value) for key, value in where.items())
 
 
 class VectorStore(dg.ConfigurableResource, ABC):
@@ -86,8 +138,20 @@ class VectorStore(dg.ConfigurableResource, ABC):
         """The indexed state of each document that has rows."""
 
     @abstractmethod
-    def query(self, model_id: str, dimension: int, vector: np.ndarray, tenant: str, k: int = 5) -> list[Hit]:
-        """The k rows of `tenant` nearest to `vector`, best first (score = cosine similarity)."""
+    def query(
+        self,
+        model_id: str,
+        dimension: int,
+        vector: np.ndarray,
+        tenant: str,
+        k: int = 5,
+        where: Mapping[str, Scalar] | None = None,
+    ) -> list[Hit]:
+        """The k rows of `tenant` nearest to `vector`, best first (score = cosine similarity).
+
+        The tenant is mandatory and applied inside the store before the search; `where` adds
+        equality conditions on metadata fields (see `check_where`).
+        """
 
 
 def table_name(model_id: str, dimension: int) -> str:
@@ -203,39 +267,83 @@ class LanceDBStore(VectorStore):
             states[item["document_id"]] = DocumentState(content, (old.rows if old else 0) + 1, dimension)
         return states
 
-    def query(self, model_id, dimension, vector, tenant, k=5):
+    def query(self, model_id, dimension, vector, tenant, k=5, where=None):
         require_tenant(tenant)
+        where = check_where(where)
+        vector = check_query_vector(vector, dimension)
         table = self._table(model_id, dimension)
         if table is None:
             return []
-        vector = np.asarray(vector, dtype=np.float32)
-        if vector.shape != (dimension,):
-            raise DimensionMismatch(f"query vector of dimension {vector.shape[-1]} for an index of dimension {dimension}")
-        found = (
-            table.search(vector)
-            .distance_type("cosine")
-            .where(f"tenant = {sql_quote(tenant)}", prefilter=True)
-            .limit(k)
-            .to_list()
-        )
-        return [
-            Hit(
-                key=r["document_key"],
-                tenant=r["tenant"],
-                page=r["page"],
-                score=float(1.0 - r["_distance"]),
-                text=r["text"],
-                document_id=r["document_id"],
-                chunk_id=r["id"],
-                metadata=json.loads(r["metadata"] or "{}"),
+        condition = " AND ".join([f"tenant = {sql_quote(tenant)}", *(_lance_metadata_condition(f, v) for f, v in where.items())])
+        found = table.search(vector).distance_type("cosine").where(condition, prefilter=True).limit(k).to_list()
+        hits = []
+        for r in found:
+            metadata = json.loads(r["metadata"] or "{}")
+            if r["tenant"] != tenant or not matches_where(metadata, where):
+                continue  # belt and braces: never another tenant's row, never a false metadata match
+            hits.append(
+                Hit(
+                    key=r["document_key"],
+                    tenant=r["tenant"],
+                    page=r["page"],
+                    score=float(1.0 - r["_distance"]),
+                    text=r["text"],
+                    document_id=r["document_id"],
+                    chunk_id=r["id"],
+                    metadata=metadata,
+                )
             )
-            for r in found
-            if r["tenant"] == tenant  # belt and braces: never another tenant's row
-        ]
+        return hits
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _lance_metadata_condition(field: str, value: Scalar) -> str:
+    """A prefilter on the JSON text of `metadata` (written with sort_keys and ", "/": " separators).
+
+    Lance's JSON functions need its binary JSON column type, which this table does not use, so
+    the field is matched as the text `"field": VALUE` followed by `,` or `}`. It can only err
+    towards extra rows (a nested field of the same name), which `matches_where` then drops.
+    """
+    texts = {json.dumps(value)}
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        texts |= {json.dumps(int(value)), json.dumps(float(value))}  # 3 and 3.0 are equal numbers
+    likes = [
+        f"metadata LIKE {sql_quote('%' + _like_escape(json.dumps(field) + ': ' + text) + end + '%')} ESCAPE '\\'"
+        for text in sorted(texts)
+        for end in (",", "}")
+    ]
+    return "(" + " OR ".join(likes) + ")"
+
+
+PG_SCHEMES = ("postgresql://", "postgres://")
+PINECONE_SCHEME = "pinecone://"
+
+
+def store_kind(uri: str) -> str:
+    """The Dagster kind tag of the store RAG_INDEX_URI names: lancedb, postgres or pinecone."""
+    if uri.startswith(PG_SCHEMES):
+        return "postgres"
+    if uri.startswith(PINECONE_SCHEME):
+        return "pinecone"
+    return "lancedb"
 
 
 def vector_store_from_uri(uri: str) -> VectorStore:
-    """RAG_INDEX_URI: a LanceDB path or URI. (pgvector and Pinecone arrive with issue 5.)"""
-    if uri.startswith(("postgresql://", "postgres://", "pinecone://")):
-        raise NotImplementedError(f"RAG_INDEX_URI={uri!r}: this store is not built yet; use a LanceDB path")
+    """The one place a store is picked from RAG_INDEX_URI.
+
+    `postgresql://...` or `postgres://...`: pgvector (a libpq URI, passed to psycopg as is);
+    `pinecone://INDEX[?namespace=NS][&host=URL][&index_host=URL]`: Pinecone, API key from
+    PINECONE_API_KEY; anything else: a LanceDB path or URI (`./.rag/index`, `s3://bucket/index`).
+    """
+    if uri.startswith(PG_SCHEMES):
+        from rag_assets.resources.pgvector_store import PgVectorStore
+
+        return PgVectorStore(dsn=uri)
+    if uri.startswith(PINECONE_SCHEME):
+        from rag_assets.resources.pinecone_store import PineconeStore
+
+        return PineconeStore.from_uri(uri)
     return LanceDBStore(uri=uri)

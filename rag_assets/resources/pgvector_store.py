@@ -1,0 +1,360 @@
+"""pgvector store: PostgreSQL (Supabase, RDS, a local server) with the `vector` extension.
+
+`RAG_INDEX_URI=postgresql://USER@HOST:PORT/DB?sslmode=require` (a libpq URI, handed to psycopg
+as is). One table per embedding model and dimension, its columns a superset of seed 003's
+`content_embeddings` (id, content, key, embedding, metadata, created_at), an HNSW cosine index,
+btree indexes on tenant and document_id. Writes COPY the rows in binary; a batch of documents
+is replaced in one transaction. See docs/stores.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+from psycopg import sql
+from pydantic import PrivateAttr
+
+from rag_assets.resources.vector_stores import (
+    DimensionMismatch,
+    DocumentState,
+    Hit,
+    VectorRow,
+    VectorStore,
+    check_query_vector,
+    check_rows,
+    check_where,
+    matches_where,
+    require_tenant,
+    table_name,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TABLE_NAME = 48  # leaves room for index-name suffixes under PostgreSQL's 63-byte limit
+HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index on `vector`
+COLUMNS = ("id", "content", "key", "embedding", "metadata", "tenant", "document_id", "ordinal", "page", "row", "content_hash", "model")
+COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
+COPY_TYPES = ["text", "text", "text", "vector", "jsonb", "text", "text", "int4", "int4", "int4", "text", "text"]
+
+
+def pg_table_name(model_id: str, dimension: int) -> str:
+    """`table_name` (chunks__<model>__<dim>), shortened with a hash when the model id is long."""
+    name = table_name(model_id, dimension)
+    if len(name) <= MAX_TABLE_NAME:
+        return name
+    slug = re.sub(r"[^a-z0-9]+", "_", model_id.lower()).strip("_")
+    digest = hashlib.sha256(model_id.encode()).hexdigest()[:8]
+    return f"chunks__{slug[:MAX_TABLE_NAME - 20 - len(str(dimension))]}_{digest}__{dimension}"
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory-lock key for these parts."""
+    return int.from_bytes(hashlib.sha256("\0".join(("rag_assets", *parts)).encode()).digest()[:8], "big", signed=True)
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _clean(value):
+    """PostgreSQL text and jsonb cannot hold NUL: replace it (U+FFFD), recursively."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class PgVectorStore(VectorStore):
+    """PostgreSQL + pgvector at a libpq URI (`postgresql://...`)."""
+
+    dsn: str
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    ef_search: int = 100  # raised to k when k is larger (pgvector's hnsw.ef_search, max 1000)
+
+    _conns: dict = PrivateAttr(default_factory=dict)
+    _ready: dict = PrivateAttr(default_factory=dict)  # table -> True once created/verified here
+    _version: tuple | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _conn(self):
+        """This thread's connection (autocommit; multi-statement work uses conn.transaction())."""
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        key = (os.getpid(), threading.get_ident())
+        conn = self._conns.get(key)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        try:
+            # prepare_threshold=None: no server-side prepared statements, so a transaction-mode
+            # pooler (Supabase's port 6543, pgbouncer) works too.
+            conn = psycopg.connect(self.dsn, autocommit=True, prepare_threshold=None)
+        except psycopg.OperationalError as e:
+            raise ConnectionError(f"pgvector store: cannot connect to {redact(self.dsn)}: {e}") from e
+        try:
+            register_vector(conn)
+        except psycopg.ProgrammingError:  # the vector type is not there yet
+            self._create_extension(conn)
+            register_vector(conn)
+        if self._version is None:
+            row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            self._version = tuple(int(x) for x in re.findall(r"\d+", row[0])[:3]) if row else (0,)
+        self._conns[key] = conn
+        return conn
+
+    def _create_extension(self, conn) -> None:
+        import psycopg
+
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("create extension vector"),))
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise RuntimeError(
+                f"pgvector store: the `vector` extension is not enabled in {redact(self.dsn)} and this user "
+                "may not create it; run `CREATE EXTENSION vector` as an owner (Supabase: Database -> Extensions)"
+            ) from e
+        except psycopg.errors.FeatureNotSupported as e:
+            raise RuntimeError(f"pgvector store: the server has no pgvector extension installed: {e}") from e
+
+    def teardown_after_execution(self, context) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for key, conn in list(self._conns.items()):
+            if key[0] == os.getpid():
+                conn.close()
+            self._conns.pop(key, None)
+
+    @property
+    def pgvector_version(self) -> tuple:
+        self._conn()
+        return self._version
+
+    @property
+    def iterative_scan(self) -> bool:
+        """pgvector >= 0.8 can keep scanning the HNSW graph until k rows pass the filter."""
+        return self.pgvector_version >= (0, 8)
+
+    # --- schema --------------------------------------------------------------------------
+
+    def _exists(self, conn, table: str) -> bool:
+        if self._ready.get(table):
+            return True
+        found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None
+        if found:
+            self._verify(conn, table, None, None)
+        return found
+
+    def _verify(self, conn, table: str, model_id: str | None, dimension: int | None) -> None:
+        """An existing table must be of this dimension and model (names are slugs: check)."""
+        row = conn.execute(
+            "SELECT format_type(a.atttypid, a.atttypmod), obj_description(c.oid, 'pg_class') "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "WHERE c.oid = to_regclass(%s) AND a.attname = 'embedding'",
+            (table,),
+        ).fetchone()
+        if row is None:
+            raise RuntimeError(f"pgvector store: table {table} exists but has no `embedding` column")
+        column_type, comment = row
+        if dimension is not None and column_type != f"vector({dimension})":
+            raise DimensionMismatch(f"table {table} holds {column_type}, not vector({dimension}) (model {model_id})")
+        if model_id is not None and comment and comment != f"rag_assets model={model_id}":
+            raise RuntimeError(
+                f"table {table} holds vectors of another model ({comment}); model {model_id!r} maps to the "
+                "same table name: rename one of the models"
+            )
+        self._ready[table] = True
+
+    def _ensure_table(self, conn, model_id: str, dimension: int) -> str:
+        table = pg_table_name(model_id, dimension)
+        if self._ready.get(table):
+            return table
+        with conn.transaction():
+            # Concurrent first writers: CREATE ... IF NOT EXISTS alone races on the catalog.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("create table", table),))
+            conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {table} (
+                    id text PRIMARY KEY,
+                    content text NOT NULL,
+                    key text NOT NULL,
+                    embedding vector({int(dimension)}) NOT NULL,
+                    metadata jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    tenant text NOT NULL,
+                    document_id text NOT NULL,
+                    ordinal integer NOT NULL,
+                    page integer,
+                    "row" integer,
+                    content_hash text NOT NULL,
+                    model text NOT NULL
+                )"""
+            )
+            if self._comment(conn, table) is None:
+                comment = sql.Literal(f"rag_assets model={model_id}").as_string(conn)
+                conn.execute(f"COMMENT ON TABLE {table} IS {comment}")
+            if dimension <= HNSW_MAX_DIMENSIONS:
+                conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops) "
+                    f"WITH (m = {int(self.hnsw_m)}, ef_construction = {int(self.hnsw_ef_construction)})"
+                )
+            else:
+                log.warning("%s: %d dimensions is over pgvector's HNSW limit; queries scan exactly", table, dimension)
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_tenant ON {table} (tenant)")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_document ON {table} (document_id)")
+        self._verify(conn, table, model_id, dimension)
+        return table
+
+    @staticmethod
+    def _comment(conn, table: str) -> str | None:
+        return conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (table,)).fetchone()[0]
+
+    # --- the contract --------------------------------------------------------------------
+
+    def replace_documents(self, model_id, dimension, documents: Mapping[str, Sequence[VectorRow]]) -> int:
+        rows = [r for rs in documents.values() for r in rs]
+        check_rows(rows, dimension)
+        for doc_id, rs in documents.items():
+            if any(r.document_id != doc_id for r in rs):
+                raise ValueError(f"replace_documents: rows under {doc_id!r} belong to another document")
+        if not documents:
+            return 0
+        conn = self._conn()
+        table = self._ensure_table(conn, model_id, dimension)
+        doc_ids = sorted(documents)
+        with conn.transaction():
+            # Writers of the same documents take turns (a second writer would otherwise fail on
+            # the primary key); keys in a fixed order, so two batches never deadlock.
+            keys = sorted({lock_key(table, d) for d in doc_ids})
+            conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", (keys,))
+            conn.execute(f"DELETE FROM {table} WHERE document_id = ANY(%s)", (doc_ids,))
+            copy_sql = f"COPY {table} ({COLUMN_LIST}) FROM STDIN WITH (FORMAT BINARY)"
+            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                copy.set_types(COPY_TYPES)
+                for r in rows:
+                    copy.write_row(
+                        (
+                            r.chunk_id,
+                            _clean(r.text),
+                            _clean(r.document_key),
+                            np.asarray(r.vector, dtype=np.float32),
+                            _jsonb(_clean(r.metadata)),
+                            _clean(r.tenant),
+                            r.document_id,
+                            r.ordinal,
+                            r.page,
+                            r.row,
+                            r.content_hash,
+                            r.model,
+                        )
+                    )
+        return len(rows)
+
+    def delete_documents(self, model_id, dimension, document_ids):
+        if not document_ids:
+            return 0
+        conn = self._conn()
+        table = pg_table_name(model_id, dimension)
+        if not self._exists(conn, table):
+            return 0
+        with conn.transaction():
+            cur = conn.execute(f"DELETE FROM {table} WHERE document_id = ANY(%s)", (list(document_ids),))
+            return cur.rowcount
+
+    def document_states(self, model_id, dimension, document_ids):
+        if not document_ids:
+            return {}
+        conn = self._conn()
+        table = pg_table_name(model_id, dimension)
+        if not self._exists(conn, table):
+            return {}
+        found = conn.execute(
+            f"SELECT document_id, min(content_hash), max(content_hash), count(*) FROM {table} "
+            "WHERE document_id = ANY(%s) GROUP BY document_id",
+            (list(document_ids),),
+        ).fetchall()
+        # Rows of two contents for one document would be a bug; show it as a mismatch.
+        return {d: DocumentState(lo if lo == hi else "mixed", n, dimension) for d, lo, hi, n in found}
+
+    @staticmethod
+    def query_sql(table: str, where: bool = False) -> str:
+        """The nearest-rows query, with %(vector)s %(tenant)s %(model)s %(k)s [%(where)s]."""
+        filters = ["tenant = %(tenant)s", "model = %(model)s"] + (["metadata @> %(where)s"] if where else [])
+        # relaxed_order may return rows slightly out of order: the outer query sorts them.
+        return f"""
+            WITH nearest AS MATERIALIZED (
+                SELECT id, key, tenant, page, content, document_id, metadata,
+                       embedding <=> %(vector)s AS distance
+                FROM {table}
+                WHERE {' AND '.join(filters)}
+                ORDER BY embedding <=> %(vector)s
+                LIMIT %(k)s
+            )
+            SELECT id, key, tenant, page, content, document_id, metadata, distance FROM nearest ORDER BY distance, id"""
+
+    def query(self, model_id, dimension, vector, tenant, k=5, where=None):
+        require_tenant(tenant)
+        where = check_where(where)
+        vector = check_query_vector(vector, dimension)
+        k = int(k)
+        if k < 1:
+            return []
+        conn = self._conn()
+        table = pg_table_name(model_id, dimension)
+        if not self._exists(conn, table):
+            return []
+        params = {"tenant": tenant, "model": model_id, "vector": vector, "k": k}
+        if where:
+            params["where"] = _jsonb(_clean(where))
+        sql = self.query_sql(table, bool(where))
+        with conn.transaction():
+            conn.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(self.ef_search, k))}")
+            if self.iterative_scan:
+                # Keep walking the graph until k rows of this tenant pass the filter, instead of
+                # filtering ef_search candidates (which returns too few for a small tenant).
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            found = conn.execute(sql, params).fetchall()
+        hits = []
+        for chunk_id, key, row_tenant, page, text, document_id, metadata, distance in found:
+            if row_tenant != tenant or not matches_where(metadata, where):
+                continue  # belt and braces
+            hits.append(
+                Hit(
+                    key=key,
+                    tenant=row_tenant,
+                    page=page,
+                    score=float(1.0 - distance),
+                    text=text,
+                    document_id=document_id,
+                    chunk_id=chunk_id,
+                    metadata=metadata,
+                )
+            )
+        return hits
+
+
+def _jsonb(value):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)

@@ -1,0 +1,404 @@
+"""Pinecone store (serverless, dense, cosine), through the `pinecone` client.
+
+`RAG_INDEX_URI=pinecone://INDEX[?namespace=NS][&host=URL][&index_host=URL]`, the API key in
+`PINECONE_API_KEY`. `namespace` is fixed (`?namespace=docs`), per tenant (`?namespace={tenant}`,
+or a pattern such as `docs-{tenant}`), or Pinecone's default namespace when absent. `host` is
+the control plane (default: `PINECONE_CONTROLLER_HOST`, else api.pinecone.io); `index_host`
+skips the describe call and goes straight to the index's data plane.
+
+Serverless indexes cannot delete by metadata filter, so every vector id starts with a prefix
+of its document: `<doc>#<content hash>#<chunk id>`, where `<doc>` is a short hash of the model
+id and document id. A document's vectors are found by list-by-prefix; a replace upserts the new
+vectors first, then deletes the document's other ids. See docs/stores.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from pydantic import PrivateAttr
+
+from rag_assets.resources.vector_stores import (
+    DimensionMismatch,
+    DocumentState,
+    Hit,
+    VectorRow,
+    VectorStore,
+    check_query_vector,
+    check_rows,
+    check_where,
+    matches_where,
+    require_tenant,
+)
+
+log = logging.getLogger(__name__)
+
+UPSERT_BATCH = 100  # vectors per upsert request (seed 001; Pinecone's recommendation)
+MAX_REQUEST_BYTES = 1_800_000  # Pinecone refuses upsert requests over 2 MB; keep a margin
+MAX_METADATA_BYTES = 40_960  # Pinecone's limit per vector
+METADATA_BUDGET = 40_000  # what we allow ourselves, measured as compact ASCII JSON (an upper bound)
+DELETE_BATCH = 1000  # ids per delete request
+MAX_TOP_K_WITH_METADATA = 1000
+PREFIX_CHARS = 16
+USER_FIELD = "meta_"  # user metadata fields are stored as meta_<field> (filterable copies)
+FILTER_VALUE_MAX = 1024  # bytes: longer values are kept (in metadata_json) but not filterable
+_HASH_RE = re.compile(r"^[0-9A-Za-z_.:-]{1,80}$")
+
+
+def document_prefix(model_id: str, document_id: str) -> str:
+    """`<16 hex>#`: the id prefix of every vector of this document under this model."""
+    digest = hashlib.sha256(f"{model_id}\0{document_id}".encode()).hexdigest()[:PREFIX_CHARS]
+    return f"{digest}#"
+
+
+def vector_id(row: VectorRow) -> str:
+    if not _HASH_RE.match(row.content_hash):
+        raise ValueError(f"{row.document_key}: content hash {row.content_hash!r} is not an id-safe string")
+    vid = f"{document_prefix(row.model, row.document_id)}{row.content_hash}#{row.chunk_id}"
+    if len(vid) > 512:
+        raise ValueError(f"{row.document_key}: vector id longer than Pinecone's 512 characters: {vid!r}")
+    return vid
+
+
+def content_of(vid: str) -> str:
+    return vid.split("#", 2)[1]
+
+
+def _size(metadata: Mapping) -> int:
+    return len(json.dumps(metadata, separators=(",", ":")).encode())
+
+
+def _filterable(value) -> bool:
+    if isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+def vector_metadata(row: VectorRow, budget: int = METADATA_BUDGET) -> dict:
+    """The Pinecone metadata of a row, within the 40 KB limit.
+
+    Fixed fields (tenant, document, chunk, ordinal, page, row, text, content hash, model), the
+    user metadata as exact JSON (`metadata_json`, what queries return) and each filterable user
+    field (a string, number, boolean or list of strings of at most 1 KB) again as `meta_<field>`
+    (what `where` filters on). Pinecone has no null: a missing page
+    or row is left out. When the whole is over budget, user fields are dropped, largest first
+    (ties by name), then the text is cut; what was dropped or cut is listed in `truncated`.
+    """
+    user = {str(k): v for k, v in row.metadata.items()}
+    fixed = {
+        "tenant": row.tenant,
+        "document_id": row.document_id,
+        "document_key": row.document_key,
+        "chunk_id": row.chunk_id,
+        "ordinal": row.ordinal,
+        "content_hash": row.content_hash,
+        "model": row.model,
+    }
+    if row.page is not None:
+        fixed["page"] = row.page
+    if row.row is not None:
+        fixed["row"] = row.row
+    text, truncated = row.text, []
+
+    def build(user: dict, text: str) -> dict:
+        meta = dict(fixed, text=text, metadata_json=json.dumps(user, sort_keys=True, default=str))
+        meta.update({USER_FIELD + k: v for k, v in user.items() if _filterable(v) and _size({k: v}) <= FILTER_VALUE_MAX})
+        if truncated:
+            meta["truncated"] = list(truncated)
+        return meta
+
+    meta = build(user, text)
+    if _size(meta) <= budget:
+        return meta
+    for key in sorted(user, key=lambda k: (-_size({k: user[k]}), k)):
+        del user[key]
+        truncated.append(f"metadata.{key}")
+        meta = build(user, text)
+        if _size(meta) <= budget:
+            return meta
+    truncated.append("text")
+    lo, hi = 0, len(text)  # the longest prefix of the text that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _size(build(user, text[:mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    meta = build(user, text[:lo])
+    if _size(meta) > budget:
+        raise ValueError(f"{row.document_key}: the fixed metadata alone is over Pinecone's limit")
+    return meta
+
+
+def _batches(items: Sequence[dict], count: int, size: int) -> Iterable[list[dict]]:
+    """Upsert batches of at most `count` vectors and about `size` bytes of JSON."""
+    batch, used = [], 0
+    for item in items:
+        n = len(json.dumps(item, separators=(",", ":")))
+        if batch and (len(batch) >= count or used + n > size):
+            yield batch
+            batch, used = [], 0
+        batch.append(item)
+        used += n
+    if batch:
+        yield batch
+
+
+class PineconeStore(VectorStore):
+    """Pinecone: one index per embedding dimension, the model id kept in metadata and ids."""
+
+    index_name: str
+    namespace: str = ""  # a fixed namespace, or a pattern with {tenant}; "" = the default namespace
+    host: str | None = None  # control plane; None: PINECONE_CONTROLLER_HOST or the public API
+    index_host: str | None = None  # the index's data-plane host: skips describe
+    parallelism: int = 4  # upsert/list/delete requests in flight
+    freshness_timeout: float = 10.0  # seconds a replace waits for its writes to be listable
+
+    _index: object = PrivateAttr(default=None)
+    _client: object = PrivateAttr(default=None)
+    _dimension: int | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def from_uri(cls, uri: str) -> PineconeStore:
+        parts = urlsplit(uri)
+        if parts.scheme != "pinecone" or not parts.netloc:
+            raise ValueError(f"RAG_INDEX_URI={uri!r}: want pinecone://INDEX[?namespace=NS]")
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        unknown = set(query) - {"namespace", "host", "index_host"}
+        if unknown:
+            raise ValueError(f"RAG_INDEX_URI={uri!r}: unknown parameter(s) {sorted(unknown)} (namespace, host, index_host)")
+        return cls(
+            index_name=parts.netloc,
+            namespace=query.get("namespace", ""),
+            host=query.get("host") or None,
+            index_host=query.get("index_host") or None,
+        )
+
+    @property
+    def per_tenant(self) -> bool:
+        return "{tenant}" in self.namespace
+
+    def namespace_for(self, tenant: str) -> str:
+        return self.namespace.replace("{tenant}", tenant) if self.per_tenant else self.namespace
+
+    def _namespace_of_document(self, document_id: str) -> str:
+        """Per-tenant namespaces need the tenant of a document id (`TENANT:URI`, DocRef)."""
+        if not self.per_tenant:
+            return self.namespace
+        tenant, sep, _ = document_id.partition(":")
+        if not sep or not tenant:
+            raise ValueError(f"document id {document_id!r} names no tenant (want TENANT:URI) for namespace={self.namespace}")
+        return self.namespace_for(tenant)
+
+    # --- connection ----------------------------------------------------------------------
+
+    def _open(self, model_id: str, dimension: int):
+        """The index's data-plane client, after checking the index's dimension and metric."""
+        with self._lock:
+            if self._index is None:
+                from pinecone import Pinecone
+
+                if not os.environ.get("PINECONE_API_KEY"):
+                    raise RuntimeError(f"RAG_INDEX_URI names Pinecone index {self.index_name!r}: set PINECONE_API_KEY")
+                client = Pinecone(host=self.host) if self.host else Pinecone()
+                # describe_index / Index(host=): the accessors client 7.x to 10.x share.
+                if self.index_host:
+                    index = client.Index(host=self.index_host)
+                    stats = index.describe_index_stats()
+                    found_dimension, metric = stats.dimension, getattr(stats, "metric", None) or "cosine"
+                else:
+                    desc = client.describe_index(self.index_name)
+                    found_dimension, metric = desc.dimension, desc.metric
+                    index = client.Index(host=desc.host)
+                if metric != "cosine":
+                    raise ValueError(f"Pinecone index {self.index_name!r} uses the {metric} metric; rag_assets needs cosine")
+                self._client, self._index, self._dimension = client, index, int(found_dimension)
+        if dimension != self._dimension:
+            raise DimensionMismatch(
+                f"Pinecone index {self.index_name!r} has dimension {self._dimension}, but model {model_id!r} makes "
+                f"{dimension}-dimensional vectors: use an index of dimension {dimension} for this model"
+            )
+        return self._index
+
+    def teardown_after_execution(self, context) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for thing in (self._index, self._client):
+                if thing is not None and hasattr(thing, "close"):
+                    thing.close()
+            self._index = self._client = self._dimension = None
+
+    def _pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=max(1, self.parallelism), thread_name_prefix="pinecone")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _list_ids(index, prefix: str, namespace: str) -> list[str]:
+        """Every id with this prefix (list_paginated: the same shape in client 7.x to 10.x)."""
+        ids, token = [], None
+        while True:
+            page = index.list_paginated(prefix=prefix, namespace=namespace, pagination_token=token)
+            ids.extend(v.id for v in page.vectors or [])
+            token = page.pagination.next if page.pagination else None
+            if not token:
+                return ids
+
+    def _delete_ids(self, index, ids: Sequence[str], namespace: str, pool: ThreadPoolExecutor) -> None:
+        chunks = [list(ids[i : i + DELETE_BATCH]) for i in range(0, len(ids), DELETE_BATCH)]
+        list(pool.map(lambda chunk: index.delete(ids=chunk, namespace=namespace), chunks))
+
+    # --- the contract --------------------------------------------------------------------
+
+    def replace_documents(self, model_id, dimension, documents: Mapping[str, Sequence[VectorRow]]) -> int:
+        rows = [r for rs in documents.values() for r in rs]
+        check_rows(rows, dimension)
+        if not documents:
+            return 0
+        index = self._open(model_id, dimension)
+        wanted: dict[str, tuple[str, str, set[str]]] = {}  # document -> (namespace, prefix, ids)
+        payloads: dict[str, list[dict]] = {}  # namespace -> vectors to upsert
+        for doc_id, rs in documents.items():
+            namespace = self._namespace_of_document(doc_id)
+            ids = set()
+            for r in rs:
+                if r.document_id != doc_id or r.model != model_id:
+                    raise ValueError(f"replace_documents: a row under {doc_id!r} belongs to {r.document_id!r}/{r.model!r}")
+                if self.per_tenant and self.namespace_for(r.tenant) != namespace:
+                    raise ValueError(f"document id {doc_id!r} does not start with its tenant {r.tenant!r}:")
+                vid = vector_id(r)
+                ids.add(vid)
+                meta = vector_metadata(r)
+                if "truncated" in meta:
+                    log.warning("%s chunk %s: cut to fit Pinecone's metadata limit: %s", r.document_key, r.ordinal, meta["truncated"])
+                payloads.setdefault(namespace, []).append(
+                    {"id": vid, "values": np.asarray(r.vector, dtype=np.float32).tolist(), "metadata": meta}
+                )
+            wanted[doc_id] = (namespace, document_prefix(model_id, doc_id), ids)
+        with self._pool() as pool:
+            # 1. Upsert every new vector (batches of 100, a few in flight). Until step 2 the old
+            #    vectors are still there: a crash leaves a document with too many rows, never none.
+            jobs = [
+                pool.submit(index.upsert, vectors=batch, namespace=namespace)
+                for namespace, items in payloads.items()
+                for batch in _batches(items, UPSERT_BATCH, MAX_REQUEST_BYTES)
+            ]
+            for job in jobs:
+                job.result()
+            # 2. Delete each document's ids that are not among its new ones (found by prefix).
+            def prune(doc_id: str) -> None:
+                namespace, prefix, ids = wanted[doc_id]
+                deadline = time.monotonic() + self.freshness_timeout
+                for attempt in range(1_000_000):
+                    listed = set(self._list_ids(index, prefix, namespace))
+                    stale = sorted(listed - ids)
+                    if not stale and listed == ids:
+                        return
+                    if stale:
+                        self._delete_ids(index, stale, namespace, _Inline())
+                    if time.monotonic() > deadline:  # serverless freshness is eventual
+                        log.warning("%s: the index did not list exactly its new vectors within %ss", doc_id, self.freshness_timeout)
+                        return
+                    if attempt:  # re-check at once after a delete, then back off
+                        time.sleep(min(0.1 * 2**attempt, 2.0))
+
+            list(pool.map(prune, sorted(wanted)))
+        return len(rows)
+
+    def delete_documents(self, model_id, dimension, document_ids):
+        if not document_ids:
+            return 0
+        index = self._open(model_id, dimension)
+
+        def delete(doc_id: str) -> int:
+            namespace = self._namespace_of_document(doc_id)
+            ids = self._list_ids(index, document_prefix(model_id, doc_id), namespace)
+            self._delete_ids(index, ids, namespace, _Inline())
+            return len(ids)
+
+        with self._pool() as pool:
+            return sum(pool.map(delete, sorted(set(document_ids))))
+
+    def document_states(self, model_id, dimension, document_ids):
+        if not document_ids:
+            return {}
+        index = self._open(model_id, dimension)
+
+        def state(doc_id: str) -> tuple[str, DocumentState | None]:
+            ids = self._list_ids(index, document_prefix(model_id, doc_id), self._namespace_of_document(doc_id))
+            if not ids:
+                return doc_id, None
+            contents = {content_of(v) for v in ids}
+            # Rows of two contents: a replace that stopped half-way; the next one converges.
+            return doc_id, DocumentState(contents.pop() if len(contents) == 1 else "mixed", len(ids), dimension)
+
+        with self._pool() as pool:
+            return {d: s for d, s in pool.map(state, sorted(set(document_ids))) if s is not None}
+
+    def query(self, model_id, dimension, vector, tenant, k=5, where=None):
+        require_tenant(tenant)
+        where = check_where(where)
+        vector = check_query_vector(vector, dimension)
+        k = int(k)
+        if k < 1:
+            return []
+        index = self._open(model_id, dimension)
+        conditions = [{"tenant": {"$eq": tenant}}, {"model": {"$eq": model_id}}]
+        conditions += [{USER_FIELD + key: {"$eq": value}} for key, value in where.items()]
+        found = index.query(
+            vector=vector.tolist(),
+            top_k=min(k, MAX_TOP_K_WITH_METADATA),
+            namespace=self.namespace_for(tenant),
+            filter={"$and": conditions},
+            include_metadata=True,
+        )
+        hits = []
+        for match in found.matches:
+            meta = dict(match.metadata or {})
+            user = json.loads(meta.get("metadata_json") or "{}")
+            if meta.get("tenant") != tenant or meta.get("model") != model_id or not matches_where(user, where):
+                continue  # belt and braces: never another tenant's row
+            if meta.get("truncated"):
+                user["_truncated"] = list(meta["truncated"])
+            hits.append(
+                Hit(
+                    key=meta.get("document_key", ""),
+                    tenant=meta["tenant"],
+                    page=_int(meta.get("page")),
+                    score=float(match.score),
+                    text=meta.get("text", ""),
+                    document_id=meta.get("document_id", ""),
+                    chunk_id=meta.get("chunk_id") or match.id.rsplit("#", 1)[-1],
+                    metadata=user,
+                )
+            )
+        return hits
+
+
+def _int(value) -> int | None:
+    """Pinecone keeps numbers as floats."""
+    return None if value is None else int(value)
+
+
+class _Inline:
+    """A stand-in pool that runs work in the calling thread (no pools inside pool workers)."""
+
+    @staticmethod
+    def map(fn, items):
+        return [fn(item) for item in items]

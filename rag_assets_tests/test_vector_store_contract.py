@@ -1,0 +1,866 @@
+"""One contract for every vector store, run against LanceDB (on disk), pgvector (a real
+PostgreSQL 15 server) and Pinecone (the real `pinecone` client against a local fake of its
+HTTP API); then what is particular to each store, and the pipeline end to end on pgvector
+and on Pinecone with nothing changed but RAG_INDEX_URI."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from rag_assets.lib.hashing import chunk_id
+from rag_assets.lib.keys import DocRef
+from rag_assets.resources.pgvector_store import PgVectorStore, pg_table_name
+from rag_assets.resources.pinecone_store import (
+    MAX_METADATA_BYTES,
+    PineconeStore,
+    document_prefix,
+    vector_metadata,
+)
+from rag_assets.resources.vector_stores import (
+    DimensionMismatch,
+    LanceDBStore,
+    VectorRow,
+    VectorStore,
+    vector_store_from_uri,
+)
+from rag_assets.resources.vector_stores import (
+    store_kind as kind_of_uri,
+)
+from rag_assets_tests.fakes.pinecone_server import FakePineconeServer
+from rag_assets_tests.store_fixtures import (  # the *_fixture functions are pytest fixtures, used by name
+    CONTRACT_DIMENSION,
+    PINECONE_INDEX,
+    PINECONE_KEY,
+    STORE_KINDS,
+    make_store,
+    pg_server_fixture,  # noqa: F401
+    pinecone_env_fixture,  # noqa: F401
+    pinecone_server_fixture,  # noqa: F401
+    store_fixture,  # noqa: F401
+    store_kind_fixture,  # noqa: F401
+    unique,
+)
+
+DIM = CONTRACT_DIMENSION
+
+
+# --- building rows ----------------------------------------------------------------------------
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def with_cosine(q: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector at exactly cosine `cos` from unit vector `q`."""
+    r = rng.normal(size=q.shape)
+    r -= r.dot(q) * q
+    r /= np.linalg.norm(r)
+    return unit(cos * q + np.sqrt(1 - cos**2) * r)
+
+
+def doc_id(tenant: str, key: str) -> str:
+    return DocRef(tenant, "s3://bucket", key).document_id
+
+
+def content(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def make_doc(
+    tenant: str,
+    key: str,
+    vectors,
+    *,
+    model: str,
+    version: str = "v1",
+    texts=None,
+    metadata=None,
+    pages=None,
+) -> tuple[str, list[VectorRow]]:
+    """A document's rows as the pipeline builds them (ids from the real chunk_id)."""
+    did = doc_id(tenant, key)
+    rows = []
+    for i, vector in enumerate(vectors):
+        text = texts[i] if texts else f"{key} chunk {i} ({version})"
+        rows.append(
+            VectorRow(
+                chunk_id=chunk_id(did, i, text),
+                tenant=tenant,
+                document_id=did,
+                document_key=key,
+                ordinal=i,
+                text=text,
+                content_hash=content(f"{did}/{version}"),
+                model=model,
+                vector=np.asarray(vector, dtype=np.float32),
+                page=pages[i] if pages else i + 1,
+                row=None,
+                metadata=dict(metadata[i]) if metadata else {"ordinal": i},
+            )
+        )
+    return did, rows
+
+
+def random_vectors(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [unit(rng.normal(size=DIM)) for _ in range(n)]
+
+
+def all_rows(store: VectorStore, model: str, tenant: str, k: int = 1000):
+    """Every row of a tenant, by querying with k large (from two opposite directions)."""
+    hits = {}
+    for v in (np.ones(DIM), -np.ones(DIM)):
+        for h in store.query(model, DIM, unit(v), tenant=tenant, k=k):
+            hits[h.chunk_id] = h
+    return hits
+
+
+# --- the labelled query set -----------------------------------------------------------------
+
+
+def labelled_set(model: str):
+    """50 rows of tenant acme (10 documents of 5), 5 queries whose 3 nearest rows are known
+    (cosines 0.97 / 0.90 / 0.80, everything else below 0.6), and for each query a row of
+    tenant globex that IS the query vector."""
+    rng = np.random.default_rng(20240601)
+    queries: list[np.ndarray] = []
+    while len(queries) < 5:
+        q = unit(rng.normal(size=DIM))
+        if all(abs(float(q @ p)) < 0.3 for p in queries):
+            queries.append(q)
+    labelled = [(j, rank, with_cosine(q, cos, rng)) for j, q in enumerate(queries) for rank, cos in enumerate((0.97, 0.9, 0.8))]
+    distractors = []
+    while len(distractors) < 35:
+        v = unit(rng.normal(size=DIM))
+        if all(float(v @ q) < 0.6 for q in queries):
+            distractors.append(v)
+    vectors = [v for _, _, v in labelled] + distractors
+    order = rng.permutation(len(vectors))  # spread the labelled rows over the documents
+    docs, position = {}, {}
+    for d in range(10):
+        key = f"acme/doc{d}.txt"
+        chosen = [int(i) for i in order[d * 5 : (d + 1) * 5]]
+        did, rows = make_doc("acme", key, [vectors[i] for i in chosen], model=model)
+        docs[did] = rows
+        for slot, i in enumerate(chosen):
+            position[i] = rows[slot].chunk_id
+    expected = [[position[j * 3 + rank] for rank in range(3)] for j in range(5)]
+    gdid, grows = make_doc("globex", "globex/copies.txt", queries, model=model)
+    docs[gdid] = grows
+    # The labels are the truth: check them against an exact search.
+    acme = [r for did, rows in docs.items() if not did.startswith("globex") for r in rows]
+    for q, want in zip(queries, expected, strict=True):
+        scores = sorted(((float(r.vector @ q), r.chunk_id) for r in acme), reverse=True)
+        assert [c for _, c in scores[:3]] == want and scores[2][0] - scores[3][0] > 0.15
+    return docs, queries, expected
+
+
+# ============================================================================================
+# The contract, for every store
+# ============================================================================================
+
+
+def test_replace_then_states_and_hits_carry_every_field(store: VectorStore):
+    model = unique("m")
+    texts = ["Grüße aus Köln — 日本語のテキスト", "second chunk", "third chunk"]
+    meta = [
+        {"owner": "sales", "n": 1, "ratio": 0.25, "tags": ["a", "b"], "nested": {"x": [1, 2]}, "none": None},
+        {"owner": "hr", "n": 2},
+        {},
+    ]
+    vectors = random_vectors(3, seed=1)
+    did, rows = make_doc("acme", "acme/handbook.pdf", vectors, model=model, texts=texts, metadata=meta, pages=[None, 2, 3])
+    other, other_rows = make_doc("acme", "acme/other.md", random_vectors(2, seed=2), model=model)
+
+    assert store.replace_documents(model, DIM, {did: rows, other: other_rows}) == 5
+
+    states = store.document_states(model, DIM, [did, other, doc_id("acme", "acme/missing.txt")])
+    assert set(states) == {did, other}
+    assert (states[did].content_hash, states[did].rows, states[did].dimension) == (rows[0].content_hash, 3, DIM)
+    assert (states[other].content_hash, states[other].rows) == (other_rows[0].content_hash, 2)
+
+    hits = store.query(model, DIM, vectors[0], tenant="acme", k=5)
+    assert len(hits) == 5
+    first = hits[0]
+    assert (first.chunk_id, first.document_id, first.key, first.tenant) == (rows[0].chunk_id, did, "acme/handbook.pdf", "acme")
+    assert (first.text, first.page, first.metadata) == (texts[0], None, meta[0])
+    assert first.score == pytest.approx(1.0, abs=1e-4)
+    by_id = {h.chunk_id: h for h in hits}
+    assert (by_id[rows[1].chunk_id].page, by_id[rows[1].chunk_id].metadata) == (2, meta[1])
+    assert by_id[rows[2].chunk_id].metadata == {}
+    # Scores are cosine similarities, best first.
+    for h in hits:
+        row = next(r for r in rows + other_rows if r.chunk_id == h.chunk_id)
+        assert h.score == pytest.approx(float(row.vector @ vectors[0]), abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_replace_shrinking_a_document_leaves_exactly_its_new_chunks(store: VectorStore):
+    model = unique("m")
+    did, five = make_doc("acme", "acme/report.pdf", random_vectors(5, seed=3), model=model, version="v1")
+    keep, keep_rows = make_doc("acme", "acme/keep.txt", random_vectors(3, seed=4), model=model)
+    store.replace_documents(model, DIM, {did: five, keep: keep_rows})
+
+    _, two = make_doc("acme", "acme/report.pdf", random_vectors(2, seed=5), model=model, version="v2")
+    assert store.replace_documents(model, DIM, {did: two}) == 2
+
+    states = store.document_states(model, DIM, [did, keep])
+    assert (states[did].content_hash, states[did].rows) == (two[0].content_hash, 2)
+    assert (states[keep].content_hash, states[keep].rows) == (keep_rows[0].content_hash, 3)  # untouched
+    found = all_rows(store, model, "acme")
+    assert {c for c, h in found.items() if h.document_id == did} == {r.chunk_id for r in two}
+    assert {c for c, h in found.items() if h.document_id == keep} == {r.chunk_id for r in keep_rows}
+    assert all(h.text.endswith("(v2)") for h in found.values() if h.document_id == did)
+
+
+def test_replace_is_idempotent_and_an_empty_replace_empties_the_document(store: VectorStore):
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(4, seed=6), model=model)
+    store.replace_documents(model, DIM, {did: rows})
+    store.replace_documents(model, DIM, {did: rows})  # the same batch again (a re-run)
+    assert store.document_states(model, DIM, [did])[did].rows == 4
+    assert len(all_rows(store, model, "acme")) == 4
+
+    assert store.replace_documents(model, DIM, {did: []}) == 0
+    assert store.document_states(model, DIM, [did]) == {}
+    assert all_rows(store, model, "acme") == {}
+
+
+def test_a_batch_of_many_documents_is_one_call(store: VectorStore):
+    model = unique("m")
+    docs = dict(make_doc("acme", f"acme/d{i:02d}.txt", random_vectors(7, seed=100 + i), model=model) for i in range(30))
+    assert store.replace_documents(model, DIM, docs) == 210  # Pinecone: 3 upserts of <= 100
+    states = store.document_states(model, DIM, list(docs))
+    assert {d: s.rows for d, s in states.items()} == {d: 7 for d in docs}
+    assert len(all_rows(store, model, "acme")) == 210
+
+
+def test_delete_documents(store: VectorStore):
+    model = unique("m")
+    assert store.delete_documents(model, DIM, [doc_id("acme", "nothing/yet.txt")]) == 0  # no table yet
+    gone, gone_rows = make_doc("acme", "acme/gone.txt", random_vectors(3, seed=7), model=model)
+    stays, stay_rows = make_doc("acme", "acme/stays.txt", random_vectors(2, seed=8), model=model)
+    store.replace_documents(model, DIM, {gone: gone_rows, stays: stay_rows})
+
+    assert store.delete_documents(model, DIM, [gone, doc_id("acme", "acme/never.txt")]) == 3
+    assert set(store.document_states(model, DIM, [gone, stays])) == {stays}
+    assert {h.document_id for h in all_rows(store, model, "acme").values()} == {stays}
+    assert store.delete_documents(model, DIM, [gone]) == 0
+
+
+def test_queries_of_an_empty_index_find_nothing(store: VectorStore):
+    model = unique("m")
+    assert store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=3) == []
+    assert store.document_states(model, DIM, [doc_id("acme", "acme/x.txt")]) == {}
+
+
+def test_metadata_filter(store: VectorStore):
+    model = unique("m")
+    meta = [
+        {"owner": "sales", "n": 1, "flag": True, "label": "50%_off"},
+        {"owner": "sales", "n": 2, "flag": False, "label": "o'brien"},
+        {"owner": "hr", "n": 3, "flag": True, "nested": {"owner": "sales"}},  # not a top-level match
+        {"owner": "hr", "n": 1.5, "label": "50x_off"},
+        {"owner": "sales", "n": 3, "tags": ["sales"]},
+    ]
+    did, rows = make_doc("acme", "acme/m.csv", random_vectors(5, seed=9), model=model, metadata=meta)
+    gdid, grows = make_doc("globex", "globex/m.csv", random_vectors(5, seed=10), model=model, metadata=meta)
+    store.replace_documents(model, DIM, {did: rows, gdid: grows})
+    q = unit(np.ones(DIM))
+
+    def ords(where):
+        hits = store.query(model, DIM, q, tenant="acme", k=50, where=where)
+        assert all(h.tenant == "acme" for h in hits)
+        return sorted(h.metadata.get("n") for h in hits)
+
+    assert ords({"owner": "sales"}) == [1, 2, 3]
+    assert ords({"owner": "sales", "n": 3}) == [3]
+    assert ords({"flag": True}) == [1, 3]
+    assert ords({"flag": False}) == [2]
+    assert ords({"n": 1}) == [1] == ords({"n": 1.0})  # numbers compare as numbers
+    assert ords({"n": 1.5}) == [1.5]
+    assert ords({"n": True}) == []  # a boolean is not the number 1
+    assert ords({"label": "50%_off"}) == [1]  # LIKE wildcards in the value are literal
+    assert ords({"label": "o'brien"}) == [2]
+    assert ords({"missing": "x"}) == []
+    assert ords({"owner": "nobody"}) == []
+    assert ords(None) == ords({}) == [1, 1.5, 2, 3, 3]
+    for bad in ({"n": None}, {"n": [1]}, {"": 1}, {"n": float("nan")}):
+        with pytest.raises(ValueError):
+            store.query(model, DIM, q, tenant="acme", where=bad)
+
+
+def test_dimension_mismatch_is_refused_with_a_clear_error(store: VectorStore):
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/wide.txt", [unit(np.ones(DIM + 1))], model=model)
+    with pytest.raises(DimensionMismatch, match=rf"dimension {DIM + 1}.*dimension {DIM}"):
+        store.replace_documents(model, DIM, {did: rows})
+    assert store.document_states(model, DIM, [did]) == {}  # nothing was written
+
+    ok, ok_rows = make_doc("acme", "acme/ok.txt", random_vectors(2, seed=11), model=model)
+    store.replace_documents(model, DIM, {ok: ok_rows})
+    with pytest.raises(DimensionMismatch, match=rf"dimension {DIM - 1}.*dimension {DIM}"):
+        store.query(model, DIM, unit(np.ones(DIM - 1)), tenant="acme")
+
+
+def test_a_model_of_another_dimension_never_mixes(store: VectorStore, store_kind: str):
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(2, seed=12), model=model)
+    store.replace_documents(model, DIM, {did: rows})
+    rng = np.random.default_rng(0)
+    _, narrow = make_doc("acme", "acme/a.txt", [unit(rng.normal(size=8)) for _ in range(3)], model=model)
+    if store_kind == "pinecone":  # one index has one dimension: refused, naming both
+        with pytest.raises(DimensionMismatch, match=rf"index '{PINECONE_INDEX}' has dimension {DIM}.*8-dimensional"):
+            store.replace_documents(model, 8, {did: narrow})
+        with pytest.raises(DimensionMismatch):
+            store.query(model, 8, unit(np.ones(8)), tenant="acme")
+    else:  # a table per model and dimension
+        store.replace_documents(model, 8, {did: narrow})
+        assert store.document_states(model, 8, [did])[did].rows == 3
+        assert len(store.query(model, 8, unit(np.ones(8)), tenant="acme", k=10)) == 3
+    assert store.document_states(model, DIM, [did])[did].rows == 2
+    assert len(store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=10)) == 2
+
+
+def test_a_tenant_never_sees_another_tenants_rows(store: VectorStore):
+    model = unique("m")
+    tenants = {"acme": 6, "globex": 5, "acme2": 4, "o'hara": 3}
+    docs, vectors = {}, {}
+    for t, n in tenants.items():
+        vs = random_vectors(n, seed=len(t) * 7 + n)
+        # Each row claims to be acme's in its own metadata: only the real tenant column counts.
+        did, rows = make_doc(t, f"{t}/doc.txt", vs, model=model, metadata=[{"tenant": "acme", "owner": t}] * n)
+        docs[did], vectors[t] = rows, vs
+    store.replace_documents(model, DIM, docs)
+
+    for t, n in tenants.items():
+        found = all_rows(store, model, t)
+        assert len(found) == n and {h.tenant for h in found.values()} == {t}
+        assert {h.key for h in found.values()} == {f"{t}/doc.txt"}
+    # A query that IS another tenant's row still gets only acme's rows.
+    for other in ("globex", "acme2", "o'hara"):
+        for v in vectors[other]:
+            hits = store.query(model, DIM, v, tenant="acme", k=3)
+            assert len(hits) == 3 and {h.tenant for h in hits} == {"acme"}
+            assert all(h.score < 0.9999 for h in hits)
+    # Metadata filters cannot widen the tenant.
+    spoof = store.query(model, DIM, vectors["globex"][0], tenant="acme", k=50, where={"tenant": "acme"})
+    assert {h.tenant for h in spoof} == {"acme"} and len(spoof) == 6
+    assert store.query(model, DIM, vectors["globex"][0], tenant="acme", k=50, where={"owner": "globex"}) == []
+    for where in (
+        {"owner": "x' OR tenant = 'globex"},
+        {"owner": "x%' OR '1'='1"},
+        {"owner' OR '1'='1": "acme"},
+        {'owner": "globex"} OR {"a': "b"},
+        {"owner": "globex\\"},
+    ):
+        assert store.query(model, DIM, vectors["globex"][0], tenant="acme", k=50, where=where) == [], where
+    # Tenant names that look like query syntax match no tenant at all.
+    for phrasing in [
+        "acme' OR '1'='1",
+        "acme' OR tenant <> '",
+        "acme'--",
+        'acme" OR "1"="1',
+        "%",
+        "acme%",
+        "_cme",
+        "ACME",
+        " acme",
+        "acme ",
+        "*",
+        "acme,globex",
+        "{tenant}",
+        "acme\\",
+        "o''hara",
+        "o\\'hara",
+    ]:
+        assert store.query(model, DIM, vectors["globex"][0], tenant=phrasing, k=50) == [], phrasing
+    for missing in ("", None, "acme\x00"):
+        with pytest.raises(ValueError):
+            store.query(model, DIM, vectors["acme"][0], tenant=missing)
+
+
+def test_a_small_tenant_still_gets_k_results(store: VectorStore):
+    model = unique("m")
+    big = dict(make_doc("big", f"big/{i}.txt", random_vectors(50, seed=200 + i), model=model) for i in range(6))
+    small_id, small = make_doc("small", "small/only.txt", random_vectors(12, seed=300), model=model)
+    store.replace_documents(model, DIM, {**big, small_id: small})
+    for seed in range(3):
+        hits = store.query(model, DIM, random_vectors(1, seed=400 + seed)[0], tenant="small", k=10)
+        assert len(hits) == 10 and {h.tenant for h in hits} == {"small"}
+
+
+def test_the_labelled_query_set(store: VectorStore):
+    model = unique("m")
+    docs, queries, expected = labelled_set(model)
+    store.replace_documents(model, DIM, docs)
+    for q, want in zip(queries, expected, strict=True):
+        hits = store.query(model, DIM, q, tenant="acme", k=3)
+        assert [h.chunk_id for h in hits] == want
+        assert [round(h.score, 3) for h in hits] == [0.97, 0.9, 0.8]
+
+
+def test_top_k_agrees_across_stores(tmp_path, pg_server, pinecone_server, pinecone_env):
+    """The same rows and queries in all three stores: the same top-5 ids and scores."""
+    model = unique("m")
+    docs, queries, expected = labelled_set(model)
+    answers = {}
+    for kind in STORE_KINDS:
+        s = make_store(kind, tmp_path=tmp_path, pg=pg_server, pinecone=pinecone_server)
+        s.replace_documents(model, DIM, docs)
+        answers[kind] = [s.query(model, DIM, q, tenant="acme", k=5) for q in queries]
+    ids = {kind: [[h.chunk_id for h in hits] for hits in a] for kind, a in answers.items()}
+    assert [top[:3] for top in ids["lancedb"]] == expected
+    assert ids["lancedb"] == ids["pgvector"] == ids["pinecone"]
+    scores = {kind: np.array([[h.score for h in hits] for hits in a]) for kind, a in answers.items()}
+    assert np.allclose(scores["lancedb"], scores["pgvector"], atol=1e-5)
+    assert np.allclose(scores["lancedb"], scores["pinecone"], atol=1e-5)
+
+
+# ============================================================================================
+# URIs: the one place a store is chosen
+# ============================================================================================
+
+
+def test_vector_store_from_uri_picks_the_store():
+    lance = vector_store_from_uri("./.rag/index")
+    assert isinstance(lance, LanceDBStore) and lance.uri == "./.rag/index"
+    assert isinstance(vector_store_from_uri("s3://bucket/index"), LanceDBStore)
+    pg = vector_store_from_uri("postgresql://rag@db.example.com:5432/rag?sslmode=require")
+    assert isinstance(pg, PgVectorStore) and pg.dsn.endswith("/rag?sslmode=require")
+    assert isinstance(vector_store_from_uri("postgres://u@h/db"), PgVectorStore)
+    pc = vector_store_from_uri("pinecone://docs?namespace=v2")
+    assert isinstance(pc, PineconeStore) and (pc.index_name, pc.namespace, pc.host, pc.per_tenant) == ("docs", "v2", None, False)
+    per = vector_store_from_uri("pinecone://docs?namespace=%7Btenant%7D&host=http://127.0.0.1:9/")
+    assert (per.namespace, per.host, per.per_tenant, per.namespace_for("acme")) == ("{tenant}", "http://127.0.0.1:9/", True, "acme")
+    assert vector_store_from_uri("pinecone://docs?namespace=kb-{tenant}").namespace_for("acme") == "kb-acme"
+    assert vector_store_from_uri("pinecone://docs").namespace == ""
+    with pytest.raises(ValueError, match="nmspace"):
+        vector_store_from_uri("pinecone://docs?nmspace=x")
+    with pytest.raises(ValueError, match="pinecone://INDEX"):
+        vector_store_from_uri("pinecone://")
+    assert [kind_of_uri(u) for u in ("./x", "postgresql://h/d", "pinecone://i")] == ["lancedb", "postgres", "pinecone"]
+
+
+# ============================================================================================
+# pgvector
+# ============================================================================================
+
+
+def pg_connect(pg_server):
+    return psycopg.connect(pg_server.dsn, autocommit=True)
+
+
+def test_pgvector_schema_is_seed_003_compatible(pg_server):
+    model = unique("m")
+    store = PgVectorStore(dsn=pg_server.dsn)
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(2, seed=13), model=model)
+    store.replace_documents(model, DIM, {did: rows})
+    table = pg_table_name(model, DIM)
+    with pg_connect(pg_server) as conn:
+        columns = dict(
+            conn.execute(
+                "SELECT column_name, format_type(atttypid, atttypmod) FROM information_schema.columns c "
+                "JOIN pg_attribute a ON a.attrelid = to_regclass(c.table_name) AND a.attname = c.column_name "
+                "WHERE c.table_name = %s",
+                (table,),
+            ).fetchall()
+        )
+        # seed 003's content_embeddings, then our own columns
+        assert {k: columns[k] for k in ("id", "content", "key", "embedding", "metadata", "created_at")} == {
+            "id": "text",
+            "content": "text",
+            "key": "text",
+            "embedding": f"vector({DIM})",
+            "metadata": "jsonb",
+            "created_at": "timestamp with time zone",
+        }
+        assert {"tenant", "document_id", "ordinal", "page", "row", "content_hash", "model"} <= set(columns)
+        indexes = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)).fetchall())
+        assert "USING hnsw (embedding vector_cosine_ops)" in indexes[f"{table}_hnsw"]
+        assert "(tenant)" in indexes[f"{table}_tenant"] and "(document_id)" in indexes[f"{table}_document"]
+        assert any("PRIMARY KEY" in d or "_pkey" in n for n, d in indexes.items())
+        row = conn.execute(f"SELECT id, content, key, metadata, created_at FROM {table} WHERE ordinal = 0").fetchone()
+        assert row[:4] == (rows[0].chunk_id, rows[0].text, "acme/a.txt", {"ordinal": 0}) and row[4] is not None
+        # seed 003 readers can be given exactly their shape with a view
+        conn.execute(f"CREATE VIEW content_embeddings_{table[-10:]} AS SELECT id, content, key, embedding, metadata, created_at FROM {table}")
+
+
+def test_pgvector_table_names_fit_and_models_never_share_a_table(pg_server):
+    long = "openai:" + "x" * 80
+    assert len(pg_table_name(long, 3072)) <= 48 and pg_table_name(long, 3072).endswith("__3072")
+    assert pg_table_name(long, 3072) != pg_table_name(long + "y", 3072)
+    assert pg_table_name("local:all-MiniLM-L6-v2", 384) == "chunks__local_all_minilm_l6_v2__384"
+    tag = unique("m")
+    a, b = f"{tag}/a-b", f"{tag}/a_b"  # different models, one slug
+    assert pg_table_name(a, DIM) == pg_table_name(b, DIM)
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(1, seed=14), model=a)
+    PgVectorStore(dsn=pg_server.dsn).replace_documents(a, DIM, {did: rows})
+    _, rows_b = make_doc("acme", "acme/a.txt", random_vectors(1, seed=14), model=b)
+    with pytest.raises(RuntimeError, match="another model"):
+        PgVectorStore(dsn=pg_server.dsn).replace_documents(b, DIM, {did: rows_b})
+
+
+def test_pgvector_replace_is_one_transaction(pg_server):
+    """A batch that fails half-way (pgvector refuses NaN during the COPY) changes nothing."""
+    model = unique("m")
+    store = PgVectorStore(dsn=pg_server.dsn)
+    a, a_rows = make_doc("acme", "acme/a.txt", random_vectors(3, seed=15), model=model)
+    b, b_rows = make_doc("acme", "acme/b.txt", random_vectors(3, seed=16), model=model)
+    store.replace_documents(model, DIM, {a: a_rows, b: b_rows})
+    before = store.document_states(model, DIM, [a, b])
+
+    _, new_a = make_doc("acme", "acme/a.txt", random_vectors(1, seed=17), model=model, version="v2")
+    bad = np.full(DIM, np.nan, dtype=np.float32)
+    _, new_b = make_doc("acme", "acme/b.txt", [random_vectors(1, seed=18)[0], bad], model=model, version="v2")
+    with pytest.raises(psycopg.Error, match="NaN"):
+        store.replace_documents(model, DIM, {a: new_a, b: new_b})
+    assert store.document_states(model, DIM, [a, b]) == before
+    assert store.replace_documents(model, DIM, {a: new_a}) == 1  # the connection is usable again
+
+
+def test_pgvector_concurrent_writers(pg_server):
+    """First writers racing to create the table, and two writers of one document, all succeed."""
+    model = unique("m")
+    errors, docs = [], {}
+
+    def write(i: int, key: str, n: int) -> None:
+        try:
+            did, rows = make_doc("acme", key, random_vectors(n, seed=500 + i), model=model, version=f"v{i}")
+            docs.setdefault(key, did)
+            PgVectorStore(dsn=pg_server.dsn).replace_documents(model, DIM, {did: rows})
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i, f"acme/{i}.txt", 3)) for i in range(6)]
+    threads += [threading.Thread(target=write, args=(10 + i, "acme/same.txt", 2 + i)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    states = PgVectorStore(dsn=pg_server.dsn).document_states(model, DIM, list(docs.values()))
+    assert all(states[docs[f"acme/{i}.txt"]].rows == 3 for i in range(6))
+    same = states[docs["acme/same.txt"]]
+    assert same.content_hash != "mixed" and same.rows in {2, 3, 4, 5}  # exactly one writer's rows
+
+
+def fresh_database(pg_server, *settings: str) -> str:
+    """A new database on the session's server (the store creates the extension itself)."""
+    name = unique("db").replace("-", "_")
+    with pg_connect(pg_server) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+        for setting in settings:
+            conn.execute(f"ALTER DATABASE {name} SET {setting}")
+    return pg_server.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+def test_pgvector_hnsw_with_a_small_tenant_uses_iterative_scan(pg_server):
+    """With the HNSW index doing the search, a tenant holding 0.5% of the rows still gets k."""
+    dsn = fresh_database(pg_server, "enable_seqscan = off")  # make the planner use HNSW, as at scale
+    model = unique("m")
+    store = PgVectorStore(dsn=dsn)
+    assert store.pgvector_version >= (0, 8) and store.iterative_scan
+    rng = np.random.default_rng(1)
+    big = {}
+    for d in range(30):
+        did, rows = make_doc("big", f"big/{d}.txt", [unit(rng.normal(size=DIM)) for _ in range(100)], model=model)
+        big[did] = rows
+    small_id, small = make_doc("small", "small/a.txt", [unit(rng.normal(size=DIM)) for _ in range(15)], model=model)
+    store.replace_documents(model, DIM, {**big, small_id: small})
+    table = pg_table_name(model, DIM)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP INDEX {table}_tenant")  # leave the planner the HNSW index only
+        conn.execute(f"ANALYZE {table}")
+    q = unit(rng.normal(size=DIM))
+    hits = store.query(model, DIM, q, tenant="small", k=10)
+    assert len(hits) == 10 and {h.tenant for h in hits} == {"small"}
+    exact = sorted(small, key=lambda r: -float(r.vector @ q))[:10]
+    assert len({h.chunk_id for h in hits} & {r.chunk_id for r in exact}) >= 8  # approximate, nearly exact
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+        params = {"vector": q, "tenant": "small", "model": model, "k": 10}
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + store.query_sql(table), params))
+        assert f"Index Scan using {table}_hnsw" in plan  # what the store ran
+        # Without the iterative scan, filtering 40 graph candidates finds almost none of them.
+        assert len(conn.execute(store.query_sql(table), params).fetchall()) < 10
+
+
+def test_pgvector_text_with_nul_is_stored(pg_server):
+    model = unique("m")
+    store = PgVectorStore(dsn=pg_server.dsn)
+    did, rows = make_doc(
+        "acme", "acme/nul.txt", random_vectors(1, seed=19), model=model, texts=["a\x00b"], metadata=[{"k": "x\x00y"}]
+    )
+    store.replace_documents(model, DIM, {did: rows})
+    hit = store.query(model, DIM, rows[0].vector, tenant="acme", k=1)[0]
+    assert (hit.text, hit.metadata) == ("a\ufffdb", {"k": "x\ufffdy"})
+
+
+def test_pgvector_creates_the_extension_and_reports_a_bad_server(pg_server):
+    dsn = fresh_database(pg_server)
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(1, seed=20), model=model)
+    PgVectorStore(dsn=dsn).replace_documents(model, DIM, {did: rows})  # CREATE EXTENSION vector
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    with pytest.raises(ConnectionError, match=r"cannot connect to postgresql://u:\*\*\*@127.0.0.1:1/x"):
+        PgVectorStore(dsn="postgresql://u:secret@127.0.0.1:1/x?connect_timeout=2").query(model, DIM, rows[0].vector, tenant="a")
+
+
+# ============================================================================================
+# Pinecone
+# ============================================================================================
+
+
+@pytest.fixture
+def pc_store(pinecone_server, pinecone_env):
+    store = make_store("pinecone", tmp_path=Path("."), pinecone=pinecone_server)
+    yield store
+    store.close()
+
+
+def upserts_since(server: FakePineconeServer, start: int) -> list[dict]:
+    return [r for r in server.requests[start:] if r["path"].endswith("/vectors/upsert")]
+
+
+def test_pinecone_upserts_in_batches_of_100_with_bounded_parallelism(pc_store, pinecone_server):
+    model = unique("m")
+    docs = dict(make_doc("acme", f"acme/{i}.txt", random_vectors(25, seed=600 + i), model=model) for i in range(10))
+    pc_store._open(model, DIM)
+    index = pc_store._index
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    real_upsert = index.upsert
+
+    def slow_upsert(**kwargs):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        try:
+            return real_upsert(**kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    index.upsert = slow_upsert
+    start = len(pinecone_server.requests)
+    pc_store.replace_documents(model, DIM, docs)
+    sizes = sorted(len(r["json"]["vectors"]) for r in upserts_since(pinecone_server, start))
+    assert sizes == [50, 100, 100] and 1 < peak[0] <= pc_store.parallelism
+    assert all(r["json"]["namespace"] == pc_store.namespace for r in upserts_since(pinecone_server, start))
+
+
+def test_pinecone_ids_deletes_and_no_delete_by_filter(pc_store, pinecone_server):
+    """Serverless cannot delete by filter (the fake refuses it too): ids carry a per-document
+    prefix, found by list-by-prefix, deleted by id."""
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(5, seed=21), model=model)
+    start = len(pinecone_server.requests)
+    pc_store.replace_documents(model, DIM, {did: rows})
+    stored = set(pinecone_server.index(PINECONE_INDEX).ns(pc_store.namespace))
+    prefix = document_prefix(model, did)
+    assert stored == {f"{prefix}{r.content_hash}#{r.chunk_id}" for r in rows}
+    assert len(prefix) == 17 and prefix.endswith("#")
+    _, two = make_doc("acme", "acme/a.txt", random_vectors(2, seed=22), model=model, version="v2")
+    pc_store.replace_documents(model, DIM, {did: two})
+    assert pc_store.delete_documents(model, DIM, [did]) == 2
+    assert not pinecone_server.index(PINECONE_INDEX).ns(pc_store.namespace)
+    deletes = [r for r in pinecone_server.requests[start:] if r["path"].endswith("/vectors/delete")]
+    assert deletes and all("filter" not in r["json"] and r["status"] == 200 for r in deletes)
+    lists = [r for r in pinecone_server.requests[start:] if r["path"].endswith("/vectors/list")]
+    assert {r["query"]["prefix"][0] for r in lists} == {prefix}
+
+
+def test_pinecone_a_replace_cut_short_converges(pc_store, pinecone_server):
+    """Upsert first, delete after: stopped in between, the document has too many rows (never
+    none), document_states shows it, and the next replace leaves exactly the new chunks."""
+    model = unique("m")
+    did, five = make_doc("acme", "acme/a.txt", random_vectors(5, seed=23), model=model)
+    pc_store.replace_documents(model, DIM, {did: five})
+    _, two = make_doc("acme", "acme/a.txt", random_vectors(2, seed=24), model=model, version="v2")
+    index = pc_store._index
+    real_delete = index.delete
+
+    def crash(**kwargs):
+        raise ConnectionError("process killed")
+
+    index.delete = crash
+    with pytest.raises(ConnectionError):
+        pc_store.replace_documents(model, DIM, {did: two})
+    state = pc_store.document_states(model, DIM, [did])[did]
+    assert (state.content_hash, state.rows) == ("mixed", 7)
+    index.delete = real_delete
+    pc_store.replace_documents(model, DIM, {did: two})
+    state = pc_store.document_states(model, DIM, [did])[did]
+    assert (state.content_hash, state.rows) == (two[0].content_hash, 2)
+
+
+def test_pinecone_metadata_fits_the_40kb_limit(pc_store, pinecone_server):
+    model = unique("m")
+    huge_text = "Lorem ipsum dolor sit amet. " * 3000  # 84 KB
+    meta = [{"owner": "sales", "blob": "x" * 50_000, "small": 1}, {"owner": "hr", "a": "y" * 30_000, "b": "z" * 20_000}, {}]
+    did, rows = make_doc(
+        "acme", "acme/big.txt", random_vectors(3, seed=25), model=model, texts=["short", "also short", huge_text], metadata=meta
+    )
+    pc_store.replace_documents(model, DIM, {did: rows})  # the fake refuses anything over 40 KB
+    for r in pinecone_server.index(PINECONE_INDEX).ns(pc_store.namespace).values():
+        assert len(json.dumps(r["metadata"], separators=(",", ":")).encode()) <= MAX_METADATA_BYTES
+    hits = {h.text[:5]: h for h in pc_store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=3)}
+    assert hits["short"].metadata == {"owner": "sales", "small": 1, "_truncated": ["metadata.blob"]}
+    assert hits["also "].metadata == {"owner": "hr", "b": "z" * 20_000, "_truncated": ["metadata.a"]}
+    cut = hits["Lorem"]
+    assert cut.metadata == {"_truncated": ["text"]} and huge_text.startswith(cut.text) and 30_000 < len(cut.text) < 40_000
+    # Deterministic: the same row gives the same metadata.
+    assert vector_metadata(rows[2]) == vector_metadata(rows[2])
+    assert pc_store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=3, where={"owner": "sales"})[0].text == "short"
+
+
+def test_pinecone_upserts_stay_under_2mb(pc_store, pinecone_server):
+    model = unique("m")
+    meta = [{"pad": "p" * 30_000}] * 120  # 100 of these would be a 3 MB request
+    did, rows = make_doc("acme", "acme/fat.txt", random_vectors(120, seed=26), model=model, metadata=meta)
+    start = len(pinecone_server.requests)
+    pc_store.replace_documents(model, DIM, {did: rows})
+    upserts = upserts_since(pinecone_server, start)
+    assert len(upserts) > 2 and all(r["status"] == 200 for r in upserts)
+    assert pc_store.document_states(model, DIM, [did])[did].rows == 120
+
+
+def test_pinecone_namespace_per_tenant(pinecone_server, pinecone_env, tmp_path):
+    model = unique("m")
+    base = unique("kb")
+    store = make_store("pinecone", tmp_path=tmp_path, pinecone=pinecone_server, namespace=base + "-{tenant}")
+    a, a_rows = make_doc("acme", "acme/a.txt", random_vectors(3, seed=27), model=model)
+    g, g_rows = make_doc("globex", "globex/g.txt", random_vectors(2, seed=28), model=model)
+    store.replace_documents(model, DIM, {a: a_rows, g: g_rows})
+    spaces = pinecone_server.index(PINECONE_INDEX).namespaces
+    assert len(spaces[f"{base}-acme"]) == 3 and len(spaces[f"{base}-globex"]) == 2
+    assert {h.tenant for h in store.query(model, DIM, g_rows[0].vector, tenant="acme", k=10)} == {"acme"}
+    assert store.query(model, DIM, g_rows[0].vector, tenant="initech", k=10) == []
+    assert {d: s.rows for d, s in store.document_states(model, DIM, [a, g]).items()} == {a: 3, g: 2}
+    assert store.delete_documents(model, DIM, [g]) == 2 and not spaces[f"{base}-globex"]
+    # A row whose document id names another tenant would land in the wrong namespace: refused.
+    _, wrong = make_doc("acme", "acme/x.txt", random_vectors(1, seed=29), model=model)
+    stray = dataclasses.replace(wrong[0], document_id="globex:s3://bucket/acme/x.txt")
+    with pytest.raises(ValueError, match="tenant 'acme'"):
+        store.replace_documents(model, DIM, {stray.document_id: [stray]})
+
+
+def test_pinecone_index_host_api_key_and_metric(pinecone_server, monkeypatch, tmp_path):
+    model = unique("m")
+    monkeypatch.delenv("PINECONE_API_KEY", raising=False)
+    store = vector_store_from_uri(f"pinecone://{PINECONE_INDEX}?host={pinecone_server.url}")
+    with pytest.raises(RuntimeError, match="PINECONE_API_KEY"):
+        store.query(model, DIM, unit(np.ones(DIM)), tenant="acme")
+    monkeypatch.setenv("PINECONE_API_KEY", PINECONE_KEY)
+    direct = vector_store_from_uri(f"pinecone://{PINECONE_INDEX}?namespace={unique('ns')}&index_host={pinecone_server.url}")
+    did, rows = make_doc("acme", "acme/a.txt", random_vectors(2, seed=30), model=model)
+    start = len(pinecone_server.requests)
+    direct.replace_documents(model, DIM, {did: rows})
+    assert not [r for r in pinecone_server.requests[start:] if r["path"].startswith("/indexes")]  # no describe
+    assert len(direct.query(model, DIM, rows[0].vector, tenant="acme")) == 2
+    dots = FakePineconeServer(index_name="dots", dimension=DIM, metric="dotproduct")
+    with dots, pytest.raises(ValueError, match="dotproduct"):
+        vector_store_from_uri(f"pinecone://dots?host={dots.url}").query(model, DIM, unit(np.ones(DIM)), tenant="a")
+
+
+# ============================================================================================
+# The pipeline end to end, with only RAG_INDEX_URI changed
+# ============================================================================================
+
+
+def ingest_folder(root: Path, instance):
+    from rag_assets.definitions import build_definitions
+    from rag_assets.ingest import discover, ingest
+    from rag_assets.resources.object_store import ObjectStore
+    from rag_assets.settings import Settings
+
+    settings = Settings.from_env()
+    refs, unfound = discover([str(root)], ObjectStore(), None, settings.tenant_from_key)
+    assert not unfound
+    return ingest(refs, defs=build_definitions(settings), instance=instance, batch_size=50)
+
+
+def write_inbox(root: Path) -> Path:
+    (root / "acme").mkdir(parents=True)
+    (root / "globex").mkdir()
+    (root / "acme" / "vacation.md").write_text("# Vacation\nEvery employee gets twenty five days of paid vacation a year.\n")
+    (root / "acme" / "office.txt").write_text("The office is at 12 Harbour Street in Rotterdam.\n")
+    (root / "acme" / "office.meta.json").write_text('{"owner": "facilities"}')
+    (root / "globex" / "security.txt").write_text("Report a stolen laptop to the security team within one hour.\n")
+    return root
+
+
+def query_text(text: str, tenant: str, k: int = 3, where=None):
+    from rag_assets.definitions import build_resources
+    from rag_assets.settings import Settings
+
+    resources = build_resources(Settings.from_env())
+    embedder, store = resources["embedder"], resources["vector_store"]
+    return store.query(embedder.model_id, embedder.dimension, embedder.embed([text])[0], tenant=tenant, k=k, where=where)
+
+
+def check_pipeline_end_to_end(instance, tmp_path: Path, kind: str):
+    import dagster as dg
+
+    from rag_assets.definitions import build_resources
+    from rag_assets.settings import Settings
+
+    assert type(build_resources(Settings.from_env())["vector_store"]).__name__ == kind
+    root = write_inbox(tmp_path / "inbox")
+    report = ingest_folder(root, instance)
+    assert sorted(report.ingested) == ["acme/office.txt", "acme/vacation.md", "globex/security.txt"]
+    assert report.failed == [] and report.vectors == report.chunks == 3
+    checks = [
+        r.event_log_entry.dagster_event.asset_check_evaluation_data
+        for run_id in report.runs
+        for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    ]
+    assert checks and all(c.passed for c in checks)  # read back from the store: rows == chunks
+
+    hits = query_text("how many days of paid vacation", "acme")
+    assert hits[0].key == "acme/vacation.md" and hits[0].tenant == "acme"
+    assert {h.tenant for h in query_text("stolen laptop security team", "acme", k=10)} == {"acme"}
+    assert query_text("stolen laptop", "globex")[0].key == "globex/security.txt"
+    assert [h.key for h in query_text("where is the office", "acme", where={"owner": "facilities"})] == ["acme/office.txt"]
+
+    again = ingest_folder(root, instance)
+    assert again.ingested == [] and again.vectors == 0 and len(again.unchanged) == 3
+
+    (root / "acme" / "vacation.md").write_text("# Vacation\nEvery employee gets thirty days of paid vacation.\n")
+    changed = ingest_folder(root, instance)
+    assert changed.ingested == ["acme/vacation.md"]
+    assert "thirty" in query_text("how many days of paid vacation", "acme")[0].text
+    return report
+
+
+def test_pipeline_end_to_end_on_pgvector(rag_env, instance, tmp_path, pg_server, monkeypatch):
+    dsn = fresh_database(pg_server)
+    monkeypatch.setenv("RAG_INDEX_URI", dsn)
+    check_pipeline_end_to_end(instance, tmp_path, "PgVectorStore")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT tenant, key FROM chunks__local_all_minilm_l6_v2__384 ORDER BY key").fetchall()
+    assert rows == [("acme", "acme/office.txt"), ("acme", "acme/vacation.md"), ("globex", "globex/security.txt")]
+
+
+def test_pipeline_end_to_end_on_pinecone(rag_env, instance, tmp_path, monkeypatch):
+    with FakePineconeServer(index_name="docs", dimension=384, api_key="e2e-key") as server:
+        monkeypatch.setenv("PINECONE_API_KEY", "e2e-key")
+        monkeypatch.setenv("RAG_INDEX_URI", f"pinecone://docs?namespace={{tenant}}&host={server.url}")
+        check_pipeline_end_to_end(instance, tmp_path, "PineconeStore")
+        spaces = server.index("docs").namespaces
+        assert {ns: len(v) for ns, v in spaces.items() if v} == {"acme": 2, "globex": 1}
