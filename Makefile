@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ test: install-test postgres
 
 bench: install-test
 	$(BIN)/python benchmarks/ingest.py
+
+bench-stores: install-test postgres
+	$(BIN)/python benchmarks/stores.py
+
+bench-sensors: install-test
+	$(BIN)/python benchmarks/sensors.py
 
 clean:
 	rm -rf .dagster .rag
