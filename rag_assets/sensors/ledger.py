@@ -77,3 +77,30 @@ class ListingLedger:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         rows = self._conn.execute("SELECT key, version FROM objects WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",))
         return dict(rows)
+
+
+class PendingAcks:
+    """SQS receipt handles of each event-sensor tick, kept until a later tick's cursor shows
+    that Dagster recorded that tick (SQLite; the cursor holds only the tick number)."""
+
+    def __init__(self, path: str | Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), timeout=60)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        with self._conn:
+            self._conn.execute("CREATE TABLE IF NOT EXISTS acks (tick INTEGER, handle TEXT)")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def take(self, tick: int) -> list[str]:
+        """The handles of recorded `tick`; every other tick's are dropped (their messages come
+        back after the visibility timeout, and their runs' keys absorb the duplicates)."""
+        handles = [h for (h,) in self._conn.execute("SELECT handle FROM acks WHERE tick = ?", (tick,))]
+        with self._conn:
+            self._conn.execute("DELETE FROM acks")
+        return handles
+
+    def put(self, tick: int, handles: Iterable[str]) -> None:
+        with self._conn:
+            self._conn.executemany("INSERT INTO acks VALUES (?, ?)", [(tick, h) for h in handles])

@@ -29,7 +29,7 @@ from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
 from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.object_store import ObjectStore, source_root, split_s3_uri
-from rag_assets.sensors.ledger import ListingLedger
+from rag_assets.sensors.ledger import ListingLedger, PendingAcks
 
 ATTEMPT_TAG = "rag/attempt"
 # Launchers that re-plan their own failed batches (rag_assets.ingest.materialize_documents).
@@ -122,12 +122,16 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
     def s3_event_sensor(
         context: dg.SensorEvaluationContext, event_queue: EventQueue, object_store: ObjectStore, sync_config: SyncConfig
     ) -> dg.SensorResult:
-        # Messages received by the previous tick are deleted only now: that tick's cursor was
-        # stored after its runs and partitions were recorded, so a crash loses nothing.
-        previous = json.loads(context.cursor) if context.cursor else {}
-        if previous.get("ack"):
-            event_queue.delete(previous["ack"])
-        messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
+        # Messages received by a tick are deleted only once a later tick's cursor names it:
+        # the cursor is stored with the tick's runs and partitions, so a crash loses nothing.
+        recorded = json.loads(context.cursor)["tick"] if context.cursor else 0
+        acks = PendingAcks(state_path(sync_config, "acks", str(event_queue.queue_url)))
+        try:
+            event_queue.delete(acks.take(recorded))
+            messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
+            acks.put(recorded + 1, [m.receipt_handle for m in messages])
+        finally:
+            acks.close()
         events = []
         for message in messages:
             try:
@@ -161,14 +165,14 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         )
         if messages:
             context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(keys)} object(s)")
-        cursor = json.dumps({"ack": [m.receipt_handle for m in messages]})
-        return plan_to_result(plan, cursor=cursor, source="s3_event_sensor", context=context)
+        return plan_to_result(plan, cursor=json.dumps({"tick": recorded + 1}), source="s3_event_sensor", context=context)
 
     return s3_event_sensor
 
 
-def ledger_path(sync_config: SyncConfig, root: str) -> Path:
-    return Path(sync_config.state_dir, f"listing-{hashlib.sha256(root.encode()).hexdigest()[:12]}.sqlite")
+def state_path(sync_config: SyncConfig, kind: str, name: str) -> Path:
+    """A sensor's state file, one per source or queue."""
+    return Path(sync_config.state_dir, f"{kind}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.sqlite")
 
 
 def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
@@ -186,7 +190,7 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         root, listing = source_root(sync_config.source_uri)
         if not listing.startswith("s3://") and not Path(listing).is_dir():
             return dg.SkipReason(f"{listing} does not exist (yet)")
-        ledger = ListingLedger(ledger_path(sync_config, root))
+        ledger = ListingLedger(state_path(sync_config, "listing", root))
         tick = cursor["tick"] + 1
         try:
             # The cursor names the last tick Dagster recorded: its observations become the
