@@ -112,7 +112,7 @@ def index_reconciliation(
     documents = {k: o for k, o in objects.items() if not is_sidecar(k)}
     modified = {k for k, o in objects.items() if start <= o.last_modified < end}
     new_sidecar = {doc for k in modified if is_sidecar(k) and (doc := document_for_sidecar(k, set(documents)))}
-    touched = (modified - {k for k in modified if is_sidecar(k)}) | new_sidecar
+    touched = {k for k in modified if not is_sidecar(k)} | new_sidecar
     partitions: dict[str, str] = {}
     for key in sorted(touched):
         try:
@@ -142,8 +142,9 @@ def index_reconciliation(
         run_config={},
         launched_by="reconciliation",
     )
-    for f in failed:
-        context.log.error(f"{decode_partition_key(f['partition']).key}: {f['reason']}")
+    failures = [{"key": decode_partition_key(f["partition"]).key, "reason": f["reason"]} for f in failed]
+    for f in failures:
+        context.log.error(f"{f['key']}: {f['reason']}")
     day = datetime.fromtimestamp(start, UTC).date().isoformat()
     context.log.info(f"{day}: {len(touched)} object(s) modified, {len(stale)} re-ingested, {len(purged['purged'])} purged")
     return dg.MaterializeResult(
@@ -151,7 +152,7 @@ def index_reconciliation(
             "objects_listed": len(objects),
             "modified_that_day": len(touched),
             "reingested": len(done),
-            "reingest_failed": dg.MetadataValue.json([{"key": decode_partition_key(f["partition"]).key, "reason": f["reason"]} for f in failed]),
+            "reingest_failed": dg.MetadataValue.json(failures),
             "purged": dg.MetadataValue.json(purged["purged"]),
             "rows_purged": purged["rows_deleted"],
             "runs": dg.MetadataValue.json(runs),
