@@ -24,7 +24,7 @@ from rag_assets.ingest import LAUNCHED_BY_TAG, failed_documents
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.keys import DocRef, is_sidecar
-from rag_assets.lib.sync import SyncPlan, document_for_sidecar, plan_sync, run_key
+from rag_assets.lib.sync import document_for_sidecar, plan_sync, run_key
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
 from rag_assets.resources.event_queue import EventQueue
@@ -40,10 +40,26 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
-def plan_to_result(
-    plan: SyncPlan, *, cursor: str | None, source: str, context: dg.SensorEvaluationContext
+def sync_result(
+    context: dg.SensorEvaluationContext,
+    sync_config: SyncConfig,
+    *,
+    root: str,
+    present: Mapping[str, str],
+    gone: Sequence[str],
+    cursor: str,
+    source: str,
 ) -> dg.SensorResult:
-    """Sensor result of a sync plan: new partitions, one ranged run per batch, one purge run."""
+    """The sensor result for objects seen present and gone: new partitions, one ranged run
+    per batch, one purge run."""
+    plan = plan_sync(
+        root=root,
+        present=present,
+        gone=gone,
+        known_partitions=context.instance.get_dynamic_partitions(documents_partitions.name),
+        tenant_rule=sync_config.tenant_rule,
+        batch_size=sync_config.batch_size,
+    )
     requests = [
         dg.RunRequest(
             job_name=ingest_documents_job.name,
@@ -155,17 +171,12 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         present = resolve_sidecars(
             {k: v for k, v in state.items() if v is not None}, find, [k for k in gone if is_sidecar(k)], stamp
         )
-        plan = plan_sync(
-            root=root,
-            present=present,
-            gone=gone,
-            known_partitions=context.instance.get_dynamic_partitions(documents_partitions.name),
-            tenant_rule=sync_config.tenant_rule,
-            batch_size=sync_config.batch_size,
-        )
         if messages:
             context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(keys)} object(s)")
-        return plan_to_result(plan, cursor=json.dumps({"tick": recorded + 1}), source="s3_event_sensor", context=context)
+        cursor = json.dumps({"tick": recorded + 1})
+        return sync_result(
+            context, sync_config, root=root, present=present, gone=gone, cursor=cursor, source="s3_event_sensor"
+        )
 
     return s3_event_sensor
 
@@ -214,16 +225,10 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             present = resolve_sidecars(changed, sidecar_finder(ledger.with_prefix), removed_sidecars, str(cursor["pass"]))
         finally:
             ledger.close()
-        plan = plan_sync(
-            root=root,
-            present=present,
-            gone=gone,
-            known_partitions=context.instance.get_dynamic_partitions(documents_partitions.name),
-            tenant_rule=sync_config.tenant_rule,
-            batch_size=sync_config.batch_size,
-        )
         next_cursor = {"pass": cursor["pass"] + 1 if finished else cursor["pass"], "token": token, "tick": tick}
-        return plan_to_result(plan, cursor=json.dumps(next_cursor), source="listing_sensor", context=context)
+        return sync_result(
+            context, sync_config, root=root, present=present, gone=gone, cursor=json.dumps(next_cursor), source="listing_sensor"
+        )
 
     return listing_sensor
 
