@@ -27,10 +27,10 @@ from rag_assets.resources.vector_stores import (
     Hit,
     VectorRow,
     VectorStore,
+    admitted,
     check_query_vector,
     check_rows,
     check_where,
-    matches_where,
     require_tenant,
     table_name,
 )
@@ -335,23 +335,20 @@ class PgVectorStore(VectorStore):
                 # filtering ef_search candidates (which returns too few for a small tenant).
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             found = conn.execute(sql, params).fetchall()
-        hits = []
-        for chunk_id, key, row_tenant, page, text, document_id, metadata, distance in found:
-            if row_tenant != tenant or not matches_where(metadata, where):
-                continue  # belt and braces
-            hits.append(
-                Hit(
-                    key=key,
-                    tenant=row_tenant,
-                    page=page,
-                    score=float(1.0 - distance),
-                    text=text,
-                    document_id=document_id,
-                    chunk_id=chunk_id,
-                    metadata=metadata,
-                )
+        hits = (
+            Hit(
+                key=key,
+                tenant=row_tenant,
+                page=page,
+                score=float(1.0 - distance),
+                text=text,
+                document_id=document_id,
+                chunk_id=chunk_id,
+                metadata=metadata,
             )
-        return hits
+            for chunk_id, key, row_tenant, page, text, document_id, metadata, distance in found
+        )
+        return admitted(hits, tenant, where)
 
 
 def _jsonb(value):

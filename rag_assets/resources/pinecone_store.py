@@ -35,10 +35,10 @@ from rag_assets.resources.vector_stores import (
     Hit,
     VectorRow,
     VectorStore,
+    admitted,
     check_query_vector,
     check_rows,
     check_where,
-    matches_where,
     require_tenant,
 )
 
@@ -372,14 +372,14 @@ class PineconeStore(VectorStore):
         for match in found.matches:
             meta = dict(match.metadata or {})
             user = json.loads(meta.get("metadata_json") or "{}")
-            if meta.get("tenant") != tenant or meta.get("model") != model_id or not matches_where(user, where):
-                continue  # belt and braces: never another tenant's row
+            if meta.get("model") != model_id:
+                continue  # another model's row of the same dimension in this index
             if meta.get("truncated"):
                 user["_truncated"] = list(meta["truncated"])
             hits.append(
                 Hit(
                     key=meta.get("document_key", ""),
-                    tenant=meta["tenant"],
+                    tenant=meta.get("tenant", ""),
                     page=_int(meta.get("page")),
                     score=float(match.score),
                     text=meta.get("text", ""),
@@ -388,7 +388,7 @@ class PineconeStore(VectorStore):
                     metadata=user,
                 )
             )
-        return hits
+        return admitted(hits, tenant, where)
 
 
 def _int(value) -> int | None:

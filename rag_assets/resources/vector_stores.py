@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -120,6 +120,12 @@ def _same(a, b) -> bool:
 
 def matches_where(metadata: Mapping, where: Mapping[str, Scalar]) -> bool:
     return all(key in metadata and _same(metadata[key], value) for key, value in where.items())
+
+
+def admitted(hits: Iterable[Hit], tenant: str, where: Mapping[str, Scalar]) -> list[Hit]:
+    """Every store's last check on what its search returned, belt and braces: only rows of
+    `tenant` that meet `where`, whatever the store's own filter did."""
+    return [h for h in hits if h.tenant == tenant and matches_where(h.metadata, where)]
 
 
 class VectorStore(dg.ConfigurableResource, ABC):
@@ -276,24 +282,20 @@ class LanceDBStore(VectorStore):
             return []
         condition = " AND ".join([f"tenant = {sql_quote(tenant)}", *(_lance_metadata_condition(f, v) for f, v in where.items())])
         found = table.search(vector).distance_type("cosine").where(condition, prefilter=True).limit(k).to_list()
-        hits = []
-        for r in found:
-            metadata = json.loads(r["metadata"] or "{}")
-            if r["tenant"] != tenant or not matches_where(metadata, where):
-                continue  # belt and braces: never another tenant's row, never a false metadata match
-            hits.append(
-                Hit(
-                    key=r["document_key"],
-                    tenant=r["tenant"],
-                    page=r["page"],
-                    score=float(1.0 - r["_distance"]),
-                    text=r["text"],
-                    document_id=r["document_id"],
-                    chunk_id=r["id"],
-                    metadata=metadata,
-                )
+        hits = (
+            Hit(
+                key=r["document_key"],
+                tenant=r["tenant"],
+                page=r["page"],
+                score=float(1.0 - r["_distance"]),
+                text=r["text"],
+                document_id=r["document_id"],
+                chunk_id=r["id"],
+                metadata=json.loads(r["metadata"] or "{}"),
             )
-        return hits
+            for r in found
+        )
+        return admitted(hits, tenant, where)
 
 
 def _like_escape(text: str) -> str:
