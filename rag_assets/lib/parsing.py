@@ -43,10 +43,6 @@ class ParsedDocument:
     pages: int | None = None
     warnings: int = 0
 
-    @property
-    def characters(self) -> int:
-        return sum(len(u.text) for u in self.units)
-
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Tags and comments only: a bare "<" in prose ("a < 2 and b > 3") is text, not markup.

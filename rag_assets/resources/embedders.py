@@ -30,7 +30,6 @@ class EmbedStats:
     calls: int = 0
     retries: int = 0
     tokens: int = 0
-    texts: int = 0
     seconds_waited: float = 0.0
     batches: list[list[int]] = field(default_factory=list)  # indices of the texts in each call
 
@@ -110,7 +109,6 @@ class LocalEmbedder(Embedder):
             for start in range(0, len(texts), self.batch_size):
                 stats.batches.append(list(range(start, min(start + self.batch_size, len(texts)))))
             stats.calls += (len(texts) + self.batch_size - 1) // self.batch_size
-            stats.texts += len(texts)
         return vectors.astype(np.float32)
 
 
@@ -228,7 +226,6 @@ class OpenAIEmbedder(Embedder):
             batch = list(texts[start : start + self.batch_size])
             stats.batches.append(list(range(start, start + len(batch))))
             out.extend(self._request(batch, stats))
-        stats.texts += len(texts)
         vectors = np.asarray(out, dtype=np.float32).reshape(len(texts), -1) if out else np.zeros((0, self.dimension), np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
