@@ -119,12 +119,9 @@ def sidecar_finder(candidates_for):
 
 def head_all(object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16) -> dict[str, str | None]:
     """Each object's current ETag (None when gone), many at a time."""
-    if not keys:
-        return {}
-    first = {keys[0]: object_store.head(f"{root}/{keys[0]}")}  # creates the client in this thread
-    keys = keys[1:]
+    # Thread-safe: the store makes its boto3 client from a session of its own.
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return first | dict(zip(keys, pool.map(lambda k: object_store.head(f"{root}/{k}"), keys), strict=True))
+        return dict(zip(keys, pool.map(lambda k: object_store.head(f"{root}/{k}"), keys), strict=True))
 
 
 def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
