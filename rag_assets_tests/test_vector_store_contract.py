@@ -23,13 +23,19 @@ from rag_assets.resources.pinecone_store import (
     MAX_METADATA_BYTES,
     PineconeStore,
     document_prefix,
+    id_state,
+    vector_id,
     vector_metadata,
 )
 from rag_assets.resources.vector_stores import (
+    MIXED,
     DimensionMismatch,
+    IndexedDocument,
     LanceDBStore,
     VectorRow,
     VectorStore,
+    chunk_digest,
+    table_name,
     vector_store_from_uri,
 )
 from rag_assets.resources.vector_stores import (
@@ -87,8 +93,11 @@ def make_doc(
     texts=None,
     metadata=None,
     pages=None,
+    etag: str | None = None,
+    pipeline: str = "pipe-1",
 ) -> tuple[str, list[VectorRow]]:
-    """A document's rows as the pipeline builds them (ids from the real chunk_id)."""
+    """A document's rows as the pipeline builds them (ids from the real chunk_id); the source
+    etag defaults to one per version."""
     did = doc_id(tenant, key)
     rows = []
     for i, vector in enumerate(vectors):
@@ -107,6 +116,8 @@ def make_doc(
                 page=pages[i] if pages else i + 1,
                 row=None,
                 metadata=dict(metadata[i]) if metadata else {"ordinal": i},
+                source_etag=f'"etag-{version}"' if etag is None else etag,
+                pipeline=pipeline,
             )
         )
     return did, rows
@@ -124,6 +135,90 @@ def all_rows(store: VectorStore, model: str, tenant: str, k: int = 1000):
         for h in store.query(model, DIM, unit(v), tenant=tenant, k=k):
             hits[h.chunk_id] = h
     return hits
+
+
+def indexed(rows: list[VectorRow]) -> IndexedDocument:
+    """What list_documents must say of a document whose rows are exactly `rows`."""
+    first = rows[0]
+    return IndexedDocument(
+        document_id=first.document_id,
+        tenant=first.tenant,
+        document_key=first.document_key,
+        content_hash=first.content_hash,
+        source_etag=first.source_etag,
+        pipeline=first.pipeline,
+        rows=len(rows),
+        chunk_digest=chunk_digest(r.chunk_id for r in rows),
+    )
+
+
+# --- writing around the store ----------------------------------------------------------------
+
+# A pgvector table as the store created it before rows had a source etag and pipeline.
+OLD_PG_TABLE = """
+    CREATE TABLE {table} (
+        id text PRIMARY KEY, content text NOT NULL, key text NOT NULL, embedding vector({dim}) NOT NULL,
+        metadata jsonb NOT NULL DEFAULT '{{}}'::jsonb, created_at timestamptz NOT NULL DEFAULT now(),
+        tenant text NOT NULL, document_id text NOT NULL, ordinal integer NOT NULL, page integer, "row" integer,
+        content_hash text NOT NULL, model text NOT NULL
+    );
+    COMMENT ON TABLE {table} IS 'rag_assets model={model}'"""
+NEW_FIELDS = ("source_etag", "pipeline")
+
+
+def add_rows_directly(store: VectorStore, kind: str, model: str, rows: list[VectorRow], old: bool = False) -> None:
+    """Add rows beside whatever the index holds, deleting nothing (what a replace that stopped
+    half-way leaves), through each store's own low-level write path. `old`: into an index made
+    before rows had a source etag and pipeline (the table is created with the old schema;
+    Pinecone gets ids `<prefix><content hash>#<chunk id>` and no such metadata)."""
+    if kind == "lancedb":
+        import lancedb
+        import pyarrow as pa
+
+        assert isinstance(store, LanceDBStore)
+        schema = store._schema(DIM)
+        if old:
+            schema = pa.schema([f for f in schema if f.name not in NEW_FIELDS])
+        db, name = lancedb.connect(store.uri), table_name(model, DIM)
+        table = db.create_table(name, schema=schema) if old else db.open_table(name)
+        records = [
+            {
+                "id": r.chunk_id, "tenant": r.tenant, "document_id": r.document_id, "document_key": r.document_key,
+                "ordinal": r.ordinal, "page": r.page, "row": r.row, "text": r.text, "content_hash": r.content_hash,
+                "model": r.model, "metadata": json.dumps(r.metadata), "vector": r.vector.tolist(),
+                **({} if old else {"source_etag": r.source_etag, "pipeline": r.pipeline}),
+            }
+            for r in rows
+        ]  # fmt: skip
+        table.add(pa.Table.from_pylist(records, schema=schema))
+    elif kind == "pgvector":
+        from pgvector.psycopg import register_vector
+
+        assert isinstance(store, PgVectorStore)
+        table = pg_table_name(model, DIM)
+        columns = ["id", "content", "key", "embedding", "metadata", "tenant", "document_id", "ordinal", "page", "row"]
+        columns += ["content_hash", "model", *([] if old else NEW_FIELDS)]
+        with psycopg.connect(store.dsn, autocommit=True) as conn:
+            if old:
+                conn.execute(OLD_PG_TABLE.format(table=table, dim=DIM, model=model))
+            register_vector(conn)
+            for r in rows:
+                values = [r.chunk_id, r.text, r.document_key, r.vector, psycopg.types.json.Jsonb(r.metadata), r.tenant]
+                values += [r.document_id, r.ordinal, r.page, r.row, r.content_hash, r.model]
+                values += [] if old else [r.source_etag, r.pipeline]
+                names = ", ".join(f'"{c}"' for c in columns)
+                conn.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(values))})", values)
+    else:
+        assert isinstance(store, PineconeStore)
+        vectors = []
+        for r in rows:
+            meta = vector_metadata(r)
+            vid = vector_id(r)
+            if old:
+                meta = {k: v for k, v in meta.items() if k not in NEW_FIELDS}
+                vid = f"{document_prefix(r.model, r.document_id)}{r.content_hash}#{r.chunk_id}"
+            vectors.append({"id": vid, "values": r.vector.tolist(), "metadata": meta})
+        store._open(model, DIM).upsert(vectors=vectors, namespace=store.namespace)
 
 
 # --- the labelled query set -----------------------------------------------------------------
@@ -171,7 +266,7 @@ def labelled_set(model: str):
 # ============================================================================================
 
 
-def test_replace_then_states_and_hits_carry_every_field(store: VectorStore):
+def test_replace_then_listing_and_hits_carry_every_field(store: VectorStore):
     model = unique("m")
     texts = ["Grüße aus Köln — 日本語のテキスト", "second chunk", "third chunk"]
     meta = [
@@ -185,10 +280,10 @@ def test_replace_then_states_and_hits_carry_every_field(store: VectorStore):
 
     assert store.replace_documents(model, DIM, {did: rows, other: other_rows}) == 5
 
-    states = store.document_states(model, DIM, [did, other, doc_id("acme", "acme/missing.txt")])
-    assert set(states) == {did, other}
-    assert (states[did].content_hash, states[did].rows, states[did].dimension) == (rows[0].content_hash, 3, DIM)
-    assert (states[other].content_hash, states[other].rows) == (other_rows[0].content_hash, 2)
+    listed = store.list_documents(model, DIM, [did, other, doc_id("acme", "acme/missing.txt")])
+    assert listed == {d: indexed(rs) for d, rs in ((did, rows), (other, other_rows))}
+    assert (listed[did].source_etag, listed[did].pipeline) == ('"etag-v1"', "pipe-1")
+    assert listed[did].uri == "s3://bucket/acme/handbook.pdf"
 
     hits = store.query(model, DIM, vectors[0], tenant="acme", k=5)
     assert len(hits) == 5
@@ -215,9 +310,9 @@ def test_replace_shrinking_a_document_leaves_exactly_its_new_chunks(store: Vecto
     _, two = make_doc("acme", "acme/report.pdf", random_vectors(2, seed=5), model=model, version="v2")
     assert store.replace_documents(model, DIM, {did: two}) == 2
 
-    states = store.document_states(model, DIM, [did, keep])
-    assert (states[did].content_hash, states[did].rows) == (two[0].content_hash, 2)
-    assert (states[keep].content_hash, states[keep].rows) == (keep_rows[0].content_hash, 3)  # untouched
+    listed = store.list_documents(model, DIM, [did, keep])
+    assert (listed[did].content_hash, listed[did].rows) == (two[0].content_hash, 2)
+    assert listed == {did: indexed(two), keep: indexed(keep_rows)}  # keep: untouched
     found = all_rows(store, model, "acme")
     assert {c for c, h in found.items() if h.document_id == did} == {r.chunk_id for r in two}
     assert {c for c, h in found.items() if h.document_id == keep} == {r.chunk_id for r in keep_rows}
@@ -229,11 +324,11 @@ def test_replace_is_idempotent_and_an_empty_replace_empties_the_document(store: 
     did, rows = make_doc("acme", "acme/a.txt", random_vectors(4, seed=6), model=model)
     store.replace_documents(model, DIM, {did: rows})
     store.replace_documents(model, DIM, {did: rows})  # the same batch again (a re-run)
-    assert store.document_states(model, DIM, [did])[did].rows == 4
+    assert store.list_documents(model, DIM, [did]) == {did: indexed(rows)}
     assert len(all_rows(store, model, "acme")) == 4
 
     assert store.replace_documents(model, DIM, {did: []}) == 0
-    assert store.document_states(model, DIM, [did]) == {}
+    assert store.list_documents(model, DIM, [did]) == {} == store.list_documents(model, DIM)
     assert all_rows(store, model, "acme") == {}
 
 
@@ -241,8 +336,8 @@ def test_a_batch_of_many_documents_is_one_call(store: VectorStore):
     model = unique("m")
     docs = dict(make_doc("acme", f"acme/d{i:02d}.txt", random_vectors(7, seed=100 + i), model=model) for i in range(30))
     assert store.replace_documents(model, DIM, docs) == 210  # Pinecone: 3 upserts of <= 100
-    states = store.document_states(model, DIM, list(docs))
-    assert {d: s.rows for d, s in states.items()} == {d: 7 for d in docs}
+    assert store.list_documents(model, DIM, list(docs)) == {d: indexed(rs) for d, rs in docs.items()}
+    assert store.list_documents(model, DIM) == {d: indexed(rs) for d, rs in docs.items()}
     assert len(all_rows(store, model, "acme")) == 210
 
 
@@ -254,15 +349,136 @@ def test_delete_documents(store: VectorStore):
     store.replace_documents(model, DIM, {gone: gone_rows, stays: stay_rows})
 
     assert store.delete_documents(model, DIM, [gone, doc_id("acme", "acme/never.txt")]) == 3
-    assert set(store.document_states(model, DIM, [gone, stays])) == {stays}
+    assert set(store.list_documents(model, DIM, [gone, stays])) == {stays} == set(store.list_documents(model, DIM))
     assert {h.document_id for h in all_rows(store, model, "acme").values()} == {stays}
     assert store.delete_documents(model, DIM, [gone]) == 0
+
+
+def test_list_documents_filters_by_documents_and_tenant(store: VectorStore):
+    model, neighbour = unique("m"), unique("m")
+    docs = dict(
+        [
+            make_doc("acme", "acme/a.txt", random_vectors(3, seed=40), model=model),
+            make_doc("acme", "acme/b.txt", random_vectors(2, seed=41), model=model, etag="", pipeline=""),
+            make_doc("globex", "globex/g.txt", random_vectors(1, seed=42), model=model, etag='W/"3-x"', pipeline="p2"),
+        ]
+    )
+    a, b, g = docs
+    unknown = doc_id("acme", "acme/unknown.txt")
+    # Another model of the same dimension in the same index (Pinecone: the same namespace).
+    n, n_rows = make_doc("acme", "acme/a.txt", random_vectors(2, seed=43), model=neighbour)
+    store.replace_documents(neighbour, DIM, {n: n_rows})
+    assert store.list_documents(model, DIM) == {}  # this model has no table/rows yet
+    store.replace_documents(model, DIM, docs)
+    want = {d: indexed(rs) for d, rs in docs.items()}
+
+    def listing(**kwargs) -> dict[str, IndexedDocument]:
+        return store.list_documents(model, DIM, **kwargs)
+
+    assert listing() == want
+    assert listing(document_ids=[g, a, unknown, a]) == {a: want[a], g: want[g]}
+    assert listing(tenant="acme") == {a: want[a], b: want[b]}
+    assert listing(tenant="globex") == {g: want[g]}
+    assert listing(document_ids=[a, g, unknown], tenant="acme") == {a: want[a]}
+    assert listing(document_ids=[g], tenant="acme") == {}
+    assert listing(document_ids=[]) == {} == listing(document_ids=[], tenant="acme")
+    assert listing(document_ids=[unknown]) == {} == listing(tenant="initech") == listing(tenant="ACME")
+    assert (want[b].source_etag, want[b].pipeline) == ("", "") and want[g].source_etag == 'W/"3-x"'
+    assert store.list_documents(neighbour, DIM) == {n: indexed(n_rows)}
+    assert store.list_documents(unique("m"), DIM) == {}  # a model never written
+
+
+def test_a_new_chunking_changes_the_chunk_digest(store: VectorStore):
+    """Same bytes, same content hash, same number of chunks, other chunk ids (cut differently):
+    only the chunk digest shows it."""
+    model = unique("m")
+    vectors = random_vectors(3, seed=44)
+    did, rows = make_doc("acme", "acme/c.txt", vectors, model=model, texts=["ab", "cd", "ef"])
+    store.replace_documents(model, DIM, {did: rows})
+    before = store.list_documents(model, DIM)[did]
+    _, recut = make_doc("acme", "acme/c.txt", vectors, model=model, texts=["a", "bcd", "ef"])
+    assert [r.content_hash for r in recut] == [r.content_hash for r in rows]
+    store.replace_documents(model, DIM, {did: recut})
+    after = store.list_documents(model, DIM)[did]
+    assert after == indexed(recut) and after.chunk_digest != before.chunk_digest
+    assert dataclasses.replace(after, chunk_digest=before.chunk_digest) == before
+
+
+def test_chunk_digest_is_over_sorted_ids_whatever_their_case(store: VectorStore):
+    """The store computes the digest itself (pgvector: in SQL): ids of mixed case and
+    punctuation sort by code point, not by a locale's collation."""
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/ids.txt", random_vectors(6, seed=45), model=model)
+    ids = ["b-1", "B_2", "a.3", "A", "Z~", "_9"]
+    rows = [dataclasses.replace(r, chunk_id=i) for r, i in zip(rows, ids, strict=True)]
+    store.replace_documents(model, DIM, {did: rows})
+    assert store.list_documents(model, DIM)[did].chunk_digest == chunk_digest(ids)
+    assert chunk_digest(ids) == hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+def test_rows_of_two_states_show_mixed(store: VectorStore, store_kind: str):
+    """A replace cut short leaves rows of two versions: the listing says MIXED (LanceDB and
+    pgvector per field; Pinecone sees it in the ids, so all three fields), and the next
+    replace converges."""
+    model = unique("m")
+    did, rows = make_doc("acme", "acme/half.txt", random_vectors(4, seed=46), model=model)
+    keep, keep_rows = make_doc("acme", "acme/keep.txt", random_vectors(2, seed=47), model=model)
+    store.replace_documents(model, DIM, {did: rows, keep: keep_rows})
+    # Two rows of a newer version of the source (same bytes: same content hash) added beside.
+    newer = make_doc("acme", "acme/half.txt", random_vectors(2, seed=48), model=model, etag='"e2"', texts=["n", "m"])[1]
+    add_rows_directly(store, store_kind, model, newer)
+    listed = store.list_documents(model, DIM)
+    half = listed[did]
+    assert (half.rows, half.source_etag) == (6, MIXED)
+    assert half.chunk_digest == chunk_digest(r.chunk_id for r in rows + newer)
+    per_field = store_kind != "pinecone"
+    assert (half.content_hash, half.pipeline) == ((rows[0].content_hash, "pipe-1") if per_field else (MIXED, MIXED))
+    assert (half.tenant, half.document_key) == ("acme", "acme/half.txt")
+    assert listed[keep] == indexed(keep_rows)
+    # A row of other content and another pipeline.
+    other = make_doc("acme", "acme/half.txt", random_vectors(1, seed=49), model=model, version="v2", pipeline="p2")[1]
+    add_rows_directly(store, store_kind, model, other)
+    half = store.list_documents(model, DIM, [did], tenant="acme")[did]
+    assert (half.content_hash, half.source_etag, half.pipeline, half.rows) == (MIXED, MIXED, MIXED, 7)
+    store.replace_documents(model, DIM, {did: rows})
+    assert store.list_documents(model, DIM) == {did: indexed(rows), keep: indexed(keep_rows)}
+
+
+def test_an_index_from_before_source_etag_and_pipeline(store: VectorStore, store_kind: str):
+    """Rows written before rows had a source etag and pipeline (LanceDB/pgvector: a table of
+    the old schema, met first by a read; Pinecone: ids with the content hash) are listed with
+    "" for both, queried, and replaced without error."""
+    model = unique("m")
+    did, old_rows = make_doc("acme", "acme/old.txt", random_vectors(3, seed=50), model=model)
+    other, other_rows = make_doc("globex", "globex/old.txt", random_vectors(2, seed=51), model=model)
+    add_rows_directly(store, store_kind, model, old_rows + other_rows, old=True)
+
+    def as_old(rows):
+        return dataclasses.replace(indexed(rows), source_etag="", pipeline="")
+
+    assert store.list_documents(model, DIM) == {did: as_old(old_rows), other: as_old(other_rows)}
+    assert store.list_documents(model, DIM, [did]) == {did: as_old(old_rows)}
+    assert store.list_documents(model, DIM, tenant="globex") == {other: as_old(other_rows)}
+    assert {h.chunk_id for h in store.query(model, DIM, old_rows[0].vector, tenant="acme", k=10)} == {
+        r.chunk_id for r in old_rows
+    }
+    # The same chunks again, now with their source etag and pipeline.
+    _, new_rows = make_doc("acme", "acme/old.txt", random_vectors(3, seed=50), model=model, etag='"e1"', pipeline="p1")
+    assert store.replace_documents(model, DIM, {did: new_rows}) == 3
+    assert store.list_documents(model, DIM) == {did: indexed(new_rows), other: as_old(other_rows)}
+    assert len(store.query(model, DIM, old_rows[0].vector, tenant="acme", k=10)) == 3
+    if store_kind == "pinecone":  # the replace removed the document's old ids; the other's stay
+        stored = set(store._list_ids(store._index, None, store.namespace))
+        assert stored == {vector_id(r) for r in new_rows} | {
+            f"{document_prefix(model, other)}{r.content_hash}#{r.chunk_id}" for r in other_rows
+        }
 
 
 def test_queries_of_an_empty_index_find_nothing(store: VectorStore):
     model = unique("m")
     assert store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=3) == []
-    assert store.document_states(model, DIM, [doc_id("acme", "acme/x.txt")]) == {}
+    assert store.list_documents(model, DIM, [doc_id("acme", "acme/x.txt")]) == {}
+    assert store.list_documents(model, DIM) == {} == store.list_documents(model, DIM, tenant="acme")
 
 
 def test_metadata_filter(store: VectorStore):
@@ -306,7 +522,7 @@ def test_dimension_mismatch_is_refused_with_a_clear_error(store: VectorStore):
     did, rows = make_doc("acme", "acme/wide.txt", [unit(np.ones(DIM + 1))], model=model)
     with pytest.raises(DimensionMismatch, match=rf"dimension {DIM + 1}.*dimension {DIM}"):
         store.replace_documents(model, DIM, {did: rows})
-    assert store.document_states(model, DIM, [did]) == {}  # nothing was written
+    assert store.list_documents(model, DIM, [did]) == {}  # nothing was written
 
     ok, ok_rows = make_doc("acme", "acme/ok.txt", random_vectors(2, seed=11), model=model)
     store.replace_documents(model, DIM, {ok: ok_rows})
@@ -327,9 +543,9 @@ def test_a_model_of_another_dimension_never_mixes(store: VectorStore, store_kind
             store.query(model, 8, unit(np.ones(8)), tenant="acme")
     else:  # a table per model and dimension
         store.replace_documents(model, 8, {did: narrow})
-        assert store.document_states(model, 8, [did])[did].rows == 3
+        assert store.list_documents(model, 8, [did])[did].rows == 3
         assert len(store.query(model, 8, unit(np.ones(8)), tenant="acme", k=10)) == 3
-    assert store.document_states(model, DIM, [did])[did].rows == 2
+    assert store.list_documents(model, DIM, [did])[did].rows == 2
     assert len(store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=10)) == 2
 
 
@@ -519,14 +735,14 @@ def test_pgvector_replace_is_one_transaction(pg_server):
     a, a_rows = make_doc("acme", "acme/a.txt", random_vectors(3, seed=15), model=model)
     b, b_rows = make_doc("acme", "acme/b.txt", random_vectors(3, seed=16), model=model)
     store.replace_documents(model, DIM, {a: a_rows, b: b_rows})
-    before = store.document_states(model, DIM, [a, b])
+    before = store.list_documents(model, DIM, [a, b])
 
     _, new_a = make_doc("acme", "acme/a.txt", random_vectors(1, seed=17), model=model, version="v2")
     bad = np.full(DIM, np.nan, dtype=np.float32)
     _, new_b = make_doc("acme", "acme/b.txt", [random_vectors(1, seed=18)[0], bad], model=model, version="v2")
     with pytest.raises(psycopg.Error, match="NaN"):
         store.replace_documents(model, DIM, {a: new_a, b: new_b})
-    assert store.document_states(model, DIM, [a, b]) == before
+    assert store.list_documents(model, DIM, [a, b]) == before
     assert store.replace_documents(model, DIM, {a: new_a}) == 1  # the connection is usable again
 
 
@@ -550,10 +766,10 @@ def test_pgvector_concurrent_writers(pg_server):
     for t in threads:
         t.join()
     assert errors == []
-    states = PgVectorStore(dsn=pg_server.dsn).document_states(model, DIM, list(docs.values()))
-    assert all(states[docs[f"acme/{i}.txt"]].rows == 3 for i in range(6))
-    same = states[docs["acme/same.txt"]]
-    assert same.content_hash != "mixed" and same.rows in {2, 3, 4, 5}  # exactly one writer's rows
+    listed = PgVectorStore(dsn=pg_server.dsn).list_documents(model, DIM, list(docs.values()))
+    assert all(listed[docs[f"acme/{i}.txt"]].rows == 3 for i in range(6))
+    same = listed[docs["acme/same.txt"]]
+    assert MIXED not in (same.content_hash, same.source_etag) and same.rows in {2, 3, 4, 5}  # one writer's rows
 
 
 def fresh_database(pg_server, *settings: str) -> str:
@@ -621,6 +837,77 @@ def test_pgvector_creates_the_extension_and_reports_a_bad_server(pg_server):
         PgVectorStore(dsn="postgresql://u:secret@127.0.0.1:1/x?connect_timeout=2").query(model, DIM, rows[0].vector, tenant="a")
 
 
+def test_pgvector_an_old_table_met_first_by_a_write_or_by_many_at_once_is_migrated(pg_server):
+    """A table of the old schema met first by a write (the contract test meets one first by a
+    read), and one met first by several fresh stores at once, writers and readers: each adds
+    the columns or finds them added, none fails."""
+    model = unique("m")
+    did, old_rows = make_doc("acme", "acme/old.txt", random_vectors(2, seed=52), model=model)
+    add_rows_directly(PgVectorStore(dsn=pg_server.dsn), "pgvector", model, old_rows, old=True)
+    new, new_rows = make_doc("acme", "acme/new.txt", random_vectors(1, seed=53), model=model)
+    assert PgVectorStore(dsn=pg_server.dsn).replace_documents(model, DIM, {new: new_rows}) == 1
+    assert PgVectorStore(dsn=pg_server.dsn).list_documents(model, DIM) == {
+        did: dataclasses.replace(indexed(old_rows), source_etag="", pipeline=""),
+        new: indexed(new_rows),
+    }
+
+    model = unique("m")
+    did, old_rows = make_doc("acme", "acme/old.txt", random_vectors(2, seed=52), model=model)
+    add_rows_directly(PgVectorStore(dsn=pg_server.dsn), "pgvector", model, old_rows, old=True)
+    errors, written = [], {}
+
+    def write(i: int) -> None:
+        try:
+            d, rows = make_doc("acme", f"acme/{i}.txt", random_vectors(2, seed=530 + i), model=model)
+            written[d] = rows
+            PgVectorStore(dsn=pg_server.dsn).replace_documents(model, DIM, {d: rows})
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    def read(_: int) -> None:
+        try:
+            assert did in PgVectorStore(dsn=pg_server.dsn).list_documents(model, DIM, [did])
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=f, args=(i,)) for i in range(3) for f in (write, read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with pg_connect(pg_server) as conn:
+        added = conn.execute(
+            "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+            "WHERE table_name = %s AND column_name IN ('source_etag', 'pipeline') ORDER BY column_name",
+            (pg_table_name(model, DIM),),
+        ).fetchall()
+    assert added == [("pipeline", "text", "NO", "''::text"), ("source_etag", "text", "NO", "''::text")]
+    want = {d: indexed(rows) for d, rows in written.items()}
+    want[did] = dataclasses.replace(indexed(old_rows), source_etag="", pipeline="")
+    assert PgVectorStore(dsn=pg_server.dsn).list_documents(model, DIM) == want
+
+
+def test_pgvector_chunk_digest_ignores_the_database_collation(pg_server):
+    """In a database whose default collation is ICU en-US ('a' < 'B' < 'b'), the SQL digest
+    still sorts ids by code point, as chunk_digest does, and non-ASCII ids hash as UTF-8."""
+    name = unique("db").replace("-", "_")
+    with pg_connect(pg_server) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+    store = PgVectorStore(dsn=pg_server.dsn.rsplit("/", 1)[0] + "/" + name)
+    model = unique("m")
+    ids = ["b", "B", "a", "A", "_x", "é", "Z", "ß", "日本"]
+    did, rows = make_doc("acme", "acme/ids.txt", random_vectors(len(ids), seed=54), model=model)
+    rows = [dataclasses.replace(r, chunk_id=i) for r, i in zip(rows, ids, strict=True)]
+    store.replace_documents(model, DIM, {did: rows})
+    with psycopg.connect(store.dsn) as conn:  # the collation would order them otherwise
+        table = pg_table_name(model, DIM)
+        collated = conn.execute(f"SELECT array_agg(id ORDER BY id) FROM {table}").fetchone()[0]
+    assert collated != sorted(ids)
+    assert store.list_documents(model, DIM)[did] == indexed(rows)
+    store.close()
+
+
 # ============================================================================================
 # Pinecone
 # ============================================================================================
@@ -673,7 +960,7 @@ def test_pinecone_ids_deletes_and_no_delete_by_filter(pc_store, pinecone_server)
     pc_store.replace_documents(model, DIM, {did: rows})
     stored = set(pinecone_server.index(PINECONE_INDEX).ns(pc_store.namespace))
     prefix = document_prefix(model, did)
-    assert stored == {f"{prefix}{r.content_hash}#{r.chunk_id}" for r in rows}
+    assert stored == {f"{prefix}{id_state(r.content_hash, r.source_etag, r.pipeline)}#{r.chunk_id}" for r in rows}
     assert len(prefix) == 17 and prefix.endswith("#")
     _, two = make_doc("acme", "acme/a.txt", random_vectors(2, seed=22), model=model, version="v2")
     pc_store.replace_documents(model, DIM, {did: two})
@@ -687,7 +974,7 @@ def test_pinecone_ids_deletes_and_no_delete_by_filter(pc_store, pinecone_server)
 
 def test_pinecone_a_replace_cut_short_converges(pc_store, pinecone_server):
     """Upsert first, delete after: stopped in between, the document has too many rows (never
-    none), document_states shows it, and the next replace leaves exactly the new chunks."""
+    none), list_documents shows it, and the next replace leaves exactly the new chunks."""
     model = unique("m")
     did, five = make_doc("acme", "acme/a.txt", random_vectors(5, seed=23), model=model)
     pc_store.replace_documents(model, DIM, {did: five})
@@ -701,12 +988,12 @@ def test_pinecone_a_replace_cut_short_converges(pc_store, pinecone_server):
     index.delete = crash
     with pytest.raises(ConnectionError):
         pc_store.replace_documents(model, DIM, {did: two})
-    state = pc_store.document_states(model, DIM, [did])[did]
-    assert (state.content_hash, state.rows) == ("mixed", 7)
+    state = pc_store.list_documents(model, DIM, [did])[did]
+    assert (state.content_hash, state.source_etag, state.pipeline, state.rows) == (MIXED, MIXED, MIXED, 7)
+    assert state.chunk_digest == chunk_digest(r.chunk_id for r in five + two)
     index.delete = real_delete
     pc_store.replace_documents(model, DIM, {did: two})
-    state = pc_store.document_states(model, DIM, [did])[did]
-    assert (state.content_hash, state.rows) == (two[0].content_hash, 2)
+    assert pc_store.list_documents(model, DIM, [did]) == {did: indexed(two)}
 
 
 def test_pinecone_metadata_fits_the_40kb_limit(pc_store, pinecone_server):
@@ -737,7 +1024,7 @@ def test_pinecone_upserts_stay_under_2mb(pc_store, pinecone_server):
     pc_store.replace_documents(model, DIM, {did: rows})
     upserts = upserts_since(pinecone_server, start)
     assert len(upserts) > 2 and all(r["status"] == 200 for r in upserts)
-    assert pc_store.document_states(model, DIM, [did])[did].rows == 120
+    assert pc_store.list_documents(model, DIM, [did])[did].rows == 120
 
 
 def test_pinecone_namespace_per_tenant(pinecone_server, pinecone_env, tmp_path):
@@ -751,13 +1038,74 @@ def test_pinecone_namespace_per_tenant(pinecone_server, pinecone_env, tmp_path):
     assert len(spaces[f"{base}-acme"]) == 3 and len(spaces[f"{base}-globex"]) == 2
     assert {h.tenant for h in store.query(model, DIM, g_rows[0].vector, tenant="acme", k=10)} == {"acme"}
     assert store.query(model, DIM, g_rows[0].vector, tenant="initech", k=10) == []
-    assert {d: s.rows for d, s in store.document_states(model, DIM, [a, g]).items()} == {a: 3, g: 2}
+    assert {d: s.rows for d, s in store.list_documents(model, DIM, [a, g]).items()} == {a: 3, g: 2}
     assert store.delete_documents(model, DIM, [g]) == 2 and not spaces[f"{base}-globex"]
     # A row whose document id names another tenant would land in the wrong namespace: refused.
     _, wrong = make_doc("acme", "acme/x.txt", random_vectors(1, seed=29), model=model)
     stray = dataclasses.replace(wrong[0], document_id="globex:s3://bucket/acme/x.txt")
     with pytest.raises(ValueError, match="tenant 'acme'"):
         store.replace_documents(model, DIM, {stray.document_id: [stray]})
+
+
+def test_pinecone_list_documents_of_per_tenant_namespaces(pinecone_env):
+    """namespace={tenant} and no tenant: the namespaces come from describe_index_stats; rows of
+    another model, of the same model under another namespace layout, and the default namespace
+    are left out."""
+    model, neighbour = unique("m"), unique("m")
+    made: list[PineconeStore] = []
+    with FakePineconeServer(index_name=PINECONE_INDEX, dimension=DIM, api_key=PINECONE_KEY) as server:
+
+        def store(namespace: str) -> PineconeStore:
+            made.append(PineconeStore(index_name=PINECONE_INDEX, namespace=namespace, host=server.url))
+            return made[-1]
+
+        per = store("{tenant}")
+        a, a_rows = make_doc("acme", "acme/a.txt", random_vectors(3, seed=60), model=model)
+        g, g_rows = make_doc("globex", "globex/g.txt", random_vectors(2, seed=61), model=model)
+        per.replace_documents(model, DIM, {a: a_rows, g: g_rows})
+        x, x_rows = make_doc("acme", "acme/x.txt", random_vectors(2, seed=62), model=model)
+        store("shared").replace_documents(model, DIM, {x: x_rows})
+        store("").replace_documents(model, DIM, {x: x_rows})
+        n, n_rows = make_doc("acme", "acme/a.txt", random_vectors(1, seed=63), model=neighbour)
+        per.replace_documents(neighbour, DIM, {n: n_rows})
+
+        start = len(server.requests)
+        assert per.list_documents(model, DIM) == {a: indexed(a_rows), g: indexed(g_rows)}
+        requests = server.requests[start:]
+        listed = {r["query"]["namespace"][0] for r in requests if r["path"] == "/vectors/list"}
+        assert [r["path"] for r in requests].count("/describe_index_stats") == 1
+        assert listed == {"acme", "globex", "shared"}  # "shared" fits {tenant}, but holds no tenant "shared"
+        assert per.list_documents(model, DIM, tenant="globex") == {g: indexed(g_rows)}
+        assert per.list_documents(model, DIM, [a, g, x], tenant="acme") == {a: indexed(a_rows)}
+        assert per.list_documents(model, DIM, [a, g, x]) == {a: indexed(a_rows), g: indexed(g_rows)}
+        assert per.list_documents(model, DIM, tenant="initech") == {}
+        assert per.list_documents(neighbour, DIM) == {n: indexed(n_rows)}
+        assert store("kb-{tenant}").list_documents(model, DIM) == {}
+        assert store("shared").list_documents(model, DIM) == {x: indexed(x_rows)}
+        assert store("").list_documents(model, DIM) == {x: indexed(x_rows)}
+        for s in made:
+            s.close()
+
+
+def test_pinecone_list_documents_pages_ids_and_fetches_at_most_100(pc_store, pinecone_server):
+    """Everything: ids a page of 100 at a time, then one vector per document, 100 ids a fetch;
+    by document: one listing per document prefix."""
+    model = unique("m")
+    docs = dict(make_doc("acme", f"acme/{i:03d}.txt", random_vectors(2, seed=700 + i), model=model) for i in range(130))
+    pc_store.replace_documents(model, DIM, docs)
+    start = len(pinecone_server.requests)
+    assert pc_store.list_documents(model, DIM) == {d: indexed(rs) for d, rs in docs.items()}
+    requests = pinecone_server.requests[start:]
+    lists = [r for r in requests if r["path"] == "/vectors/list"]
+    fetches = [r for r in requests if r["path"] == "/vectors/fetch"]
+    assert len(lists) == 3 and all("prefix" not in r["query"] for r in lists)  # 260 ids
+    assert sorted(len(r["query"]["ids"]) for r in fetches) == [30, 100]
+    assert {r["path"] for r in requests} == {"/vectors/list", "/vectors/fetch"}  # no query, no stats
+    some = sorted(docs)[:5]
+    start = len(pinecone_server.requests)
+    assert pc_store.list_documents(model, DIM, some) == {d: indexed(docs[d]) for d in some}
+    prefixes = [r["query"]["prefix"][0] for r in pinecone_server.requests[start:] if r["path"] == "/vectors/list"]
+    assert sorted(prefixes) == sorted(document_prefix(model, d) for d in some)
 
 
 def test_pinecone_index_host_api_key_and_metric(pinecone_server, monkeypatch, tmp_path):

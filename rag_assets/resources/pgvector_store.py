@@ -4,7 +4,8 @@
 as is). One table per embedding model and dimension, its columns a superset of seed 003's
 `content_embeddings` (id, content, key, embedding, metadata, created_at), an HNSW cosine index,
 btree indexes on tenant and document_id. Writes COPY the rows in binary; a batch of documents
-is replaced in one transaction. See docs/stores.md.
+is replaced in one transaction. Tables made before rows kept their source version and pipeline
+get those columns on first use (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`). See docs/stores.md.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from psycopg import sql
 from pydantic import PrivateAttr
 
 from rag_assets.resources.vector_stores import (
+    MIXED,
     DimensionMismatch,
-    DocumentState,
     Hit,
+    IndexedDocument,
     VectorRow,
     VectorStore,
     admitted,
@@ -39,9 +41,17 @@ log = logging.getLogger(__name__)
 
 MAX_TABLE_NAME = 48  # leaves room for index-name suffixes under PostgreSQL's 63-byte limit
 HNSW_MAX_DIMENSIONS = 2000  # pgvector's limit for an HNSW index on `vector`
-COLUMNS = ("id", "content", "key", "embedding", "metadata", "tenant", "document_id", "ordinal", "page", "row", "content_hash", "model")
+# What a write COPYs: each column and its binary COPY type, in order.
+COPY_COLUMNS = (
+    ("id", "text"), ("content", "text"), ("key", "text"), ("embedding", "vector"), ("metadata", "jsonb"),
+    ("tenant", "text"), ("document_id", "text"), ("ordinal", "int4"), ("page", "int4"), ("row", "int4"),
+    ("content_hash", "text"), ("model", "text"), ("source_etag", "text"), ("pipeline", "text"),
+)  # fmt: skip
+COLUMNS = tuple(c for c, _ in COPY_COLUMNS)
 COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
-COPY_TYPES = ["text", "text", "text", "vector", "jsonb", "text", "text", "int4", "int4", "int4", "text", "text"]
+COPY_TYPES = [t for _, t in COPY_COLUMNS]
+# Columns added after the first release: (name, definition), added in place to older tables.
+ADDED_COLUMNS = (("source_etag", "text NOT NULL DEFAULT ''"), ("pipeline", "text NOT NULL DEFAULT ''"))
 
 
 def pg_table_name(model_id: str, dimension: int) -> str:
@@ -167,16 +177,18 @@ class PgVectorStore(VectorStore):
         return found
 
     def _verify(self, conn, table: str, model_id: str | None, dimension: int | None) -> None:
-        """An existing table must be of this dimension and model (names are slugs: check)."""
+        """An existing table must be of this dimension and model (names are slugs: check), and
+        gets the columns added since it was made."""
         row = conn.execute(
-            "SELECT format_type(a.atttypid, a.atttypmod), obj_description(c.oid, 'pg_class') "
+            "SELECT format_type(a.atttypid, a.atttypmod), obj_description(c.oid, 'pg_class'), "
+            "ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped) "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE c.oid = to_regclass(%s) AND a.attname = 'embedding'",
             (table,),
         ).fetchone()
         if row is None:
             raise RuntimeError(f"pgvector store: table {table} exists but has no `embedding` column")
-        column_type, comment = row
+        column_type, comment, columns = row
         if dimension is not None and column_type != f"vector({dimension})":
             raise DimensionMismatch(f"table {table} holds {column_type}, not vector({dimension}) (model {model_id})")
         if model_id is not None and comment and comment != f"rag_assets model={model_id}":
@@ -184,7 +196,29 @@ class PgVectorStore(VectorStore):
                 f"table {table} holds vectors of another model ({comment}); model {model_id!r} maps to the "
                 "same table name: rename one of the models"
             )
+        missing = [(name, definition) for name, definition in ADDED_COLUMNS if name not in columns]
+        if missing:
+            self._add_columns(conn, table, missing)
         self._ready[table] = True
+
+    def _add_columns(self, conn, table: str, missing: Sequence[tuple[str, str]]) -> None:
+        """Migrate a table made before these columns existed, in place (empty values: such rows
+        compare as out of date and are rewritten once)."""
+        import psycopg
+
+        try:
+            with conn.transaction():
+                # The lock of table creation: concurrent first users migrate one after the other.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("create table", table),))
+                for name, definition in missing:
+                    conn.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{name}" {definition}')
+        except psycopg.errors.InsufficientPrivilege as e:
+            columns = ", ".join(f'ADD COLUMN IF NOT EXISTS "{n}" {d}' for n, d in missing)
+            raise RuntimeError(
+                f"pgvector store: table {table} predates the columns {[n for n, _ in missing]} and this user may not "
+                f"add them; run `ALTER TABLE {table} {columns}` as its owner"
+            ) from e
+        log.info("%s: added the column(s) %s", table, ", ".join(n for n, _ in missing))
 
     def _ensure_table(self, conn, model_id: str, dimension: int) -> str:
         table = pg_table_name(model_id, dimension)
@@ -208,7 +242,9 @@ class PgVectorStore(VectorStore):
                     page integer,
                     "row" integer,
                     content_hash text NOT NULL,
-                    model text NOT NULL
+                    model text NOT NULL,
+                    source_etag text NOT NULL DEFAULT '',
+                    pipeline text NOT NULL DEFAULT ''
                 )"""
             )
             if self._comment(conn, table) is None:
@@ -267,6 +303,8 @@ class PgVectorStore(VectorStore):
                             r.row,
                             r.content_hash,
                             r.model,
+                            _clean(r.source_etag),
+                            _clean(r.pipeline),
                         )
                     )
         return len(rows)
@@ -282,20 +320,42 @@ class PgVectorStore(VectorStore):
             cur = conn.execute(f"DELETE FROM {table} WHERE document_id = ANY(%s)", (list(document_ids),))
             return cur.rowcount
 
-    def document_states(self, model_id, dimension, document_ids):
-        if not document_ids:
+    def list_documents(self, model_id, dimension, document_ids=None, tenant=None):
+        if document_ids is not None and not document_ids:
             return {}
         conn = self._conn()
         table = pg_table_name(model_id, dimension)
         if not self._exists(conn, table):
             return {}
-        found = conn.execute(
-            f"SELECT document_id, min(content_hash), max(content_hash), count(*) FROM {table} "
-            "WHERE document_id = ANY(%s) GROUP BY document_id",
-            (list(document_ids),),
-        ).fetchall()
-        # Rows of two contents for one document would be a bug; show it as a mismatch.
-        return {d: DocumentState(lo if lo == hi else "mixed", n, dimension) for d, lo, hi, n in found}
+        conditions, params = [], []
+        if document_ids is not None:
+            conditions.append("document_id = ANY(%s)")
+            params.append(list(document_ids))
+        if tenant is not None:
+            conditions.append("tenant = %s")
+            params.append(tenant)
+        found = conn.execute(self.list_sql(table, conditions), params).fetchall()
+        return {
+            doc_id: IndexedDocument(doc_id, *fields, rows=rows, chunk_digest=digest)
+            for doc_id, *fields, rows, digest in found
+        }
+
+    @staticmethod
+    def list_sql(table: str, conditions: Sequence[str] = ()) -> str:
+        """One row per document: tenant, key, content hash / source etag / pipeline (or 'mixed'
+        when its rows disagree), row count, and `chunk_digest` of its ids computed in SQL (ids
+        sorted by code point, which is "C" order on UTF-8, joined by a newline)."""
+        fields = [
+            f'CASE WHEN min({c} COLLATE "C") = max({c} COLLATE "C") THEN min({c}) ELSE \'{MIXED}\' END'
+            for c in ("content_hash", "source_etag", "pipeline")
+        ]
+        ids = """string_agg(id, E'\\n' ORDER BY id COLLATE "C")"""
+        digest = f"left(encode(sha256(convert_to({ids}, 'UTF8')), 'hex'), 16)"
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return (
+            f"SELECT document_id, min(tenant), min(key), {', '.join(fields)}, count(*), {digest} "
+            f"FROM {table}{where} GROUP BY document_id"
+        )
 
     @staticmethod
     def query_sql(table: str, where: bool = False) -> str:

@@ -7,9 +7,12 @@ the control plane (default: `PINECONE_CONTROLLER_HOST`, else api.pinecone.io); `
 skips the describe call and goes straight to the index's data plane.
 
 Serverless indexes cannot delete by metadata filter, so every vector id starts with a prefix
-of its document: `<doc>#<content hash>#<chunk id>`, where `<doc>` is a short hash of the model
-id and document id. A document's vectors are found by list-by-prefix; a replace upserts the new
-vectors first, then deletes the document's other ids. See docs/stores.md.
+of its document: `<doc>#<state>#<chunk id>`, where `<doc>` is a short hash of the model id and
+document id, and `<state>` a short hash of the row's content hash, source etag and pipeline (ids
+written before it have the 64-hex content hash there, and are read and replaced the same way).
+A document's vectors are found by list-by-prefix; a replace upserts the new vectors first, then
+deletes the document's other ids. `list_documents` lists ids (two `<state>`s in one document: a
+replace that stopped half-way) and fetches one vector's metadata per document. See docs/stores.md.
 """
 
 from __future__ import annotations
@@ -30,15 +33,17 @@ import numpy as np
 from pydantic import PrivateAttr
 
 from rag_assets.resources.vector_stores import (
+    MIXED,
     DimensionMismatch,
-    DocumentState,
     Hit,
+    IndexedDocument,
     VectorRow,
     VectorStore,
     admitted,
     check_query_vector,
     check_rows,
     check_where,
+    chunk_digest,
     require_tenant,
 )
 
@@ -49,11 +54,14 @@ MAX_REQUEST_BYTES = 1_800_000  # Pinecone refuses upsert requests over 2 MB; kee
 MAX_METADATA_BYTES = 40_960  # Pinecone's limit per vector
 METADATA_BUDGET = 40_000  # what we allow ourselves, measured as compact ASCII JSON (an upper bound)
 DELETE_BATCH = 1000  # ids per delete request
+FETCH_BATCH = 100  # ids per fetch request (they travel in the URL)
 MAX_TOP_K_WITH_METADATA = 1000
 PREFIX_CHARS = 16
+STATE_CHARS = 16
 USER_FIELD = "meta_"  # user metadata fields are stored as meta_<field> (filterable copies)
 FILTER_VALUE_MAX = 1024  # bytes: longer values are kept (in metadata_json) but not filterable
-_HASH_RE = re.compile(r"^[0-9A-Za-z_.:-]{1,80}$")
+_PREFIX_RE = re.compile(rf"^[0-9a-f]{{{PREFIX_CHARS}}}#")
+DEFAULT_NAMESPACES = ("", "__default__")  # how the default namespace is named in stats
 
 
 def document_prefix(model_id: str, document_id: str) -> str:
@@ -62,17 +70,29 @@ def document_prefix(model_id: str, document_id: str) -> str:
     return f"{digest}#"
 
 
+def id_state(content_hash: str, source_etag: str, pipeline: str) -> str:
+    """`<16 hex>`: the part of a vector id that differs when the row's content hash, source
+    etag or pipeline does, so a listing of ids alone shows a document whose rows disagree."""
+    return hashlib.sha256(f"{content_hash}\0{source_etag}\0{pipeline}".encode()).hexdigest()[:STATE_CHARS]
+
+
 def vector_id(row: VectorRow) -> str:
-    if not _HASH_RE.match(row.content_hash):
-        raise ValueError(f"{row.document_key}: content hash {row.content_hash!r} is not an id-safe string")
-    vid = f"{document_prefix(row.model, row.document_id)}{row.content_hash}#{row.chunk_id}"
-    if len(vid) > 512:
-        raise ValueError(f"{row.document_key}: vector id longer than Pinecone's 512 characters: {vid!r}")
+    """`<document prefix><state>#<chunk id>` (ids of older writes have the content hash as state)."""
+    state = id_state(row.content_hash, row.source_etag, row.pipeline)
+    vid = f"{document_prefix(row.model, row.document_id)}{state}#{row.chunk_id}"
+    if len(vid) > 512 or not vid.isascii():
+        raise ValueError(f"{row.document_key}: chunk id {row.chunk_id!r} makes no valid Pinecone vector id")
     return vid
 
 
-def content_of(vid: str) -> str:
-    return vid.split("#", 2)[1]
+def split_id(vid: str) -> tuple[str, str, str] | None:
+    """(document prefix, state, chunk id) of a vector id this store wrote, old or new scheme;
+    None for an id of another shape."""
+    if not _PREFIX_RE.match(vid):
+        return None
+    prefix, rest = vid[: PREFIX_CHARS + 1], vid[PREFIX_CHARS + 1 :]
+    state, sep, chunk = rest.partition("#")
+    return (prefix, state, chunk) if sep and state and chunk else None
 
 
 def _size(metadata: Mapping) -> int:
@@ -90,10 +110,10 @@ def _filterable(value) -> bool:
 def vector_metadata(row: VectorRow, budget: int = METADATA_BUDGET) -> dict:
     """The Pinecone metadata of a row, within the 40 KB limit.
 
-    Fixed fields (tenant, document, chunk, ordinal, page, row, text, content hash, model), the
-    user metadata as exact JSON (`metadata_json`, what queries return) and each filterable user
-    field (a string, number, boolean or list of strings of at most 1 KB) again as `meta_<field>`
-    (what `where` filters on). Pinecone has no null: a missing page
+    Fixed fields (tenant, document, chunk, ordinal, page, row, text, content hash, model, source
+    etag, pipeline), the user metadata as exact JSON (`metadata_json`, what queries return) and
+    each filterable user field (a string, number, boolean or list of strings of at most 1 KB)
+    again as `meta_<field>` (what `where` filters on). Pinecone has no null: a missing page
     or row is left out. When the whole is over budget, user fields are dropped, largest first
     (ties by name), then the text is cut; what was dropped or cut is listed in `truncated`.
     """
@@ -106,6 +126,8 @@ def vector_metadata(row: VectorRow, budget: int = METADATA_BUDGET) -> dict:
         "ordinal": row.ordinal,
         "content_hash": row.content_hash,
         "model": row.model,
+        "source_etag": row.source_etag,
+        "pipeline": row.pipeline,
     }
     if row.page is not None:
         fixed["page"] = row.page
@@ -250,15 +272,53 @@ class PineconeStore(VectorStore):
     # --- helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _list_ids(index, prefix: str, namespace: str) -> list[str]:
-        """Every id with this prefix (list_paginated: the same shape in client 7.x to 10.x)."""
+    def _list_ids(index, prefix: str | None, namespace: str) -> list[str]:
+        """Every id with this prefix, or every id of the namespace (list_paginated: the same
+        shape in client 7.x to 10.x; at most 100 ids a page)."""
         ids, token = [], None
         while True:
-            page = index.list_paginated(prefix=prefix, namespace=namespace, pagination_token=token)
+            page = index.list_paginated(prefix=prefix or None, namespace=namespace, pagination_token=token)
             ids.extend(v.id for v in page.vectors or [])
             token = page.pagination.next if page.pagination else None
             if not token:
                 return ids
+
+    def _namespaces(self, index, tenant: str | None) -> list[str]:
+        """The namespaces to list: the fixed one, `tenant`'s, or (a pattern and no tenant) every
+        namespace of the index that matches the pattern (from describe_index_stats)."""
+        if not self.per_tenant:
+            return [self.namespace]
+        if tenant is not None:
+            return [self.namespace_for(tenant)]
+        pattern = re.compile(re.escape(self.namespace).replace(re.escape("{tenant}"), ".+"))
+        names = index.describe_index_stats().namespaces or {}
+        return sorted(ns for ns in names if ns not in DEFAULT_NAMESPACES and pattern.fullmatch(ns))
+
+    @staticmethod
+    def _one_metadata_each(index, groups: Mapping[tuple[str, str], Sequence[str]], pool: ThreadPoolExecutor) -> dict:
+        """The metadata of one vector of each group ((namespace, prefix) -> its ids), fetched by id
+        (FETCH_BATCH ids a request, a few in flight). A group whose fetched id is gone (deleted
+        since it was listed) tries its next ids, up to three in all."""
+        found: dict[tuple[str, str], dict] = {}
+        for attempt in range(3):
+            wanted: dict[str, dict[str, tuple[str, str]]] = {}  # namespace -> id -> group
+            for key, ids in groups.items():
+                if key not in found and attempt < len(ids):
+                    wanted.setdefault(key[0], {})[ids[attempt]] = key
+            if not wanted:
+                break
+            batches = [
+                (namespace, ids[i : i + FETCH_BATCH])
+                for namespace, by_id in wanted.items()
+                for ids in [sorted(by_id)]
+                for i in range(0, len(ids), FETCH_BATCH)
+            ]
+            replies = pool.map(lambda batch: index.fetch(ids=batch[1], namespace=batch[0]).vectors, batches)
+            for (namespace, _), vectors in zip(batches, replies):
+                for vid, vector in (vectors or {}).items():
+                    if vid in wanted[namespace]:
+                        found[wanted[namespace][vid]] = dict(vector.metadata or {})
+        return found
 
     def _delete_ids(self, index, ids: Sequence[str], namespace: str, pool: ThreadPoolExecutor) -> None:
         chunks = [list(ids[i : i + DELETE_BATCH]) for i in range(0, len(ids), DELETE_BATCH)]
@@ -335,21 +395,55 @@ class PineconeStore(VectorStore):
         with self._pool() as pool:
             return sum(pool.map(delete, sorted(set(document_ids))))
 
-    def document_states(self, model_id, dimension, document_ids):
-        if not document_ids:
+    def list_documents(self, model_id, dimension, document_ids=None, tenant=None):
+        if document_ids is not None and not document_ids:
             return {}
         index = self._open(model_id, dimension)
-
-        def state(doc_id: str) -> tuple[str, DocumentState | None]:
-            ids = self._list_ids(index, document_prefix(model_id, doc_id), self._namespace_of_document(doc_id))
-            if not ids:
-                return doc_id, None
-            contents = {content_of(v) for v in ids}
-            # Rows of two contents: a replace that stopped half-way; the next one converges.
-            return doc_id, DocumentState(contents.pop() if len(contents) == 1 else "mixed", len(ids), dimension)
-
+        groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (namespace, prefix) -> (id, state, chunk)
         with self._pool() as pool:
-            return {d: s for d, s in pool.map(state, sorted(set(document_ids))) if s is not None}
+            if document_ids is not None:  # list by each document's prefix
+                wanted = sorted(set(document_ids))
+                if tenant is not None and self.per_tenant:
+                    wanted = [d for d in wanted if self._namespace_of_document(d) == self.namespace_for(tenant)]
+
+                def by_prefix(doc_id: str) -> tuple[str, list[str]]:
+                    namespace = self._namespace_of_document(doc_id)
+                    return namespace, self._list_ids(index, document_prefix(model_id, doc_id), namespace)
+
+                listings = list(pool.map(by_prefix, wanted))
+            else:  # list every id of the namespace(s), whatever its model
+                namespaces = self._namespaces(index, tenant)
+                listings = list(zip(namespaces, pool.map(lambda ns: self._list_ids(index, None, ns), namespaces)))
+            for namespace, ids in listings:
+                for vid in ids:
+                    parts = split_id(vid)
+                    if parts is not None:
+                        groups.setdefault((namespace, parts[0]), []).append((vid, parts[1], parts[2]))
+            ids_of = {key: [vid for vid, _, _ in rows] for key, rows in groups.items()}
+            metadata = self._one_metadata_each(index, ids_of, pool)
+        found: dict[str, IndexedDocument] = {}
+        for (namespace, prefix), rows in sorted(groups.items()):
+            meta = metadata.get((namespace, prefix))
+            if meta is None:
+                continue  # its vectors went away while we listed them
+            doc_id, doc_tenant = str(meta.get("document_id", "")), str(meta.get("tenant", ""))
+            if meta.get("model") != model_id or document_prefix(model_id, doc_id) != prefix:
+                continue  # another model's document (same dimension, same namespace)
+            if (tenant is not None and doc_tenant != tenant) or self.namespace_for(doc_tenant) != namespace:
+                continue  # another tenant's, or in a namespace where this store never writes its tenant
+            # Ids of two states: rows of two contents, sources or pipelines (a replace cut short).
+            mixed = len({state for _, state, _ in rows}) > 1
+            found[doc_id] = IndexedDocument(
+                document_id=doc_id,
+                tenant=doc_tenant,
+                document_key=str(meta.get("document_key", "")),
+                content_hash=MIXED if mixed else str(meta.get("content_hash", "")),
+                source_etag=MIXED if mixed else str(meta.get("source_etag", "")),
+                pipeline=MIXED if mixed else str(meta.get("pipeline", "")),
+                rows=len(rows),
+                chunk_digest=chunk_digest(chunk for _, _, chunk in rows),
+            )
+        return found
 
     def query(self, model_id, dimension, vector, tenant, k=5, where=None):
         require_tenant(tenant)

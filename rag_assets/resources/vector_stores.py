@@ -6,6 +6,7 @@ contract is checked for all three by `rag_assets_tests/test_vector_store_contrac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
@@ -32,6 +33,8 @@ class VectorRow:
     page: int | None = None
     row: int | None = None
     metadata: dict = field(default_factory=dict)
+    source_etag: str = ""  # the source object's version (ETag; size+mtime for files) the row was made from
+    pipeline: str = ""  # fingerprint of how the text was read and cut (lib.identity.pipeline_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,59 @@ class Hit:
     metadata: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class DocumentState:
-    """What the index holds for one document: which content, how many rows, of which width."""
+MIXED = "mixed"  # a field whose value differs between a document's rows (a write that stopped half-way)
 
-    content_hash: str
+
+@dataclass(frozen=True)
+class IndexedDocument:
+    """What the index holds for one document: the store's side of every comparison with the
+    source (`VectorStore.list_documents`)."""
+
+    document_id: str
+    tenant: str
+    document_key: str
+    content_hash: str  # MIXED when the rows disagree
+    source_etag: str  # the source version the rows were made from ("" for rows older than the field)
+    pipeline: str  # how they were read and cut ("" for rows older than the field)
     rows: int
-    dimension: int
+    chunk_digest: str  # chunk_digest() of the rows' chunk ids
+
+    @property
+    def uri(self) -> str:
+        """The object's URI (the document id is `TENANT:URI`, lib.keys.DocRef)."""
+        return self.document_id[len(self.tenant) + 1 :]
+
+
+def chunk_digest(chunk_ids: Iterable[str]) -> str:
+    """One short digest of a document's chunk ids, whatever their order: equal digests mean
+    the same chunks (a new chunking gives new ids: ids hash the text)."""
+    return hashlib.sha256("\n".join(sorted(chunk_ids)).encode("utf-8")).hexdigest()[:16]
+
+
+def one_or_mixed(values: Iterable[str]) -> str:
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else MIXED
+
+
+def group_documents(rows: Iterable[Mapping]) -> dict[str, IndexedDocument]:
+    """IndexedDocuments from row records with the keys document_id, tenant, document_key,
+    content_hash, source_etag, pipeline and chunk_id (for stores that list rows, not groups)."""
+    grouped: dict[str, list[Mapping]] = {}
+    for row in rows:
+        grouped.setdefault(row["document_id"], []).append(row)
+    return {
+        doc_id: IndexedDocument(
+            document_id=doc_id,
+            tenant=rs[0]["tenant"],
+            document_key=rs[0]["document_key"],
+            content_hash=one_or_mixed(r["content_hash"] for r in rs),
+            source_etag=one_or_mixed(r["source_etag"] or "" for r in rs),
+            pipeline=one_or_mixed(r["pipeline"] or "" for r in rs),
+            rows=len(rs),
+            chunk_digest=chunk_digest(r["chunk_id"] for r in rs),
+        )
+        for doc_id, rs in grouped.items()
+    }
 
 
 class DimensionMismatch(ValueError):
@@ -140,8 +189,12 @@ class VectorStore(dg.ConfigurableResource, ABC):
         """Remove every row of these documents. Returns rows deleted."""
 
     @abstractmethod
-    def document_states(self, model_id: str, dimension: int, document_ids: Sequence[str]) -> dict[str, DocumentState]:
-        """The indexed state of each document that has rows."""
+    def list_documents(
+        self, model_id: str, dimension: int, document_ids: Sequence[str] | None = None, tenant: str | None = None
+    ) -> dict[str, IndexedDocument]:
+        """What the index holds, one entry per document that has rows: every document (the
+        default), only `document_ids`, or only `tenant`'s (both: the intersection). Cheap
+        enough for each sensor tick and reconciliation: one scan or query, no vectors read."""
 
     @abstractmethod
     def query(
@@ -196,6 +249,8 @@ class LanceDBStore(VectorStore):
                 ("model", pa.string()),
                 ("metadata", pa.string()),
                 ("vector", pa.list_(pa.float32(), dimension)),
+                ("source_etag", pa.string()),
+                ("pipeline", pa.string()),
             ]
         )
 
@@ -203,11 +258,17 @@ class LanceDBStore(VectorStore):
         db = self._db()
         name = table_name(model_id, dimension)
         try:
-            return db.open_table(name)
+            table = db.open_table(name)
         except (FileNotFoundError, ValueError):
             if not create:
                 return None
             return db.create_table(name, schema=self._schema(dimension), exist_ok=True)
+        # Tables written before the index kept each row's source version and pipeline get the
+        # columns (empty: such rows compare as out of date and are rewritten once).
+        missing = [f for f in ("source_etag", "pipeline") if f not in table.schema.names]
+        if missing:
+            table.add_columns({f: "CAST('' AS STRING)" for f in missing})
+        return table
 
     def replace_documents(self, model_id, dimension, documents):
         import pyarrow as pa
@@ -232,6 +293,8 @@ class LanceDBStore(VectorStore):
                     "model": r.model,
                     "metadata": json.dumps(r.metadata, sort_keys=True, default=str),
                     "vector": r.vector.astype(np.float32).tolist(),
+                    "source_etag": r.source_etag,
+                    "pipeline": r.pipeline,
                 }
                 for r in rows
             ],
@@ -259,19 +322,23 @@ class LanceDBStore(VectorStore):
         table.delete(where)
         return before
 
-    def document_states(self, model_id, dimension, document_ids):
-        table = self._table(model_id, dimension)
-        if table is None or not document_ids:
+    def list_documents(self, model_id, dimension, document_ids=None, tenant=None):
+        if document_ids is not None and not document_ids:
             return {}
-        where = f"document_id IN ({', '.join(sql_quote(d) for d in document_ids)})"
-        found = table.search().where(where).select(["document_id", "content_hash"]).limit(None).to_arrow().to_pylist()
-        states: dict[str, DocumentState] = {}
-        for item in found:
-            old = states.get(item["document_id"])
-            # Rows of two contents for one document would be a bug; show it as a mismatch.
-            content = item["content_hash"] if old is None or old.content_hash == item["content_hash"] else "mixed"
-            states[item["document_id"]] = DocumentState(content, (old.rows if old else 0) + 1, dimension)
-        return states
+        table = self._table(model_id, dimension)
+        if table is None:
+            return {}
+        conditions = []
+        if document_ids is not None:
+            conditions.append(f"document_id IN ({', '.join(sql_quote(d) for d in document_ids)})")
+        if tenant is not None:
+            conditions.append(f"tenant = {sql_quote(tenant)}")
+        columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
+        scan = table.search().select(columns).limit(None)
+        if conditions:
+            scan = scan.where(" AND ".join(conditions))
+        found = scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
+        return group_documents(found)
 
     def query(self, model_id, dimension, vector, tenant, k=5, where=None):
         require_tenant(tenant)
