@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="Keep a RAG vector index in step with the documents dropped into S3, as Dagster assets.",
     packages=find_packages(exclude=["rag_assets_tests", "rag_assets_tests.*"]),
+    package_data={"rag_assets": ["dagster.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         "dagster==1.13.27",
@@ -18,6 +19,9 @@ setup(
         "lancedb>=0.25",
         "pyarrow>=18",
         "pypdf>=5.0",
+        # Text files in the encodings people have (Windows-1252, Latin-1, UTF-16, Shift-JIS...):
+        # a maintained detector instead of refusing everything that is not UTF-8.
+        "charset-normalizer>=3.3",
         "pandas>=2.2",
         "numpy>=1.26",
         # The default embedder: all-MiniLM-L6-v2 on the CPU. Its weights ship inside the

@@ -152,9 +152,25 @@ def test_empty_file(name):
     assert "empty file" in bad(name, b"").reason
 
 
-def test_text_file_in_latin1_names_the_offset():
-    reason = bad("notes.txt", "café au lait".encode("latin-1")).reason
-    assert "not UTF-8" in reason and "0xe9" in reason and "offset 3" in reason
+@pytest.mark.parametrize(
+    "text, encoding",
+    [
+        ("café au lait, crème brûlée, naïve façade", "latin-1"),
+        ("“Smart quotes” – dashes — and the € sign in a résumé.", "cp1252"),
+        ("Hello wörld, a UTF-16 file with its byte order mark.", "utf-16"),
+        ("Привет, мир! Это текст в кодировке Windows-1251.", "cp1251"),
+        ("これは日本語のテキストです。", "shift_jis"),
+        ("ünïcödé with a BOM", "utf-8-sig"),
+    ],
+)
+def test_text_in_other_encodings_is_read(text, encoding):
+    assert parse_document("notes.txt", text.encode(encoding)).units[0].text == text
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, bytes(range(256)) * 8])
+def test_binary_named_text_is_refused_naming_the_first_bad_byte(data):
+    reason = bad("notes.txt", data).reason
+    assert reason.startswith("not text: not UTF-8") and f"0x{data[0] if data[0] > 0x7f else 0x80:02x}" in reason
 
 
 @pytest.mark.parametrize("data", [b" \n\t\r\n ", b"\xef\xbb\xbf  "])

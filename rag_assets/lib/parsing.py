@@ -24,6 +24,7 @@ class BadDocument(Exception):
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+        self.etag: str | None = None  # the source version that could not be read, when known
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,31 @@ def sanitize_text(text: str) -> str:
     return "\n".join(line.strip() for line in text.split("\n")).strip()
 
 
-def decode_utf8(name: str, data: bytes) -> str:
+# When several encodings read the bytes equally well, the Western ones people's files are
+# mostly in (Latin-1 is Windows-1252 without its printable 0x80-0x9f).
+PREFERRED_ENCODINGS = ("cp1252", "latin_1")
+
+
+def decode_text(name: str, data: bytes) -> str:
+    """Text in UTF-8, or in whatever encoding charset-normalizer finds (Windows-1252,
+    Latin-1, UTF-16 with a BOM, Shift-JIS, ...). Bytes no encoding fits are refused."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise BadDocument(name, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+        where = f"byte 0x{data[e.start]:02x} at offset {e.start}"
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data))
+    if not matches:
+        raise BadDocument(name, f"not text: not UTF-8 ({where}) and no other character encoding fits (binary?)")
+    best = [m for m in matches if (m.chaos, m.coherence) == (matches[0].chaos, matches[0].coherence)]
+    for encoding in PREFERRED_ENCODINGS:
+        if any(encoding in m.could_be_from_charset for m in best):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                continue
+    return str(matches[0])
 
 
 _PYPDF_LOGGER_LOCK = threading.Lock()  # parse_pdf swaps the pypdf logger's handlers
@@ -123,7 +144,7 @@ def sanitize_page(text: str) -> str:
 
 
 def parse_text(name: str, data: bytes) -> ParsedDocument:
-    text = sanitize_page(decode_utf8(name, data))
+    text = sanitize_page(decode_text(name, data))
     if not text:
         raise BadDocument(name, "text file holds only whitespace")
     return ParsedDocument(kind="text", units=[Unit(text=text)])
@@ -132,7 +153,7 @@ def parse_text(name: str, data: bytes) -> ParsedDocument:
 def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
     """One unit per row, its text the sanitized `text_column`; the other short columns become
     the row's metadata."""
-    reader = csv.DictReader(io.StringIO(decode_utf8(name, data), newline=""))
+    reader = csv.DictReader(io.StringIO(decode_text(name, data), newline=""))
     units = []
     try:
         columns = reader.fieldnames or []
