@@ -6,7 +6,11 @@ from rag_assets.lib.keys import (
     decode_partition_key,
     encode_partition_key,
     is_sidecar,
+    parse_root_registry,
+    root_alias,
+    root_registry_key,
     sidecar_keys,
+    split_partition_key,
     tenant_from_key,
 )
 
@@ -23,7 +27,7 @@ AWKWARD_KEYS = [
     "acme/%2E%2E%2E.pdf",
     "",
 ]
-ROOTS = ["s3://bucket", "s3://my.bucket/", "/tmp/in box", "file:///C:/data[1]", "/srv/a|b,c"]
+ROOTS = ["s3://bucket", "s3://my.bucket", "/tmp/in box", "/srv/a|b,c", "/srv/data/corpus...", "/"]
 
 
 @pytest.mark.parametrize("root", ROOTS)
@@ -31,17 +35,47 @@ ROOTS = ["s3://bucket", "s3://my.bucket/", "/tmp/in box", "file:///C:/data[1]", 
 def test_partition_key_round_trip_and_is_dagster_safe(root, key):
     ref = DocRef(tenant="t|1, [x]...", root=root, key=key)
     encoded = encode_partition_key(ref)
-    assert decode_partition_key(encoded) == ref
+    registry = parse_root_registry([root_registry_key(r) for r in ROOTS])
+    assert decode_partition_key(encoded, registry) == ref
     for bad in [*INVALID_PARTITION_SUBSTRINGS, ",", "[", "]"]:
         assert bad not in encoded, (bad, encoded)
+        assert bad not in root_registry_key(root), (bad, root)
 
 
-def test_partition_key_stays_readable():
-    ref = DocRef("acme", "s3://bucket", "docs/q1 report.pdf")
-    assert encode_partition_key(ref) == "acme|s3://bucket|docs/q1 report.pdf"
+@pytest.mark.parametrize(
+    "ref, key",
+    [
+        (DocRef("acme", "s3://bucket", "docs/q1 report.pdf"), "acme|docs/q1 report.pdf|s3:bucket"),
+        (DocRef("bench", "/srv/data/corpus", "doc_000.pdf"), f"bench|doc_000.pdf|{root_alias('/srv/data/corpus')}"),
+    ],
+)
+def test_partition_key_reads_tenant_then_key_then_a_short_root(ref, key):
+    assert encode_partition_key(ref) == key
+    assert root_alias("/srv/data/corpus").startswith("file:corpus~") and len(root_alias("/srv/data/corpus")) == 18
 
 
-@pytest.mark.parametrize("malformed", ["", "acme", "acme|s3://bucket", "a|b|c|d", "a|b|c|"])
+def test_folder_roots_are_decoded_through_the_registry_and_s3_roots_by_themselves():
+    folder = encode_partition_key(DocRef("acme", "/srv/in", "acme/a.pdf"))
+    with pytest.raises(ValueError, match="not registered"):
+        decode_partition_key(folder)
+    assert decode_partition_key(folder, parse_root_registry([root_registry_key("/srv/in")])).root == "/srv/in"
+    assert decode_partition_key(encode_partition_key(DocRef("acme", "s3://b", "acme/a.pdf"))).root == "s3://b"
+
+
+@pytest.mark.parametrize(
+    "old, ref",
+    [
+        ("acme|s3://bucket|docs/q1 report.pdf", DocRef("acme", "s3://bucket", "docs/q1 report.pdf")),
+        ("bench|/srv/data/corpus|doc_000.pdf", DocRef("bench", "/srv/data/corpus", "doc_000.pdf")),
+        ("t%7C1|/tmp/in box|a%2Cb.pdf", DocRef("t|1", "/tmp/in box", "a,b.pdf")),
+    ],
+)
+def test_keys_of_the_old_form_still_decode(old, ref):
+    assert decode_partition_key(old) == ref
+    assert split_partition_key(old).alias == root_alias(ref.root)
+
+
+@pytest.mark.parametrize("malformed", ["", "acme", "acme|s3://bucket", "a|b|c|d", "a|b|c|", "acme|key.pdf|nowhere"])
 def test_decode_rejects_malformed_keys(malformed):
     with pytest.raises(ValueError, match="not a document partition key"):
         decode_partition_key(malformed)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -41,17 +43,81 @@ def _escape(part: str) -> str:
     return "".join(out).replace("...", "%2E%2E%2E")
 
 
+S3_ALIAS = "s3:"
+FILE_ALIAS = "file:"
+_FILE_ALIAS = re.compile(r"^file:.*~[0-9a-f]{6}$")
+
+
+def root_alias(root: str) -> str:
+    """A short, stable name for a source root: `s3:BUCKET` for `s3://BUCKET` (its own
+    inverse), `file:NAME~HASH6` for a folder (resolved through the registry of roots)."""
+    if root.startswith("s3://"):
+        bucket = root[len("s3://") :].strip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(f"an S3 root is s3://BUCKET, not {root!r}")
+        return S3_ALIAS + bucket
+    name = root.rstrip("/").rpartition("/")[2] or "root"
+    return f"{FILE_ALIAS}{name}~{hashlib.sha256(root.encode('utf-8')).hexdigest()[:6]}"
+
+
 def encode_partition_key(ref: DocRef) -> str:
-    """A Dagster-safe partition key that `decode_partition_key` turns back into `ref`."""
-    return "|".join(_escape(p) for p in (ref.tenant, ref.root, ref.key))
+    """`TENANT|KEY|ROOT-ALIAS`: what a person looks for first, the root last and short
+    (`acme|acme/handbook.pdf|s3:docs`). `decode_partition_key` turns it back into `ref`."""
+    return "|".join(_escape(p) for p in (ref.tenant, ref.key, root_alias(ref.root)))
 
 
-def decode_partition_key(partition_key: str) -> DocRef:
+@dataclass(frozen=True)
+class PartitionParts:
+    """A document partition key taken apart, before its root alias is resolved."""
+
+    tenant: str
+    key: str
+    alias: str
+    root: str | None  # known without the registry: S3 roots and keys of the old form
+
+
+def is_root_alias(text: str) -> bool:
+    return (text.startswith(S3_ALIAS) and len(text) > len(S3_ALIAS) and "/" not in text) or bool(_FILE_ALIAS.match(text))
+
+
+def split_partition_key(partition_key: str) -> PartitionParts:
+    """The parts of a key of either form: `TENANT|KEY|ALIAS`, or the old `TENANT|ROOT|KEY`
+    (instances from before readable keys: they keep working, see docs/decisions.md D11)."""
     parts = partition_key.split("|")
     if len(parts) != 3:
-        raise ValueError(f"not a document partition key (want TENANT|ROOT|KEY): {partition_key!r}")
-    tenant, root, key = (unquote(p) for p in parts)
-    return DocRef(tenant=tenant, root=root, key=key)
+        raise ValueError(f"not a document partition key (want TENANT|KEY|ROOT-ALIAS): {partition_key!r}")
+    tenant, middle, last = (unquote(p) for p in parts)
+    if not is_root_alias(last):
+        if middle.startswith(("s3://", "/")):  # the old form
+            return PartitionParts(tenant, last, root_alias(middle), middle)
+        raise ValueError(f"not a document partition key (no root alias in {last!r}): {partition_key!r}")
+    root = "s3://" + last[len(S3_ALIAS) :] if last.startswith(S3_ALIAS) else None
+    return PartitionParts(tenant, middle, last, root)
+
+
+def decode_partition_key(partition_key: str, roots: Mapping[str, str] | None = None) -> DocRef:
+    """The document a partition key names; folder roots are looked up in `roots` (alias ->
+    root, the registry: rag_assets.partitions.known_roots)."""
+    parts = split_partition_key(partition_key)
+    root = parts.root or (roots or {}).get(parts.alias)
+    if root is None:
+        raise ValueError(f"{partition_key!r}: root alias {parts.alias!r} is not registered")
+    return DocRef(tenant=parts.tenant, root=root, key=parts.key)
+
+
+def root_registry_key(root: str) -> str:
+    """The registry's entry for a root: `ALIAS|ROOT` (a partition key of `document_roots`)."""
+    return f"{_escape(root_alias(root))}|{_escape(root)}"
+
+
+def parse_root_registry(entries: Iterable[str]) -> dict[str, str]:
+    """alias -> root from registry entries (`root_registry_key`)."""
+    out = {}
+    for entry in entries:
+        alias, sep, root = entry.partition("|")
+        if sep:
+            out[unquote(alias)] = unquote(root)
+    return out
 
 
 def tenant_from_key(key: str, rule: str = "segment:0") -> str:
