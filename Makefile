@@ -27,9 +27,9 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.py
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: rag_assets/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+	cp rag_assets/dagster.yaml $@
 
 postgres:
 	bash scripts/install-postgres.sh

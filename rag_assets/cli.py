@@ -13,13 +13,15 @@ from pathlib import Path
 
 
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME, defaulting to ./.dagster (as the Makefile sets it) with the repo's
+    """DAGSTER_HOME, defaulting to ./.dagster (as the Makefile sets it) with the project's
     instance settings, so runs and lineage land where `make dev` shows them."""
+    from rag_assets.settings import INSTANCE_YAML
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(INSTANCE_YAML.read_text())
     return home
 
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.assets.documents import document_assets, ingest_documents_job
-from rag_assets.assets.maintenance import index_reconciliation, purge_documents_job, reconcile_job, reconcile_schedule
+from rag_assets.assets.documents import document_definitions
+from rag_assets.assets.maintenance import maintenance_definitions
 from rag_assets.resources.config import RagConfig, SyncConfig
 from rag_assets.resources.embedders import EmbeddingCache, embedder_from_spec
 from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.io_manager import PartitionedPickleIOManager
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import vector_store_from_uri
-from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_retry_sensor
+from rag_assets.sensors.s3 import sensor_definitions
 from rag_assets.settings import Settings
 
 
@@ -33,8 +33,10 @@ def build_resources(settings: Settings) -> dict:
         ),
         "sync_config": SyncConfig(
             source_uri=settings.source_uri,
+            index_uri=settings.index_uri,
             tenant_rule=settings.tenant_from_key,
             batch_size=settings.batch_size,
+            reconcile_interval_seconds=settings.reconcile_seconds if settings.sqs_queue_url else 0.0,
             state_dir=str(work / "state"),
         ),
         "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
@@ -43,17 +45,15 @@ def build_resources(settings: Settings) -> dict:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    # With an SQS queue the events drive the index; without one, listing the source does.
-    events_on = dg.DefaultSensorStatus.RUNNING if settings.sqs_queue_url else dg.DefaultSensorStatus.STOPPED
-    listing_on = dg.DefaultSensorStatus.STOPPED if settings.sqs_queue_url else dg.DefaultSensorStatus.RUNNING
-    return dg.Definitions(
-        assets=[*document_assets, index_reconciliation],
-        jobs=[ingest_documents_job, purge_documents_job, reconcile_job],
-        sensors=[build_s3_event_sensor(events_on), build_listing_sensor(listing_on), ingest_retry_sensor],
-        schedules=[reconcile_schedule],
-        resources=build_resources(settings),
-        # DESIGN decision 7: in-process by default, so a batch run loads the model once.
-        executor=dg.in_process_executor,
+    return dg.Definitions.merge(
+        document_definitions(settings),
+        maintenance_definitions(),
+        sensor_definitions(event_mode=bool(settings.sqs_queue_url)),
+        dg.Definitions(
+            resources=build_resources(settings),
+            # In-process by default, so a batch run loads the model once (docs/architecture.md).
+            executor=dg.in_process_executor,
+        ),
     )
 
 

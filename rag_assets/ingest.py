@@ -3,6 +3,8 @@ batched ranged runs through Dagster, and summarize what happened (`rag-assets in
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,11 +15,12 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from rag_assets.assets.documents import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.keys import DocRef, encode_partition_key, is_sidecar, tenant_from_key
-from rag_assets.partitions import documents_partitions
+from rag_assets.partitions import documents_partitions, register_roots
 from rag_assets.resources.object_store import ObjectStore, split_s3_uri
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-LAUNCHED_BY_TAG = "rag/launched_by"  # who launched a run: cli, reconciliation, a sensor
+LAUNCHED_BY_TAG = "rag/launched_by"  # who launched a run: cli or a sensor
+PROCESS_TAG = "rag/process"  # host:pid of the command line process that runs a run in itself
 
 
 @dataclass
@@ -82,6 +85,38 @@ def _run_error(result: dg.ExecuteInProcessResult) -> str:
     return f"run {result.run_id} failed"
 
 
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def alive(process: str) -> bool:
+    """Whether a `host:pid` of this host is a running process (another host's: assumed so)."""
+    host, _, pid = process.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs a command line process ran in itself and that process is gone (killed): marked
+    failed, and their concurrency slots freed, else the index writers' pool stays taken
+    (a daemon-launched run is the run monitoring's; see docs/architecture.md)."""
+    orphans = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])):
+        run = record.dagster_run
+        if PROCESS_TAG in run.tags and not alive(run.tags[PROCESS_TAG]):
+            instance.report_run_failed(run, f"the rag-assets process that ran it ({run.tags[PROCESS_TAG]}) is gone")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            orphans.append(run.run_id)
+    return orphans
+
+
 def materialize_documents(
     keys: Iterable[str],
     *,
@@ -89,8 +124,6 @@ def materialize_documents(
     instance: dg.DagsterInstance,
     batch_size: int,
     on_progress: Callable[[int], None] = lambda n: None,
-    run_config: dict | None = None,
-    launched_by: str = "cli",
 ) -> tuple[dict[str, dict], list[dict], list[str]]:
     """Materialize document partitions in ranged runs of at most `batch_size`.
 
@@ -99,6 +132,7 @@ def materialize_documents(
     materialized partition, the failures, and the run ids.
     """
     job = defs.resolve_job_def("ingest_documents")
+    fail_orphaned_runs(instance)
     keys = list(dict.fromkeys(keys))
     known = set(instance.get_dynamic_partitions(documents_partitions.name))
     instance.add_dynamic_partitions(documents_partitions.name, [k for k in keys if k not in known])
@@ -110,8 +144,13 @@ def materialize_documents(
             batch = ordered[position[first] : position[last] + 1]
             result = job.execute_in_process(
                 instance=instance,
-                run_config=run_config if run_config is not None else QUIET_RUN_CONFIG,
-                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, LAUNCHED_BY_TAG: launched_by},
+                run_config=QUIET_RUN_CONFIG,
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: first,
+                    ASSET_PARTITION_RANGE_END_TAG: last,
+                    LAUNCHED_BY_TAG: "cli",
+                    PROCESS_TAG: this_process(),
+                },
                 raise_on_error=False,
             )
             runs.append(result.run_id)
@@ -143,6 +182,7 @@ def ingest(
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> IngestReport:
     keys = {encode_partition_key(ref): ref for ref in refs}
+    register_roots(instance, {ref.root for ref in refs})
     done, failed, runs = materialize_documents(
         keys, defs=defs, instance=instance, batch_size=batch_size, on_progress=on_progress
     )

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+
+# The settings of a local Dagster instance (pools, run queue, run monitoring): copied into
+# DAGSTER_HOME by the Makefile, the command line and the tests.
+INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class Settings:
     batch_size: int = 50
     chunk_tokens: int = 160
     chunk_overlap: int = 32
+    reconcile_seconds: float = 3600.0  # with an event queue: how often a full pass compares source and index
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -37,4 +43,5 @@ class Settings:
             batch_size=int(env.get("RAG_BATCH_SIZE") or d.batch_size),
             chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
             chunk_overlap=int(env.get("RAG_CHUNK_OVERLAP") or d.chunk_overlap),
+            reconcile_seconds=float(env.get("RAG_RECONCILE_SECONDS") or d.reconcile_seconds),
         )

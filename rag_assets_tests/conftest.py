@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rag_assets.settings import Settings
+from rag_assets.settings import INSTANCE_YAML, Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server logs every request
@@ -51,7 +51,7 @@ def rag_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """A fresh DAGSTER_HOME, work dir and LanceDB index; the environment points at them."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("RAG_WORK_DIR", str(tmp_path / "rag"))
     monkeypatch.setenv("RAG_INDEX_URI", str(tmp_path / "rag" / "index"))

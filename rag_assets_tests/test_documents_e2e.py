@@ -143,7 +143,7 @@ BAD_FILES = {
     "acme/broken.pdf": (b"%PDF-1.4\n1 0 obj <</Type /Catalog>> garbage", r"corrupt PDF|no extractable text"),
     "acme/empty.txt": (b"", r"empty file"),
     "acme/slides.docx": (b"PK\x03\x04 not really", r"unsupported file type '\.docx'"),
-    "acme/latin1.txt": ("café crème".encode("latin-1"), r"not UTF-8 text \(byte 0xe9 at offset 3\)"),
+    "acme/image.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8, r"not text: not UTF-8 \(byte 0x89 at offset 0\)"),
     "acme/export.csv": (b"id,body\n1,hello\n", r"CSV has no 'formatted_text' column \(columns: id, body\)"),
 }
 
@@ -197,6 +197,17 @@ def test_bad_input_fails_its_own_partition_and_leaves_the_rest(rag_env, instance
     assert all(key in logged for key in BAD_FILES)
 
 
+def test_text_in_other_encodings_is_read(rag_env, instance, tmp_path):
+    (tmp_path / "inbox" / "acme").mkdir(parents=True)
+    (tmp_path / "inbox" / "acme" / "menu.txt").write_bytes("Café crème brûlée, naïve façade; São Paulo’s best.".encode("cp1252"))
+    (tmp_path / "inbox" / "acme" / "prices.csv").write_bytes("id,formatted_text\n1,Crème brûlée costs 5 €\n".encode("cp1252"))
+    report = run_ingest(rag_env, instance, tmp_path / "inbox")
+    assert sorted(report.ingested) == ["acme/menu.txt", "acme/prices.csv"] and report.failed == []
+    texts = {r["document_key"]: r["text"] for r in index_rows(rag_env)}
+    assert texts["acme/menu.txt"] == "Café crème brûlée, naïve façade; São Paulo’s best."
+    assert texts["acme/prices.csv"] == "Crème brûlée costs 5 €"
+
+
 def test_tenants_are_isolated(rag_env, instance, tmp_path):
     for tenant in ("acme", "globex"):
         make_pdf(tmp_path / "inbox" / tenant / "same.pdf", HANDBOOK)
@@ -241,9 +252,9 @@ def test_definitions_load_with_the_asset_graph_jobs_and_sensors():
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"raw_documents", "chunks", "embeddings", "vector_index", "index_reconciliation"}
-    for job in ("ingest_documents", "purge_documents", "reconcile_index"):
+    for job in ("ingest_documents", "purge_documents", "record_reconciliation"):
         assert defs.resolve_job_def(job) is not None
-    assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "ingest_retry_sensor"}
+    assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "ingest_failure_sensor"}
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("vector_index")).parent_keys == {
         dg.AssetKey("raw_documents"),

@@ -1,5 +1,6 @@
-"""The sensors against a moto S3 bucket whose notifications go to an SQS queue, evaluated
-with build_sensor_context on a real Dagster instance; the runs they request are executed."""
+"""The sensors against a moto S3 bucket whose notifications go to an SQS queue (or a local
+folder), evaluated with build_sensor_context on a real Dagster instance; the runs they
+request go through Dagster's run-key de-duplication and are executed."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import json
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from dagster._daemon.sensor import fetch_existing_runs
 
 from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
-from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_retry_sensor
+from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_failure_sensor
 from rag_assets.settings import Settings
 from rag_assets_tests.conftest import make_pdf
 
@@ -65,7 +69,10 @@ class dg_bucket:  # noqa: N801 - a plain record
 
 
 class Harness:
-    """Evaluates a sensor like the daemon does, then records its partitions and runs its runs."""
+    """Evaluates a sensor as the daemon does: its partitions first, then each run request,
+    unless Dagster already has a run of this sensor with that run key (found with the
+    daemon's own lookup, dagster._daemon.sensor.fetch_existing_runs); launched runs carry the
+    daemon's tags and are executed in process, one after the other."""
 
     def __init__(self, instance: dg.DagsterInstance, sensor: dg.SensorDefinition, **resource_overrides):
         self.instance, self.sensor = instance, sensor
@@ -73,7 +80,8 @@ class Harness:
         self.defs = build_definitions(self.settings)
         self.resources = {**build_resources(self.settings), **resource_overrides}
         self.cursor: str | None = None
-        self.run_keys: list[str] = []
+        self.launched: list[str] = []  # run keys of the runs launched
+        self.skipped: list[str] = []  # run keys Dagster already had
 
     def tick(self, execute: bool = True, lost: bool = False) -> dg.SensorResult:
         """One evaluation. `lost`: the daemon dies before recording it (nothing is applied)."""
@@ -86,11 +94,17 @@ class Harness:
         for request in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         self.cursor = result.cursor
-        for request in result.run_requests or []:
-            self.run_keys.append(request.run_key)
+        requests = result.run_requests or []
+        existing = fetch_existing_runs(self.instance, SimpleNamespace(name=self.sensor.name), requests)
+        for request in requests:
+            if request.run_key in existing:
+                self.skipped.append(request.run_key)
+                continue
+            self.launched.append(request.run_key)
             if execute:
+                tags = {**request.tags, SENSOR_NAME_TAG: self.sensor.name, RUN_KEY_TAG: request.run_key}
                 job = self.defs.resolve_job_def(request.job_name)
-                job.execute_in_process(instance=self.instance, tags=request.tags, run_config=request.run_config or {}, raise_on_error=False)
+                job.execute_in_process(instance=self.instance, tags=tags, run_config=request.run_config or {}, raise_on_error=False)
         return result
 
     def query(self, text: str, tenant: str = "acme", k: int = 10):
@@ -227,72 +241,105 @@ def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket
     base = build_resources(Settings.from_env())["sync_config"]
     one_page_a_tick = SyncConfig(source_uri=base.source_uri, state_dir=base.state_dir, list_budget_seconds=0.0)
     h = Harness(instance, build_listing_sensor(ON), sync_config=one_page_a_tick)
-    added = [sum(len(r.partition_keys) for r in h.tick(execute=False).dynamic_partitions_requests) for _ in range(3)]
-    assert added == [1000, 1000, 100]  # one S3 page a tick, then the pass ends
+    added = [
+        sum(len(r.partition_keys) for r in h.tick(execute=False).dynamic_partitions_requests if r.partitions_def_name == "documents")
+        for _ in range(3)
+    ]
+    # One S3 page a tick; the last key of a page waits for the next (its sidecar may follow),
+    # and the last tick takes every document of the pass.
+    assert added == [999, 999, 102]
     bucket.s3.delete_object(Bucket=bucket.name, Key="acme/f00007.txt")
     purges = [r for _ in range(3) for r in h.tick(execute=False).run_requests if r.job_name == "purge_documents"]
     assert len(purges) == 1
-    assert purges[0].run_config["ops"]["purge_deleted_documents"]["config"]["partitions"] == [
-        encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/f00007.txt"))
-    ]
+    (target,) = purges[0].run_config["ops"]["purge_deleted_documents"]["config"]["targets"]
+    assert target["partitions"] == [encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/f00007.txt"))]
+    assert target["document_ids"] == []  # nothing was indexed (no run was executed)
 
 
-def test_retry_sensor_reruns_a_sensor_batch_without_its_bad_document(instance, tmp_path, monkeypatch, rag_env):
+def test_a_batch_with_an_unreadable_document_runs_again_without_it(instance, tmp_path, monkeypatch, rag_env):
     inbox = tmp_path / "inbox"
     monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
     (inbox / "acme").mkdir(parents=True)
     for name in ("a.txt", "b.txt"):
         (inbox / "acme" / name).write_text(f"Good document {name}.")
-    (inbox / "acme" / "ab-bad.txt").write_bytes(b"\xff\xfe not utf-8")
+    (inbox / "acme" / "ab-bad.txt").write_bytes(bytes(range(256)) * 8)
     listing = Harness(instance, build_listing_sensor(ON))
     listing.tick()  # one batch of three: it fails on ab-bad.txt
     assert listing.indexed_keys() == set()
+    (failed,) = [r for r in instance.get_runs() if r.is_failure]
 
-    retry = Harness(instance, ingest_retry_sensor)
-    result = retry.tick()
-    assert len(result.run_requests) == 2  # a.txt alone and b.txt alone (ab-bad.txt sits between)
-    assert retry.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
-    assert retry.tick().run_requests and set(retry.run_keys[:2]) == set(retry.run_keys[2:4])  # same keys: no dup runs
+    def on_failure():
+        event = next(iter(instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)))
+        context = dg.build_run_status_sensor_context(
+            sensor_name="ingest_failure_sensor", dagster_event=event.dagster_event, dagster_instance=instance,
+            dagster_run=failed, resources={"sync_config": listing.resources["sync_config"]},
+        ).for_run_failure()
+        return ingest_failure_sensor(context)
+
+    requests = on_failure()
+    assert len(requests) == 2  # a.txt alone and b.txt alone (ab-bad.txt sits between)
+    for request in requests:
+        listing.defs.resolve_job_def(request.job_name).execute_in_process(instance=instance, tags=request.tags)
+    assert listing.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
+    assert [r.run_key for r in on_failure()] == [r.run_key for r in requests]  # the same keys: no duplicate runs
+
+    # The listing sensor does not ask for the unreadable document again until it changes.
+    assert listing.tick().run_requests == []
+    (inbox / "acme" / "ab-bad.txt").write_text("Fixed now.")
+    assert len(listing.tick().run_requests) == 1 and "acme/ab-bad.txt" in listing.indexed_keys()
 
 
-def test_daily_reconciliation_repairs_lost_events(instance, tmp_path, monkeypatch, rag_env):
-    import os
-    from datetime import UTC, datetime, timedelta
+def test_a_listing_pass_repairs_what_the_index_lost_or_never_got(instance, tmp_path, monkeypatch, rag_env):
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    (inbox / "acme").mkdir(parents=True)
+    for name in ("kept.txt", "wiped.txt", "deleted.txt"):
+        (inbox / "acme" / name).write_text(f"The original {name} about rocket skates.")
+    h = Harness(instance, build_listing_sensor(ON))
+    h.tick()
+    assert h.indexed_keys() == {"acme/kept.txt", "acme/wiped.txt", "acme/deleted.txt"}
+    assert h.tick().run_requests == []  # the next pass sees them all current
+    first = list(h.launched)
+
+    # Behind the sensors' back: rows lost from the store, an object deleted, another added,
+    # and rows of a document the sensors never knew (a copy left by another tool).
+    embedder, store = h.resources["embedder"], h.resources["vector_store"]
+    wiped = DocRef("acme", str(inbox), "acme/wiped.txt").document_id
+    store.delete_documents(embedder.model_id, embedder.dimension, [wiped])
+    (inbox / "acme" / "deleted.txt").unlink()
+    (inbox / "acme" / "missed.txt").write_text("A document whose change nobody saw, about magnets.")
+    ghost = DocRef("acme", str(inbox), "acme/ghost.txt").document_id
+    rows = store.list_documents(embedder.model_id, embedder.dimension, document_ids=[DocRef("acme", str(inbox), "acme/kept.txt").document_id])
+    assert rows  # (the ghost's rows are a copy of kept.txt's under another id)
+    from rag_assets.resources.vector_stores import VectorRow
+
+    vec = embedder.embed(["ghost rows"])[0]
+    store.replace_documents(embedder.model_id, embedder.dimension, {ghost: [VectorRow("g1", "acme", ghost, "acme/ghost.txt", 0, "ghost rows", "h", embedder.model_id, vec)]})
+
+    result = h.tick()
+    assert sorted(r.job_name for r in result.run_requests) == ["ingest_documents", "purge_documents"]
+    assert h.launched[len(first):] and not set(h.launched[len(first):]) & set(first)  # a new run key for the lost document
+    assert h.indexed_keys() == {"acme/kept.txt", "acme/wiped.txt", "acme/missed.txt"}
+    assert h.tick().run_requests == []  # nothing left to do
+
+
+def test_the_daily_record_counts_what_the_planners_asked_for(instance, tmp_path, monkeypatch, rag_env):
+    from datetime import UTC, datetime
 
     from rag_assets.assets.maintenance import index_reconciliation
 
     inbox = tmp_path / "inbox"
     monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
     (inbox / "acme").mkdir(parents=True)
-    for name in ("kept.txt", "deleted.txt", "changed.txt"):
-        (inbox / "acme" / name).write_text(f"The original {name} about rocket skates.")
+    for name in ("a.txt", "b.txt"):
+        (inbox / "acme" / name).write_text(f"Document {name}.")
     h = Harness(instance, build_listing_sensor(ON))
     h.tick()
-    assert h.indexed_keys() == {"acme/kept.txt", "acme/deleted.txt", "acme/changed.txt"}
-
-    # Then events are lost: nobody ticks while the folder changes, yesterday.
-    (inbox / "acme" / "deleted.txt").unlink()
-    (inbox / "acme" / "changed.txt").write_text("The changed version about portable holes.")
-    (inbox / "acme" / "missed.txt").write_text("A document whose event never came, about magnets.")
-    yesterday = datetime.now(UTC) - timedelta(days=1)
-    noon = yesterday.replace(hour=12, minute=0, second=0).timestamp()
-    for name in ("changed.txt", "missed.txt"):
-        os.utime(inbox / "acme" / name, (noon, noon))
-
-    result = dg.materialize(
-        [index_reconciliation],
-        partition_key=yesterday.date().isoformat(),
-        instance=instance,
-        resources=build_resources(Settings.from_env()),
-    )
-    assert result.success
+    (inbox / "acme" / "a.txt").write_text("Document a.txt, changed.")
+    (inbox / "acme" / "b.txt").unlink()
+    h.tick()
+    today = datetime.now(UTC).date().isoformat()
+    result = dg.materialize([index_reconciliation], partition_key=today, instance=instance)
     (mat,) = result.asset_materializations_for_node("index_reconciliation")
-    assert mat.metadata["modified_that_day"].value == 2 and mat.metadata["reingested"].value == 2
-    assert mat.metadata["purged"].value == ["acme/deleted.txt"]
-    assert h.indexed_keys() == {"acme/kept.txt", "acme/changed.txt", "acme/missed.txt"}
-    assert "portable holes" in next(x.text for x in h.query("portable holes") if x.key == "acme/changed.txt")
-
-    # Run again (a backfill over the same day): nothing left to repair.
-    again = dg.materialize([index_reconciliation], partition_key=yesterday.date().isoformat(), instance=instance, resources=build_resources(Settings.from_env()))
-    (mat,) = again.asset_materializations_for_node("index_reconciliation")
-    assert mat.metadata["reingested"].value == 0 and mat.metadata["purged"].value == []
+    assert mat.metadata["by_launcher_and_reason"].value == {"listing_sensor: changed": 1, "listing_sensor: new": 2}
+    assert mat.metadata["purged"].value == 1 and mat.metadata["repairs"].value == 0

@@ -6,6 +6,8 @@ from S3, rows from Metabase, images...) whose value per partition is a `SourceDo
 
 
 import warnings
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -16,17 +18,16 @@ from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import ParsedDocument
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.embedders import Embedder, EmbeddingCache, embed_with_cache
-from rag_assets.resources.vector_stores import VectorRow, VectorStore, store_kind
-from rag_assets.settings import Settings
+from rag_assets.resources.object_store import ObjectStore
+from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, VectorStore, chunk_digest
 
-# Ranged runs are how a batch of documents becomes one run (DESIGN decision 4); Dagster marks
-# the parameter beta, which we accept knowingly.
+# Ranged runs are how a batch of documents becomes one run (docs/architecture.md, Batching);
+# Dagster marks the parameter beta, which we accept knowingly.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-SINGLE_RUN = dg.BackfillPolicy.single_run()
-# Transient faults (S3 throttling, a store that blinks, a model server's 5xx after the
-# embedder's own retries) get three more tries with backoff. Unreadable documents raise
-# dg.Failure(allow_retries=False): retrying cannot help them.
-TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+# Every step that writes or deletes index rows takes a slot of this pool; dagster.yaml gives
+# it one slot, so an ingest's write and a purge of the same document never interleave.
+INDEX_WRITERS = "rag_index_writers"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class SourceDocument:
 
     ref: DocRef
     content_hash: str
-    etag: str
+    etag: str  # the source etag the index records (lib.identity.source_etag: with the sidecar's)
+    version: str  # the object's version when it was read: checked again before the write
     size: int
     parsed: ParsedDocument
     metadata: dict = field(default_factory=dict)  # sidecar fields
@@ -51,7 +53,7 @@ class DocumentEmbeddings:
     calls: int  # embedding calls that carried some of this document's text
 
 
-def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddings) -> list[VectorRow]:
+def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddings, pipeline: str) -> list[VectorRow]:
     return [
         VectorRow(
             chunk_id=c.chunk_id,
@@ -66,9 +68,35 @@ def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddi
             page=c.page,
             row=c.row,
             metadata={**c.metadata, **doc.metadata, "char_start": c.char_start, "char_end": c.char_end},
+            source_etag=doc.etag,
+            pipeline=pipeline,
         )
         for c, v in zip(chunks, emb.vectors, strict=True)
     ]
+
+
+def holds(entry: IndexedDocument | None, doc: SourceDocument, chunks: list[Chunk], pipeline: str) -> bool:
+    """Whether the index holds exactly these chunks of this document, as this source version."""
+    return (
+        entry is not None
+        and entry.content_hash not in (MIXED, "")
+        and (entry.content_hash, entry.source_etag, entry.pipeline, entry.rows, entry.chunk_digest)
+        == (doc.content_hash, doc.etag, pipeline, len(chunks), chunk_digest(c.chunk_id for c in chunks))
+    )
+
+
+def superseded(object_store: ObjectStore, documents: Mapping[str, SourceDocument]) -> dict[str, str]:
+    """Documents whose object is no longer the version that was read (partition -> what it
+    is now: "deleted" or "changed"), one HEAD each, many at a time. Their rows are not
+    written: the purge or the newer version's run does what is right."""
+
+    def now(doc: SourceDocument) -> str | None:
+        found = object_store.head(doc.ref.uri)
+        return "deleted" if found is None else None if found.version == doc.version else "changed"
+
+    keys = list(documents)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return {k: s for k, s in zip(keys, pool.map(now, (documents[k] for k in keys)), strict=True) if s}
 
 
 def split_by_document(counts: dict[str, int], batches: list[list[int]]) -> dict[str, int]:
@@ -85,13 +113,13 @@ def build_index_pipeline(
     *,
     source: dg.AssetsDefinition,
     partitions_def: dg.PartitionsDefinition,
+    backfill_policy: dg.BackfillPolicy,
+    store_kind: str,
     prefix: str = "",
     group_name: str = "documents",
 ) -> list[dg.AssetsDefinition]:
     """chunks, embeddings and vector_index assets downstream of `source` (names get `prefix`)."""
-    common = dict(
-        partitions_def=partitions_def, backfill_policy=SINGLE_RUN, group_name=group_name, retry_policy=TRANSIENT_RETRIES
-    )
+    common = dict(partitions_def=partitions_def, backfill_policy=backfill_policy, group_name=group_name)
     chunks_name, embeddings_name, index_name = f"{prefix}chunks", f"{prefix}embeddings", f"{prefix}vector_index"
 
     @dg.asset(
@@ -166,48 +194,54 @@ def build_index_pipeline(
             dg.AssetCheckSpec(
                 "rows_match_chunks",
                 asset=index_name,
-                description="The index holds exactly each document's chunks, of this content, at the model's dimension.",
+                description=(
+                    "The index holds exactly each written or unchanged document's chunks, of this content, source "
+                    "version and pipeline."
+                ),
             )
         ],
-        kinds={store_kind(Settings.from_env().index_uri)},
+        kinds={store_kind},
+        pool=INDEX_WRITERS,
         **common,
     )
     def vector_index(
-        context: dg.AssetExecutionContext, documents: dict, chunks: dict, embeddings: dict, vector_store: VectorStore
+        context: dg.AssetExecutionContext,
+        documents: dict,
+        chunks: dict,
+        embeddings: dict,
+        vector_store: VectorStore,
+        object_store: ObjectStore,
+        rag_config: RagConfig,
     ) -> dg.MaterializeResult:
         """Each document's chunks and vectors in the vector store, replaced in one write per batch."""
         first = next(iter(embeddings.values()))
-        model_id, dimension = first.model_id, first.dimension
+        model_id, dimension, pipeline = first.model_id, first.dimension, rag_config.pipeline
         ids = {key: doc.ref.document_id for key, doc in documents.items()}
-        before = vector_store.document_states(model_id, dimension, list(ids.values()))
-        changed = {
-            key
-            for key, doc in documents.items()
-            if (s := before.get(ids[key])) is None or (s.content_hash, s.rows) != (doc.content_hash, len(chunks[key]))
-        }
+        before = vector_store.list_documents(model_id, dimension, document_ids=list(ids.values()))
+        changed = {key for key, doc in documents.items() if not holds(before.get(ids[key]), doc, chunks[key], pipeline)}
+        # Under the pool's slot, nothing else writes these documents: what the source holds now
+        # is what a purge or a later run would act on. Rows of a version that is gone are not written.
+        moved = superseded(object_store, {k: documents[k] for k in changed})
+        for key, what in sorted(moved.items()):
+            context.log.warning(f"{documents[key].ref.uri}: {what} since it was read; not written (a newer run or the purge has it)")
+        write = sorted(changed - set(moved))
         written = vector_store.replace_documents(
-            model_id,
-            dimension,
-            {ids[k]: document_rows(documents[k], chunks[k], embeddings[k]) for k in sorted(changed)},
+            model_id, dimension, {ids[k]: document_rows(documents[k], chunks[k], embeddings[k], pipeline) for k in write}
         )
-        after = vector_store.document_states(model_id, dimension, list(ids.values()))
+        after = vector_store.list_documents(model_id, dimension, document_ids=list(ids.values()))
         mismatched = []
         for key, doc in documents.items():
-            state = after.get(ids[key])
-            ok = state is not None and (state.content_hash, state.rows, state.dimension) == (
-                doc.content_hash,
-                len(chunks[key]),
-                dimension,
-            )
-            if not ok:
-                mismatched.append({"key": doc.ref.key, "expected_rows": len(chunks[key]), "found": repr(state)})
+            if key not in moved and not holds(after.get(ids[key]), doc, chunks[key], pipeline):
+                mismatched.append({"key": doc.ref.key, "expected_rows": len(chunks[key]), "found": repr(after.get(ids[key]))})
+            status = f"superseded: {moved[key]}" if key in moved else "ingested" if key in changed else "unchanged"
             context.add_asset_metadata(
                 {
-                    "status": "ingested" if key in changed else "unchanged",
+                    "status": status,
                     "tenant": doc.ref.tenant,
                     "document_key": doc.ref.key,
                     "content_hash": doc.content_hash,
                     "source_etag": doc.etag,
+                    "source_version": doc.version,
                     "size_bytes": doc.size,
                     "kind": doc.parsed.kind,
                     "pages": doc.parsed.pages,
@@ -217,21 +251,30 @@ def build_index_pipeline(
                     "embedded": embeddings[key].embedded,
                     "cache_hits": embeddings[key].cache_hits,
                     "model": model_id,
-                    "vectors_written": len(chunks[key]) if key in changed else 0,
+                    "pipeline": pipeline,
+                    "vectors_written": len(chunks[key]) if key in write else 0,
                     **({"sidecar_fields": sorted(doc.metadata)} if doc.metadata else {}),
                 },
                 partition_key=key,
             )
-        context.log.info(f"{written} vectors written for {len(changed)} document(s); {len(documents) - len(changed)} unchanged")
+        context.log.info(
+            f"{written} vectors written for {len(write)} document(s); {len(documents) - len(changed)} unchanged"
+            + (f", {len(moved)} superseded" if moved else "")
+        )
         # Batch-wide figures are named batch_*: each partition's own metadata is merged over
         # them and would shadow a shared name.
         return dg.MaterializeResult(
-            metadata={"batch_documents": len(documents), "batch_documents_written": len(changed), "batch_vectors_written": written},
+            metadata={
+                "batch_documents": len(documents),
+                "batch_documents_written": len(write),
+                "batch_documents_superseded": len(moved),
+                "batch_vectors_written": written,
+            },
             check_results=[
                 dg.AssetCheckResult(
                     check_name="rows_match_chunks",
                     passed=not mismatched,
-                    metadata={"documents_checked": len(documents), "mismatched": dg.MetadataValue.json(mismatched)},
+                    metadata={"documents_checked": len(documents) - len(moved), "mismatched": dg.MetadataValue.json(mismatched)},
                 )
             ],
         )

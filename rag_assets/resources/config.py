@@ -2,6 +2,9 @@
 
 import dagster as dg
 
+from rag_assets.lib.identity import pipeline_fingerprint
+from rag_assets.lib.reconcile import Backoff
+
 
 class RagConfig(dg.ConfigurableResource):
     """How documents are read and cut (see Settings for the environment variables)."""
@@ -10,18 +13,33 @@ class RagConfig(dg.ConfigurableResource):
     chunk_tokens: int = 160
     chunk_overlap: int = 32
 
+    @property
+    def pipeline(self) -> str:
+        """The fingerprint every row carries: a change re-makes every document's chunks."""
+        return pipeline_fingerprint(self.chunk_tokens, self.chunk_overlap, self.csv_text_column)
+
 
 class SyncConfig(dg.ConfigurableResource):
-    """How sensors follow the source (RAG_SOURCE_URI) into the index."""
+    """How sensors follow the source (RAG_SOURCE_URI) into the index (RAG_INDEX_URI)."""
 
     source_uri: str = "./data/inbox"
+    index_uri: str = "./.rag/index"  # with the model and the pipeline: the index identity
     tenant_rule: str = "segment:0"
     batch_size: int = 50
+    # 0: the listing sensor lists the source pass after pass (no event queue). Otherwise the
+    # events drive the index and a full pass compares source and index this often.
+    reconcile_interval_seconds: float = 0.0
     # A sensor evaluation must end within the daemon's 60 s: each tick is bounded.
     max_messages_per_tick: int = 2_000  # SQS messages (a HEAD each): ~5 s at 400 HEAD/s
     receive_budget_seconds: float = 15.0
-    max_changes_per_tick: int = 10_000  # new/changed objects the listing sensor takes a tick
+    max_objects_per_tick: int = 10_000  # objects the listing sensor lists (and plans) a tick
     list_budget_seconds: float = 30.0
     state_dir: str = "./.rag/state"
-    max_attempts: int = 4  # runs of a batch that failed for a reason other than its documents
+    # A document still out of date after a request waits retry_base_seconds * 2**attempt
+    # (at most retry_cap_seconds) before the next one: a failed run, a lost write.
     retry_base_seconds: float = 30.0
+    retry_cap_seconds: float = 3600.0
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.retry_base_seconds, self.retry_cap_seconds)

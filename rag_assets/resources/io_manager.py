@@ -32,6 +32,11 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
             tmp.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
             tmp.replace(path)  # atomic: a killed run never leaves half a file
 
+    def delete_partition(self, asset_keys: list[dg.AssetKey], partition_key: str) -> None:
+        """Forget a partition's values (its document was purged): nothing is left behind."""
+        for asset_key in asset_keys:
+            self._path(asset_key, partition_key).unlink(missing_ok=True)
+
     def load_input(self, context: dg.InputContext) -> dict:
         values = {}
         for key in context.asset_partition_keys:

@@ -13,10 +13,30 @@ import dagster as dg
 
 @dataclass(frozen=True)
 class StoredObject:
+    """An object as the source lists it. `etag` names its content (a file's size+mtime);
+    `version` changes with every write, even of the same bytes: S3's VersionId where
+    versioning is on, else ETag@LastModified; a file's size+mtime."""
+
     key: str
     etag: str
     size: int
     last_modified: float = 0.0  # seconds since the epoch
+    version: str = ""
+
+
+def s3_version(etag: str, last_modified: float, version_id: str | None = None) -> str:
+    return version_id if version_id and version_id != "null" else f"{etag}@{int(last_modified)}"
+
+
+def _s3_object(key: str, response: dict) -> StoredObject:
+    """A HEAD or GET response as a StoredObject."""
+    etag, modified = response["ETag"].strip('"'), response["LastModified"].timestamp()
+    return StoredObject(key, etag, response["ContentLength"], modified, s3_version(etag, modified, response.get("VersionId")))
+
+
+def _file_object(key: str, stat: os.stat_result) -> StoredObject:
+    etag = local_etag(stat)
+    return StoredObject(key, etag, stat.st_size, stat.st_mtime, etag)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -51,38 +71,38 @@ class ObjectStore(dg.ConfigurableResource):
         # sensors HEAD many objects at once).
         return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url or None)
 
-    def read(self, uri: str) -> tuple[bytes, str]:
-        """The object's bytes and ETag. Raises FileNotFoundError when it is gone."""
+    def read(self, uri: str) -> tuple[bytes, StoredObject]:
+        """The object's bytes and what they are (its `key` is the URI). Raises
+        FileNotFoundError when it is gone."""
         if uri.startswith("s3://"):
             bucket, key = split_s3_uri(uri)
             try:
                 response = self._s3.get_object(Bucket=bucket, Key=key)
             except self._s3.exceptions.NoSuchKey:
                 raise FileNotFoundError(uri) from None
-            return response["Body"].read(), response["ETag"].strip('"')
+            return response["Body"].read(), _s3_object(uri, response)
         path = Path(uri)
-        data = path.read_bytes()
-        return data, local_etag(path.stat())
+        stat = path.stat()  # before reading: a write during the read then shows as a new version
+        return path.read_bytes(), _file_object(uri, stat)
 
-    def head(self, uri: str) -> str | None:
-        """The object's current ETag, or None when it does not exist."""
+    def head(self, uri: str) -> StoredObject | None:
+        """The object as it is now (its `key` is the URI), or None when it does not exist."""
         if uri.startswith("s3://"):
             bucket, key = split_s3_uri(uri)
             try:
-                return self._s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+                return _s3_object(uri, self._s3.head_object(Bucket=bucket, Key=key))
             except self._s3.exceptions.ClientError as e:
                 if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                     return None
                 raise
         try:
-            stat = Path(uri).stat()
+            return _file_object(uri, Path(uri).stat())
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return local_etag(stat)
 
-    def read_optional(self, uri: str) -> bytes | None:
+    def read_optional(self, uri: str) -> tuple[bytes, StoredObject] | None:
         try:
-            return self.read(uri)[0]
+            return self.read(uri)
         except (FileNotFoundError, IsADirectoryError):
             return None
 
@@ -103,11 +123,11 @@ class ObjectStore(dg.ConfigurableResource):
             bucket, prefix = split_s3_uri(uri)
             kwargs = {"Bucket": bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
             response = self._s3.list_objects_v2(**kwargs)
-            page = [
-                StoredObject(o["Key"], o["ETag"].strip('"'), o["Size"], o["LastModified"].timestamp())
-                for o in response.get("Contents", [])
-                if not o["Key"].endswith("/")
-            ]
+            page = []
+            for o in response.get("Contents", []):
+                if not o["Key"].endswith("/"):
+                    etag, modified = o["ETag"].strip('"'), o["LastModified"].timestamp()
+                    page.append(StoredObject(o["Key"], etag, o["Size"], modified, s3_version(etag, modified)))
             return page, response.get("NextContinuationToken") if response.get("IsTruncated") else None
         root = Path(uri)
         page = []
@@ -121,7 +141,7 @@ class ObjectStore(dg.ConfigurableResource):
                     stat = path.stat()
                 except FileNotFoundError:  # deleted while we walked
                     continue
-                page.append(StoredObject(path.relative_to(root).as_posix(), local_etag(stat), stat.st_size, stat.st_mtime))
+                page.append(_file_object(path.relative_to(root).as_posix(), stat))
         return page, None
 
 

@@ -1,127 +1,249 @@
 """Sensors that make the index follow the source with nobody pressing a button.
 
-- `s3_event_sensor`: S3 event notifications from SQS (RAG_SQS_QUEUE_URL).
-- `listing_sensor`: lists the source (buckets without notifications, local folders).
-- `ingest_retry_sensor`: re-runs what failed: a batch without its unreadable documents at
-  once, a batch that failed for another reason with backoff, up to a limit.
+- `s3_event_sensor`: S3 event notifications from SQS (RAG_SQS_QUEUE_URL): the fast path.
+- `listing_sensor`: lists the source and compares it with what the index holds: pass after
+  pass without a queue; with one, a full pass every RAG_RECONCILE_SECONDS as the safety net.
+- `ingest_failure_sensor`: a batch that failed on unreadable documents runs again at once
+  without them.
 
-Sensors only decide; runs do the work (ingest_documents, purge_documents).
+Sensors only decide (lib.reconcile plans, from the source, the index and the runs in
+flight); runs do the work (ingest_documents, purge_documents). See docs/architecture.md.
 """
 
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from rag_assets.assets.documents import ingest_documents_job
-from rag_assets.assets.maintenance import purge_documents_job
+from rag_assets.assets.documents import RAW_DOCUMENTS, ingest_documents_job
+from rag_assets.assets.maintenance import PURGED_TAG, purge_documents_job, purge_run_config
 from rag_assets.ingest import LAUNCHED_BY_TAG, failed_documents
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
-from rag_assets.lib.keys import DocRef, is_sidecar
-from rag_assets.lib.sync import document_for_sidecar, plan_sync, run_key
-from rag_assets.partitions import documents_partitions
-from rag_assets.resources.config import SyncConfig
+from rag_assets.lib.identity import index_identity, source_etag, split_source_etag
+from rag_assets.lib.keys import DocRef, is_sidecar, root_alias, sidecar_keys, split_partition_key, tenant_from_key
+from rag_assets.lib.reconcile import (
+    Plan,
+    Request,
+    Target,
+    Wanted,
+    ingest_batches,
+    partitions_by_key,
+    partitions_in_ranges,
+    plan_documents,
+    run_key,
+    wanted_documents,
+)
+from rag_assets.partitions import ROOT_REGISTRY, documents_partitions, known_roots, unregistered_roots
+from rag_assets.resources.config import RagConfig, SyncConfig
+from rag_assets.resources.embedders import Embedder
 from rag_assets.resources.event_queue import EventQueue
-from rag_assets.resources.object_store import ObjectStore, source_root, split_s3_uri
-from rag_assets.sensors.ledger import ListingLedger, PendingAcks
+from rag_assets.resources.object_store import ObjectStore, StoredObject, source_root, split_s3_uri
+from rag_assets.resources.vector_stores import VectorStore
+from rag_assets.sensors.state import PendingAcks, SourceState
 
-ATTEMPT_TAG = "rag/attempt"
+# Runs some run is still working on: their documents are not asked for again meanwhile.
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 # Launchers that re-plan their own failed batches (rag_assets.ingest.materialize_documents).
-SELF_SPLITTING = {"cli", "reconciliation"}
+SELF_SPLITTING = {"cli"}
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
-def sync_result(
+def identity_of(sync_config: SyncConfig, embedder: Embedder, rag_config: RagConfig) -> str:
+    return index_identity(sync_config.index_uri, embedder.model_id, rag_config.pipeline)
+
+
+def state_file(sync_config: SyncConfig, kind: str, *names: str) -> Path:
+    """A sensor state file, one per source and index identity (or per queue)."""
+    return Path(sync_config.state_dir, f"{kind}-{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:12]}.sqlite")
+
+
+# --- what Dagster knows -------------------------------------------------------------------
+
+
+def work_in_flight(instance: dg.DagsterInstance, ordered: Sequence[str], root: str) -> tuple[set[str], set[str]]:
+    """(partitions an ingest run is working on, object keys under `root` a purge run is)."""
+    ranges = []
+    for record in instance.get_run_records(dg.RunsFilter(job_name=ingest_documents_job.name, statuses=IN_FLIGHT)):
+        tags = record.dagster_run.tags
+        if ASSET_PARTITION_RANGE_START_TAG in tags:
+            ranges.append((tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]))
+        elif "dagster/partition" in tags:
+            ranges.append((tags["dagster/partition"], tags["dagster/partition"]))
+    prefix = root.rstrip("/") + "/"
+    purging = set()
+    for record in instance.get_run_records(dg.RunsFilter(job_name=purge_documents_job.name, statuses=IN_FLIGHT)):
+        config = record.dagster_run.run_config.get("ops", {}).get("purge_deleted_documents", {}).get("config", {})
+        purging.update(t["uri"][len(prefix) :] for t in config.get("targets", []) if t["uri"].startswith(prefix))
+    return partitions_in_ranges(ordered, ranges), purging
+
+
+def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str) -> dict[str, str]:
+    """partition -> the source etag at which raw_documents last found it unreadable (under
+    this pipeline): the planner does not ask for it again until the object changes."""
+    out: dict[str, str] = {}
+    for start in range(0, len(partitions), 500):
+        part = list(partitions[start : start + 500])
+        records = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=RAW_DOCUMENTS, asset_partitions=part), limit=len(part) * 5
+        ).records
+        latest: dict[str, dict] = {}
+        for record in records:  # newest first
+            obs = record.event_log_entry.asset_observation
+            if obs.partition not in latest:
+                latest[obs.partition] = {k: v.value for k, v in obs.metadata.items()}
+        out.update(
+            (p, m.get("source_etag", "")) for p, m in latest.items() if m.get("status") == "unreadable" and m.get("pipeline") == pipeline
+        )
+    return out
+
+
+def candidate_ids(root: str, keys: Iterable[str], by_key: Mapping[str, list[str]], tenant_rule: str) -> list[str]:
+    """Document ids these object keys may be indexed under: their partitions' tenants, and
+    the tenant today's rule reads from the key."""
+    ids = set()
+    for key in keys:
+        tenants = {split_partition_key(p).tenant for p in by_key.get(key, [])}
+        try:
+            tenants.add(tenant_from_key(key, tenant_rule))
+        except ValueError:
+            pass
+        ids.update(DocRef(t, root, key).document_id for t in tenants)
+    return sorted(ids)
+
+
+# --- from a plan to a sensor result ----------------------------------------------------------
+
+
+def reason_tags(targets: Iterable[Target]) -> dict[str, str]:
+    """How many of a run's documents were asked for for each reason (the daily record reads them)."""
+    counts = Counter("retry" if t.retry else t.reason for t in targets)
+    return {f"rag/{reason}": str(n) for reason, n in counts.items()}
+
+
+def plan_and_result(
     context: dg.SensorEvaluationContext,
-    sync_config: SyncConfig,
     *,
+    sensor: str,
     root: str,
-    present: Mapping[str, str],
-    gone: Sequence[str],
+    wanted: Mapping[str, Wanted],
+    gone: Iterable[str] = (),
+    complete: bool = False,
+    indexed: Mapping,
+    known: Sequence[str],
+    state: SourceState,
+    tick: int,
     cursor: str,
-    source: str,
-) -> dg.SensorResult:
-    """The sensor result for objects seen present and gone: new partitions, one ranged run
-    per batch, one purge run."""
-    plan = plan_sync(
+    sync_config: SyncConfig,
+    rag_config: RagConfig,
+    identity: str,
+) -> tuple[Plan, dg.SensorResult]:
+    """Plan the documents under `root` against the index and the runs in flight, note the
+    requests in `state` (pending under `tick`), and make the sensor's result: new
+    partitions, one ranged run per batch, one purge run."""
+    in_flight, purging = work_in_flight(context.instance, known, root)
+    now = time.time()
+    by_key = partitions_by_key(known, root)
+    maybe_bad = [p for key in wanted for p in by_key.get(key, []) if p not in in_flight]
+    plan = plan_documents(
         root=root,
-        present=present,
+        wanted=wanted,
         gone=gone,
-        known_partitions=context.instance.get_dynamic_partitions(documents_partitions.name),
+        complete=complete,
+        indexed=indexed,
+        partitions=known,
         tenant_rule=sync_config.tenant_rule,
-        batch_size=sync_config.batch_size,
+        pipeline=rag_config.pipeline,
+        in_flight=in_flight,
+        purging=purging,
+        unreadable=unreadable_documents(context.instance, maybe_bad, rag_config.pipeline) if maybe_bad else {},
+        requests=state.requests(by_key[k][0] for k in wanted if k in by_key),
+        backoff=sync_config.backoff,
+        now=now,
     )
+    state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick)
+    ordered = [*known, *plan.add]
+    targets = {t.partition: t for t in plan.ingest}
     requests = [
         dg.RunRequest(
             job_name=ingest_documents_job.name,
             run_key=batch.run_key,
-            tags={**range_tags(batch.first, batch.last), LAUNCHED_BY_TAG: source, ATTEMPT_TAG: "1"},
+            tags={**range_tags(batch.first, batch.last), LAUNCHED_BY_TAG: sensor, **reason_tags(targets[m] for m in batch.members)},
         )
-        for batch in plan.batches
+        for batch in ingest_batches(plan.ingest, ordered, sync_config.batch_size, identity)
     ]
     if plan.purge:
         requests.append(
             dg.RunRequest(
                 job_name=purge_documents_job.name,
-                run_key=run_key("purge", plan.purge + [cursor or ""]),
-                run_config={"ops": {"purge_deleted_documents": {"config": {"partitions": plan.purge}}}},
-                tags={LAUNCHED_BY_TAG: source},
+                run_key=run_key("purge", identity, [f"{sensor}:{tick}", *(t.uri for t in plan.purge)]),
+                run_config=purge_run_config(plan.purge),
+                tags={LAUNCHED_BY_TAG: sensor, PURGED_TAG: str(len(plan.purge))},
             )
         )
     for key, reason in plan.skipped:
         context.log.warning(f"skipped {key}: {reason}")
-    if plan.batches or plan.purge:
+    if plan.ingest or plan.purge:
+        reasons = {r: sum(1 for t in plan.ingest if t.reason == r) for r in sorted({t.reason for t in plan.ingest})}
+        retries = sum(1 for t in plan.ingest if t.retry)
         context.log.info(
-            f"{sum(len(b.members) for b in plan.batches)} document(s) to ingest in {len(plan.batches)} run(s), "
-            f"{len(plan.add)} new; {len(plan.purge)} to purge"
+            f"{len(plan.ingest)} document(s) to ingest ({', '.join(f'{n} {r}' for r, n in reasons.items()) or 'none'}"
+            f"{f'; {retries} again after a failed or lost attempt' if retries else ''}) in "
+            f"{len(requests) - bool(plan.purge)} run(s); {len(plan.purge)} to purge; {len(plan.current)} current; "
+            f"{len(plan.waiting)} waiting on runs in flight or backing off; {len(plan.unreadable)} unreadable"
         )
-    adds = [dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add)] if plan.add else []
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
+    adds = []
+    if plan.add:
+        registry = unregistered_roots([root], known_roots(context.instance))
+        if registry:
+            adds.append(dg.AddDynamicPartitionsRequest(ROOT_REGISTRY, registry))
+        adds.append(dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add))
+    return plan, dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
 
 
-def resolve_sidecars(
-    present: Mapping[str, str], find_document, removed: Sequence[str] = (), stamp: str = ""
-) -> dict[str, str]:
-    """Documents to ingest from observed objects (key -> version). A sidecar, present or
-    `removed`, stands for its document, found by `find_document(sidecar_key) -> (key,
-    version) | None` (None: the document has not arrived; its own event will read the
-    sidecar). The document's version then includes the sidecar's (or `removed@stamp`), so
-    that each sidecar change makes a new run key."""
-    documents = {k: v for k, v in present.items() if not is_sidecar(k)}
-    sidecars = [(k, v) for k, v in present.items() if is_sidecar(k)] + [(k, f"removed@{stamp}") for k in removed]
-    for key, version in sidecars:
-        if (found := find_document(key)) is not None:
-            doc, doc_version = found
-            documents[doc] = f"{documents.get(doc, doc_version)}+meta:{version}"
-    return documents
+# --- the event sensor ---------------------------------------------------------------------------
 
 
-def sidecar_finder(candidates_for):
-    """`find_document` over `candidates_for(base) -> {key: version}`: the objects whose keys
-    start with the sidecar's base name."""
-
-    def find(sidecar_key: str):
-        candidates = {k: v for k, v in candidates_for(sidecar_key.removesuffix(".meta.json")).items() if not is_sidecar(k)}
-        doc = document_for_sidecar(sidecar_key, set(candidates))
-        return (doc, candidates[doc]) if doc else None
-
-    return find
-
-
-def head_all(object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16) -> dict[str, str | None]:
-    """Each object's current ETag (None when gone), many at a time."""
+def head_all(object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16) -> dict[str, StoredObject | None]:
+    """Each object as it is now (None when gone), many at a time."""
     # Thread-safe: the store makes its boto3 client from a session of its own.
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return dict(zip(keys, pool.map(lambda k: object_store.head(f"{root}/{k}"), keys), strict=True))
+
+
+def listing_prefix(key: str) -> str:
+    """A prefix under which a key's document and every sidecar either could read are listed:
+    `a/report.` for `a/report.pdf`, `a/report.meta.json` and `a/report.pdf.meta.json`."""
+    folder, slash, name = key.rpartition("/")
+    return folder + slash + name.partition(".")[0] + ("." if "." in name else "")
+
+
+def sidecar_neighbourhood(object_store: ObjectStore, root: str, sidecars: Iterable[str]) -> dict[str, Wanted]:
+    """The documents that read one of these (created, changed or removed) sidecars, with
+    their etags and versions as they are now (one listing per sidecar name)."""
+    sidecars = set(sidecars)
+    out = {}
+    for prefix in sorted({listing_prefix(k) for k in sidecars}):
+        objects = {o.key: o for o in object_store.list(f"{root}/{prefix}")}
+        for key, want in wanted_documents(objects).items():
+            if sidecars.intersection(sidecar_keys(key)):
+                out[key] = want
+    return out
 
 
 def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
@@ -133,16 +255,23 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         description="Follows S3 event notifications from SQS: uploads are ingested, deletes purged.",
     )
     def s3_event_sensor(
-        context: dg.SensorEvaluationContext, event_queue: EventQueue, object_store: ObjectStore, sync_config: SyncConfig
+        context: dg.SensorEvaluationContext,
+        event_queue: EventQueue,
+        object_store: ObjectStore,
+        vector_store: VectorStore,
+        embedder: Embedder,
+        rag_config: RagConfig,
+        sync_config: SyncConfig,
     ) -> dg.SensorResult:
         # Messages received by a tick are deleted only once a later tick's cursor names it:
         # the cursor is stored with the tick's runs and partitions, so a crash loses nothing.
         recorded = json.loads(context.cursor)["tick"] if context.cursor else 0
-        acks = PendingAcks(state_path(sync_config, "acks", str(event_queue.queue_url)))
+        tick = recorded + 1
+        acks = PendingAcks(state_file(sync_config, "acks", str(event_queue.queue_url)))
         try:
             event_queue.delete(acks.take(recorded))
             messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
-            acks.put(recorded + 1, [m.receipt_handle for m in messages])
+            acks.put(tick, [m.receipt_handle for m in messages])
         finally:
             acks.close()
         events = []
@@ -153,34 +282,74 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
                 context.log.warning(f"skipped message {message.message_id}: {e}")
         bucket, prefix = split_s3_uri(sync_config.source_uri)
         root = f"s3://{bucket}"
-        keys = []
-        for b, key in latest_per_key(events):
+        sequencers = {}
+        for (b, key), event in latest_per_key(events).items():
             if b != bucket or not key.startswith(prefix):
                 context.log.warning(f"skipped s3://{b}/{key}: outside {sync_config.source_uri}")
             else:
-                keys.append(key)
-        # Events can be duplicated and reordered (a delete before a late create): act on the
-        # objects' state now, not on the events' order. One HEAD per object touched.
-        state = head_all(object_store, root, keys)
-        find = sidecar_finder(lambda base: {o.key: o.etag for o in object_store.list(f"{root}/{base}")})
-        gone = [k for k, v in state.items() if v is None]
-        stamp = hashlib.sha256("".join(m.message_id for m in messages).encode()).hexdigest()[:12]
-        present = resolve_sidecars(
-            {k: v for k, v in state.items() if v is not None}, find, [k for k in gone if is_sidecar(k)], stamp
-        )
-        if messages:
-            context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(keys)} object(s)")
-        cursor = json.dumps({"tick": recorded + 1})
-        return sync_result(
-            context, sync_config, root=root, present=present, gone=gone, cursor=cursor, source="s3_event_sensor"
-        )
+                sequencers[key] = event.sequencer if event.kind == CREATED else ""
+        identity = identity_of(sync_config, embedder, rag_config)
+        state = SourceState(state_file(sync_config, "source", root, identity), "s3_event_sensor")
+        try:
+            state.commit(recorded)
+            known = context.instance.get_dynamic_partitions(documents_partitions.name)
+            alias = root_alias(root)
+            # Documents requested before that are still out of date get asked for again
+            # (backing off): a failed run, a write that was lost.
+            again = [p.key for p in map(split_partition_key, state.due(time.time(), sync_config.backoff, 2_000)) if p.alias == alias]
+            touched = sorted({*sequencers, *again})
+            documents = [k for k in touched if not is_sidecar(k)]
+            # Events can be duplicated and reordered (a delete before a late create): act on
+            # the objects as they are now, not on the events' order. One HEAD per document.
+            now = head_all(object_store, root, documents)
+            by_key = partitions_by_key(known, root)
+            sidecar_docs = sidecar_neighbourhood(object_store, root, [k for k in touched if is_sidecar(k)])
+            keys = sorted({*documents, *sidecar_docs})
+            indexed = vector_store.list_documents(
+                embedder.model_id, embedder.dimension, document_ids=candidate_ids(root, keys, by_key, sync_config.tenant_rule)
+            )
+            held = {d.uri[len(root) + 1 :]: d.source_etag for d in indexed.values()}
+            wanted = dict(sidecar_docs)
+            for key, obj in now.items():
+                if obj is None or key in wanted:
+                    continue
+                # A document's own event says nothing of its sidecar: it is taken to be as the
+                # index has it (a sidecar's change comes with an event of its own).
+                side = split_source_etag(held[key])[1] if key in held else None
+                version = obj.version + (f"#{sequencers[key]}" if sequencers.get(key) else "")
+                wanted[key] = Wanted(key, source_etag(obj.etag, side), version)
+            gone = [k for k, obj in now.items() if obj is None]
+            if messages:
+                context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(sequencers)} object(s)")
+            _, result = plan_and_result(
+                context,
+                sensor="s3_event_sensor",
+                root=root,
+                wanted=wanted,
+                gone=gone,
+                indexed=indexed,
+                known=known,
+                state=state,
+                tick=tick,
+                cursor=json.dumps({"tick": tick}),
+                sync_config=sync_config,
+                rag_config=rag_config,
+                identity=identity,
+            )
+        finally:
+            state.close()
+        return result
 
     return s3_event_sensor
 
 
-def state_path(sync_config: SyncConfig, kind: str, name: str) -> Path:
-    """A sensor's state file, one per source or queue."""
-    return Path(sync_config.state_dir, f"{kind}-{hashlib.sha256(name.encode()).hexdigest()[:12]}.sqlite")
+# --- the listing sensor -------------------------------------------------------------------------
+
+
+def settled(keys: Iterable[str], last_listed: str) -> list[str]:
+    """Documents whose every possible sidecar sorts at or before `last_listed` (S3 lists in
+    key order): what the listing so far says of them is all it will say this pass."""
+    return [k for k in keys if not is_sidecar(k) and max(sidecar_keys(k)) <= last_listed]
 
 
 def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
@@ -189,108 +358,134 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         jobs=[ingest_documents_job, purge_documents_job],
         minimum_interval_seconds=10,
         default_status=default_status,
-        description="Lists the source (RAG_SOURCE_URI) and ingests new or changed objects, purges deleted ones.",
+        description=(
+            "Lists the source (RAG_SOURCE_URI) and compares it with what the index holds: ingests what is missing or "
+            "out of date, purges what is gone. Without an event queue pass after pass; with one, every "
+            "RAG_RECONCILE_SECONDS."
+        ),
     )
     def listing_sensor(
-        context: dg.SensorEvaluationContext, object_store: ObjectStore, sync_config: SyncConfig
+        context: dg.SensorEvaluationContext,
+        object_store: ObjectStore,
+        vector_store: VectorStore,
+        embedder: Embedder,
+        rag_config: RagConfig,
+        sync_config: SyncConfig,
     ) -> dg.SensorResult:
-        cursor = {"pass": 1, "token": None, "tick": 0, **(json.loads(context.cursor) if context.cursor else {})}
+        identity = identity_of(sync_config, embedder, rag_config)
+        defaults = {"tick": 0, "pass": 1, "token": None, "identity": identity, "started": None, "ended": 0.0}
+        cursor = {**defaults, **(json.loads(context.cursor) if context.cursor else {})}
         root, listing = source_root(sync_config.source_uri)
         if not listing.startswith("s3://") and not Path(listing).is_dir():
             return dg.SkipReason(f"{listing} does not exist (yet)")
-        ledger = ListingLedger(state_path(sync_config, "listing", root))
+        if cursor["identity"] != identity:  # another store, model or pipeline: a new pass, at once
+            cursor.update(identity=identity, token=None, started=None, ended=0.0, **{"pass": cursor["pass"] + 1})
+        interval = sync_config.reconcile_interval_seconds
+        if cursor["started"] is None and interval and time.time() < cursor["ended"] + interval:
+            return dg.SkipReason(f"next reconciliation pass in {cursor['ended'] + interval - time.time():.0f} s")
         tick = cursor["tick"] + 1
+        state = SourceState(state_file(sync_config, "source", root, identity), "listing_sensor")
         try:
-            # The cursor names the last tick Dagster recorded: its observations become the
-            # ledger; those of a tick whose result was lost are dropped and found again.
-            ledger.commit(cursor["tick"])
-            changed: dict[str, str] = {}
+            # The cursor names the last tick Dagster recorded: its writes become the state;
+            # those of a tick whose result was lost are dropped and made again.
+            state.commit(cursor["tick"])
+            known = context.instance.get_dynamic_partitions(documents_partitions.name)
             deadline = time.monotonic() + sync_config.list_budget_seconds
-            token, finished = cursor["token"], False
-            # Page on until the listing ends, the time budget is spent, or enough has changed;
+            token, finished, listed = cursor["token"], False, []
+            # Page on until the listing ends, the time budget is spent, or enough was listed;
             # the next tick goes on from the continuation token.
             while True:
                 page, token = object_store.list_page(listing, token)
-                changed.update(ledger.observe([(o.key, o.etag) for o in page], cursor["pass"], tick))
+                state.observe([(o.key, o.etag, o.version) for o in page], cursor["pass"], tick)
+                listed.extend(o.key for o in page)
                 if token is None:
                     finished = True
                     break
-                if time.monotonic() > deadline or len(changed) >= sync_config.max_changes_per_tick:
+                if time.monotonic() > deadline or len(listed) >= sync_config.max_objects_per_tick:
                     break
-            gone = ledger.sweep(cursor["pass"], tick) if finished else []
-            removed_sidecars = [k for k in gone if is_sidecar(k)]
-            present = resolve_sidecars(changed, sidecar_finder(ledger.with_prefix), removed_sidecars, str(cursor["pass"]))
+            seen = {k: StoredObject(k, e, 0, 0.0, v) for k, (e, v) in state.seen(cursor["pass"], tick).items()}
+            everything = wanted_documents(seen)
+            if finished:  # the pass is complete: every document, and whatever else the index holds under the root
+                wanted = everything
+                indexed = vector_store.list_documents(embedder.model_id, embedder.dimension)
+            else:
+                wanted = {k: everything[k] for k in settled(listed, max(listed, default="")) if k in everything}
+                by_key = partitions_by_key(known, root)
+                ids = candidate_ids(root, wanted, by_key, sync_config.tenant_rule)
+                indexed = vector_store.list_documents(embedder.model_id, embedder.dimension, document_ids=ids)
+            started = cursor["started"] or time.time()
+            next_cursor = {
+                "tick": tick,
+                "pass": cursor["pass"] + 1 if finished else cursor["pass"],
+                "token": token,
+                "identity": identity,
+                "started": None if finished else started,
+                "ended": time.time() if finished else cursor["ended"],
+            }
+            _, result = plan_and_result(
+                context,
+                sensor="listing_sensor",
+                root=root,
+                wanted=wanted,
+                complete=finished,
+                indexed=indexed,
+                known=known,
+                state=state,
+                tick=tick,
+                cursor=json.dumps(next_cursor),
+                sync_config=sync_config,
+                rag_config=rag_config,
+                identity=identity,
+            )
         finally:
-            ledger.close()
-        next_cursor = {"pass": cursor["pass"] + 1 if finished else cursor["pass"], "token": token, "tick": tick}
-        return sync_result(
-            context, sync_config, root=root, present=present, gone=gone, cursor=json.dumps(next_cursor), source="listing_sensor"
-        )
+            state.close()
+        return result
 
     return listing_sensor
 
 
-def retry_requests(
-    run: dg.DagsterRun,
-    ended: float,
-    failed_partitions: list[str] | None,
-    ordered: Sequence[str],
-    sync_config: SyncConfig,
-    now: float,
-) -> list[dg.RunRequest]:
-    """What to launch for one failed ingest run: its batch without its unreadable documents
-    (at once), or the whole batch again after a backoff while attempts remain."""
+# --- failed batches -------------------------------------------------------------------------
+
+
+def split_requests(run: dg.DagsterRun, unreadable: list[str], ordered: Sequence[str], batch_size: int) -> list[dg.RunRequest]:
+    """The batch of a run that failed on unreadable documents, without them, as ranged runs."""
     first, last = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
     if first is None or first not in ordered or last not in ordered:
         return []
     position = {k: i for i, k in enumerate(ordered)}
-    members = ordered[position[first] : position[last] + 1]
-    attempt = int(run.tags.get(ATTEMPT_TAG, "1"))
-    tags = {LAUNCHED_BY_TAG: "ingest_retry_sensor"}
-    if failed_partitions is not None:
-        rest = [m for m in members if m not in set(failed_partitions)]
-        return [
-            dg.RunRequest(
-                job_name=ingest_documents_job.name,
-                run_key=f"split:{run.run_id}:{a}",
-                tags={**range_tags(a, b), **tags, ATTEMPT_TAG: str(attempt)},
-            )
-            for a, b in plan_batches(ordered, rest, sync_config.batch_size)
-        ]
-    if attempt >= sync_config.max_attempts:
-        return []
-    delay = sync_config.retry_base_seconds * 2 ** (attempt - 1)
-    if now < ended + delay:
-        return []
+    rest = [m for m in ordered[position[first] : position[last] + 1] if m not in set(unreadable)]
     return [
         dg.RunRequest(
             job_name=ingest_documents_job.name,
-            run_key=f"retry:{run.run_id}",
-            tags={**range_tags(first, last), **tags, ATTEMPT_TAG: str(attempt + 1)},
+            run_key=f"split:{run.run_id}:{a}",
+            tags={**range_tags(a, b), LAUNCHED_BY_TAG: "ingest_failure_sensor"},
         )
+        for a, b in plan_batches(ordered, rest, batch_size)
     ]
 
 
-@dg.sensor(
-    jobs=[ingest_documents_job],
-    minimum_interval_seconds=30,
+@dg.run_failure_sensor(
+    monitored_jobs=[ingest_documents_job],
+    request_job=ingest_documents_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-runs failed ingest batches: without their unreadable documents at once, or whole with backoff.",
+    description="Runs a batch that failed on unreadable documents again at once, without them.",
 )
-def ingest_retry_sensor(context: dg.SensorEvaluationContext, sync_config: SyncConfig) -> dg.SensorResult:
-    # Run keys make this stateless: a request already launched is skipped by Dagster.
-    records = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=ingest_documents_job.name, statuses=[dg.DagsterRunStatus.FAILURE]),
-        limit=200,
-    )
+def ingest_failure_sensor(context: dg.RunFailureSensorContext, sync_config: SyncConfig):
+    run = context.dagster_run
+    if run.tags.get(LAUNCHED_BY_TAG) in SELF_SPLITTING:
+        return []  # the command line re-plans its own batches
+    failed = failed_documents(context.instance, run.run_id)
+    if not failed:
+        return []  # not the documents' fault: the planners ask for them again, backing off
     ordered = context.instance.get_dynamic_partitions(documents_partitions.name)
-    now = time.time()
-    requests = []
-    for record in records:
-        run, ended = record.dagster_run, record.end_time or record.update_timestamp.timestamp()
-        if run.tags.get(LAUNCHED_BY_TAG) in SELF_SPLITTING or now - ended > 86400:
-            continue  # those re-plan their own batches; failures older than a day stay for people
-        failed = failed_documents(context.instance, run.run_id)
-        partitions = None if failed is None else [f["partition"] for f in failed]
-        requests.extend(retry_requests(run, ended, partitions, ordered, sync_config, now))
-    return dg.SensorResult(run_requests=requests)
+    return split_requests(run, [f["partition"] for f in failed], ordered, sync_config.batch_size)
+
+
+def sensor_definitions(event_mode: bool) -> dg.Definitions:
+    """The event sensor runs when a queue is configured; the listing sensor always (pass after
+    pass without a queue, a reconciliation pass every RAG_RECONCILE_SECONDS with one)."""
+    running, stopped = dg.DefaultSensorStatus.RUNNING, dg.DefaultSensorStatus.STOPPED
+    return dg.Definitions(
+        sensors=[build_s3_event_sensor(running if event_mode else stopped), build_listing_sensor(running), ingest_failure_sensor]
+    )
+

@@ -1,0 +1,263 @@
+"""The source against the index: what to ingest, what to purge, what to leave alone.
+
+The pure core of every sensor and of the daily record (docs/architecture.md, The index is
+the truth). The source says what should be indexed (`Wanted`), the store says what is
+(`IndexedDocument`), Dagster says what is being done (runs in flight, documents found
+unreadable); `plan_documents` turns the three into partitions to add, documents to ingest
+and documents to purge, and `ingest_batches` into ranged runs with run keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.identity import source_etag
+from rag_assets.lib.keys import DocRef, encode_partition_key, is_sidecar, root_alias, sidecar_keys, split_partition_key, tenant_from_key
+
+
+class SourceObject(Protocol):  # what the planner reads of resources.object_store.StoredObject
+    etag: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A document the source holds: its etag and version include its sidecar's."""
+
+    key: str
+    etag: str  # what the index must hold (IndexedDocument.source_etag)
+    version: str  # changes with every write: a new version is a new request
+
+
+def wanted_documents(objects: Mapping[str, SourceObject]) -> dict[str, Wanted]:
+    """The documents among listed objects (key -> object), each with the sidecar it reads
+    (the first of `sidecar_keys` that exists, as raw_documents reads it)."""
+    out = {}
+    for key, obj in objects.items():
+        if is_sidecar(key):
+            continue
+        side = next((objects[s] for s in sidecar_keys(key) if s in objects), None)
+        out[key] = Wanted(
+            key,
+            source_etag(obj.etag, side.etag if side else None),
+            source_etag(obj.version, side.version if side else None),
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Request:
+    """A sensor's last request for a document: which version, which attempt, when, and
+    whether the document was seen current since (then a later lack is the index's loss)."""
+
+    version: str
+    attempt: int
+    at: float
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When a document that is out of date is requested again. A new version at once, and
+    the same version if the index held it since (a store that lost rows); the same version
+    still outstanding (a run that failed, or is slow to start) after base * 2**n seconds, at
+    most cap, n counting the requests so far. Attempts only ever grow, and each is part
+    of the run key: no request reuses the key of an earlier one, even when a document comes
+    back to an earlier version (a revert, a sidecar removed)."""
+
+    base: float = 30.0
+    cap: float = 3600.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.base * 2 ** min(attempt, 30))
+
+    def attempt_due(self, previous: Request | None, version: str, now: float) -> int | None:
+        """The attempt to request now (0 when there was none before), or None to wait."""
+        if previous is None:
+            return 0
+        if previous.version != version or previous.done or now >= previous.at + self.delay(previous.attempt):
+            return previous.attempt + 1
+        return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A document to ingest: why, and with which version and attempt (the run key's part)."""
+
+    partition: str
+    key: str
+    version: str
+    # "new" (a new partition), "missing" (the index lacks it), "changed" (the index holds
+    # another source version), "pipeline" (made with other chunking)
+    reason: str
+    attempt: int = 0
+    retry: bool = False  # the same version was asked for before (its run failed, or its rows were lost)
+
+
+@dataclass(frozen=True)
+class PurgeTarget:
+    """Rows to delete (by the document ids the index holds, whatever tenant rule made them)
+    and partitions to delete, of one object: all of them once the object is gone
+    (`if_gone`: the purge checks it is still gone), or copies under another tenant than the
+    document's own partition (always)."""
+
+    key: str
+    uri: str
+    document_ids: tuple[str, ...]
+    partitions: tuple[str, ...]
+    if_gone: bool = True
+
+
+@dataclass
+class Plan:
+    add: list[str] = field(default_factory=list)  # new document partitions, in order
+    ingest: list[Target] = field(default_factory=list)
+    purge: list[PurgeTarget] = field(default_factory=list)
+    current: list[str] = field(default_factory=list)  # partitions the index holds as the source has them
+    waiting: list[str] = field(default_factory=list)  # out of date, with a run in flight or backing off
+    unreadable: list[str] = field(default_factory=list)  # out of date, and unreadable at this version
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason): no tenant in the key
+
+
+def partitions_by_key(partitions: Iterable[str], root: str) -> dict[str, list[str]]:
+    """Object key -> the partitions (of any tenant, of either key form) naming it under `root`."""
+    alias = root_alias(root)
+    out: dict[str, list[str]] = {}
+    for partition in partitions:
+        try:
+            parts = split_partition_key(partition)
+        except ValueError:
+            continue
+        if parts.alias == alias:
+            out.setdefault(parts.key, []).append(partition)
+    return out
+
+
+def indexed_by_key(indexed: Mapping[str, object], root: str) -> dict[str, list[object]]:
+    """Object key -> the IndexedDocuments (of any tenant) of objects under `root`."""
+    prefix = root.rstrip("/") + "/"
+    out: dict[str, list] = {}
+    for doc in indexed.values():
+        if doc.uri.startswith(prefix):
+            out.setdefault(doc.uri[len(prefix) :], []).append(doc)
+    return out
+
+
+def plan_documents(
+    *,
+    root: str,
+    wanted: Mapping[str, Wanted],
+    indexed: Mapping[str, object],
+    partitions: Sequence[str],
+    tenant_rule: str,
+    pipeline: str,
+    gone: Iterable[str] = (),
+    complete: bool = False,
+    in_flight: Set[str] = frozenset(),
+    purging: Set[str] = frozenset(),
+    unreadable: Mapping[str, str] | None = None,
+    requests: Mapping[str, Request] | None = None,
+    backoff: Backoff = Backoff(),
+    now: float = 0.0,
+) -> Plan:
+    """What to do about the documents under `root` that the source holds (`wanted`) and the
+    keys it no longer holds (`gone`; with `complete`, every key under the root that is not
+    wanted). `indexed` is the index's listing, at least of those documents; `partitions` the
+    known document partitions in Dagster's order; `in_flight` the partitions (and, for
+    purges, the object keys) some run is working on; `unreadable` partition -> the source
+    etag at which its document could not be read; `requests` this sensor's last request per
+    partition."""
+    unreadable, requests = unreadable or {}, requests or {}
+    plan = Plan()
+    by_key = partitions_by_key(partitions, root)
+    in_index = indexed_by_key(indexed, root)
+    gone = set(gone)
+    if complete:
+        gone |= (set(by_key) | set(in_index)) - set(wanted)
+    gone -= set(wanted)
+    for key, want in sorted(wanted.items()):
+        existing = by_key.get(key, [])
+        if existing:
+            partition = existing[0]  # the tenant it was first ingested under stays its tenant
+        else:
+            try:
+                partition = encode_partition_key(DocRef(tenant_from_key(key, tenant_rule), root, key))
+            except ValueError as e:
+                plan.skipped.append((key, str(e)))
+                continue
+            plan.add.append(partition)
+        ref = DocRef(split_partition_key(partition).tenant, root, key)
+        docs = in_index.get(key, [])
+        held = next((d for d in docs if d.document_id == ref.document_id), None)
+        copies = tuple(sorted(d.document_id for d in docs if d.document_id != ref.document_id))
+        if (copies or len(existing) > 1) and key not in purging:  # the same object under another tenant
+            plan.purge.append(PurgeTarget(key, ref.uri, copies, tuple(existing[1:]), if_gone=False))
+        if held is not None and held.source_etag == want.etag and held.pipeline == pipeline:
+            plan.current.append(partition)
+            continue
+        if partition in in_flight:
+            plan.waiting.append(key)
+            continue
+        if unreadable.get(partition) == want.etag:
+            plan.unreadable.append(key)
+            continue
+        previous = requests.get(partition)
+        attempt = backoff.attempt_due(previous, want.version, now)
+        if attempt is None:
+            plan.waiting.append(key)
+            continue
+        if held is None:
+            reason = "new" if partition in plan.add else "missing"
+        else:
+            reason = "changed" if held.source_etag != want.etag else "pipeline"
+        retry = previous is not None and previous.version == want.version
+        plan.ingest.append(Target(partition, key, want.version, reason, attempt, retry))
+    for key in sorted(gone - set(purging)):
+        ids = tuple(sorted(d.document_id for d in in_index.get(key, [])))
+        names = tuple(by_key.get(key, []))
+        if ids or names:
+            plan.purge.append(PurgeTarget(key, f"{root.rstrip('/')}/{key}", ids, names))
+    return plan
+
+
+def run_key(kind: str, identity: str, parts: Iterable[str]) -> str:
+    """A run key from what a request is about: the same request (a replayed tick, a
+    duplicated event) makes the same key, and Dagster launches it once."""
+    digest = hashlib.sha256("\n".join([identity, *sorted(parts)]).encode("utf-8")).hexdigest()[:24]
+    return f"{kind}:{digest}"
+
+
+@dataclass(frozen=True)
+class Batch:
+    first: str
+    last: str
+    members: tuple[str, ...]
+    run_key: str
+
+
+def ingest_batches(targets: Sequence[Target], ordered: Sequence[str], batch_size: int, identity: str) -> list[Batch]:
+    """Ranged runs over `ordered` partitions (existing and to-be-added) covering exactly the
+    targets, at most `batch_size` each; a run key per batch from each member's partition,
+    version and attempt, under the index identity."""
+    by_partition = {t.partition: t for t in targets}
+    position = {p: i for i, p in enumerate(ordered)}
+    batches = []
+    for first, last in plan_batches(ordered, set(by_partition), batch_size):
+        members = tuple(ordered[position[first] : position[last] + 1])
+        parts = [f"{m}@{by_partition[m].version}#{by_partition[m].attempt}" for m in members]
+        batches.append(Batch(first, last, members, run_key("ingest", identity, parts)))
+    return batches
+
+
+def partitions_in_ranges(ordered: Sequence[str], ranges: Iterable[tuple[str, str]]) -> set[str]:
+    """The partitions covered by (first, last) ranges over `ordered` (a run's range tags)."""
+    position = {p: i for i, p in enumerate(ordered)}
+    out: set[str] = set()
+    for first, last in ranges:
+        if first in position and last in position:
+            out.update(ordered[position[first] : position[last] + 1])
+    return out

@@ -1,0 +1,155 @@
+"""What the sensors keep between ticks (SQLite files under RAG_WORK_DIR/state).
+
+Every file is a cache, never a claim about the index: a source's file is per index
+identity (store, model, pipeline) and holds what the current listing pass has seen and the
+last request per document; the truth is the store's listing, read again by each plan.
+Lose a file and the next pass rebuilds it.
+
+A tick's writes are *pending* under the tick's number and applied only by a later tick whose
+cursor names that number, i.e. once Dagster has recorded the tick that made them (its runs,
+partitions and cursor). A tick whose result was lost (a timeout, a daemon restart) leaves
+pending rows that are dropped, and its work is found again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from rag_assets.lib.reconcile import Backoff, Request
+
+
+class _SQLite:
+    def __init__(self, path: str | Path, schema: Iterable[str]):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), timeout=60)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        with self._conn:
+            for statement in schema:
+                self._conn.execute(statement)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SourceState(_SQLite):
+    """What the sensors of one source know for one index identity, each sensor's writes
+    pending under its own ticks: the objects the current listing pass has seen (key ->
+    etag, version, pass) and the last request per document (partition -> version, attempt,
+    time, and whether a planner has since seen the document current)."""
+
+    def __init__(self, path: str | Path, sensor: str):
+        super().__init__(
+            path,
+            [
+                "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, etag TEXT, version TEXT, pass INTEGER)",
+                "CREATE TABLE IF NOT EXISTS pending_seen (sensor TEXT, tick INTEGER, key TEXT, etag TEXT, version TEXT, "
+                "pass INTEGER, PRIMARY KEY (sensor, tick, key))",
+                "CREATE TABLE IF NOT EXISTS requests (partition TEXT PRIMARY KEY, version TEXT, attempt INTEGER, at REAL, "
+                "done INTEGER DEFAULT 0)",
+                # version NULL: the request is done (the document was seen current).
+                "CREATE TABLE IF NOT EXISTS pending_requests (sensor TEXT, tick INTEGER, partition TEXT, version TEXT, "
+                "attempt INTEGER, at REAL, PRIMARY KEY (sensor, tick, partition))",
+            ],
+        )
+        self.sensor = sensor
+
+    def commit(self, tick: int) -> None:
+        """Apply what this sensor's `tick` (recorded by Dagster) wrote; drop its other pending
+        rows, and objects not seen in the last two passes (gone long ago)."""
+        args = (self.sensor, tick)
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO seen SELECT key, etag, version, pass FROM pending_seen WHERE sensor = ? AND tick = ?",
+                args,
+            )
+            self._conn.execute(
+                "INSERT OR REPLACE INTO requests SELECT partition, version, attempt, at, 0 FROM pending_requests "
+                "WHERE sensor = ? AND tick = ? AND version IS NOT NULL",
+                args,
+            )
+            self._conn.execute(
+                "UPDATE requests SET done = 1 WHERE partition IN "
+                "(SELECT partition FROM pending_requests WHERE sensor = ? AND tick = ? AND version IS NULL)",
+                args,
+            )
+            self._conn.execute("DELETE FROM pending_seen WHERE sensor = ?", (self.sensor,))
+            self._conn.execute("DELETE FROM pending_requests WHERE sensor = ?", (self.sensor,))
+            self._conn.execute("DELETE FROM seen WHERE pass < (SELECT max(pass) FROM seen) - 1")
+
+    def observe(self, objects: Iterable[tuple[str, str, str]], pass_id: int, tick: int) -> None:
+        """Note (key, etag, version) as seen by `tick` in pass `pass_id`."""
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO pending_seen VALUES (?, ?, ?, ?, ?, ?)",
+                [(self.sensor, tick, k, e, v, pass_id) for k, e, v in objects],
+            )
+
+    def seen(self, pass_id: int, tick: int) -> dict[str, tuple[str, str]]:
+        """key -> (etag, version) of every object seen in pass `pass_id`, by earlier ticks and by `tick`."""
+        rows = self._conn.execute(
+            "SELECT key, etag, version FROM seen WHERE pass = ? "
+            "AND key NOT IN (SELECT key FROM pending_seen WHERE sensor = ? AND tick = ?) "
+            "UNION ALL SELECT key, etag, version FROM pending_seen WHERE sensor = ? AND tick = ?",
+            (pass_id, self.sensor, tick, self.sensor, tick),
+        )
+        return {k: (e, v) for k, e, v in rows}
+
+    def requests(self, partitions: Iterable[str]) -> dict[str, Request]:
+        """The last request of each of these partitions that has one (done or not: an index
+        that loses a document it once held is asked again with the next attempt's run key)."""
+        partitions = list(partitions)
+        found: dict[str, Request] = {}
+        for start in range(0, len(partitions), 500):
+            part = partitions[start : start + 500]
+            rows = self._conn.execute(
+                f"SELECT partition, version, attempt, at, done FROM requests WHERE partition IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update((p, Request(v, a, t, bool(d))) for p, v, a, t, d in rows)
+        return found
+
+    def due(self, now: float, backoff: Backoff, limit: int) -> list[str]:
+        """Partitions requested long enough ago, and not seen current since, that are due again."""
+        rows = self._conn.execute("SELECT partition, attempt, at FROM requests WHERE done = 0 ORDER BY at")
+        return [p for p, attempt, at in rows if now >= at + backoff.delay(attempt)][:limit]
+
+    def record(self, requested: Mapping[str, Request], current: Iterable[str], tick: int) -> None:
+        """Note the requests of `tick`, and which outstanding ones it saw done (current)."""
+        rows = [(self.sensor, tick, p, r.version, r.attempt, r.at) for p, r in requested.items()]
+        current = [p for p in current if p not in requested]
+        for start in range(0, len(current), 500):
+            part = current[start : start + 500]
+            outstanding = self._conn.execute(
+                f"SELECT partition FROM requests WHERE done = 0 AND partition IN ({','.join('?' * len(part))})", part
+            )
+            rows += [(self.sensor, tick, p, None, None, None) for (p,) in outstanding]
+        with self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO pending_requests VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+class PendingAcks(_SQLite):
+    """SQS receipt handles of each event-sensor tick, kept until a later tick's cursor shows
+    that Dagster recorded that tick (the cursor holds only the tick number)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, ["CREATE TABLE IF NOT EXISTS acks (tick INTEGER, handle TEXT)"])
+
+    def take(self, tick: int) -> list[str]:
+        """The handles of recorded `tick`; every other tick's are dropped (their messages come
+        back after the visibility timeout, and their runs' keys absorb the duplicates)."""
+        handles = [h for (h,) in self._conn.execute("SELECT handle FROM acks WHERE tick = ?", (tick,))]
+        with self._conn:
+            self._conn.execute("DELETE FROM acks")
+        return handles
+
+    def put(self, tick: int, handles: Iterable[str]) -> None:
+        with self._conn:
+            self._conn.executemany("INSERT INTO acks VALUES (?, ?)", [(tick, h) for h in handles])

@@ -1,0 +1,232 @@
+"""The planner (lib.reconcile): the source against the index, the runs in flight and what
+each sensor asked for before; batches, run keys and the failure sensor's split."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from rag_assets.lib.identity import index_identity, pipeline_fingerprint, source_etag, split_source_etag
+from rag_assets.lib.keys import DocRef, encode_partition_key
+from rag_assets.lib.reconcile import (
+    Backoff,
+    PurgeTarget,
+    Request,
+    Target,
+    Wanted,
+    ingest_batches,
+    partitions_in_ranges,
+    plan_documents,
+    wanted_documents,
+)
+from rag_assets.resources.vector_stores import IndexedDocument
+from rag_assets.sensors.s3 import listing_prefix, range_tags, settled, split_requests
+
+ROOT = "s3://docs"
+PIPE = pipeline_fingerprint(160, 32, "formatted_text")
+
+
+def part(key: str, tenant: str | None = None) -> str:
+    return encode_partition_key(DocRef(tenant or key.split("/")[0], ROOT, key))
+
+
+def held(key: str, etag: str, pipeline: str = PIPE, tenant: str | None = None) -> IndexedDocument:
+    ref = DocRef(tenant or key.split("/")[0], ROOT, key)
+    return IndexedDocument(ref.document_id, ref.tenant, key, "c" * 64, etag, pipeline, 3, "d" * 16)
+
+
+def index(*docs: IndexedDocument) -> dict:
+    return {d.document_id: d for d in docs}
+
+
+def want(key: str, etag: str, version: str | None = None) -> Wanted:
+    return Wanted(key, etag, version or f"{etag}@1")
+
+
+def plan(wanted=(), indexed=(), partitions=(), **kw):
+    return plan_documents(
+        root=ROOT,
+        wanted={w.key: w for w in wanted},
+        indexed=index(*indexed),
+        partitions=list(partitions),
+        tenant_rule="segment:0",
+        pipeline=PIPE,
+        **kw,
+    )
+
+
+def test_what_the_index_holds_decides():
+    p = plan(
+        wanted=[want("acme/same.pdf", "e1"), want("acme/edited.pdf", "e2"), want("acme/new.pdf", "e3"), want("acme/lost.pdf", "e4")],
+        indexed=[held("acme/same.pdf", "e1"), held("acme/edited.pdf", "e1")],
+        partitions=[part("acme/same.pdf"), part("acme/edited.pdf"), part("acme/lost.pdf")],
+    )
+    assert p.current == [part("acme/same.pdf")]
+    assert {t.key: t.reason for t in p.ingest} == {"acme/edited.pdf": "changed", "acme/new.pdf": "new", "acme/lost.pdf": "missing"}
+    assert p.add == [part("acme/new.pdf")] and p.purge == []
+
+
+def test_another_chunking_or_model_is_out_of_date():
+    p = plan(wanted=[want("acme/a.pdf", "e1")], indexed=[held("acme/a.pdf", "e1", pipeline="other")], partitions=[part("acme/a.pdf")])
+    assert [(t.key, t.reason) for t in p.ingest] == [("acme/a.pdf", "pipeline")]
+
+
+def test_a_complete_pass_purges_rows_and_partitions_whose_objects_are_gone_whoever_made_them():
+    cli_copy = held("flat/x.txt", "e9", tenant="initech")  # ingested with --tenant: the rule says "flat"
+    p = plan(
+        wanted=[want("acme/kept.pdf", "e1")],
+        indexed=[held("acme/kept.pdf", "e1"), held("acme/gone.pdf", "e2"), cli_copy],
+        partitions=[part("acme/kept.pdf"), part("acme/gone.pdf"), part("flat/x.txt", "initech"), part("acme/no-rows.pdf")],
+        complete=True,
+    )
+    by_key = {t.key: t for t in p.purge}
+    assert set(by_key) == {"acme/gone.pdf", "flat/x.txt", "acme/no-rows.pdf"}
+    assert by_key["flat/x.txt"].document_ids == (cli_copy.document_id,)  # by the id it was indexed under
+    assert by_key["flat/x.txt"].partitions == (part("flat/x.txt", "initech"),)
+    assert by_key["acme/no-rows.pdf"].document_ids == () and all(t.if_gone for t in p.purge)
+
+
+def test_without_a_complete_pass_only_the_keys_said_gone_are_purged():
+    p = plan(indexed=[held("acme/a.pdf", "e1"), held("acme/b.pdf", "e1")], partitions=[part("acme/a.pdf")], gone=["acme/a.pdf"])
+    assert [t.key for t in p.purge] == ["acme/a.pdf"]
+
+
+def test_a_document_keeps_the_tenant_it_was_first_ingested_under_and_copies_go():
+    first = part("flat/x.txt", "initech")
+    p = plan(
+        wanted=[want("flat/x.txt", "e1")],
+        indexed=[held("flat/x.txt", "e1", tenant="initech"), held("flat/x.txt", "e1", tenant="flat")],
+        partitions=[first, part("flat/x.txt", "flat")],
+    )
+    assert p.current == [first] and p.add == []
+    (copy,) = p.purge
+    assert not copy.if_gone and copy.partitions == (part("flat/x.txt", "flat"),)
+    assert copy.document_ids == (DocRef("flat", ROOT, "flat/x.txt").document_id,)
+
+
+def test_work_in_flight_unreadable_documents_and_backoff_wait():
+    partitions = [part(f"acme/{n}.pdf") for n in "abcd"]
+    p = plan(
+        wanted=[want(f"acme/{n}.pdf", "e1") for n in "abcd"],
+        partitions=partitions,
+        in_flight={partitions[0]},
+        unreadable={partitions[1]: "e1", partitions[2]: "e0"},  # c was unreadable at another version
+        requests={partitions[3]: Request("e1@1", 0, at=100.0)},
+        now=110.0,
+    )
+    assert p.waiting == ["acme/a.pdf", "acme/d.pdf"] and p.unreadable == ["acme/b.pdf"]
+    assert [(t.key, t.attempt) for t in p.ingest] == [("acme/c.pdf", 0)]
+
+
+def test_a_document_back_at_an_earlier_version_gets_a_new_attempt():
+    partition = part("acme/a.pdf")
+    p = plan(wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: Request("e1@1+meta:m@2", 4, 100.0)}, now=101.0)
+    assert [(t.attempt, t.retry) for t in p.ingest] == [(5, False)]
+    p = plan(wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: Request("e1@1", 0, 0.0)}, now=100.0)
+    assert [(t.attempt, t.retry) for t in p.ingest] == [(1, True)]
+
+
+def test_purges_in_flight_are_not_asked_for_again():
+    assert plan(indexed=[held("acme/a.pdf", "e1")], gone=["acme/a.pdf"], purging={"acme/a.pdf"}).purge == []
+
+
+@pytest.mark.parametrize(
+    "previous, version, now, expected",
+    [
+        (None, "v1", 0.0, 0),
+        (Request("v0", 3, 0.0), "v1", 1.0, 4),  # a new version at once, with the next attempt: a new run key
+        (Request("v1", 0, 100.0), "v1", 129.0, None),
+        (Request("v1", 0, 100.0), "v1", 130.0, 1),
+        (Request("v1", 2, 100.0), "v1", 219.0, None),
+        (Request("v1", 2, 100.0), "v1", 220.0, 3),
+        (Request("v1", 20, 100.0), "v1", 3699.0, None),  # capped at an hour
+        (Request("v1", 20, 100.0), "v1", 3700.0, 21),
+        (Request("v1", 2, 100.0, done=True), "v1", 101.0, 3),  # held since, and lost: at once
+    ],
+)
+def test_backoff(previous, version, now, expected):
+    assert Backoff(30.0, 3600.0).attempt_due(previous, version, now) == expected
+
+
+def test_no_tenant_in_the_key_is_skipped_with_its_reason():
+    p = plan(wanted=[want("top.pdf", "e1")])
+    assert p.ingest == [] and p.skipped[0][0] == "top.pdf" and "no tenant" in p.skipped[0][1]
+
+
+class Obj(SimpleNamespace):
+    pass
+
+
+def test_a_document_carries_the_sidecar_it_reads():
+    objects = {
+        "a/r.pdf": Obj(etag="d1", version="d1@1"),
+        "a/r.meta.json": Obj(etag="m1", version="m1@1"),
+        "a/r.pdf.meta.json": Obj(etag="m2", version="m2@1"),  # read first (lib.keys.sidecar_keys)
+        "a/s.txt": Obj(etag="d2", version="d2@1"),
+        "a/s.meta.json": Obj(etag="m3", version="m3@1"),
+        "a/orphan.meta.json": Obj(etag="m4", version="m4@1"),
+    }
+    docs = wanted_documents(objects)
+    assert set(docs) == {"a/r.pdf", "a/s.txt"}
+    assert docs["a/r.pdf"] == Wanted("a/r.pdf", "d1+meta:m2", "d1@1+meta:m2@1")
+    assert split_source_etag(docs["a/s.txt"].etag) == ("d2", "m3") and split_source_etag("d9") == ("d9", None)
+    assert source_etag("d9") == "d9"
+
+
+def targets(*specs) -> list[Target]:
+    return [Target(part(k), k, v, "new", a) for k, v, a in specs]
+
+
+def test_batches_are_ranges_and_run_keys_follow_version_attempt_and_index():
+    ordered = [part(f"acme/{n}.pdf") for n in "abcde"]
+    batch = lambda ts, identity="i1": ingest_batches(ts, ordered, 2, identity)  # noqa: E731
+    base = targets(("acme/a.pdf", "v1", 0), ("acme/b.pdf", "v1", 0), ("acme/c.pdf", "v1", 0), ("acme/e.pdf", "v1", 0))
+    assert [len(b.members) for b in batch(base)] == [2, 1, 1]  # d is not wanted: e stands alone
+    key = batch(base)[0].run_key
+    assert batch(base)[0].run_key == key  # a replayed tick or a duplicated event: the same key
+    assert batch(targets(("acme/a.pdf", "v2", 0), ("acme/b.pdf", "v1", 0)))[0].run_key != key  # written again
+    assert batch(targets(("acme/a.pdf", "v1", 1), ("acme/b.pdf", "v1", 0)))[0].run_key != key  # asked again
+    assert batch(base, identity="i2")[0].run_key != key  # another index, model or pipeline
+
+
+def test_the_index_identity_changes_with_store_model_and_pipeline():
+    base = index_identity("./.rag/index", "local:m", PIPE)
+    assert len({base, index_identity("postgresql://x", "local:m", PIPE), index_identity("./.rag/index", "openai:m", PIPE),
+                index_identity("./.rag/index", "local:m", pipeline_fingerprint(200, 32, "formatted_text"))}) == 4
+
+
+def test_runs_in_flight_cover_their_ranges():
+    ordered = ["p1", "p2", "p3", "p4", "p5"]
+    assert partitions_in_ranges(ordered, [("p2", "p3"), ("p5", "p5"), ("gone", "p4")]) == {"p2", "p3", "p5"}
+
+
+def test_a_batch_with_unreadable_documents_is_split_around_them():
+    ordered = ["p1", "p2", "p3", "p4"]
+    run = SimpleNamespace(run_id="r1", tags=range_tags("p1", "p4"))
+    requests = split_requests(run, ["p2"], ordered, batch_size=10)
+    ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests]
+    assert ranges == [("p1", "p1"), ("p3", "p4")]
+    assert split_requests(SimpleNamespace(run_id="r2", tags={}), ["p2"], ordered, 10) == []
+
+
+@pytest.mark.parametrize(
+    "key, prefix",
+    [("a/report.pdf", "a/report."), ("a/report.meta.json", "a/report."), ("a/report.pdf.meta.json", "a/report."),
+     ("README", "README"), ("x.tar.gz", "x.")],
+)
+def test_one_listing_finds_a_document_and_every_sidecar_it_could_read(key, prefix):
+    assert listing_prefix(key) == prefix
+
+
+def test_a_document_is_settled_once_the_listing_is_past_its_sidecars():
+    assert settled(["a/r.pdf", "a/r.meta.json", "a/z.txt"], last_listed="a/r.pdf.meta.json") == ["a/r.pdf"]
+    assert settled(["a/r.pdf"], last_listed="a/r.pdf") == []
+
+
+def test_purge_targets_round_trip_through_run_config():
+    from rag_assets.assets.maintenance import PurgeConfig, purge_run_config
+
+    target = PurgeTarget("acme/a.pdf", "s3://docs/acme/a.pdf", ("acme:s3://docs/acme/a.pdf",), (part("acme/a.pdf"),))
+    config = purge_run_config([target])["ops"]["purge_deleted_documents"]["config"]
+    assert PurgeConfig(**config).targets[0].document_ids == list(target.document_ids)
