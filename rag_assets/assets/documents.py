@@ -47,12 +47,13 @@ def sidecar_fields(key: str, data: bytes) -> dict:
     return fields
 
 
-def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> SourceDocument:
-    """The document, read and parsed. Raises BadDocument, with the source etag it was read at."""
+def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> SourceDocument | None:
+    """The document, read and parsed; None when its object is gone (deleted since it was
+    asked for: the purge removes it). Raises BadDocument, with the source etag it was read at."""
     try:
         data, obj = store.read(ref.uri)
     except FileNotFoundError:
-        raise BadDocument(ref.key, "the object no longer exists in the source") from None
+        return None
     sidecar = find_sidecar(store, ref)
     etag = source_etag(obj.etag, sidecar[2] if sidecar else None)
     try:
@@ -91,7 +92,8 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
         """Each document's bytes, hashed (sha256 over tenant + bytes) and parsed into pages or rows.
 
         A document that cannot be read fails the run with its name and reason, and is recorded
-        as unreadable at its version; the rest of the batch is run again without it.
+        as unreadable at its version; the rest of the batch is run again without it. A
+        document whose object is gone by now is None (nothing to index, nothing failed).
         """
         out, failed = {}, []
         keys = context.partition_keys
@@ -106,7 +108,9 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
                 failed.append({"partition": key, "key": ref.key, "reason": e.reason})
                 continue
             out[key] = doc
-            if doc.parsed.warnings:
+            if doc is None:
+                context.log.info(f"{ref.uri}: deleted since it was asked for; the purge removes it")
+            elif doc.parsed.warnings:
                 context.log.info(f"{ref.key}: pypdf reported {doc.parsed.warnings} decoding warning(s)")
             if n % 25 == 0:
                 context.log.info(f"read {n}/{len(keys)} documents")
@@ -119,13 +123,15 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
             )
         # Per-document figures go on vector_index's materialization: the lineage record (see
         # docs/decisions.md D7 for why not on every asset).
+        read = [d for d in out.values() if d is not None]
         return dg.MaterializeResult(
             value=out,
             metadata={
-                "batch_documents": len(out),
-                "batch_bytes": sum(d.size for d in out.values()),
-                "batch_pages": sum(d.parsed.pages or 0 for d in out.values()),
-                "batch_pdf_warnings": sum(d.parsed.warnings for d in out.values()),
+                "batch_documents": len(read),
+                "batch_gone": len(out) - len(read),
+                "batch_bytes": sum(d.size for d in read),
+                "batch_pages": sum(d.parsed.pages or 0 for d in read),
+                "batch_pdf_warnings": sum(d.parsed.warnings for d in read),
             },
         )
 

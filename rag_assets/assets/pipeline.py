@@ -133,8 +133,9 @@ def build_index_pipeline(
         """Token-aware, overlapping chunks of each document, with stable ids, pages and positions."""
         out = {}
         for key, doc in documents.items():
+            units = doc.parsed.units if doc is not None else []  # None: the object was gone when read
             out[key] = chunk_units(
-                doc.ref.document_id, doc.parsed.units, max_tokens=rag_config.chunk_tokens, overlap=rag_config.chunk_overlap
+                doc.ref.document_id if doc else "", units, max_tokens=rag_config.chunk_tokens, overlap=rag_config.chunk_overlap
             )
         total = sum(len(c) for c in out.values())
         context.log.info(f"{total} chunks from {len(out)} document(s)")
@@ -216,21 +217,26 @@ def build_index_pipeline(
         """Each document's chunks and vectors in the vector store, replaced in one write per batch."""
         first = next(iter(embeddings.values()))
         model_id, dimension, pipeline = first.model_id, first.dimension, rag_config.pipeline
-        ids = {key: doc.ref.document_id for key, doc in documents.items()}
+        present = {key: doc for key, doc in documents.items() if doc is not None}
+        ids = {key: doc.ref.document_id for key, doc in present.items()}
         before = vector_store.list_documents(model_id, dimension, document_ids=list(ids.values()))
-        changed = {key for key, doc in documents.items() if not holds(before.get(ids[key]), doc, chunks[key], pipeline)}
+        changed = {key for key, doc in present.items() if not holds(before.get(ids[key]), doc, chunks[key], pipeline)}
         # Under the pool's slot, nothing else writes these documents: what the source holds now
         # is what a purge or a later run would act on. Rows of a version that is gone are not written.
-        moved = superseded(object_store, {k: documents[k] for k in changed})
+        moved = {key: "deleted" for key in documents.keys() - present.keys()}
+        moved.update(superseded(object_store, {k: documents[k] for k in changed}))
         for key, what in sorted(moved.items()):
-            context.log.warning(f"{documents[key].ref.uri}: {what} since it was read; not written (a newer run or the purge has it)")
+            if key in present:
+                context.log.warning(f"{present[key].ref.uri}: {what} since it was read; not written (a newer run or the purge has it)")
         write = sorted(changed - set(moved))
         written = vector_store.replace_documents(
             model_id, dimension, {ids[k]: document_rows(documents[k], chunks[k], embeddings[k], pipeline) for k in write}
         )
         after = vector_store.list_documents(model_id, dimension, document_ids=list(ids.values()))
         mismatched = []
-        for key, doc in documents.items():
+        for key in documents.keys() - present.keys():
+            context.add_asset_metadata({"status": "superseded: deleted"}, partition_key=key)
+        for key, doc in present.items():
             if key not in moved and not holds(after.get(ids[key]), doc, chunks[key], pipeline):
                 mismatched.append({"key": doc.ref.key, "expected_rows": len(chunks[key]), "found": repr(after.get(ids[key]))})
             status = f"superseded: {moved[key]}" if key in moved else "ingested" if key in changed else "unchanged"

@@ -157,6 +157,7 @@ def plan_documents(
     pipeline: str,
     gone: Iterable[str] = (),
     complete: bool = False,
+    scope: str = "",
     in_flight: Set[str] = frozenset(),
     purging: Set[str] = frozenset(),
     unreadable: Mapping[str, str] | None = None,
@@ -165,8 +166,8 @@ def plan_documents(
     now: float = 0.0,
 ) -> Plan:
     """What to do about the documents under `root` that the source holds (`wanted`) and the
-    keys it no longer holds (`gone`; with `complete`, every key under the root that is not
-    wanted). `indexed` is the index's listing, at least of those documents; `partitions` the
+    keys it no longer holds (`gone`; with `complete`, every key under the root that starts
+    with `scope`, the prefix the listing covered, and is not wanted). `indexed` is the index's listing, at least of those documents; `partitions` the
     known document partitions in Dagster's order; `in_flight` the partitions (and, for
     purges, the object keys) some run is working on; `unreadable` partition -> the source
     etag at which its document could not be read; `requests` this sensor's last request per
@@ -177,7 +178,7 @@ def plan_documents(
     in_index = indexed_by_key(indexed, root)
     gone = set(gone)
     if complete:
-        gone |= (set(by_key) | set(in_index)) - set(wanted)
+        gone |= {k for k in set(by_key) | set(in_index) if k.startswith(scope)} - set(wanted)
     gone -= set(wanted)
     for key, want in sorted(wanted.items()):
         existing = by_key.get(key, [])

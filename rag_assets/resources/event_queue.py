@@ -51,12 +51,22 @@ class EventQueue(dg.ConfigurableResource):
     def delete(self, receipt_handles: list[str]) -> int:
         """Acknowledge messages. A handle that expired is skipped: its message comes back, and
         its duplicate work is absorbed by run keys."""
-        sqs = self._sqs
+        return self._in_batches(receipt_handles, self._sqs.delete_message_batch, lambda i, h: {"Id": i, "ReceiptHandle": h})
 
-        def delete_batch(handles: list[str]) -> int:
-            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
-            return len(sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Successful", []))
+    def release(self, receipt_handles: list[str]) -> int:
+        """Make messages visible again at once (those of a tick whose result was lost), rather
+        than after the visibility timeout."""
+        return self._in_batches(
+            receipt_handles,
+            self._sqs.change_message_visibility_batch,
+            lambda i, h: {"Id": i, "ReceiptHandle": h, "VisibilityTimeout": 0},
+        )
 
-        batches = [receipt_handles[i : i + 10] for i in range(0, len(receipt_handles), 10)]
+    def _in_batches(self, handles: list[str], call, entry) -> int:
+        def one(batch: list[str]) -> int:
+            entries = [entry(str(i), h) for i, h in enumerate(batch)]
+            return len(call(QueueUrl=self.queue_url, Entries=entries).get("Successful", []))
+
+        batches = [handles[i : i + 10] for i in range(0, len(handles), 10)]
         with ThreadPoolExecutor(max_workers=8) as pool:  # 10 handles a call, 8 calls at a time
-            return sum(pool.map(delete_batch, batches))
+            return sum(pool.map(one, batches))

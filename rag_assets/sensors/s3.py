@@ -144,6 +144,7 @@ def plan_and_result(
     wanted: Mapping[str, Wanted],
     gone: Iterable[str] = (),
     complete: bool = False,
+    scope: str = "",
     indexed: Mapping,
     known: Sequence[str],
     state: SourceState,
@@ -152,34 +153,42 @@ def plan_and_result(
     sync_config: SyncConfig,
     rag_config: RagConfig,
     identity: str,
-) -> tuple[Plan, dg.SensorResult]:
+) -> dg.SensorResult:
     """Plan the documents under `root` against the index and the runs in flight, note the
     requests in `state` (pending under `tick`), and make the sensor's result: new
     partitions, one ranged run per batch, one purge run."""
     in_flight, purging = work_in_flight(context.instance, known, root)
     now = time.time()
     by_key = partitions_by_key(known, root)
-    maybe_bad = [p for key in wanted for p in by_key.get(key, []) if p not in in_flight]
-    plan = plan_documents(
-        root=root,
-        wanted=wanted,
-        gone=gone,
-        complete=complete,
-        indexed=indexed,
-        partitions=known,
-        tenant_rule=sync_config.tenant_rule,
-        pipeline=rag_config.pipeline,
-        in_flight=in_flight,
-        purging=purging,
-        unreadable=unreadable_documents(context.instance, maybe_bad, rag_config.pipeline) if maybe_bad else {},
-        requests=state.requests(by_key[k][0] for k in wanted if k in by_key),
-        backoff=sync_config.backoff,
-        now=now,
-    )
+    requests = state.requests(by_key[k][0] for k in wanted if k in by_key)
+
+    def plan_with(unreadable: Mapping[str, str]) -> Plan:
+        return plan_documents(
+            root=root,
+            wanted=wanted,
+            gone=gone,
+            complete=complete,
+            scope=scope,
+            indexed=indexed,
+            partitions=known,
+            tenant_rule=sync_config.tenant_rule,
+            pipeline=rag_config.pipeline,
+            in_flight=in_flight,
+            purging=purging,
+            unreadable=unreadable,
+            requests=requests,
+            backoff=sync_config.backoff,
+            now=now,
+        )
+
+    # Which documents were found unreadable is looked up for the few that would be asked for.
+    plan = plan_with({})
+    if suspects := [t.partition for t in plan.ingest if t.partition not in plan.add]:
+        plan = plan_with(unreadable_documents(context.instance, suspects, rag_config.pipeline))
     state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick)
     ordered = [*known, *plan.add]
     targets = {t.partition: t for t in plan.ingest}
-    requests = [
+    run_requests = [
         dg.RunRequest(
             job_name=ingest_documents_job.name,
             run_key=batch.run_key,
@@ -188,7 +197,7 @@ def plan_and_result(
         for batch in ingest_batches(plan.ingest, ordered, sync_config.batch_size, identity)
     ]
     if plan.purge:
-        requests.append(
+        run_requests.append(
             dg.RunRequest(
                 job_name=purge_documents_job.name,
                 run_key=run_key("purge", identity, [f"{sensor}:{tick}", *(t.uri for t in plan.purge)]),
@@ -204,7 +213,7 @@ def plan_and_result(
         context.log.info(
             f"{len(plan.ingest)} document(s) to ingest ({', '.join(f'{n} {r}' for r, n in reasons.items()) or 'none'}"
             f"{f'; {retries} again after a failed or lost attempt' if retries else ''}) in "
-            f"{len(requests) - bool(plan.purge)} run(s); {len(plan.purge)} to purge; {len(plan.current)} current; "
+            f"{len(run_requests) - bool(plan.purge)} run(s); {len(plan.purge)} to purge; {len(plan.current)} current; "
             f"{len(plan.waiting)} waiting on runs in flight or backing off; {len(plan.unreadable)} unreadable"
         )
     adds = []
@@ -213,7 +222,7 @@ def plan_and_result(
         if registry:
             adds.append(dg.AddDynamicPartitionsRequest(ROOT_REGISTRY, registry))
         adds.append(dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add))
-    return plan, dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds, cursor=cursor)
+    return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=adds, cursor=cursor)
 
 
 # --- the event sensor ---------------------------------------------------------------------------
@@ -265,11 +274,15 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
     ) -> dg.SensorResult:
         # Messages received by a tick are deleted only once a later tick's cursor names it:
         # the cursor is stored with the tick's runs and partitions, so a crash loses nothing.
+        # Those of a tick whose result was lost come back at once, not after the timeout.
         recorded = json.loads(context.cursor)["tick"] if context.cursor else 0
         tick = recorded + 1
         acks = PendingAcks(state_file(sync_config, "acks", str(event_queue.queue_url)))
         try:
-            event_queue.delete(acks.take(recorded))
+            done, lost = acks.take(recorded)
+            event_queue.delete(done)
+            if lost:
+                context.log.info(f"{event_queue.release(lost)} message(s) of a tick whose result was lost are visible again")
             messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
             acks.put(tick, [m.receipt_handle for m in messages])
         finally:
@@ -321,7 +334,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
             gone = [k for k, obj in now.items() if obj is None]
             if messages:
                 context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(sequencers)} object(s)")
-            _, result = plan_and_result(
+            result = plan_and_result(
                 context,
                 sensor="s3_event_sensor",
                 root=root,
@@ -380,15 +393,15 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             return dg.SkipReason(f"{listing} does not exist (yet)")
         if cursor["identity"] != identity:  # another store, model or pipeline: a new pass, at once
             cursor.update(identity=identity, token=None, started=None, ended=0.0, **{"pass": cursor["pass"] + 1})
-        interval = sync_config.reconcile_interval_seconds
-        if cursor["started"] is None and interval and time.time() < cursor["ended"] + interval:
-            return dg.SkipReason(f"next reconciliation pass in {cursor['ended'] + interval - time.time():.0f} s")
         tick = cursor["tick"] + 1
         state = SourceState(state_file(sync_config, "source", root, identity), "listing_sensor")
         try:
             # The cursor names the last tick Dagster recorded: its writes become the state;
             # those of a tick whose result was lost are dropped and made again.
             state.commit(cursor["tick"])
+            interval = sync_config.reconcile_interval_seconds
+            if cursor["started"] is None and interval and time.time() < cursor["ended"] + interval:
+                return dg.SkipReason(f"next reconciliation pass in {cursor['ended'] + interval - time.time():.0f} s")
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
             deadline = time.monotonic() + sync_config.list_budget_seconds
             token, finished, listed = cursor["token"], False, []
@@ -422,12 +435,13 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
                 "started": None if finished else started,
                 "ended": time.time() if finished else cursor["ended"],
             }
-            _, result = plan_and_result(
+            result = plan_and_result(
                 context,
                 sensor="listing_sensor",
                 root=root,
                 wanted=wanted,
                 complete=finished,
+                scope=split_s3_uri(listing)[1] if listing.startswith("s3://") else "",
                 indexed=indexed,
                 known=known,
                 state=state,

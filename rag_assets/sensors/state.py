@@ -142,13 +142,13 @@ class PendingAcks(_SQLite):
     def __init__(self, path: str | Path):
         super().__init__(path, ["CREATE TABLE IF NOT EXISTS acks (tick INTEGER, handle TEXT)"])
 
-    def take(self, tick: int) -> list[str]:
-        """The handles of recorded `tick`; every other tick's are dropped (their messages come
-        back after the visibility timeout, and their runs' keys absorb the duplicates)."""
-        handles = [h for (h,) in self._conn.execute("SELECT handle FROM acks WHERE tick = ?", (tick,))]
+    def take(self, tick: int) -> tuple[list[str], list[str]]:
+        """(the handles of recorded `tick`: to delete, those of any other tick: lost, to make
+        visible again; their runs' keys absorb what is done twice). None are kept."""
+        rows = self._conn.execute("SELECT tick, handle FROM acks").fetchall()
         with self._conn:
             self._conn.execute("DELETE FROM acks")
-        return handles
+        return [h for t, h in rows if t == tick], [h for t, h in rows if t != tick]
 
     def put(self, tick: int, handles: Iterable[str]) -> None:
         with self._conn:
