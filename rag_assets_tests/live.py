@@ -1,0 +1,114 @@
+"""A real `dagster-daemon` following a moto bucket (through SQS events or by listing), and
+the measure of convergence: what still separates the index from the bucket. Used by the
+fault suite (test_faults.py) and benchmarks/convergence.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import dagster as dg
+
+from rag_assets.lib.reconcile import wanted_documents
+from rag_assets.resources.object_store import ObjectStore
+from rag_assets.resources.vector_stores import MIXED
+
+REPO = Path(__file__).resolve().parents[1]
+DAEMON = Path(sys.executable).with_name("dagster-daemon")
+
+
+def wait_for(predicate, what: str, timeout: float = 240.0, every: float = 0.25) -> float:
+    """Seconds until `predicate()` is true; fails after `timeout`."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def event_bucket(s3, sqs, name: str | None = None) -> tuple[str, str]:
+    """A bucket whose create/remove notifications go to a queue of its own: (bucket, queue URL)."""
+    name = name or f"live-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=name)
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    s3.put_bucket_notification_configuration(
+        Bucket=name, NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": events}]}
+    )
+    return name, queue
+
+
+class Daemon:
+    """`dagster-daemon run` on DAGSTER_HOME as the environment sets it, in a session of its
+    own. `kill()` kills the daemon process alone (its code server and runs are orphaned, as
+    when the daemon crashes); `stop()` kills the whole session."""
+
+    def __init__(self, log: Path, env: dict | None = None):
+        self.log, self.env = log, env
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        with open(self.log, "a") as out:
+            self.procs.append(
+                subprocess.Popen(
+                    [str(DAEMON), "run", "-w", "workspace.yaml"],
+                    cwd=REPO, env=self.env or os.environ.copy(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        proc = self.procs[-1]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+
+    def read_log(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def drift(source_uri: str, store, model_id: str, dimension: int, pipeline: str) -> list[str]:
+    """What separates the index from the source, one line a document (nothing: converged):
+    rows of a deleted object, a document missing, held twice, from another version, from
+    another pipeline, or half-written."""
+    objects = {o.key: o for o in ObjectStore().list(source_uri)}
+    wanted = wanted_documents(objects)
+    prefix = source_uri.split("://", 1)[1].split("/", 1)[1] if source_uri.startswith("s3://") else ""
+    held = defaultdict(list)
+    for doc in store.list_documents(model_id, dimension).values():
+        if doc.document_key.startswith(prefix):
+            held[doc.document_key].append(doc)
+    problems = []
+    for key in sorted(set(wanted) | set(held)):
+        docs = held.get(key, [])
+        if key not in wanted:
+            problems.append(f"{key}: rows of a deleted object")
+        elif not docs:
+            problems.append(f"{key}: missing")
+        elif len(docs) > 1:
+            problems.append(f"{key}: held {len(docs)} times")
+        elif MIXED in (docs[0].content_hash, docs[0].source_etag):
+            problems.append(f"{key}: half-written")
+        elif docs[0].source_etag != wanted[key].etag:
+            problems.append(f"{key}: holds {docs[0].source_etag}, the source has {wanted[key].etag}")
+        elif docs[0].pipeline != pipeline:
+            problems.append(f"{key}: made by another pipeline")
+    return problems
+
+
+def runs_started(instance: dg.DagsterInstance, job: str = "ingest_documents") -> int:
+    return len(instance.get_run_records(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.STARTED])))
