@@ -180,6 +180,7 @@ def plan_documents(
     if complete:
         gone |= {k for k in set(by_key) | set(in_index) if k.startswith(scope)} - set(wanted)
     gone -= set(wanted)
+    added: set[str] = set()
     for key, want in sorted(wanted.items()):
         existing = by_key.get(key, [])
         if existing:
@@ -191,6 +192,7 @@ def plan_documents(
                 plan.skipped.append((key, str(e)))
                 continue
             plan.add.append(partition)
+            added.add(partition)
         ref = DocRef(split_partition_key(partition).tenant, root, key)
         docs = in_index.get(key, [])
         held = next((d for d in docs if d.document_id == ref.document_id), None)
@@ -212,7 +214,7 @@ def plan_documents(
             plan.waiting.append(key)
             continue
         if held is None:
-            reason = "new" if partition in plan.add else "missing"
+            reason = "new" if partition in added else "missing"
         else:
             reason = "changed" if held.source_etag != want.etag else "pipeline"
         retry = previous is not None and previous.version == want.version

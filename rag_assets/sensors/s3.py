@@ -147,6 +147,7 @@ def plan_and_result(
     scope: str = "",
     indexed: Mapping,
     known: Sequence[str],
+    in_flight: tuple[set[str], set[str]],
     state: SourceState,
     tick: int,
     cursor: str,
@@ -154,10 +155,10 @@ def plan_and_result(
     rag_config: RagConfig,
     identity: str,
 ) -> dg.SensorResult:
-    """Plan the documents under `root` against the index and the runs in flight, note the
-    requests in `state` (pending under `tick`), and make the sensor's result: new
+    """Plan the documents under `root` against the index and the runs in flight (`work_in_flight`),
+    note the requests in `state` (pending under `tick`), and make the sensor's result: new
     partitions, one ranged run per batch, one purge run."""
-    in_flight, purging = work_in_flight(context.instance, known, root)
+    in_flight, purging = in_flight
     now = time.time()
     by_key = partitions_by_key(known, root)
     requests = state.requests(by_key[k][0] for k in wanted if k in by_key)
@@ -183,7 +184,7 @@ def plan_and_result(
 
     # Which documents were found unreadable is looked up for the few that would be asked for.
     plan = plan_with({})
-    if suspects := [t.partition for t in plan.ingest if t.partition not in plan.add]:
+    if suspects := [t.partition for t in plan.ingest if t.reason != "new"]:
         plan = plan_with(unreadable_documents(context.instance, suspects, rag_config.pipeline))
     state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick)
     ordered = [*known, *plan.add]
@@ -306,10 +307,11 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         try:
             state.commit(recorded)
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
-            alias = root_alias(root)
-            # Documents requested before that are still out of date get asked for again
-            # (backing off): a failed run, a write that was lost.
-            again = [p.key for p in map(split_partition_key, state.due(time.time(), sync_config.backoff, 2_000)) if p.alias == alias]
+            work = work_in_flight(context.instance, known, root)
+            # Documents requested before, with no run on them now, are looked at again (and,
+            # if still out of date, asked for again, backing off): a failed run, a lost write.
+            due = state.due(time.time(), sync_config.backoff, sync_config.max_messages_per_tick, skip=work[0])
+            again = [p.key for p in map(split_partition_key, due) if p.alias == root_alias(root)]
             touched = sorted({*sequencers, *again})
             documents = [k for k in touched if not is_sidecar(k)]
             # Events can be duplicated and reordered (a delete before a late create): act on
@@ -342,6 +344,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
                 gone=gone,
                 indexed=indexed,
                 known=known,
+                in_flight=work,
                 state=state,
                 tick=tick,
                 cursor=json.dumps({"tick": tick}),
@@ -444,6 +447,7 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
                 scope=split_s3_uri(listing)[1] if listing.startswith("s3://") else "",
                 indexed=indexed,
                 known=known,
+                in_flight=work_in_flight(context.instance, known, root),
                 state=state,
                 tick=tick,
                 cursor=json.dumps(next_cursor),

@@ -14,7 +14,7 @@ pending rows that are dropped, and its work is found again.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 
 from rag_assets.lib.reconcile import Backoff, Request
@@ -116,10 +116,11 @@ class SourceState(_SQLite):
             found.update((p, Request(v, a, t, bool(d))) for p, v, a, t, d in rows)
         return found
 
-    def due(self, now: float, backoff: Backoff, limit: int) -> list[str]:
-        """Partitions requested long enough ago, and not seen current since, that are due again."""
+    def due(self, now: float, backoff: Backoff, limit: int, skip: Set[str] = frozenset()) -> list[str]:
+        """Up to `limit` partitions requested long enough ago, not seen current since and not
+        in `skip` (a run is on them), oldest first: due to be looked at again."""
         rows = self._conn.execute("SELECT partition, attempt, at FROM requests WHERE done = 0 ORDER BY at")
-        return [p for p, attempt, at in rows if now >= at + backoff.delay(attempt)][:limit]
+        return [p for p, attempt, at in rows if p not in skip and now >= at + backoff.delay(attempt)][:limit]
 
     def record(self, requested: Mapping[str, Request], current: Iterable[str], tick: int) -> None:
         """Note the requests of `tick`, and which outstanding ones it saw done (current)."""
