@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench-stores: install-test postgres
 
 bench-sensors: install-test
 	$(BIN)/python benchmarks/sensors.py
+
+bench-convergence: install-test
+	$(BIN)/python benchmarks/convergence.py
 
 clean:
 	rm -rf .dagster .rag
