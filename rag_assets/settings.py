@@ -1,4 +1,4 @@
-"""The configuration contract (DESIGN.md), read from the environment in this one place."""
+"""The configuration contract (README, Configuration), read from the environment in this one place."""
 
 from __future__ import annotations
 

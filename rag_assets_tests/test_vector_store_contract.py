@@ -693,7 +693,7 @@ def test_pgvector_schema_is_seed_003_compatible(pg_server):
                 (table,),
             ).fetchall()
         )
-        # seed 003's content_embeddings, then our own columns
+        # the embedding processor's content_embeddings, then our own columns
         assert {k: columns[k] for k in ("id", "content", "key", "embedding", "metadata", "created_at")} == {
             "id": "text",
             "content": "text",
@@ -709,7 +709,7 @@ def test_pgvector_schema_is_seed_003_compatible(pg_server):
         assert any("PRIMARY KEY" in d or "_pkey" in n for n, d in indexes.items())
         row = conn.execute(f"SELECT id, content, key, metadata, created_at FROM {table} WHERE ordinal = 0").fetchone()
         assert row[:4] == (rows[0].chunk_id, rows[0].text, "acme/a.txt", {"ordinal": 0}) and row[4] is not None
-        # seed 003 readers can be given exactly their shape with a view
+        # its readers can be given exactly their shape with a view
         conn.execute(f"CREATE VIEW content_embeddings_{table[-10:]} AS SELECT id, content, key, embedding, metadata, created_at FROM {table}")
 
 

@@ -1,4 +1,4 @@
-"""Group document partitions into ranged runs (DESIGN decision 4)."""
+"""Group document partitions into ranged runs (docs/architecture.md, decision 4)."""
 
 from __future__ import annotations
 

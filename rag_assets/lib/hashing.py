@@ -1,4 +1,4 @@
-"""Content and chunk identities (DESIGN decision 2)."""
+"""Content and chunk identities (docs/architecture.md, decision 2)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 
 
 def sanitize_text(text: str) -> str:
-    """Clean a record's text as seed 001 does for `formatted_text`: unescape HTML entities,
+    """Clean a record's text as the catchup pipeline does for `formatted_text`: unescape HTML entities,
     drop tags and control characters, collapse runs of spaces and blank lines."""
     text = html.unescape(_TAG.sub(" ", text))
     text = _CONTROL.sub(" ", text.replace("\r\n", "\n").replace("\r", "\n"))

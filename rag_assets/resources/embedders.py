@@ -154,7 +154,7 @@ def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: floa
 
 
 class OpenAIEmbedder(Embedder):
-    """OpenAI embeddings through the official client: batched, rate limited (seed 001's
+    """OpenAI embeddings through the official client: batched, rate limited (the catchup pipeline's
     20 requests/s by default), retried with backoff on 429/5xx honouring Retry-After.
     OPENAI_API_KEY and OPENAI_BASE_URL are read by the client when not given here."""
 

@@ -1,9 +1,9 @@
 """pgvector store: PostgreSQL (Supabase, RDS, a local server) with the `vector` extension.
 
 `RAG_INDEX_URI=postgresql://USER@HOST:PORT/DB?sslmode=require` (a libpq URI, handed to psycopg
-as is). One table per embedding model and dimension, its columns a superset of seed 003's
-`content_embeddings` (id, content, key, embedding, metadata, created_at), an HNSW cosine index,
-btree indexes on tenant and document_id. Writes COPY the rows in binary; a batch of documents
+as is). One table per embedding model and dimension, its columns a superset of the embedding
+processor's `content_embeddings` (id, content, key, embedding, metadata, created_at), an HNSW
+cosine index, btree indexes on tenant and document_id. Writes COPY the rows in binary; a batch of documents
 is replaced in one transaction. Tables made before rows kept their source version and pipeline
 get those columns on first use (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`). See docs/stores.md.
 """
