@@ -264,7 +264,7 @@ def build_index_pipeline(
                 partition_key=key,
             )
         context.log.info(
-            f"{written} vectors written for {len(write)} document(s); {len(documents) - len(changed)} unchanged"
+            f"{written} vectors written for {len(write)} document(s); {len(present) - len(changed)} unchanged"
             + (f", {len(moved)} superseded" if moved else "")
         )
         # Batch-wide figures are named batch_*: each partition's own metadata is merged over
