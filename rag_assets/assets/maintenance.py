@@ -133,7 +133,9 @@ def index_reconciliation(context: dg.AssetExecutionContext) -> dg.MaterializeRes
 record_job = dg.define_asset_job("record_reconciliation", selection=[index_reconciliation], partitions_def=daily_partitions)
 
 
-@dg.schedule(job=record_job, cron_schedule="15 0 * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
+@dg.schedule(
+    name="daily_reconciliation_record", job=record_job, cron_schedule="15 0 * * *", default_status=dg.DefaultScheduleStatus.RUNNING
+)
 def record_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Each night, the record of the day before (today's is there to backfill any time)."""
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
