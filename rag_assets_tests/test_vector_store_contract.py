@@ -332,6 +332,22 @@ def test_replace_is_idempotent_and_an_empty_replace_empties_the_document(store: 
     assert all_rows(store, model, "acme") == {}
 
 
+def test_a_replace_told_what_the_index_held_leaves_exactly_the_new_rows(store: VectorStore):
+    """`held` (what list_documents said just before) may spare a store its own read; the result
+    must be the same: a new source version of the same chunks, other chunks, a new document."""
+    model = unique("m")
+    same, same_rows = make_doc("acme", "acme/same-chunks.txt", random_vectors(3, seed=31), model=model, texts=["a", "b", "c"])
+    other, other_rows = make_doc("acme", "acme/other-chunks.txt", random_vectors(3, seed=32), model=model)
+    store.replace_documents(model, DIM, {same: same_rows, other: other_rows})
+    held = store.list_documents(model, DIM, [same, other])
+    _, same_v2 = make_doc("acme", "acme/same-chunks.txt", random_vectors(3, seed=33), model=model, texts=["a", "b", "c"], version="v2")
+    _, other_v2 = make_doc("acme", "acme/other-chunks.txt", random_vectors(2, seed=34), model=model, version="v2")
+    new, new_rows = make_doc("acme", "acme/new.txt", random_vectors(2, seed=35), model=model)
+    store.replace_documents(model, DIM, {same: same_v2, other: other_v2, new: new_rows}, held=held)
+    assert store.list_documents(model, DIM) == {same: indexed(same_v2), other: indexed(other_v2), new: indexed(new_rows)}
+    assert len(all_rows(store, model, "acme")) == 7
+
+
 def test_a_batch_of_many_documents_is_one_call(store: VectorStore):
     model = unique("m")
     docs = dict(make_doc("acme", f"acme/d{i:02d}.txt", random_vectors(7, seed=100 + i), model=model) for i in range(30))
@@ -386,6 +402,130 @@ def test_list_documents_filters_by_documents_and_tenant(store: VectorStore):
     assert (want[b].source_etag, want[b].pipeline) == ("", "") and want[g].source_etag == 'W/"3-x"'
     assert store.list_documents(neighbour, DIM) == {n: indexed(n_rows)}
     assert store.list_documents(unique("m"), DIM) == {}  # a model never written
+
+
+def test_list_documents_filters_by_key_prefix(store: VectorStore):
+    """A daily-partitioned source (keys `orders/<date>/<record id>`): what the index holds for
+    one date. The prefix combines with tenant and document ids (the intersection)."""
+    model, neighbour = unique("m"), unique("m")
+    keys = {
+        "acme": [
+            "orders/2025-01-01/r1",
+            "orders/2025-01-01/r2",
+            "orders/2025-01-02/r1",
+            "orders/2025-01-011/r9",  # shares "orders/2025-01-01" but not "orders/2025-01-01/"
+            "Orders/2025-01-01/r3",  # case matters
+            "archive/orders/2025-01-01/r4",  # a prefix, not a substring
+            "orders",
+        ],
+        "globex": ["orders/2025-01-01/g1"],
+    }
+    docs = dict(
+        make_doc(tenant, key, random_vectors(1 + i % 2, seed=300 + i), model=model)
+        for tenant, ks in keys.items()
+        for i, key in enumerate(ks)
+    )
+    want = {d: indexed(rs) for d, rs in docs.items()}
+    by_key = {(w.tenant, w.document_key): d for d, w in want.items()}
+    # The same key under another model of the same dimension (Pinecone: the same namespace).
+    n, n_rows = make_doc("acme", "orders/2025-01-01/r1", random_vectors(1, seed=399), model=neighbour)
+    store.replace_documents(neighbour, DIM, {n: n_rows})
+    assert store.list_documents(model, DIM, key_prefix="orders/") == {}  # no rows of this model yet
+    store.replace_documents(model, DIM, docs)
+
+    def listing(**kwargs) -> dict[str, IndexedDocument]:
+        return store.list_documents(model, DIM, **kwargs)
+
+    def of(*pairs: tuple[str, str]) -> dict[str, IndexedDocument]:
+        return {by_key[p]: want[by_key[p]] for p in pairs}
+
+    day = "orders/2025-01-01/"
+    a1, a2, g1 = ("acme", day + "r1"), ("acme", day + "r2"), ("globex", day + "g1")
+    assert listing(key_prefix=day) == of(a1, a2, g1)
+    assert listing(key_prefix="orders/2025-01-01") == of(a1, a2, g1, ("acme", "orders/2025-01-011/r9"))
+    assert listing(key_prefix="orders/") == {d: w for d, w in want.items() if w.document_key.startswith("orders/")}
+    assert listing(key_prefix="orders") == {d: w for d, w in want.items() if w.document_key.startswith("orders")}
+    assert listing(key_prefix=day + "r1") == of(a1)  # a whole key is a prefix of itself
+    assert listing(key_prefix=day + "r1/") == {} == listing(key_prefix="orders/2025-01-03/")
+    assert listing(key_prefix="ORDERS/") == {} == listing(key_prefix="rders/")
+    assert listing(key_prefix="") == want == listing(key_prefix=None)
+    # With a tenant.
+    assert listing(key_prefix=day, tenant="acme") == of(a1, a2)
+    assert listing(key_prefix=day, tenant="globex") == of(g1)
+    assert listing(key_prefix="Orders/", tenant="globex") == {} == listing(key_prefix=day, tenant="initech")
+    assert listing(key_prefix="", tenant="globex") == of(g1)
+    # With document ids (and both).
+    some = [by_key[a1], by_key[("acme", "orders/2025-01-02/r1")], by_key[g1], doc_id("acme", day + "unknown")]
+    assert listing(document_ids=some, key_prefix=day) == of(a1, g1)
+    assert listing(document_ids=some, key_prefix=day, tenant="acme") == of(a1)
+    assert listing(document_ids=some, key_prefix="orders/2025-01-02/", tenant="globex") == {}
+    assert listing(document_ids=some, key_prefix="") == of(a1, ("acme", "orders/2025-01-02/r1"), g1)
+    assert listing(document_ids=[], key_prefix=day) == {}
+    # Another model's rows under the same key stay apart.
+    assert store.list_documents(neighbour, DIM, key_prefix=day) == {n: indexed(n_rows)}
+    assert store.list_documents(unique("m"), DIM, key_prefix=day) == {}  # a model never written
+
+
+# Keys with the characters a LIKE pattern or a SQL string treats specially, and non-ASCII.
+LITERAL_KEYS = [
+    "a%b/x", "axb/x", "a_b/x", "ab/x", "a\\b/x", "a\\\\b/x", "a\\%b/x", "a\\_b/x",
+    "%/x", "_/x", "\\/x", "x/100%", "x/1000",
+    "o'k/x", "ok/x", "o''k/x", "q\"uote/x",
+    "Grüße/x", "grüße/x", "GRÜSSE/x", "café/x", "cafe\u0301/x", "日本/x", "日本語/x", "😀/x",
+]  # fmt: skip
+
+
+# (prefix, the keys it must list): each a literal prefix, whatever its characters.
+LITERAL_PREFIXES = [
+    ("a%b/", ["a%b/x"]),  # not "axb/x", "a_b/x" or "ab/x"
+    ("a_b/", ["a_b/x"]),  # not "a%b/x" or "axb/x"
+    ("a%", ["a%b/x"]),
+    ("a_", ["a_b/x"]),
+    ("%", ["%/x"]),
+    ("_", ["_/x"]),
+    ("a\\", ["a\\b/x", "a\\\\b/x", "a\\%b/x", "a\\_b/x"]),  # the escape character itself
+    ("a\\b/", ["a\\b/x"]),
+    ("a\\\\", ["a\\\\b/x"]),
+    ("a\\%", ["a\\%b/x"]),
+    ("a\\_", ["a\\_b/x"]),
+    ("\\", ["\\/x"]),
+    ("x/100%", ["x/100%"]),  # not "x/1000"
+    ("o'k/", ["o'k/x"]),
+    ("o''k/", ["o''k/x"]),
+    ("'", []),
+    ("x' OR '1'='1", []),
+    ("q\"", ["q\"uote/x"]),
+    ("Grüße/", ["Grüße/x"]),  # not "grüße/x" nor "GRÜSSE/x"
+    ("Grü", ["Grüße/x"]),
+    ("café", ["café/x"]),  # precomposed é, not e + combining accent
+    ("cafe\u0301", ["cafe\u0301/x"]),
+    ("cafe", ["cafe\u0301/x"]),
+    ("日本", ["日本/x", "日本語/x"]),
+    ("日本/", ["日本/x"]),
+    ("😀", ["😀/x"]),
+    ("", LITERAL_KEYS),
+    ("zzz", []),
+]
+
+
+def test_list_documents_key_prefix_is_literal(store: VectorStore):
+    """The prefix is matched character for character: LIKE wildcards, the escape character,
+    quotes and non-ASCII in it mean themselves, and case matters."""
+    model = unique("m")
+    vectors = random_vectors(len(LITERAL_KEYS), seed=350)
+    docs = dict(make_doc("acme", key, [v], model=model) for key, v in zip(LITERAL_KEYS, vectors, strict=True))
+    store.replace_documents(model, DIM, docs)
+    want = {d: indexed(rs) for d, rs in docs.items()}
+    some = list(docs)[:4]  # a%b/x, axb/x, a_b/x, ab/x
+    for prefix, expected in LITERAL_PREFIXES:
+        assert expected == [k for k in LITERAL_KEYS if k.startswith(prefix)], prefix  # the test's own premise
+        listed = store.list_documents(model, DIM, key_prefix=prefix)
+        assert sorted(w.document_key for w in listed.values()) == sorted(expected), prefix
+        assert listed == {d: w for d, w in want.items() if w.document_key in expected}, prefix
+        assert store.list_documents(model, DIM, key_prefix=prefix, tenant="acme") == listed, prefix
+        assert store.list_documents(model, DIM, key_prefix=prefix, tenant="globex") == {}, prefix
+        in_some = {d: w for d, w in listed.items() if d in some}
+        assert store.list_documents(model, DIM, some, key_prefix=prefix) == in_some, prefix
 
 
 def test_a_new_chunking_changes_the_chunk_digest(store: VectorStore):

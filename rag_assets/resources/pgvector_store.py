@@ -30,6 +30,7 @@ from rag_assets.resources.vector_stores import (
     VectorRow,
     VectorStore,
     admitted,
+    check_key_prefix,
     check_query_vector,
     check_rows,
     check_where,
@@ -268,7 +269,7 @@ class PgVectorStore(VectorStore):
 
     # --- the contract --------------------------------------------------------------------
 
-    def replace_documents(self, model_id, dimension, documents: Mapping[str, Sequence[VectorRow]]) -> int:
+    def replace_documents(self, model_id, dimension, documents: Mapping[str, Sequence[VectorRow]], held=None) -> int:
         rows = [r for rs in documents.values() for r in rs]
         check_rows(rows, dimension)
         for doc_id, rs in documents.items():
@@ -320,7 +321,8 @@ class PgVectorStore(VectorStore):
             cur = conn.execute(f"DELETE FROM {table} WHERE document_id = ANY(%s)", (list(document_ids),))
             return cur.rowcount
 
-    def list_documents(self, model_id, dimension, document_ids=None, tenant=None):
+    def list_documents(self, model_id, dimension, document_ids=None, tenant=None, key_prefix=None):
+        key_prefix = check_key_prefix(key_prefix)
         if document_ids is not None and not document_ids:
             return {}
         conn = self._conn()
@@ -334,6 +336,11 @@ class PgVectorStore(VectorStore):
         if tenant is not None:
             conditions.append("tenant = %s")
             params.append(tenant)
+        if key_prefix:  # "" matches every key: no condition
+            # starts_with: a literal prefix, no wildcards to escape (keys are stored with NUL
+            # replaced, so the prefix is too). No index serves it: alone, a sequential scan.
+            conditions.append("starts_with(key, %s)")
+            params.append(_clean(key_prefix))
         found = conn.execute(self.list_sql(table, conditions), params).fetchall()
         return {
             doc_id: IndexedDocument(doc_id, *fields, rows=rows, chunk_digest=digest)

@@ -40,6 +40,7 @@ from rag_assets.resources.vector_stores import (
     VectorRow,
     VectorStore,
     admitted,
+    check_key_prefix,
     check_query_vector,
     check_rows,
     check_where,
@@ -326,7 +327,7 @@ class PineconeStore(VectorStore):
 
     # --- the contract --------------------------------------------------------------------
 
-    def replace_documents(self, model_id, dimension, documents: Mapping[str, Sequence[VectorRow]]) -> int:
+    def replace_documents(self, model_id, dimension, documents: Mapping[str, Sequence[VectorRow]], held=None) -> int:
         rows = [r for rs in documents.values() for r in rs]
         check_rows(rows, dimension)
         if not documents:
@@ -361,9 +362,16 @@ class PineconeStore(VectorStore):
             ]
             for job in jobs:
                 job.result()
-            # 2. Delete each document's ids that are not among its new ones (found by prefix).
+            # 2. Delete each document's ids that are not among its new ones: by what `held` says
+            #    the document had when that is enough to name its ids, else found by prefix.
             def prune(doc_id: str) -> None:
                 namespace, prefix, ids = wanted[doc_id]
+                if held is not None:
+                    old = former_ids(prefix, held.get(doc_id), documents[doc_id])
+                    if old is not None:
+                        if stale := sorted(old - ids):
+                            self._delete_ids(index, stale, namespace, _Inline())
+                        return
                 deadline = time.monotonic() + self.freshness_timeout
                 for attempt in range(1_000_000):
                     listed = set(self._list_ids(index, prefix, namespace))
@@ -395,7 +403,13 @@ class PineconeStore(VectorStore):
         with self._pool() as pool:
             return sum(pool.map(delete, sorted(set(document_ids))))
 
-    def list_documents(self, model_id, dimension, document_ids=None, tenant=None):
+    def list_documents(self, model_id, dimension, document_ids=None, tenant=None, key_prefix=None):
+        """See `VectorStore.list_documents`. Pinecone lists ids only by id prefix, and ids hash
+        the document id, so `key_prefix` cannot narrow the listing: without `document_ids` the
+        whole namespace(s) are listed as with no filter, one vector per document is fetched,
+        and documents whose fetched `document_key` does not start with `key_prefix` are dropped
+        afterwards (the cost of a key-prefix listing is that of an unfiltered one)."""
+        key_prefix = check_key_prefix(key_prefix)
         if document_ids is not None and not document_ids:
             return {}
         index = self._open(model_id, dimension)
@@ -431,12 +445,15 @@ class PineconeStore(VectorStore):
                 continue  # another model's document (same dimension, same namespace)
             if (tenant is not None and doc_tenant != tenant) or self.namespace_for(doc_tenant) != namespace:
                 continue  # another tenant's, or in a namespace where this store never writes its tenant
+            document_key = str(meta.get("document_key", ""))
+            if key_prefix is not None and not document_key.startswith(key_prefix):
+                continue  # Pinecone cannot filter ids by key: the key prefix is applied here
             # Ids of two states: rows of two contents, sources or pipelines (a replace cut short).
             mixed = len({state for _, state, _ in rows}) > 1
             found[doc_id] = IndexedDocument(
                 document_id=doc_id,
                 tenant=doc_tenant,
-                document_key=str(meta.get("document_key", "")),
+                document_key=document_key,
                 content_hash=MIXED if mixed else str(meta.get("content_hash", "")),
                 source_etag=MIXED if mixed else str(meta.get("source_etag", "")),
                 pipeline=MIXED if mixed else str(meta.get("pipeline", "")),
@@ -483,6 +500,19 @@ class PineconeStore(VectorStore):
                 )
             )
         return admitted(hits, tenant, where)
+
+
+def former_ids(prefix: str, before: IndexedDocument | None, rows: Sequence[VectorRow]) -> set[str] | None:
+    """The ids a document had, when what was listed of it just before says so without a
+    listing: none (it had no rows), or the same chunks under another state (a new source
+    version or key: ids of this scheme and of the one before it). None: list them."""
+    if before is None:
+        return set()
+    chunk_ids = [r.chunk_id for r in rows]
+    if MIXED in (before.content_hash, before.source_etag, before.pipeline) or before.chunk_digest != chunk_digest(chunk_ids):
+        return None
+    states = {id_state(before.content_hash, before.source_etag, before.pipeline), before.content_hash}
+    return {f"{prefix}{state}#{c}" for state in states for c in chunk_ids}
 
 
 def _int(value) -> int | None:

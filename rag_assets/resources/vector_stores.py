@@ -181,8 +181,16 @@ class VectorStore(dg.ConfigurableResource, ABC):
     """Where vectors live. A table (or namespace) per embedding model and dimension."""
 
     @abstractmethod
-    def replace_documents(self, model_id: str, dimension: int, documents: Mapping[str, Sequence[VectorRow]]) -> int:
-        """Make each document's rows exactly the given ones, in one write. Returns rows written."""
+    def replace_documents(
+        self,
+        model_id: str,
+        dimension: int,
+        documents: Mapping[str, Sequence[VectorRow]],
+        held: Mapping[str, IndexedDocument] | None = None,
+    ) -> int:
+        """Make each document's rows exactly the given ones, in one write. Returns rows written.
+        `held`: what `list_documents` said of these documents just before (none concurrently
+        written since): a store may use it instead of reading them again (Pinecone does)."""
 
     @abstractmethod
     def delete_documents(self, model_id: str, dimension: int, document_ids: Sequence[str]) -> int:
@@ -190,11 +198,18 @@ class VectorStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def list_documents(
-        self, model_id: str, dimension: int, document_ids: Sequence[str] | None = None, tenant: str | None = None
+        self,
+        model_id: str,
+        dimension: int,
+        document_ids: Sequence[str] | None = None,
+        tenant: str | None = None,
+        key_prefix: str | None = None,
     ) -> dict[str, IndexedDocument]:
         """What the index holds, one entry per document that has rows: every document (the
-        default), only `document_ids`, or only `tenant`'s (both: the intersection). Cheap
-        enough for each sensor tick and reconciliation: one scan or query, no vectors read."""
+        default), only `document_ids`, only `tenant`'s, only those whose `document_key` starts
+        with `key_prefix` (literally: case-sensitive, no wildcards; "" matches every key), or
+        any combination of these (the intersection). Cheap enough for each sensor tick and
+        reconciliation: one scan or query, no vectors read."""
 
     @abstractmethod
     def query(
@@ -219,6 +234,13 @@ def table_name(model_id: str, dimension: int) -> str:
 
 def sql_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def check_key_prefix(key_prefix: str | None) -> str | None:
+    """A `list_documents` key prefix: None (no filter) or a string, matched literally."""
+    if key_prefix is not None and not isinstance(key_prefix, str):
+        raise TypeError(f"key_prefix must be a string, not {type(key_prefix).__name__}")
+    return key_prefix
 
 
 class LanceDBStore(VectorStore):
@@ -270,7 +292,7 @@ class LanceDBStore(VectorStore):
             table.add_columns({f: "CAST('' AS STRING)" for f in missing})
         return table
 
-    def replace_documents(self, model_id, dimension, documents):
+    def replace_documents(self, model_id, dimension, documents, held=None):
         import pyarrow as pa
 
         rows = [r for rs in documents.values() for r in rs]
@@ -322,7 +344,8 @@ class LanceDBStore(VectorStore):
         table.delete(where)
         return before
 
-    def list_documents(self, model_id, dimension, document_ids=None, tenant=None):
+    def list_documents(self, model_id, dimension, document_ids=None, tenant=None, key_prefix=None):
+        key_prefix = check_key_prefix(key_prefix)
         if document_ids is not None and not document_ids:
             return {}
         table = self._table(model_id, dimension)
@@ -333,11 +356,15 @@ class LanceDBStore(VectorStore):
             conditions.append(f"document_id IN ({', '.join(sql_quote(d) for d in document_ids)})")
         if tenant is not None:
             conditions.append(f"tenant = {sql_quote(tenant)}")
+        if key_prefix:  # "" matches every key: no condition
+            conditions.append(f"document_key LIKE {sql_quote(_like_escape(key_prefix) + '%')} ESCAPE '\\'")
         columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
         scan = table.search().select(columns).limit(None)
         if conditions:
             scan = scan.where(" AND ".join(conditions))
         found = scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
+        if key_prefix:  # belt and braces: a listing for deletions must never admit another key
+            found = [r for r in found if r["document_key"].startswith(key_prefix)]
         return group_documents(found)
 
     def query(self, model_id, dimension, vector, tenant, k=5, where=None):
