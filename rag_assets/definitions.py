@@ -6,12 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 
+from rag_assets.assets.catchup import catchup_definitions
 from rag_assets.assets.documents import document_definitions
 from rag_assets.assets.maintenance import maintenance_definitions
 from rag_assets.resources.config import RagConfig, SyncConfig
 from rag_assets.resources.embedders import EmbeddingCache, embedder_from_spec
 from rag_assets.resources.event_queue import EventQueue
-from rag_assets.resources.io_manager import PartitionedPickleIOManager
+from rag_assets.resources.io_manager import PartitionedPickleIOManager, WorkArea
+from rag_assets.resources.metabase import MetabaseClient
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import vector_store_from_uri
 from rag_assets.sensors.s3 import sensor_definitions
@@ -26,6 +28,7 @@ def build_resources(settings: Settings) -> dict:
         "embedding_cache": EmbeddingCache(path=str(work / "cache" / "embeddings.sqlite")),
         "vector_store": vector_store_from_uri(settings.index_uri),
         "work_io_manager": PartitionedPickleIOManager(base_dir=str(work / "work")),
+        "work_area": WorkArea(base_dir=str(work / "work")),
         "rag_config": RagConfig(
             csv_text_column=settings.csv_text_column,
             chunk_tokens=settings.chunk_tokens,
@@ -40,6 +43,7 @@ def build_resources(settings: Settings) -> dict:
             state_dir=str(work / "state"),
         ),
         "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
+        "metabase": MetabaseClient(),
     }
 
 
@@ -47,6 +51,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions.merge(
         document_definitions(settings),
+        catchup_definitions(settings),
         maintenance_definitions(),
         sensor_definitions(event_mode=bool(settings.sqs_queue_url)),
         dg.Definitions(

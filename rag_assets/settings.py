@@ -27,6 +27,7 @@ class Settings:
     chunk_tokens: int = 160
     chunk_overlap: int = 32
     reconcile_seconds: float = 3600.0  # with an event queue: how often a full pass compares source and index
+    catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,4 +45,5 @@ class Settings:
             chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
             chunk_overlap=int(env.get("RAG_CHUNK_OVERLAP") or d.chunk_overlap),
             reconcile_seconds=float(env.get("RAG_RECONCILE_SECONDS") or d.reconcile_seconds),
+            catchup_config=env.get("RAG_CATCHUP_CONFIG") or d.catchup_config,
         )

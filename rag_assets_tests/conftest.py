@@ -56,6 +56,8 @@ def rag_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("RAG_WORK_DIR", str(tmp_path / "rag"))
     monkeypatch.setenv("RAG_INDEX_URI", str(tmp_path / "rag" / "index"))
     monkeypatch.delenv("RAG_EMBEDDER", raising=False)
+    (tmp_path / "catchup.yaml").write_text("sources: {}\n")  # no catchup sources unless a test gives some
+    monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(tmp_path / "catchup.yaml"))
     return Settings.from_env()
 
 

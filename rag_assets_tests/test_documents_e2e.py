@@ -267,8 +267,9 @@ def test_s3_source_through_a_moto_server(rag_env, instance, s3_env, tmp_path):
 def test_definitions_load_with_the_asset_graph_jobs_and_sensors():
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_documents", "chunks", "embeddings", "vector_index", "index_reconciliation"}
-    for job in ("ingest_documents", "purge_documents", "record_reconciliation"):
+    catchup = {f"{name}_{step}" for name in ("exports", "tickets") for step in ("records", "chunks", "embeddings", "vector_index")}
+    assert keys == {"raw_documents", "chunks", "embeddings", "vector_index", "index_reconciliation", *catchup}  # catchup.yaml's
+    for job in ("ingest_documents", "purge_documents", "record_reconciliation", "exports_catchup", "tickets_catchup"):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "ingest_failure_sensor"}
     for asset in ("raw_documents", "chunks", "embeddings", "vector_index"):  # a UI backfill: ranged runs of RAG_BATCH_SIZE

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from rag_assets.assets.pipeline import SourceDocument, build_index_pipeline
+from rag_assets.assets.pipeline import Family, SourceDocument, build_index_pipeline
 from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.identity import source_etag
 from rag_assets.lib.keys import DocRef, decode_partition_key, sidecar_keys
@@ -93,7 +93,7 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
 
         A document that cannot be read fails the run with its name and reason, and is recorded
         as unreadable at its version; the rest of the batch is run again without it. A
-        document whose object is gone by now is None (nothing to index, nothing failed).
+        partition whose object is gone by now holds no document (nothing failed).
         """
         out, failed = {}, []
         keys = context.partition_keys
@@ -107,7 +107,7 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
                 context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline))
                 failed.append({"partition": key, "key": ref.key, "reason": e.reason})
                 continue
-            out[key] = doc
+            out[key] = [doc] if doc is not None else []
             if doc is None:
                 context.log.info(f"{ref.uri}: deleted since it was asked for; the purge removes it")
             elif doc.parsed.warnings:
@@ -123,7 +123,7 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
             )
         # Per-document figures go on vector_index's materialization: the lineage record (see
         # docs/decisions.md D7 for why not on every asset).
-        read = [d for d in out.values() if d is not None]
+        read = [d for docs in out.values() for d in docs]
         return dg.MaterializeResult(
             value=out,
             metadata={
@@ -143,7 +143,6 @@ def document_definitions(settings: Settings) -> dg.Definitions:
     ranged runs of RAG_BATCH_SIZE documents each (the model loads once per run)."""
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.batch_size)
     raw = build_raw_documents(policy)
-    pipeline = build_index_pipeline(
-        source=raw, partitions_def=documents_partitions, backfill_policy=policy, store_kind=store_kind(settings.index_uri)
-    )
+    family = Family(partitions_def=documents_partitions, backfill_policy=policy, store_kind=store_kind(settings.index_uri))
+    pipeline = build_index_pipeline(source=raw, family=family)
     return dg.Definitions(assets=[raw, *pipeline], jobs=[ingest_documents_job])

@@ -1,12 +1,15 @@
 """The index pipeline shared by every source family: chunks -> embeddings -> vector_index.
 
-`build_index_pipeline` is the one factory: a family brings its own first asset (documents
-from S3, rows from Metabase, images...) whose value per partition is a `SourceDocument`.
+`build_index_pipeline` is the one factory. A family brings its own first asset (documents
+from S3, the records of a date from Metabase or a CSV export...) whose value per partition
+is its `SourceDocument`s: a list in memory (a document partition: one, or none once its
+object is gone), or `Parts` in the work area (a date's records: thousands, a part at a time).
+Each step keeps that form; parts are embedded a few at a time and written one at a time.
 """
 
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -17,9 +20,10 @@ from rag_assets.lib.chunking import Chunk, chunk_units
 from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import ParsedDocument
 from rag_assets.resources.config import RagConfig
-from rag_assets.resources.embedders import Embedder, EmbeddingCache, embed_with_cache
+from rag_assets.resources.embedders import EmbeddingCache, EmbedStats, embed_with_cache
+from rag_assets.resources.io_manager import Parts, WorkArea, parts_of
 from rag_assets.resources.object_store import ObjectStore
-from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, VectorStore, chunk_digest
+from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, chunk_digest
 
 # Ranged runs are how a batch of documents becomes one run (docs/architecture.md, Batching);
 # Dagster marks the parameter beta, which we accept knowingly.
@@ -32,7 +36,7 @@ INDEX_WRITERS = "rag_index_writers"
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """A fetched, parsed document: what a family's first asset yields per partition."""
+    """A fetched, parsed document: what a family's first asset yields, per partition."""
 
     ref: DocRef
     content_hash: str
@@ -41,6 +45,11 @@ class SourceDocument:
     size: int
     parsed: ParsedDocument
     metadata: dict = field(default_factory=dict)  # sidecar fields
+    index_key: str | None = None  # the index's document key when it is not ref.key (a record: source/date/id)
+
+    @property
+    def document_key(self) -> str:
+        return self.index_key or self.ref.key
 
 
 @dataclass(frozen=True)
@@ -53,13 +62,36 @@ class DocumentEmbeddings:
     calls: int  # embedding calls that carried some of this document's text
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What vector_index did with one document: its lineage, without its text."""
+
+    status: str  # ingested, unchanged, superseded: changed|deleted
+    document_id: str
+    tenant: str
+    document_key: str
+    content_hash: str
+    source_etag: str
+    source_version: str
+    size_bytes: int
+    kind: str
+    pages: int | None
+    chunks: int
+    tokens: int
+    embedding_calls: int
+    embedded: int
+    cache_hits: int
+    vectors_written: int
+    sidecar_fields: tuple[str, ...] = ()
+
+
 def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddings, pipeline: str) -> list[VectorRow]:
     return [
         VectorRow(
             chunk_id=c.chunk_id,
             tenant=doc.ref.tenant,
             document_id=doc.ref.document_id,
-            document_key=doc.ref.key,
+            document_key=doc.document_key,
             ordinal=c.ordinal,
             text=c.text,
             content_hash=doc.content_hash,
@@ -75,33 +107,40 @@ def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddi
     ]
 
 
+def expected_state(doc: SourceDocument, chunks: list[Chunk], pipeline: str) -> tuple:
+    """What the index must hold for a document: its content, source version, pipeline, chunks, key."""
+    return (doc.content_hash, doc.etag, pipeline, len(chunks), chunk_digest(c.chunk_id for c in chunks), doc.document_key)
+
+
+def held_state(entry: IndexedDocument | None) -> tuple | None:
+    """What the index holds for a document, comparable with `expected_state` (None: nothing whole)."""
+    if entry is None or entry.content_hash in (MIXED, ""):
+        return None
+    return (entry.content_hash, entry.source_etag, entry.pipeline, entry.rows, entry.chunk_digest, entry.document_key)
+
+
 def holds(entry: IndexedDocument | None, doc: SourceDocument, chunks: list[Chunk], pipeline: str) -> bool:
     """Whether the index holds exactly these chunks of this document, as this source version."""
-    return (
-        entry is not None
-        and entry.content_hash not in (MIXED, "")
-        and (entry.content_hash, entry.source_etag, entry.pipeline, entry.rows, entry.chunk_digest)
-        == (doc.content_hash, doc.etag, pipeline, len(chunks), chunk_digest(c.chunk_id for c in chunks))
-    )
+    return held_state(entry) == expected_state(doc, chunks, pipeline)
 
 
 def superseded(object_store: ObjectStore, documents: Mapping[str, SourceDocument]) -> dict[str, str]:
-    """Documents whose object is no longer the version that was read (partition -> what it
-    is now: "deleted" or "changed"), one HEAD each, many at a time. Their rows are not
-    written: the purge or the newer version's run does what is right."""
+    """Documents whose object is no longer the version that was read (id -> what it is now:
+    "deleted" or "changed"), one HEAD each, many at a time. Their rows are not written: the
+    purge or the newer version's run does what is right."""
 
     def now(doc: SourceDocument) -> str | None:
         found = object_store.head(doc.ref.uri)
         return "deleted" if found is None else None if found.version == doc.version else "changed"
 
-    keys = list(documents)
+    ids = list(documents)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return {k: s for k, s in zip(keys, pool.map(now, (documents[k] for k in keys)), strict=True) if s}
+        return {i: s for i, s in zip(ids, pool.map(now, (documents[i] for i in ids)), strict=True) if s}
 
 
-def split_by_document(counts: dict[str, int], batches: list[list[int]]) -> dict[str, int]:
+def split_by_document(counts: dict, batches: list[list[int]]) -> dict:
     """How many embedding calls carried text of each document, given the texts' order."""
-    owner: list[str] = [key for key, n in counts.items() for _ in range(n)]
+    owner = [key for key, n in counts.items() for _ in range(n)]
     calls = dict.fromkeys(counts, 0)
     for batch in batches:
         for key in {owner[i] for i in batch}:
@@ -109,18 +148,99 @@ def split_by_document(counts: dict[str, int], batches: list[list[int]]) -> dict[
     return calls
 
 
-def build_index_pipeline(
-    *,
-    source: dg.AssetsDefinition,
-    partitions_def: dg.PartitionsDefinition,
-    backfill_policy: dg.BackfillPolicy,
-    store_kind: str,
-    prefix: str = "",
-    group_name: str = "documents",
-) -> list[dg.AssetsDefinition]:
-    """chunks, embeddings and vector_index assets downstream of `source` (names get `prefix`)."""
-    common = dict(partitions_def=partitions_def, backfill_policy=backfill_policy, group_name=group_name)
-    chunks_name, embeddings_name, index_name = f"{prefix}chunks", f"{prefix}embeddings", f"{prefix}vector_index"
+def embed_documents(
+    embedder, cache: EmbeddingCache, chunk_lists: Sequence[list[Chunk]]
+) -> tuple[list[DocumentEmbeddings], EmbedStats, int]:
+    """One embedding pass over the chunks of several documents: their embeddings, the pass's
+    stats, and how many vectors came from the cache."""
+    texts = [c.text for cs in chunk_lists for c in cs]
+    vectors, stats, fresh = embed_with_cache(embedder, cache, texts)
+    calls = split_by_document({i: len(cs) for i, cs in enumerate(chunk_lists)}, stats.batches)
+    out, start = [], 0
+    for i, cs in enumerate(chunk_lists):
+        part = slice(start, start + len(cs))
+        start += len(cs)
+        embedded = int(fresh[part].sum())
+        out.append(DocumentEmbeddings(embedder.model_id, embedder.dimension, vectors[part], embedded, len(cs) - embedded, calls[i]))
+    return out, stats, int((~fresh).sum())
+
+
+def in_order(fn: Callable, items: Iterable, window: int) -> Iterator:
+    """fn over items, up to `window` at a time, results in order; never more than `window`
+    items taken ahead (a part is loaded only when there is room for it)."""
+    with ThreadPoolExecutor(max_workers=max(1, window)) as pool:
+        pending = []
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def document_outcome(doc: SourceDocument, status: str, chunks: list[Chunk], emb: DocumentEmbeddings) -> Outcome:
+    return Outcome(
+        status=status,
+        document_id=doc.ref.document_id,
+        tenant=doc.ref.tenant,
+        document_key=doc.document_key,
+        content_hash=doc.content_hash,
+        source_etag=doc.etag,
+        source_version=doc.version,
+        size_bytes=doc.size,
+        kind=doc.parsed.kind,
+        pages=doc.parsed.pages,
+        chunks=len(chunks),
+        tokens=sum(c.tokens for c in chunks),
+        embedding_calls=emb.calls,
+        embedded=emb.embedded,
+        cache_hits=emb.cache_hits,
+        vectors_written=len(chunks) if status == "ingested" else 0,
+        sidecar_fields=tuple(sorted(doc.metadata)),
+    )
+
+
+def lineage_record(outcomes: Sequence[Outcome], model: str, pipeline: str, deleted: int) -> dict:
+    """A document partition's record (it holds one document, or none once its object is gone)."""
+    if not outcomes:
+        return {"status": "superseded: deleted"}
+    (o,) = outcomes
+    record = {k: v for k, v in o.__dict__.items() if k not in ("sidecar_fields", "document_id")}
+    return {**record, "model": model, "pipeline": pipeline, **({"sidecar_fields": list(o.sidecar_fields)} if o.sidecar_fields else {})}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a source family's index steps are built and described."""
+
+    partitions_def: dg.PartitionsDefinition
+    backfill_policy: dg.BackfillPolicy
+    store_kind: str
+    prefix: str = ""
+    group_name: str = "documents"
+    embedder_key: str = "embedder"
+    store_key: str = "vector_store"
+    # Documents in files: HEAD each before its rows are written (not for records of a query).
+    check_source: bool = True
+    # A partition that owns all the documents under an index key prefix (a date's records):
+    # the ones it did not write this time are deleted.
+    owns: Callable[[str], str] | None = None
+    # partition metadata from its outcomes, the model, the pipeline and the rows deleted
+    describe: Callable[[Sequence[Outcome], str, str, int], dict] = lineage_record
+    parallel_parts: int = 1  # parts embedded at a time
+
+
+def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list[dg.AssetsDefinition]:
+    """chunks, embeddings and vector_index assets downstream of `source` (names get the
+    family's prefix)."""
+    common = dict(partitions_def=family.partitions_def, backfill_policy=family.backfill_policy, group_name=family.group_name)
+    chunks_name, embeddings_name, index_name = (f"{family.prefix}{n}" for n in ("chunks", "embeddings", "vector_index"))
+
+    def keep_form(context: dg.AssetExecutionContext, work_area: WorkArea, key: str, like, parts: Iterable[list]):
+        """A partition's new value in the form of its input: a list, or Parts in the work area."""
+        if isinstance(like, list):
+            return next(iter(parts), [])
+        return work_area.write_parts(context.asset_key, key, parts)
 
     @dg.asset(
         name=chunks_name,
@@ -129,62 +249,76 @@ def build_index_pipeline(
         kinds={"python"},
         **common,
     )
-    def chunks(context: dg.AssetExecutionContext, documents: dict, rag_config: RagConfig) -> dg.MaterializeResult:
+    def chunks(context: dg.AssetExecutionContext, documents: dict, rag_config: RagConfig, work_area: WorkArea) -> dg.MaterializeResult:
         """Token-aware, overlapping chunks of each document, with stable ids, pages and positions."""
-        out = {}
-        for key, doc in documents.items():
-            units = doc.parsed.units if doc is not None else []  # None: the object was gone when read
-            out[key] = chunk_units(
-                doc.ref.document_id if doc else "", units, max_tokens=rag_config.chunk_tokens, overlap=rag_config.chunk_overlap
-            )
-        total = sum(len(c) for c in out.values())
-        context.log.info(f"{total} chunks from {len(out)} document(s)")
-        return dg.MaterializeResult(
-            value=out,
-            metadata={
-                "batch_documents": len(out),
-                "batch_chunks": total,
-                "batch_tokens": sum(c.tokens for cs in out.values() for c in cs),
-            },
-        )
+        counts = {"documents": 0, "chunks": 0, "tokens": 0}
+
+        def chunked(items) -> Iterator[list]:
+            for part in parts_of(items):
+                out = [chunk_units(d.ref.document_id, d.parsed.units, max_tokens=rag_config.chunk_tokens, overlap=rag_config.chunk_overlap) for d in part]
+                counts["documents"] += len(part)
+                counts["chunks"] += sum(len(cs) for cs in out)
+                counts["tokens"] += sum(c.tokens for cs in out for c in cs)
+                yield out
+
+        out = {key: keep_form(context, work_area, key, items, chunked(items)) for key, items in documents.items()}
+        context.log.info(f"{counts['chunks']} chunks from {counts['documents']} document(s)")
+        return dg.MaterializeResult(value=out, metadata={f"batch_{k}": v for k, v in counts.items()})
 
     @dg.asset(
         name=embeddings_name,
         ins={"chunks": dg.AssetIn(chunks_name)},
         io_manager_key="work_io_manager",
         kinds={"python"},
+        required_resource_keys={family.embedder_key, "embedding_cache", "work_area"},
         **common,
     )
-    def embeddings(
-        context: dg.AssetExecutionContext, chunks: dict, embedder: Embedder, embedding_cache: EmbeddingCache
-    ) -> dg.MaterializeResult:
+    def embeddings(context: dg.AssetExecutionContext, chunks: dict) -> dg.MaterializeResult:
         """One vector per chunk, from the cache when the text was embedded before under this model."""
-        texts = [c.text for cs in chunks.values() for c in cs]
-        vectors, stats, fresh = embed_with_cache(embedder, embedding_cache, texts)
-        calls = split_by_document({key: len(cs) for key, cs in chunks.items()}, stats.batches)
-        out, start = {}, 0
-        for key, cs in chunks.items():
-            part = slice(start, start + len(cs))
-            start += len(cs)
-            embedded = int(fresh[part].sum())
-            out[key] = DocumentEmbeddings(
-                embedder.model_id, embedder.dimension, vectors[part], embedded, len(cs) - embedded, calls[key]
-            )
-        hits = int((~fresh).sum())
+        # Resources by key: a family may have its own embedder (required_resource_keys).
+        embedder = getattr(context.resources, family.embedder_key)
+        cache, work_area = context.resources.embedding_cache, context.resources.work_area
+        totals = {"vectors": 0, "hits": 0, "calls": 0, "retries": 0, "tokens": 0, "waited": 0.0}
+
+        def embed(chunk_lists: list) -> list[DocumentEmbeddings]:
+            return embed_documents(embedder, cache, chunk_lists)
+
+        def account(result) -> list[DocumentEmbeddings]:
+            out, stats, hits = result
+            totals["vectors"] += sum(len(e.vectors) for e in out)
+            totals["hits"] += hits
+            totals["calls"] += stats.calls
+            totals["retries"] += stats.retries
+            totals["tokens"] += stats.tokens
+            totals["waited"] += stats.seconds_waited
+            return out
+
+        out = {}
+        # Partitions in memory (documents) are embedded together: one pass fills the model's batches.
+        in_memory = [key for key, items in chunks.items() if isinstance(items, list)]
+        together = account(embed([cs for key in in_memory for cs in chunks[key]]))
+        for key in in_memory:
+            out[key], together = together[: len(chunks[key])], together[len(chunks[key]) :]
+        # Partitions in parts (a date's records): a few parts at a time.
+        for key, items in chunks.items():
+            if key not in out:
+                parts = (account(r) for r in in_order(embed, parts_of(items), family.parallel_parts))
+                out[key] = work_area.write_parts(context.asset_key, key, parts)
+        hits = totals["hits"]
         context.log.info(
-            f"{len(texts)} vectors: {len(texts) - hits} embedded in {stats.calls} call(s), {hits} from the cache"
-            + (f", {stats.retries} retried call(s)" if stats.retries else "")
+            f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), {hits} from the cache"
+            + (f", {totals['retries']} retried call(s)" if totals["retries"] else "")
         )
         return dg.MaterializeResult(
             value=out,
             metadata={
                 "model": embedder.model_id,
                 "dimension": embedder.dimension,
-                "batch_embedding_calls": stats.calls,
-                "batch_retries": stats.retries,
-                "batch_api_tokens": stats.tokens,
+                "batch_embedding_calls": totals["calls"],
+                "batch_retries": totals["retries"],
+                "batch_api_tokens": totals["tokens"],
                 "batch_cache_hits": hits,
-                "batch_seconds_waited": round(stats.seconds_waited, 3),
+                "batch_seconds_waited": round(totals["waited"], 3),
             },
         )
 
@@ -201,86 +335,116 @@ def build_index_pipeline(
                 ),
             )
         ],
-        kinds={store_kind},
+        kinds={family.store_kind},
         pool=INDEX_WRITERS,
+        required_resource_keys={family.store_key, family.embedder_key, "object_store", "rag_config"},
         **common,
     )
-    def vector_index(
-        context: dg.AssetExecutionContext,
-        documents: dict,
-        chunks: dict,
-        embeddings: dict,
-        vector_store: VectorStore,
-        object_store: ObjectStore,
-        rag_config: RagConfig,
-    ) -> dg.MaterializeResult:
-        """Each document's chunks and vectors in the vector store, replaced in one write per batch."""
-        first = next(iter(embeddings.values()))
-        model_id, dimension, pipeline = first.model_id, first.dimension, rag_config.pipeline
-        present = {key: doc for key, doc in documents.items() if doc is not None}
-        ids = {key: doc.ref.document_id for key, doc in present.items()}
-        before = vector_store.list_documents(model_id, dimension, document_ids=list(ids.values()))
-        changed = {key for key, doc in present.items() if not holds(before.get(ids[key]), doc, chunks[key], pipeline)}
-        # Under the pool's slot, nothing else writes these documents: what the source holds now
-        # is what a purge or a later run would act on. Rows of a version that is gone are not written.
-        moved = {key: "deleted" for key in documents.keys() - present.keys()}
-        moved.update(superseded(object_store, {k: documents[k] for k in changed}))
-        for key, what in sorted(moved.items()):
-            if key in present:
-                context.log.warning(f"{present[key].ref.uri}: {what} since it was read; not written (a newer run or the purge has it)")
-        write = sorted(changed - set(moved))
-        written = vector_store.replace_documents(
-            model_id, dimension, {ids[k]: document_rows(documents[k], chunks[k], embeddings[k], pipeline) for k in write}
-        )
-        after = vector_store.list_documents(model_id, dimension, document_ids=list(ids.values()))
-        mismatched = []
-        for key in documents.keys() - present.keys():
-            context.add_asset_metadata({"status": "superseded: deleted"}, partition_key=key)
-        for key, doc in present.items():
-            if key not in moved and not holds(after.get(ids[key]), doc, chunks[key], pipeline):
-                mismatched.append({"key": doc.ref.key, "expected_rows": len(chunks[key]), "found": repr(after.get(ids[key]))})
-            status = f"superseded: {moved[key]}" if key in moved else "ingested" if key in changed else "unchanged"
-            context.add_asset_metadata(
-                {
-                    "status": status,
-                    "tenant": doc.ref.tenant,
-                    "document_key": doc.ref.key,
-                    "content_hash": doc.content_hash,
-                    "source_etag": doc.etag,
-                    "source_version": doc.version,
-                    "size_bytes": doc.size,
-                    "kind": doc.parsed.kind,
-                    "pages": doc.parsed.pages,
-                    "chunks": len(chunks[key]),
-                    "tokens": sum(c.tokens for c in chunks[key]),
-                    "embedding_calls": embeddings[key].calls,
-                    "embedded": embeddings[key].embedded,
-                    "cache_hits": embeddings[key].cache_hits,
-                    "model": model_id,
-                    "pipeline": pipeline,
-                    "vectors_written": len(chunks[key]) if key in write else 0,
-                    **({"sidecar_fields": sorted(doc.metadata)} if doc.metadata else {}),
-                },
-                partition_key=key,
-            )
+    def vector_index(context: dg.AssetExecutionContext, documents: dict, chunks: dict, embeddings: dict) -> dg.MaterializeResult:
+        """Each document's chunks and vectors in the vector store, replaced in one write per
+        batch (or per part of a partition that has parts)."""
+        store, embedder = getattr(context.resources, family.store_key), getattr(context.resources, family.embedder_key)
+        object_store, pipeline = context.resources.object_store, context.resources.rag_config.pipeline
+        model_id, dimension = embedder.model_id, embedder.dimension
+        outcomes: dict[str, list[Outcome]] = {key: [] for key in documents}
+        mismatched, written, deleted = [], 0, dict.fromkeys(documents, 0)
+
+        expected: dict[str, tuple] = {}  # document id -> what the index must hold after the write
+
+        def write(group: list[tuple[str, SourceDocument, list[Chunk], DocumentEmbeddings]], before: Mapping) -> None:
+            """One write of a group of documents (partition key, document, chunks, embeddings),
+            against what the index held of them before it (all of it: absent = no rows)."""
+            nonlocal written
+            changed = {d.ref.document_id for _, d, cs, _ in group if not holds(before.get(d.ref.document_id), d, cs, pipeline)}
+            # Under the pool's slot nothing else writes these documents: what the source holds
+            # now is what a purge or a later run acts on. Rows of a version that is gone are not written.
+            moved = {}
+            if family.check_source:
+                moved = superseded(object_store, {d.ref.document_id: d for _, d, _, _ in group if d.ref.document_id in changed})
+            for doc_id, what in sorted(moved.items()):
+                context.log.warning(f"{doc_id}: {what} since it was read; not written (a newer run or the purge has it)")
+            rows = {
+                d.ref.document_id: document_rows(d, cs, emb, pipeline) for _, d, cs, emb in group if d.ref.document_id in changed - set(moved)
+            }
+            written += store.replace_documents(model_id, dimension, rows, held={i: before[i] for i in rows if i in before})
+            for key, doc, cs, emb in group:
+                doc_id = doc.ref.document_id
+                status = f"superseded: {moved[doc_id]}" if doc_id in moved else "ingested" if doc_id in rows else "unchanged"
+                outcomes[key].append(document_outcome(doc, status, cs, emb))
+                if doc_id not in moved:
+                    expected[doc_id] = expected_state(doc, cs, pipeline)
+
+        def check(after: Mapping, doc_ids: Iterable[str]) -> None:
+            """Read back: each document written or unchanged is held exactly as expected."""
+            for doc_id in doc_ids:
+                if held_state(after.get(doc_id)) != expected[doc_id]:
+                    mismatched.append({"document_id": doc_id, "expected": list(expected[doc_id]), "found": repr(after.get(doc_id))})
+
+        def aligned(key: str) -> Iterator[list]:
+            for docs, cs, embs in zip(parts_of(documents[key]), parts_of(chunks[key]), parts_of(embeddings[key]), strict=True):
+                yield [(key, d, c, e) for d, c, e in zip(docs, cs, embs, strict=True)]
+
+        def listed(doc_ids: list[str]) -> Mapping:
+            return store.list_documents(model_id, dimension, document_ids=doc_ids) if doc_ids else {}
+
+        # Partitions in memory are written together: one write per batch, read back by id.
+        group = [entry for key, items in documents.items() if isinstance(items, list) for part in aligned(key) for entry in part]
+        ids = [d.ref.document_id for _, d, _, _ in group]
+        write(group, listed(ids))
+        check(listed([i for i in ids if i in expected]), [i for i in ids if i in expected])
+        # Partitions in parts: a part a write. A partition that owns an index key prefix (a
+        # date's records) is listed once before and once after, by prefix, and what it holds
+        # but did not write this time is deleted.
+        for key, items in documents.items():
+            if isinstance(items, list):
+                continue
+            owned = family.owns(key) if family.owns else None
+            before = store.list_documents(model_id, dimension, key_prefix=owned) if owned is not None else None
+            mine = []
+            for part in aligned(key):
+                part_ids = [d.ref.document_id for _, d, _, _ in part]
+                if before is None:
+                    held = listed(part_ids)
+                else:  # what is not under the prefix may be under another (a record that moved dates)
+                    held = {**{i: before[i] for i in part_ids if i in before}, **listed([i for i in part_ids if i not in before])}
+                write(part, held)
+                mine += [i for i in part_ids if i in expected]
+                if owned is None:
+                    check(listed(part_ids), [i for i in part_ids if i in expected])
+            if owned is not None:
+                after = store.list_documents(model_id, dimension, key_prefix=owned)
+                check(after, mine)
+                kept = {o.document_id for o in outcomes[key]}
+                gone = [doc_id for doc_id in after if doc_id not in kept]
+                deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
+        for key in documents:
+            context.add_asset_metadata(family.describe(outcomes[key], model_id, pipeline, deleted[key]), partition_key=key)
+        every = [o for os in outcomes.values() for o in os]
+        changed_count = sum(o.status == "ingested" for o in every)
+        superseded_count = sum(o.status.startswith("superseded") for o in every)
         context.log.info(
-            f"{written} vectors written for {len(write)} document(s); {len(present) - len(changed)} unchanged"
-            + (f", {len(moved)} superseded" if moved else "")
+            f"{written} vectors written for {changed_count} document(s); {len(every) - changed_count - superseded_count} unchanged"
+            + (f", {superseded_count} superseded" if superseded_count else "")
+            + (f", {sum(deleted.values())} no longer in their partition deleted" if any(deleted.values()) else "")
         )
         # Batch-wide figures are named batch_*: each partition's own metadata is merged over
         # them and would shadow a shared name.
         return dg.MaterializeResult(
             metadata={
-                "batch_documents": len(documents),
-                "batch_documents_written": len(write),
-                "batch_documents_superseded": len(moved),
+                "batch_documents": len(every),
+                "batch_documents_written": changed_count,
+                "batch_documents_superseded": superseded_count,
+                "batch_documents_deleted": sum(deleted.values()),
                 "batch_vectors_written": written,
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name="rows_match_chunks",
                     passed=not mismatched,
-                    metadata={"documents_checked": len(documents) - len(moved), "mismatched": dg.MetadataValue.json(mismatched)},
+                    metadata={
+                        "documents_checked": len(every) - superseded_count,
+                        "mismatched": dg.MetadataValue.json(mismatched[:100]),
+                    },
                 )
             ],
         )

@@ -8,8 +8,10 @@ import io
 import logging
 import re
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 PDF_TYPES = {".pdf"}
 TEXT_TYPES = {".txt", ".md", ".markdown"}
@@ -67,12 +69,17 @@ def sanitize_text(text: str) -> str:
 PREFERRED_ENCODINGS = ("cp1252", "latin_1")
 
 
-def decode_text(name: str, data: bytes) -> str:
-    """Text in UTF-8, or in whatever encoding charset-normalizer finds (Windows-1252,
-    Latin-1, UTF-16 with a BOM, Shift-JIS, ...). Bytes no encoding fits are refused."""
+def detect_encoding(name: str, data: bytes, complete: bool = True) -> str:
+    """The encoding of text: UTF-8 (with or without a BOM), or whatever charset-normalizer
+    finds (Windows-1252, Latin-1, UTF-16 with a BOM, Shift-JIS, ...). `complete=False`: `data`
+    is the start of a longer stream (a character cut at its end is not an error). Raises
+    BadDocument for bytes no encoding fits."""
     try:
-        return data.decode("utf-8-sig")
+        data.decode("utf-8-sig")
+        return "utf-8-sig"
     except UnicodeDecodeError as e:
+        if not complete and e.start >= len(data) - 3 and e.reason == "unexpected end of data":
+            return "utf-8-sig"
         where = f"byte 0x{data[e.start]:02x} at offset {e.start}"
     from charset_normalizer import from_bytes
 
@@ -83,10 +90,16 @@ def decode_text(name: str, data: bytes) -> str:
     for encoding in PREFERRED_ENCODINGS:
         if any(encoding in m.could_be_from_charset for m in best):
             try:
-                return data.decode(encoding)
+                data.decode(encoding)
+                return encoding
             except UnicodeDecodeError:
                 continue
-    return str(matches[0])
+    return matches[0].encoding
+
+
+def decode_text(name: str, data: bytes) -> str:
+    """The text of a file in UTF-8 or another encoding (`detect_encoding`)."""
+    return data.decode(detect_encoding(name, data))
 
 
 _PYPDF_LOGGER_LOCK = threading.Lock()  # parse_pdf swaps the pypdf logger's handlers
@@ -170,6 +183,45 @@ def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
     if not units:
         raise BadDocument(name, f"CSV has no rows with text in {text_column!r}")
     return ParsedDocument(kind="csv", units=units)
+
+
+class _Prefixed(io.RawIOBase):
+    """A binary stream whose first bytes were read already (to detect the encoding)."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def stream_csv(name: str, stream: BinaryIO, columns: Sequence[str], sample: int = 1 << 16) -> Iterator[dict]:
+    """The rows of a CSV read from a binary stream a buffer at a time, never whole, in the
+    encoding its first `sample` bytes show. Raises BadDocument when a column is missing or
+    the file is not CSV text."""
+    head = stream.read(sample)
+    encoding = detect_encoding(name, head, complete=len(head) < sample)
+    text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, stream)), encoding=encoding, newline="")
+    reader = csv.DictReader(text)
+    try:
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            shown = ", ".join((reader.fieldnames or [])[:12]) or "none"
+            raise BadDocument(name, f"CSV has no column {', '.join(map(repr, missing))} (columns: {shown})")
+        yield from reader
+    except csv.Error as e:
+        raise BadDocument(name, f"malformed CSV at line {reader.line_num} ({e})") from None
+    except UnicodeDecodeError as e:
+        raise BadDocument(name, f"not {encoding} text past its first {sample} bytes ({e.reason})") from None
 
 
 def parse_document(name: str, data: bytes, *, csv_text_column: str = "formatted_text") -> ParsedDocument:

@@ -141,6 +141,20 @@ class RateLimiter:
             waited += delay
 
 
+_LIMITERS: dict[tuple, RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def process_limiter(model: str, requests_per_second: float, tokens_per_minute: float) -> RateLimiter:
+    """One limiter per process and model: every embedder of it (every thread, every family)
+    shares the provider's limits."""
+    with _LIMITERS_LOCK:
+        key = (model, requests_per_second, tokens_per_minute)
+        if key not in _LIMITERS:
+            _LIMITERS[key] = RateLimiter(requests_per_second, tokens_per_minute)
+        return _LIMITERS[key]
+
+
 def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: float = 30.0, jitter=random.random) -> float:
     """Seconds to wait before retry `attempt` (1-based): the server's Retry-After (or
     retry-after-ms) when it sent one, else exponential backoff with jitter."""
@@ -170,6 +184,7 @@ class OpenAIEmbedder(Embedder):
 
     _client = PrivateAttr(default=None)
     _limiter = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def model_id(self) -> str:
@@ -184,16 +199,17 @@ class OpenAIEmbedder(Embedder):
         return OPENAI_DIMENSIONS[self.model]
 
     def _get_client(self):
-        if self._client is None:
-            import openai
+        with self._lock:  # the parts of a date are embedded from several threads at once
+            if self._client is None:
+                import openai
 
-            self._client = openai.OpenAI(
-                api_key=self.api_key or os.environ.get("OPENAI_API_KEY"),
-                base_url=self.base_url or os.environ.get("OPENAI_BASE_URL") or None,
-                max_retries=0,  # retries are ours: they honour Retry-After and are counted
-                timeout=self.timeout_seconds,
-            )
-            self._limiter = RateLimiter(self.requests_per_second, self.tokens_per_minute)
+                self._client = openai.OpenAI(
+                    api_key=self.api_key or os.environ.get("OPENAI_API_KEY"),
+                    base_url=self.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                    max_retries=0,  # retries are ours: they honour Retry-After and are counted
+                    timeout=self.timeout_seconds,
+                )
+                self._limiter = process_limiter(self.model, self.requests_per_second, self.tokens_per_minute)
         return self._client
 
     def _request(self, batch: list[str], stats: EmbedStats, sleep: Callable[[float], None] = time.sleep):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 
@@ -99,6 +100,17 @@ class ObjectStore(dg.ConfigurableResource):
             return _file_object(uri, Path(uri).stat())
         except (FileNotFoundError, NotADirectoryError):
             return None
+
+    def open_stream(self, uri: str) -> BinaryIO:
+        """The object's bytes as a stream, read a buffer at a time (a large CSV export).
+        Raises FileNotFoundError when it does not exist."""
+        if uri.startswith("s3://"):
+            bucket, key = split_s3_uri(uri)
+            try:
+                return self._s3.get_object(Bucket=bucket, Key=key)["Body"]
+            except self._s3.exceptions.NoSuchKey:
+                raise FileNotFoundError(uri) from None
+        return open(uri, "rb")  # noqa: SIM115 - the caller closes it
 
     def read_optional(self, uri: str) -> tuple[bytes, StoredObject] | None:
         try:
