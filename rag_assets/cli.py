@@ -81,6 +81,119 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"  # `make dev`
+
+
+def _dagster_url(args: argparse.Namespace) -> str:
+    return args.url or os.environ.get("RAG_DAGSTER_URL") or DEFAULT_DAGSTER_URL
+
+
+def _date_range(start: str, end: str | None) -> list[str]:
+    """YYYY-MM-DD dates from start to end inclusive; ValueError with a message for people."""
+    import re
+    from datetime import date, timedelta
+
+    def parse(option: str, text: str) -> date:
+        try:
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                return date.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"{option} {text!r} is not a date: {exc}") from None
+        raise ValueError(f"{option} {text!r} is not a date (YYYY-MM-DD)")
+
+    first = parse("--start-date", start)
+    last = parse("--end-date", end) if end else first
+    if last < first:
+        raise ValueError(f"--end-date {last} is before --start-date {first}")
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _remote_error(command: str, exc: Exception) -> int:
+    from rag_assets.graphql_client import DagsterUnreachable
+
+    hint = " (is `make dev` running? else give --url or RAG_DAGSTER_URL)" if isinstance(exc, DagsterUnreachable) else ""
+    print(f"rag-assets {command}: {exc}{hint}", file=sys.stderr)
+    return 1
+
+
+def cmd_catchup(args: argparse.Namespace) -> int:
+    from rag_assets.graphql_client import DagsterAPIError, launch_backfill
+
+    try:
+        dates = _date_range(args.start_date, args.end_date)
+    except ValueError as exc:
+        print(f"rag-assets catchup: error: {exc}", file=sys.stderr)
+        return 2
+    job = f"{args.name}_catchup"
+    try:
+        backfill_id = launch_backfill(_dagster_url(args), job, dates)
+    except (DagsterAPIError, ValueError) as exc:
+        return _remote_error("catchup", exc)
+    if args.json:
+        print(json.dumps({"backfill_id": backfill_id, "partitions": dates}))
+    else:
+        span = dates[0] if len(dates) == 1 else f"{dates[0]}..{dates[-1]}"
+        print(backfill_id)
+        follow = f"rag-assets status {backfill_id} --wait"
+        print(f"{job}: {len(dates)} date(s) {span}; follow it with `{follow}`", file=sys.stderr)
+    return 0
+
+
+def _print_status(report: dict) -> None:
+    parts = report["partitions"]
+    print(f"{report['id']}: {report['status']}")
+    print(
+        f"  partitions: {parts['total']} total, {parts['done']} done, {parts['failed']} failed, "
+        f"{parts['in_progress']} in progress"
+    )
+    print(f"  records: {report['records']}")
+    for failure in report["failures"]:
+        print(f"  FAILED {failure['partition'] or '(backfill)'}: {failure['reason']}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rag_assets.graphql_client import CANCELED, FAILED, DagsterAPIError, status, wait
+
+    url = _dagster_url(args)
+    try:
+        if not args.wait:
+            report = status(url, args.id)
+        else:
+            from tqdm import tqdm
+
+            with tqdm(unit="partition", desc=args.id, file=sys.stderr, disable=None) as bar:
+                last_line = None
+
+                def progress(current: dict) -> None:
+                    nonlocal last_line
+                    parts = current["partitions"]
+                    line = (
+                        f"{current['status']}: {parts['done']} done, {parts['failed']} failed, "
+                        f"{parts['in_progress']} in progress of {parts['total']}"
+                    )
+                    if bar.disable:  # not a terminal: a line whenever something changed
+                        if line != last_line:
+                            print(f"{args.id} {line}", file=sys.stderr, flush=True)
+                    else:
+                        bar.total = parts["total"]
+                        bar.n = parts["done"] + parts["failed"]
+                        running = f"{current['status']}, {parts['failed']} failed, {parts['in_progress']} running"
+                        bar.set_postfix_str(running, refresh=True)
+                    last_line = line
+
+                report = wait(url, args.id, poll_seconds=args.poll_seconds, on_poll=progress)
+    except (DagsterAPIError, ValueError) as exc:
+        return _remote_error("status", exc)
+    except KeyboardInterrupt:
+        print(f"rag-assets status: stopped waiting (it goes on: rag-assets status {args.id})", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_status(report)
+    return 1 if args.wait and report["status"] in (FAILED, CANCELED) else 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,13 +209,32 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("-k", type=int, default=5)
     query.add_argument("--json", action="store_true")
     query.set_defaults(func=cmd_query)
+    url_help = (
+        f"the Dagster webserver (default RAG_DAGSTER_URL or {DEFAULT_DAGSTER_URL}); "
+        "RAG_DAGSTER_TOKEN, if set, is sent as a bearer token"
+    )
+    catchup = sub.add_parser("catchup", help="launch a backfill of the dates of one catchup source (job NAME_catchup)")
+    catchup.add_argument("name", metavar="NAME", help="the catchup source: its job is NAME_catchup")
+    catchup.add_argument("--start-date", required=True, metavar="YYYY-MM-DD")
+    catchup.add_argument("--end-date", metavar="YYYY-MM-DD", help="last date, inclusive (default: the start date)")
+    catchup.add_argument("--url", help=url_help)
+    catchup.add_argument("--json", action="store_true", help='print {"backfill_id": ID, "partitions": [DATES]}')
+    catchup.set_defaults(func=cmd_catchup, remote=True)
+    status = sub.add_parser("status", help="status of a backfill (or a run): partitions done/failed, records, failures")
+    status.add_argument("id", metavar="ID", help="a backfill id (from `catchup`) or a run id")
+    status.add_argument("--url", help=url_help)
+    status.add_argument("--json", action="store_true", help="print the status as one JSON document on stdout")
+    status.add_argument("--wait", action="store_true", help="poll until over; exit 1 if something failed or canceled")
+    status.add_argument("--poll-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+    status.set_defaults(func=cmd_status, remote=True)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _quiet()
-    ensure_dagster_home()
+    if not getattr(args, "remote", False):  # catchup and status only talk to a webserver
+        ensure_dagster_home()
     return args.func(args)
 
 

@@ -1,0 +1,298 @@
+"""`rag-assets catchup` and `rag-assets status` against a real `dagster dev` (webserver and
+daemon), serving the stand-in catchup source of graphql_fixture/definitions.py: demo_catchup
+over 2025-01-01..04, where 2025-01-03 fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from rag_assets import graphql_client
+from rag_assets.settings import INSTANCE_YAML
+from rag_assets_tests.conftest import free_port
+from rag_assets_tests.graphql_fixture.definitions import FAILING_DATE, FAILURE_TEXT
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "rag_assets.cli"]
+DATES = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
+GOOD_RECORDS = 1 + 2 + 4  # demo_vector_index records the day of the month; the 3rd fails
+TOKEN = "s3cret-token"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAG_DAGSTER_URL", graphql_client.TOKEN_ENV)}
+    return {**env, **extra}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = env or cli_env()
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """dagster dev, its webserver, daemon, code server and run workers: the whole process group."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dagster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = home / "dagster_dev.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("dagster")),
+                "dev",
+                "-h", "127.0.0.1",
+                "-p", str(port),
+                "-m", "rag_assets_tests.graphql_fixture.definitions",
+                "-d", str(REPO),
+            ],
+            cwd=home,
+            env={**cli_env(), "DAGSTER_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to be killed as one
+        )
+    try:
+        _wait_until_loaded(url, proc, log_path)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _wait_until_loaded(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"dagster dev exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
+        try:
+            workspace = graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"]
+            entries = workspace.get("locationEntries") or []
+            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
+                if errors:
+                    pytest.fail(f"the fixture's code location failed to load: {errors[0]['locationOrLoadError']}")
+                return
+            problem = f"locations: {[(e['name'], e['loadStatus']) for e in entries]}"
+        except graphql_client.DagsterUnreachable as exc:
+            problem = str(exc)
+        time.sleep(0.5)
+    pytest.fail(f"dagster dev at {url} not ready after {timeout:g} s ({problem}):\n{log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def launched(dagster_url: str) -> Iterator[dict]:
+    """`catchup demo` over DATES, and `status ID --wait --json` started on it (it runs while the
+    quicker tests go on; test_wait_reports_the_failed_date collects it)."""
+    done = run_cli("catchup", "demo", "--start-date", DATES[0], "--end-date", DATES[-1], "--url", dagster_url, "--json")
+    assert done.returncode == 0, done.stderr
+    launch = json.loads(done.stdout)
+    waiter = subprocess.Popen(
+        [*CLI, "status", launch["backfill_id"], "--wait", "--json", "--url", dagster_url, "--poll-seconds", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        cwd=REPO,
+    )
+    state = {"launch": launch, "stdout": done.stdout, "waiter": waiter, "final": None}
+    yield state
+    if waiter.poll() is None:
+        waiter.kill()
+        waiter.wait()
+
+
+def finished(launched: dict) -> tuple[int, dict, str]:
+    """Exit code, final JSON and stderr of the `status --wait` process (waited for once)."""
+    if launched["final"] is None:
+        out, err = launched["waiter"].communicate(timeout=300)
+        launched["final"] = (launched["waiter"].returncode, json.loads(out), err)
+    return launched["final"]
+
+
+def test_catchup_prints_backfill_id_and_dates(launched):
+    assert set(launched["launch"]) == {"backfill_id", "partitions"}
+    assert launched["launch"]["partitions"] == DATES
+    assert launched["stdout"].count("\n") == 1  # exactly one JSON document
+    assert launched["launch"]["backfill_id"]
+
+
+def test_status_while_it_runs_has_the_shape(launched, dagster_url):
+    now = run_cli("status", launched["launch"]["backfill_id"], "--url", dagster_url, "--json")
+    assert now.returncode == 0, now.stderr
+    report = json.loads(now.stdout)
+    assert set(report) == {"id", "status", "partitions", "records", "failures"}
+    assert set(report["partitions"]) == {"total", "done", "failed", "in_progress"}
+    assert report["id"] == launched["launch"]["backfill_id"] and report["partitions"]["total"] == 4
+    assert report["status"] in {"REQUESTED", "IN_PROGRESS", "FAILED"}
+
+
+def test_unknown_job_and_partitions_and_ids_are_clear_errors(launched, dagster_url):
+    unknown = run_cli("catchup", "nope", "--start-date", "2025-01-01", "--url", dagster_url)
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert "no job named 'nope_catchup'" in unknown.stderr and "demo_catchup" in unknown.stderr  # names what is there
+
+    before_start = run_cli("catchup", "demo", "--start-date", "2024-12-31", "--url", dagster_url)
+    assert before_start.returncode == 1
+    assert "PartitionKeysNotFoundError" in before_start.stderr and "2024-12-31" in before_start.stderr
+
+    with pytest.raises(graphql_client.DagsterAPIError, match="nope_catchup"):
+        graphql_client.launch_backfill(dagster_url, "nope_catchup", ["2025-01-01"])
+
+    missing = run_cli("status", "no-such-id", "--url", dagster_url)
+    assert missing.returncode == 1 and "no backfill and no run with id 'no-such-id'" in missing.stderr
+
+
+def test_bad_dates_exit_2():
+    for args in (
+        ["--start-date", "2025-13-01"],
+        ["--start-date", "01/02/2025"],
+        ["--start-date", "2025-01-05", "--end-date", "2025-01-04"],
+    ):
+        bad = run_cli("catchup", "demo", *args, "--url", "http://127.0.0.1:9")
+        assert bad.returncode == 2, (args, bad.stderr)
+        assert "date" in bad.stderr and bad.stdout == ""
+    missing = run_cli("catchup", "demo")
+    assert missing.returncode == 2 and "--start-date" in missing.stderr
+
+
+def test_a_wrong_url_exits_1_naming_it():
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    for args in (["catchup", "demo", "--start-date", "2025-01-01"], ["status", "abcdefgh"]):
+        done = run_cli(*args, "--url", url)
+        assert done.returncode == 1, done.stderr
+        assert url in done.stderr and "cannot reach" in done.stderr and "Traceback" not in done.stderr
+    by_env = run_cli("status", "abcdefgh", env=cli_env(RAG_DAGSTER_URL=url))
+    assert by_env.returncode == 1 and url in by_env.stderr
+
+
+class _RecordingProxy(BaseHTTPRequestHandler):
+    """An authenticating proxy in front of the webserver: 401 without `Bearer TOKEN`."""
+
+    upstream = ""
+    seen: list[str | None] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        auth = self.headers.get("Authorization")
+        self.seen.append(auth)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if auth != f"Bearer {TOKEN}":
+            self._reply(401, b"unauthorized", "text/plain")
+            return
+        answer = requests.post(self.upstream + self.path, data=body, headers={"Content-Type": "application/json"})
+        self._reply(answer.status_code, answer.content, answer.headers.get("Content-Type", "application/json"))
+
+    def _reply(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_token_is_sent_as_a_bearer_header(launched, dagster_url):
+    assert graphql_client.auth_headers({graphql_client.TOKEN_ENV: TOKEN}) == {"Authorization": f"Bearer {TOKEN}"}
+    assert graphql_client.auth_headers({}) == {}
+
+    handler = type("Proxy", (_RecordingProxy,), {"upstream": dagster_url, "seen": []})
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    try:
+        backfill_id = launched["launch"]["backfill_id"]
+        through = run_cli("status", backfill_id, "--url", proxy_url, "--json", env=cli_env(RAG_DAGSTER_TOKEN=TOKEN))
+        assert through.returncode == 0, through.stderr
+        assert json.loads(through.stdout)["id"] == backfill_id
+        assert handler.seen and set(handler.seen) == {f"Bearer {TOKEN}"}
+
+        refused = run_cli("status", backfill_id, "--url", proxy_url)
+        assert refused.returncode == 1
+        assert "401" in refused.stderr and proxy_url in refused.stderr
+        assert handler.seen[-1] is None
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_wait_reports_the_failed_date(launched):
+    code, final, stderr = finished(launched)
+    assert code == 1, stderr  # a date failed
+    assert final == {
+        "id": launched["launch"]["backfill_id"],
+        "status": "FAILED",
+        "partitions": {"total": 4, "done": 3, "failed": 1, "in_progress": 0},
+        "records": GOOD_RECORDS,
+        "failures": [{"partition": FAILING_DATE, "reason": f"demo_embeddings: RuntimeError: {FAILURE_TEXT}"}],
+    }
+    assert "3 done, 1 failed" in stderr  # the progress lines
+
+
+def test_human_readable_status(launched, dagster_url):
+    finished(launched)
+    shown = run_cli("status", launched["launch"]["backfill_id"], "--url", dagster_url)
+    assert shown.returncode == 0, shown.stderr  # without --wait: the status was read, whatever it is
+    assert f"{launched['launch']['backfill_id']}: FAILED" in shown.stdout
+    assert "4 total, 3 done, 1 failed, 0 in progress" in shown.stdout
+    assert f"records: {GOOD_RECORDS}" in shown.stdout
+    assert f"FAILED {FAILING_DATE}: demo_embeddings: RuntimeError: {FAILURE_TEXT}" in shown.stdout
+
+
+def test_status_of_a_run_id(launched, dagster_url):
+    finished(launched)
+    runs = graphql_client.execute(
+        dagster_url,
+        graphql_client.RUNS_QUERY,
+        {"filter": {"tags": [{"key": "dagster/backfill", "value": launched["launch"]["backfill_id"]}]}},
+    )["runsOrError"]["results"]
+    run_of = {tag["value"]: run["runId"] for run in runs for tag in run["tags"] if tag["key"] == "dagster/partition"}
+    assert sorted(run_of) == DATES
+
+    failed = run_cli("status", run_of[FAILING_DATE], "--wait", "--json", env=cli_env(RAG_DAGSTER_URL=dagster_url))
+    assert failed.returncode == 1, failed.stderr
+    assert json.loads(failed.stdout) == {
+        "id": run_of[FAILING_DATE],
+        "status": "FAILED",
+        "partitions": {"total": 1, "done": 0, "failed": 1, "in_progress": 0},
+        "records": 0,
+        "failures": [{"partition": FAILING_DATE, "reason": f"demo_embeddings: RuntimeError: {FAILURE_TEXT}"}],
+    }
+    good = graphql_client.wait(dagster_url, run_of["2025-01-02"], poll_seconds=0.5, timeout=30)
+    assert good == {
+        "id": run_of["2025-01-02"],
+        "status": "COMPLETED",
+        "partitions": {"total": 1, "done": 1, "failed": 0, "in_progress": 0},
+        "records": 2,
+        "failures": [],
+    }
