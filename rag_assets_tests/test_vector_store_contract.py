@@ -1246,6 +1246,12 @@ def test_pinecone_list_documents_pages_ids_and_fetches_at_most_100(pc_store, pin
     assert pc_store.list_documents(model, DIM, some) == {d: indexed(docs[d]) for d in some}
     prefixes = [r["query"]["prefix"][0] for r in pinecone_server.requests[start:] if r["path"] == "/vectors/list"]
     assert sorted(prefixes) == sorted(document_prefix(model, d) for d in some)
+    # Many documents of a small namespace: the whole namespace's ids (3 pages), not 120 listings.
+    many = sorted(docs)[:120]
+    start = len(pinecone_server.requests)
+    assert pc_store.list_documents(model, DIM, many) == {d: indexed(docs[d]) for d in many}
+    lists = [r for r in pinecone_server.requests[start:] if r["path"] == "/vectors/list"]
+    assert len(lists) == 3 and all("prefix" not in r["query"] for r in lists)
 
 
 def test_pinecone_index_host_api_key_and_metric(pinecone_server, monkeypatch, tmp_path):

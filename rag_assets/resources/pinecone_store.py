@@ -284,6 +284,12 @@ class PineconeStore(VectorStore):
             if not token:
                 return ids
 
+    @staticmethod
+    def _namespace_sizes(index) -> dict[str, int]:
+        """Vectors per namespace (describe_index_stats; the default namespace as "")."""
+        namespaces = index.describe_index_stats().namespaces or {}
+        return {("" if ns in DEFAULT_NAMESPACES else ns): int(getattr(s, "vector_count", 0) or 0) for ns, s in namespaces.items()}
+
     def _namespaces(self, index, tenant: str | None) -> list[str]:
         """The namespaces to list: the fixed one, `tenant`'s, or (a pattern and no tenant) every
         namespace of the index that matches the pattern (from describe_index_stats)."""
@@ -415,16 +421,25 @@ class PineconeStore(VectorStore):
         index = self._open(model_id, dimension)
         groups: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (namespace, prefix) -> (id, state, chunk)
         with self._pool() as pool:
-            if document_ids is not None:  # list by each document's prefix
+            if document_ids is not None:  # by each document's prefix, or the whole namespace when cheaper
                 wanted = sorted(set(document_ids))
                 if tenant is not None and self.per_tenant:
                     wanted = [d for d in wanted if self._namespace_of_document(d) == self.namespace_for(tenant)]
-
-                def by_prefix(doc_id: str) -> tuple[str, list[str]]:
-                    namespace = self._namespace_of_document(doc_id)
-                    return namespace, self._list_ids(index, document_prefix(model_id, doc_id), namespace)
-
-                listings = list(pool.map(by_prefix, wanted))
+                by_namespace: dict[str, list[str]] = {}
+                for doc_id in wanted:
+                    by_namespace.setdefault(self._namespace_of_document(doc_id), []).append(doc_id)
+                sizes = self._namespace_sizes(index) if any(len(d) > 10 for d in by_namespace.values()) else {}
+                listings = []
+                for namespace, docs in by_namespace.items():
+                    # A page of 100 ids a call for the whole namespace, against a call a document.
+                    if len(docs) > 10 and sizes.get(namespace, 0) / 100 < len(docs):
+                        prefixes = {document_prefix(model_id, d) for d in docs}
+                        ids = [v for v in self._list_ids(index, None, namespace) if v[: PREFIX_CHARS + 1] in prefixes]
+                        listings.append((namespace, ids))
+                    else:
+                        listings += pool.map(
+                            lambda d, ns=namespace: (ns, self._list_ids(index, document_prefix(model_id, d), ns)), docs
+                        )
             else:  # list every id of the namespace(s), whatever its model
                 namespaces = self._namespaces(index, tenant)
                 listings = list(zip(namespaces, pool.map(lambda ns: self._list_ids(index, None, ns), namespaces)))

@@ -352,17 +352,22 @@ class LanceDBStore(VectorStore):
         if table is None:
             return {}
         conditions = []
-        if document_ids is not None:
-            conditions.append(f"document_id IN ({', '.join(sql_quote(d) for d in document_ids)})")
         if tenant is not None:
             conditions.append(f"tenant = {sql_quote(tenant)}")
         if key_prefix:  # "" matches every key: no condition
             conditions.append(f"document_key LIKE {sql_quote(_like_escape(key_prefix) + '%')} ESCAPE '\\'")
         columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
-        scan = table.search().select(columns).limit(None)
-        if conditions:
-            scan = scan.where(" AND ".join(conditions))
-        found = scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
+        ids = list(document_ids) if document_ids is not None else [None]
+        found = []
+        for start in range(0, len(ids), 2_000):  # many ids: a scan per 2,000, not one huge IN list
+            part = ids[start : start + 2_000]
+            where = list(conditions)
+            if document_ids is not None:
+                where.append(f"document_id IN ({', '.join(sql_quote(d) for d in part)})")
+            scan = table.search().select(columns).limit(None)
+            if where:
+                scan = scan.where(" AND ".join(where))
+            found += scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
         if key_prefix:  # belt and braces: a listing for deletions must never admit another key
             found = [r for r in found if r["document_key"].startswith(key_prefix)]
         return group_documents(found)
