@@ -392,31 +392,25 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         ids = [d.ref.document_id for _, d, _, _ in group]
         write(group, listed(ids))
         check(listed([i for i in ids if i in expected]), [i for i in ids if i in expected])
-        # Partitions in parts: a part a write. A partition that owns an index key prefix (a
-        # date's records) is listed once before and once after, by prefix, and what it holds
-        # but did not write this time is deleted.
+        # Partitions in parts: listed once before (all their documents: a store lists many ids
+        # its own cheapest way) and once after, written a part at a time. A partition that owns
+        # an index key prefix (a date's records) deletes what it holds there but did not write.
         for key, items in documents.items():
             if isinstance(items, list):
                 continue
-            owned = family.owns(key) if family.owns else None
-            before = store.list_documents(model_id, dimension, key_prefix=owned) if owned is not None else None
-            mine = []
+            ids = [d.ref.document_id for part in parts_of(items) for d in part]
+            before = listed(ids)
             for part in aligned(key):
-                part_ids = [d.ref.document_id for _, d, _, _ in part]
-                if before is None:
-                    held = listed(part_ids)
-                else:  # what is not under the prefix may be under another (a record that moved dates)
-                    held = {**{i: before[i] for i in part_ids if i in before}, **listed([i for i in part_ids if i not in before])}
-                write(part, held)
-                mine += [i for i in part_ids if i in expected]
-                if owned is None:
-                    check(listed(part_ids), [i for i in part_ids if i in expected])
-            if owned is not None:
-                after = store.list_documents(model_id, dimension, key_prefix=owned)
-                check(after, mine)
-                kept = {o.document_id for o in outcomes[key]}
-                gone = [doc_id for doc_id in after if doc_id not in kept]
-                deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
+                write(part, before)
+            mine = [i for i in ids if i in expected]
+            if family.owns is None:
+                check(listed(mine), mine)
+                continue
+            after = store.list_documents(model_id, dimension, key_prefix=family.owns(key))
+            check(after, mine)
+            kept = set(ids)
+            gone = [doc_id for doc_id in after if doc_id not in kept]
+            deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
         for key in documents:
             context.add_asset_metadata(family.describe(outcomes[key], model_id, pipeline, deleted[key]), partition_key=key)
         every = [o for os in outcomes.values() for o in os]
