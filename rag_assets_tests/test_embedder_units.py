@@ -172,3 +172,26 @@ def test_empty_input(cache):
 )
 def test_split_by_document(counts, batches, expected):
     assert split_by_document(counts, batches) == expected
+
+
+@pytest.mark.parametrize(
+    "spec, kind, model_id, dimension",
+    [
+        ("local:all-MiniLM-L6-v2", "LocalEmbedder", "local:all-MiniLM-L6-v2", 384),
+        ("openai:text-embedding-3-small", "OpenAIEmbedder", "openai:text-embedding-3-small", 1536),
+        ("openai:text-embedding-3-small@256", "OpenAIEmbedder", "openai:text-embedding-3-small@256", 256),
+    ],
+)
+def test_embedder_specs(spec, kind, model_id, dimension):
+    from rag_assets.resources.embedders import embedder_from_spec
+
+    embedder = embedder_from_spec(spec)
+    assert (type(embedder).__name__, embedder.model_id, embedder.dimension) == (kind, model_id, dimension)
+
+
+@pytest.mark.parametrize("spec", ["openai:text-embedding-3-small@big", "cohere:x", "local:", "nothing"])
+def test_bad_embedder_specs(spec):
+    from rag_assets.resources.embedders import embedder_from_spec
+
+    with pytest.raises(ValueError, match="RAG_EMBEDDER="):
+        embedder_from_spec(spec)

@@ -248,13 +248,25 @@ class OpenAIEmbedder(Embedder):
 
 
 def embedder_from_spec(spec: str) -> Embedder:
-    """`local:MODEL_OR_PATH` or `openai:MODEL` (RAG_EMBEDDER)."""
+    """`local:MODEL_OR_PATH`, `openai:MODEL` or `openai:MODEL@DIMENSIONS` (RAG_EMBEDDER; the
+    text-embedding-3 models give shorter vectors when asked)."""
     kind, _, model = spec.partition(":")
     if kind == "local" and model:
         return LocalEmbedder(model=model)
     if kind == "openai" and model:
-        return OpenAIEmbedder(model=model)
-    raise ValueError(f"RAG_EMBEDDER={spec!r}: use local:all-MiniLM-L6-v2, local:/path/to/model or openai:MODEL")
+        name, _, dimensions = model.partition("@")
+        if dimensions and not dimensions.isdigit():
+            raise ValueError(f"RAG_EMBEDDER={spec!r}: the dimensions after @ are a number")
+        return OpenAIEmbedder(
+            model=name,
+            dimensions=int(dimensions) if dimensions else None,
+            # The account's limits (OpenAI's usage tiers differ): the catchup pipeline's by default.
+            requests_per_second=float(os.environ.get("RAG_OPENAI_REQUESTS_PER_SECOND") or 20),
+            tokens_per_minute=float(os.environ.get("RAG_OPENAI_TOKENS_PER_MINUTE") or 1_000_000),
+        )
+    raise ValueError(
+        f"RAG_EMBEDDER={spec!r}: use local:all-MiniLM-L6-v2, local:/path/to/model, openai:MODEL or openai:MODEL@DIMENSIONS"
+    )
 
 
 class EmbeddingCache(dg.ConfigurableResource):
