@@ -1,16 +1,20 @@
-"""A real `dagster-daemon` following a moto bucket (through SQS events or by listing), and
-the measure of convergence: what still separates the index from the bucket. Used by the
-fault suite (test_faults.py) and benchmarks/convergence.py."""
+"""Real Dagster processes for end-to-end tests: `dagster-daemon` following a moto bucket
+(through SQS events or by listing), `dagster dev` (webserver + daemon) for the GraphQL API,
+and the measure of convergence: what still separates the index from the bucket. Used by the
+fault suite, the GraphQL and catchup tests, and benchmarks/convergence.py."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -79,6 +83,59 @@ class Daemon:
 
     def read_log(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """A process and everything it started (its own process group): SIGTERM, then SIGKILL."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@contextmanager
+def dagster_dev(home: Path, port: int, module: str, env: dict, timeout: float = 180) -> Iterator[str]:
+    """`dagster dev` (webserver + daemon) serving `module` on 127.0.0.1:port, DAGSTER_HOME
+    `home` with the project's instance settings; yields its URL once the code is loaded."""
+    from rag_assets import graphql_client
+    from rag_assets.settings import INSTANCE_YAML
+
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
+    url, log_path = f"http://127.0.0.1:{port}", home / "dagster_dev.log"
+    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(port), "-m", module, "-d", str(REPO)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, cwd=home, env={**env, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline, problem = time.monotonic() + timeout, "no answer"
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"dagster dev exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"dagster dev at {url} not ready after {timeout:g} s ({problem}):\n{log_path.read_text()[-4000:]}")
+            try:
+                entries = graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"].get("locationEntries") or []
+                if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                    errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
+                    if errors:
+                        raise AssertionError(f"the code location failed to load: {errors[0]['locationOrLoadError']}")
+                    break
+                problem = f"locations: {[(e['name'], e['loadStatus']) for e in entries]}"
+            except graphql_client.DagsterUnreachable as exc:
+                problem = str(exc)
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_group(proc)
 
 
 def drift(source_uri: str, store, model_id: str, dimension: int, pipeline: str) -> list[str]:

@@ -41,6 +41,13 @@ def test_the_shipped_example_loads_and_reads_the_samples():
     assert set(sources) == {"exports", "tickets"}
     assert Path(sources["exports"].location("2025-01-02")).is_file()
     assert sources["tickets"].tenant_column == "tenant" and sources["exports"].tenant == "acme"
+    defs = build_definitions(Settings.from_env({"RAG_CATCHUP_CONFIG": str(REPO / "catchup.yaml")}))
+    dates = defs.resolve_assets_def("exports_vector_index").partitions_def.get_partition_keys()
+    assert dates == ["2025-01-01", "2025-01-02", "2025-01-03"]  # start_date to end_date, both included
+    assert {s.name: s.default_status for s in defs.schedules if s.name.endswith("_daily")} == {
+        "exports_daily": dg.DefaultScheduleStatus.STOPPED,
+        "tickets_daily": dg.DefaultScheduleStatus.STOPPED,
+    }
 
 
 @pytest.mark.parametrize(
@@ -289,3 +296,35 @@ def test_a_source_with_its_own_pinecone_namespace_and_openai_model(rag_env, inst
         assert max(sum(1 for t in calls if s <= t < s + 1.0) for s in calls) <= 21  # one limiter across the parts
         assert elapsed >= 42 / 20
         assert not (tmp_path / "rag" / "index").exists()  # nothing went to the default index
+
+
+@pytest.mark.slow
+def test_a_date_range_launched_and_watched_over_graphql(rag_env, tmp_path, monkeypatch):
+    """What /process and /status were: `rag-assets catchup` launches a backfill on a real
+    `dagster dev`, `rag-assets status --wait` follows it to the end; a date without its export
+    fails by name and the others land."""
+    import os
+    import subprocess
+    import sys
+
+    from rag_assets_tests.conftest import free_port
+    from rag_assets_tests.live import dagster_dev
+
+    for day, n in (("2025-01-01", 3), ("2025-01-03", 2)):  # 2025-01-02's export is missing
+        write_csv(tmp_path / "news" / f"{day}.csv", [{"id": f"{day}-{i}", "formatted_text": f"News {i} of {day} about harbours."} for i in range(n)])
+    monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"news": csv_source("news/{date}.csv")})))
+
+    def cli(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "rag_assets.cli", *args, "--json"], capture_output=True, text=True, timeout=600)
+        return {"code": done.returncode, **json.loads(done.stdout or "{}"), "stderr": done.stderr}
+
+    with dagster_dev(tmp_path / "dagster_home", free_port(), "rag_assets.definitions", os.environ.copy()) as url:
+        launched = cli("catchup", "news", "--start-date", "2025-01-01", "--end-date", "2025-01-03", "--url", url)
+        assert launched["code"] == 0 and launched["partitions"] == ["2025-01-01", "2025-01-02", "2025-01-03"], launched
+        final = cli("status", launched["backfill_id"], "--wait", "--url", url)
+    assert final["code"] == 1 and final["status"] == "FAILED", final
+    assert final["partitions"] == {"total": 3, "done": 2, "failed": 1, "in_progress": 0}
+    assert final["records"] == 5
+    (failure,) = final["failures"]
+    assert failure["partition"] == "2025-01-02" and "no export for 2025-01-02" in failure["reason"]
+    assert {h.key for h in search("news about harbours", "acme")} == {f"news/{d}/{d}-{i}" for d, n in (("2025-01-01", 3), ("2025-01-03", 2)) for i in range(n)}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -20,8 +18,8 @@ import pytest
 import requests
 
 from rag_assets import graphql_client
-from rag_assets.settings import INSTANCE_YAML
 from rag_assets_tests.conftest import free_port
+from rag_assets_tests.live import dagster_dev
 from rag_assets_tests.graphql_fixture.definitions import FAILING_DATE, FAILURE_TEXT
 
 pytestmark = pytest.mark.slow
@@ -43,70 +41,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """dagster dev, its webserver, daemon, code server and run workers: the whole process group."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def dagster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = home / "dagster_dev.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("dagster")),
-                "dev",
-                "-h", "127.0.0.1",
-                "-p", str(port),
-                "-m", "rag_assets_tests.graphql_fixture.definitions",
-                "-d", str(REPO),
-            ],
-            cwd=home,
-            env={**cli_env(), "DAGSTER_HOME": str(home)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, to be killed as one
-        )
-    try:
-        _wait_until_loaded(url, proc, log_path)
+    with dagster_dev(home, free_port(), "rag_assets_tests.graphql_fixture.definitions", cli_env()) as url:
         yield url
-    finally:
-        _stop(proc)
-
-
-def _wait_until_loaded(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    problem = "no answer"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
-        try:
-            workspace = graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"]
-            entries = workspace.get("locationEntries") or []
-            if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
-                if errors:
-                    pytest.fail(f"the fixture's code location failed to load: {errors[0]['locationOrLoadError']}")
-                return
-            problem = f"locations: {[(e['name'], e['loadStatus']) for e in entries]}"
-        except graphql_client.DagsterUnreachable as exc:
-            problem = str(exc)
-        time.sleep(0.5)
-    pytest.fail(f"dagster dev at {url} not ready after {timeout:g} s ({problem}):\n{log_path.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ For each source NAME of the catchup file (RAG_CATCHUP_CONFIG, default ./catchup.
 
 
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -95,8 +96,8 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
     sources = load_catchup_config(settings.catchup_config)
     assets, jobs, schedules, resources = [], [], [], {}
     for name, source in sources.items():
-        end = source.end_date.isoformat() if source.end_date else None
-        partitions_def = dg.DailyPartitionsDefinition(start_date=source.start_date.isoformat(), end_date=end, end_offset=1 if end else 0)
+        end = (source.end_date + timedelta(days=1)).isoformat() if source.end_date else None  # Dagster's end is exclusive
+        partitions_def = dg.DailyPartitionsDefinition(start_date=source.start_date.isoformat(), end_date=end)
         store_key, embedder_key = "vector_store", "embedder"
         if source.index_uri:
             store_key = f"{name}_vector_store"
