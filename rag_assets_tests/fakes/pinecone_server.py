@@ -29,6 +29,8 @@ Faults (``fail_next``) and recording (``requests``) as in ``_base.FakeJSONServer
 from __future__ import annotations
 
 import base64
+import bisect
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,11 +68,23 @@ class FakeIndex:
     metric: str = "cosine"
     host: str = ""
     namespaces: dict[str, dict[str, Record]] = field(default_factory=dict)
+    version: int = 0  # bumped by every upsert and delete
+    _sorted: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     def ns(self, name: Any, create: bool = False) -> dict[str, Record]:
         """Records of namespace ``name`` (``None`` / ``"__default__"`` mean ``""``)."""
         key = "" if name in (None, "__default__") else str(name)
         return self.namespaces.setdefault(key, {}) if create else self.namespaces.get(key, {})
+
+    def sorted_ids(self, name: Any) -> list[str]:
+        """The ids of namespace ``name`` in order, sorted once per change: paging through a
+        namespace costs a page a call, as on the real service, not a sort of it."""
+        key = "" if name in (None, "__default__") else str(name)
+        version = self.version
+        cached = self._sorted.get(key)
+        if cached is None or cached[0] != version:
+            cached = self._sorted[key] = (version, sorted(self.ns(key)))
+        return cached[1]
 
 
 class FakePineconeServer(FakeJSONServer):
@@ -191,6 +205,7 @@ class FakePineconeServer(FakeJSONServer):
         records = [check_vector(v, idx.dimension, idx.metric) for v in vectors]
         ns = idx.ns(body.get("namespace"), create=True)
         ns.update((r["id"], r) for r in records)
+        idx.version += 1
         return {"upsertedCount": len(records)}
 
     def _query(self, idx: FakeIndex, req: Request) -> Any:
@@ -228,6 +243,7 @@ class FakePineconeServer(FakeJSONServer):
     def _delete(self, idx: FakeIndex, req: Request) -> Any:
         body = _body(req)
         ns = idx.ns(body.get("namespace"))
+        idx.version += 1
         if body.get("filter") is not None:
             if not self.delete_by_filter:
                 raise BadRequest(
@@ -258,7 +274,9 @@ class FakePineconeServer(FakeJSONServer):
         except ValueError:
             raise BadRequest("paginationToken: invalid") from None
         prefix = q.get("prefix", "")
-        ids = sorted(v for v in idx.ns(q.get("namespace")) if v.startswith(prefix) and v > after)
+        every = idx.sorted_ids(q.get("namespace"))
+        start = max(bisect.bisect_left(every, prefix), bisect.bisect_right(every, after))  # the first > after, >= prefix
+        ids = list(itertools.takewhile(lambda v: v.startswith(prefix), every[start : start + limit + 1]))  # one more: is there more?
         reply: dict[str, Any] = {
             "vectors": [{"id": v} for v in ids[:limit]],
             "namespace": q.get("namespace", ""),
