@@ -1229,10 +1229,13 @@ def test_pinecone_list_documents_of_per_tenant_namespaces(pinecone_env):
 
 def test_pinecone_list_documents_pages_ids_and_fetches_at_most_100(pc_store, pinecone_server):
     """Everything: ids a page of 100 at a time, then one vector per document, 100 ids a fetch;
-    by document: one listing per document prefix."""
+    by document: one listing per document prefix. (The documents are written by another store:
+    the one that wrote them fetches nothing back, see the next test.)"""
     model = unique("m")
     docs = dict(make_doc("acme", f"acme/{i:03d}.txt", random_vectors(2, seed=700 + i), model=model) for i in range(130))
-    pc_store.replace_documents(model, DIM, docs)
+    writer = make_store("pinecone", tmp_path=Path("."), pinecone=pinecone_server, namespace=pc_store.namespace)
+    writer.replace_documents(model, DIM, docs)
+    writer.close()
     start = len(pinecone_server.requests)
     assert pc_store.list_documents(model, DIM) == {d: indexed(rs) for d, rs in docs.items()}
     requests = pinecone_server.requests[start:]
@@ -1240,7 +1243,8 @@ def test_pinecone_list_documents_pages_ids_and_fetches_at_most_100(pc_store, pin
     fetches = [r for r in requests if r["path"] == "/vectors/fetch"]
     assert len(lists) == 3 and all("prefix" not in r["query"] for r in lists)  # 260 ids
     assert sorted(len(r["query"]["ids"]) for r in fetches) == [30, 100]
-    assert {r["path"] for r in requests} == {"/vectors/list", "/vectors/fetch"}  # no query, no stats
+    opened = {r["path"] for r in requests if r["path"].startswith("/indexes/")}  # this store's first call: describe the index
+    assert {r["path"] for r in requests} - opened == {"/vectors/list", "/vectors/fetch"}  # no query, no stats
     some = sorted(docs)[:5]
     start = len(pinecone_server.requests)
     assert pc_store.list_documents(model, DIM, some) == {d: indexed(docs[d]) for d in some}
@@ -1252,6 +1256,29 @@ def test_pinecone_list_documents_pages_ids_and_fetches_at_most_100(pc_store, pin
     assert pc_store.list_documents(model, DIM, many) == {d: indexed(docs[d]) for d in many}
     lists = [r for r in pinecone_server.requests[start:] if r["path"] == "/vectors/list"]
     assert len(lists) == 3 and all("prefix" not in r["query"] for r in lists)
+
+
+def test_pinecone_a_store_lists_what_it_wrote_without_fetching_it_back(pc_store, pinecone_server):
+    """The ids listed show the state the store wrote: their metadata is known, nothing is
+    fetched. A document another writer changed since (another state) is fetched, and a
+    deleted one is not listed."""
+    model = unique("m")
+    docs = dict(make_doc("acme", f"acme/{i:03d}.txt", random_vectors(2, seed=800 + i), model=model) for i in range(30))
+    pc_store.replace_documents(model, DIM, docs)
+    start = len(pinecone_server.requests)
+    assert pc_store.list_documents(model, DIM, key_prefix="acme/") == {d: indexed(rs) for d, rs in docs.items()}
+    assert not [r for r in pinecone_server.requests[start:] if r["path"] == "/vectors/fetch"]
+    first, second = sorted(docs)[:2]
+    other = make_store("pinecone", tmp_path=Path("."), pinecone=pinecone_server, namespace=pc_store.namespace)
+    changed = [dataclasses.replace(r, content_hash="changed") for r in docs[first]]
+    other.replace_documents(model, DIM, {first: changed})
+    other.close()
+    pc_store.delete_documents(model, DIM, [second])
+    start = len(pinecone_server.requests)
+    listed = pc_store.list_documents(model, DIM)
+    assert listed[first] == indexed(changed) and second not in listed and len(listed) == 29
+    fetched = [i for r in pinecone_server.requests[start:] if r["path"] == "/vectors/fetch" for i in r["query"]["ids"]]
+    assert [i.split("#")[0] + "#" for i in fetched] == [document_prefix(model, first)]
 
 
 def test_pinecone_index_host_api_key_and_metric(pinecone_server, monkeypatch, tmp_path):

@@ -63,6 +63,8 @@ USER_FIELD = "meta_"  # user metadata fields are stored as meta_<field> (filtera
 FILTER_VALUE_MAX = 1024  # bytes: longer values are kept (in metadata_json) but not filterable
 _PREFIX_RE = re.compile(rf"^[0-9a-f]{{{PREFIX_CHARS}}}#")
 DEFAULT_NAMESPACES = ("", "__default__")  # how the default namespace is named in stats
+# The metadata fields a listing reads (of one vector of each document).
+LISTED_FIELDS = ("document_id", "tenant", "document_key", "model", "content_hash", "source_etag", "pipeline")
 
 
 def document_prefix(model_id: str, document_id: str) -> str:
@@ -194,6 +196,10 @@ class PineconeStore(VectorStore):
     _client: object = PrivateAttr(default=None)
     _dimension: int | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # What this store wrote, by (namespace, document prefix): the id state and the listing's
+    # metadata fields. A listing whose ids show exactly that state takes them from here instead
+    # of fetching a vector (values and all) back: a date's read-back fetches nothing it wrote.
+    _wrote: dict[tuple[str, str], tuple[str, dict]] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def from_uri(cls, uri: str) -> PineconeStore:
@@ -368,6 +374,16 @@ class PineconeStore(VectorStore):
             ]
             for job in jobs:
                 job.result()
+            for doc_id, rs in documents.items():
+                namespace, prefix, _ = wanted[doc_id]
+                if rs:
+                    first = rs[0]
+                    self._wrote[(namespace, prefix)] = (
+                        id_state(first.content_hash, first.source_etag, first.pipeline),
+                        {k: getattr(first, k) for k in LISTED_FIELDS},
+                    )
+                else:
+                    self._wrote.pop((namespace, prefix), None)
             # 2. Delete each document's ids that are not among its new ones: by what `held` says
             #    the document had when that is enough to name its ids, else found by prefix.
             def prune(doc_id: str) -> None:
@@ -402,6 +418,7 @@ class PineconeStore(VectorStore):
 
         def delete(doc_id: str) -> int:
             namespace = self._namespace_of_document(doc_id)
+            self._wrote.pop((namespace, document_prefix(model_id, doc_id)), None)
             ids = self._list_ids(index, document_prefix(model_id, doc_id), namespace)
             self._delete_ids(index, ids, namespace, _Inline())
             return len(ids)
@@ -448,8 +465,13 @@ class PineconeStore(VectorStore):
                     parts = split_id(vid)
                     if parts is not None:
                         groups.setdefault((namespace, parts[0]), []).append((vid, parts[1], parts[2]))
-            ids_of = {key: [vid for vid, _, _ in rows] for key, rows in groups.items()}
-            metadata = self._one_metadata_each(index, ids_of, pool)
+            metadata = {  # documents this store wrote, listed with the state it wrote: nothing to fetch
+                key: self._wrote[key][1]
+                for key, rows in groups.items()
+                if key in self._wrote and {state for _, state, _ in rows} == {self._wrote[key][0]}
+            }
+            ids_of = {key: [vid for vid, _, _ in rows] for key, rows in groups.items() if key not in metadata}
+            metadata |= self._one_metadata_each(index, ids_of, pool)
         found: dict[str, IndexedDocument] = {}
         for (namespace, prefix), rows in sorted(groups.items()):
             meta = metadata.get((namespace, prefix))
