@@ -8,6 +8,7 @@ Each step keeps that form; parts are embedded a few at a time and written one at
 """
 
 
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -398,11 +399,16 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         for key, items in documents.items():
             if isinstance(items, list):
                 continue
+            started = time.monotonic()
             ids = [d.ref.document_id for part in parts_of(items) for d in part]
             before = listed(ids)
-            for part in aligned(key):
+            context.log.info(f"{key}: {len(before)} of its {len(ids)} record(s) held, listed in {time.monotonic() - started:.1f} s")
+            for n, part in enumerate(aligned(key), 1):
                 write(part, before)
+                if n % 10 == 0 or n == len(items.files):
+                    context.log.info(f"{key}: part {n}/{len(items.files)} written, {written} vectors so far")
             mine = [i for i in ids if i in expected]
+            started = time.monotonic()
             if family.owns is None:
                 check(listed(mine), mine)
                 continue
@@ -411,6 +417,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             kept = set(ids)
             gone = [doc_id for doc_id in after if doc_id not in kept]
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
+            context.log.info(f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s")
         for key in documents:
             context.add_asset_metadata(family.describe(outcomes[key], model_id, pipeline, deleted[key]), partition_key=key)
         every = [o for os in outcomes.values() for o in os]
