@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	$(BIN)/rag-assets query "what to do when my laptop is stolen" --tenant globex -k 2
 	@echo
+	@echo "A catchup source of catchup.yaml: the product export of 2025-01-02 (samples/catchup/exports)"
+	$(BIN)/dagster asset materialize -m rag_assets.definitions --select 'group:catchup_exports' --partition 2025-01-02 2>&1 \
+		| grep -E "row\(s\), |vectors written|RUN_FAILURE" | sed 's/.* - //'
+	$(BIN)/rag-assets query "pills that make an earthquake" --tenant acme -k 1
+	@echo
 	@echo "Lineage and runs are in $(DAGSTER_HOME). Open the UI with 'make dev' (http://127.0.0.1:3000)."
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
@@ -60,6 +65,9 @@ bench-sensors: install-test
 
 bench-convergence: install-test
 	$(BIN)/python benchmarks/convergence.py
+
+bench-catchup: install-test
+	$(BIN)/python benchmarks/catchup.py
 
 clean:
 	rm -rf .dagster .rag
