@@ -552,13 +552,15 @@ def _first_line(text: str | None) -> str:
 def _error_summary(error: dict[str, Any] | None) -> str | None:
     """The first line of the error a person can act on: Dagster wraps the user code's exception
     ('Error occurred while executing op "x":'), so the first error of the chain whose message
-    does not just introduce its cause; `pkg.mod.Class: text` is shortened to `Class: text`."""
+    does not just introduce its cause; `pkg.mod.Class: text` is shortened to `Class: text`, and
+    a `dagster...Failure: text` (a failure the code raised on purpose, said for people) to `text`."""
     if not error:
         return None
     chain = [error] + [link["error"] for link in error.get("errorChain") or [] if link.get("error")]
     for n, err in enumerate(chain):
         line = _first_line(err.get("message"))
         if line and (not line.endswith(":") or n == len(chain) - 1):
+            line = re.sub(r"^dagster\.(?:[A-Za-z_]\w*\.)*Failure: ", "", line)
             return re.sub(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*: )", r"\1", line)
     return None
 

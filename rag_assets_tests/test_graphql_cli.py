@@ -235,3 +235,25 @@ def test_status_of_a_run_id(launched, dagster_url):
         "records": 2,
         "failures": [],
     }
+
+
+@pytest.mark.parametrize(
+    "error, summary",
+    [
+        (None, None),
+        ({"message": "builtins.RuntimeError: the model is gone\nTraceback..."}, "RuntimeError: the model is gone"),
+        ({"message": "dagster._core.definitions.events.Failure: catchup source 'news': no export"}, "catchup source 'news': no export"),
+        (
+            {
+                "message": 'dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing op "x":',
+                "errorChain": [{"error": {"message": "ValueError: bad row 3"}}],
+            },
+            "ValueError: bad row 3",
+        ),
+        ({"message": "Error occurred while executing op \"x\":"}, 'Error occurred while executing op "x":'),
+    ],
+)
+def test_error_summary(error, summary):
+    from rag_assets.graphql_client import _error_summary
+
+    assert _error_summary(error) == summary
