@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,9 +14,11 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from rag_assets.assets.documents import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
-from rag_assets.lib.keys import DocRef, encode_partition_key, is_sidecar, tenant_from_key
+from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
+from rag_assets.lib.reconcile import is_current, wanted_documents
 from rag_assets.partitions import documents_partitions, register_roots
 from rag_assets.resources.object_store import ObjectStore, split_s3_uri
+from rag_assets.resources.vector_stores import IndexedDocument
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 LAUNCHED_BY_TAG = "rag/launched_by"  # who launched a run: cli or a sensor
@@ -41,31 +43,45 @@ class IngestReport:
         return out
 
 
-def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rule: str) -> tuple[list[DocRef], list[dict]]:
-    """Documents named by `sources` (files, folders, s3:// prefixes). Keys are relative to the
-    source: the path below a folder, the S3 key in a bucket."""
-    refs, failed = [], []
+def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rule: str) -> tuple[dict[DocRef, str], list[dict]]:
+    """Documents named by `sources` (files, folders, s3:// prefixes), each with its source
+    version (`Wanted.etag`: the object's and its sidecar's). Keys are relative to the source:
+    the path below a folder, the S3 key in a bucket."""
+    refs, failed = {}, []
     for source in sources:
         if source.startswith("s3://"):
             bucket, _ = split_s3_uri(source)
-            root, found = f"s3://{bucket}", [o.key for o in store.list(source)]
+            root, objects = f"s3://{bucket}", {o.key: o for o in store.list(source)}
         else:
             path = Path(source).resolve()
-            if path.is_file():
-                root, found = str(path.parent), [path.name]
+            if path.is_file():  # the file and whichever of its sidecars exist
+                root = str(path.parent)
+                heads = {key: store.head(str(path.parent / key)) for key in [path.name, *sidecar_keys(path.name)]}
+                objects = {key: o for key, o in heads.items() if o is not None}
             elif path.is_dir():
-                root, found = str(path), [o.key for o in store.list(str(path))]
+                root, objects = str(path), {o.key: o for o in store.list(str(path))}
             else:
                 failed.append({"key": source, "reason": "no such file or folder"})
                 continue
-        for key in found:
-            if is_sidecar(key):
-                continue
+        for key, want in wanted_documents(objects).items():
             try:
-                refs.append(DocRef(tenant or tenant_from_key(key, rule), root, key))
+                refs[DocRef(tenant or tenant_from_key(key, rule), root, key)] = want.etag
             except ValueError as e:
                 failed.append({"key": key, "reason": str(e).removeprefix(f"{key}: ")})
-    return sorted(set(refs)), failed
+    return dict(sorted(refs.items())), failed
+
+
+def current_documents(
+    refs: Mapping[DocRef, str], indexed: Mapping[str, IndexedDocument], pipeline: str, materialized: Set[str]
+) -> dict[str, IndexedDocument]:
+    """Partition key -> what the index holds, for the documents with nothing to do: the index
+    holds their source version cut by this pipeline, and this instance has their lineage."""
+    out = {}
+    for ref, etag in refs.items():
+        key, held = encode_partition_key(ref), indexed.get(ref.document_id)
+        if etag and is_current(held, etag, pipeline) and key in materialized:
+            out[key] = held
+    return out
 
 
 def failed_documents(instance: dg.DagsterInstance, run_id: str) -> list[dict] | None:
@@ -174,21 +190,33 @@ def materialize_documents(
 
 
 def ingest(
-    refs: Sequence[DocRef],
+    refs: Mapping[DocRef, str],
     *,
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
     batch_size: int = 50,
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> IngestReport:
+    """Ingest the documents `discover` found (ref -> source version). Those the index already
+    holds at that version, cut by this pipeline, launch no run: one listing of the store
+    decides (docs/architecture.md, The index is the truth)."""
     keys = {encode_partition_key(ref): ref for ref in refs}
     register_roots(instance, {ref.root for ref in refs})
+    store, embedder, pipeline = defs.resources["vector_store"], defs.resources["embedder"], defs.resources["rag_config"].pipeline
+    indexed = store.list_documents(embedder.model_id, embedder.dimension, document_ids=[ref.document_id for ref in refs]) if refs else {}
+    materialized = instance.get_materialized_partitions(dg.AssetKey("vector_index")) if refs else set()
+    current = current_documents(refs, indexed, pipeline, materialized)
+    on_progress(len(current))
     done, failed, runs = materialize_documents(
-        keys, defs=defs, instance=instance, batch_size=batch_size, on_progress=on_progress
+        [k for k in keys if k not in current], defs=defs, instance=instance, batch_size=batch_size, on_progress=on_progress
     )
     report = IngestReport(runs=runs)
     report.failed = [{"key": keys[f["partition"]].key, "reason": f["reason"]} for f in failed]
     for key, ref in keys.items():
+        if key in current:
+            report.unchanged.append(ref.key)
+            report.chunks += current[key].rows
+            continue
         meta = done.get(key)
         if meta is None:
             continue

@@ -114,9 +114,25 @@ def test_same_bytes_again_embed_nothing_and_write_nothing(rag_env, instance, tmp
     again = run_ingest(rag_env, instance, root)
 
     assert again.ingested == [] and sorted(again.unchanged) == sorted(first.ingested)
-    assert again.vectors == 0 and again.embedding_calls == 0
+    assert again.vectors == 0 and again.embedding_calls == 0 and again.chunks == first.chunks
+    assert again.runs == []  # the index listing decided: no run at all
     assert table_version(rag_env) == version  # not even an empty commit
     assert len(index_rows(rag_env)) == first.chunks
+
+
+def test_a_new_instance_over_a_full_index_runs_for_the_lineage(rag_env, instance, tmp_path):
+    """The index holds every document, but this Dagster instance has no record of them: they
+    run (and are found unchanged), so the instance gets their lineage."""
+    root = corpus(tmp_path / "inbox")
+    first = run_ingest(rag_env, instance, root)
+    version = table_version(rag_env)
+    with dg.DagsterInstance.ephemeral() as other:
+        again = run_ingest(rag_env, other, root)
+        assert len(again.runs) == 1 and sorted(again.unchanged) == sorted(first.ingested)
+        assert other.get_materialized_partitions(dg.AssetKey("vector_index")) == {
+            encode_partition_key(DocRef(k.split("/")[0], str(root), k)) for k in first.ingested
+        }
+    assert table_version(rag_env) == version
 
 
 def test_changed_document_reembeds_only_its_changed_chunks(rag_env, instance, tmp_path):
@@ -130,6 +146,9 @@ def test_changed_document_reembeds_only_its_changed_chunks(rag_env, instance, tm
 
     assert report.ingested == ["acme/handbook.pdf"]
     assert sorted(report.unchanged) == ["acme/faq.md", "acme/products.csv", "globex/security.txt"]
+    (run,) = report.runs  # the edited document alone
+    assert instance.get_run_by_id(run).tags["dagster/asset_partition_range_start"] == key
+    assert instance.get_run_by_id(run).tags["dagster/asset_partition_range_end"] == key
     rows = [r for r in index_rows(rag_env) if r["document_key"] == "acme/handbook.pdf"]
     after = latest_metadata(instance, "vector_index", key)
     assert 1 <= after["embedded"] < after["chunks"] and after["cache_hits"] >= 2  # pages 1-2 from the cache

@@ -241,3 +241,23 @@ def test_purge_targets_round_trip_through_run_config():
     target = PurgeTarget("acme/a.pdf", "s3://docs/acme/a.pdf", ("acme:s3://docs/acme/a.pdf",), (part("acme/a.pdf"),))
     config = purge_run_config([target])["ops"]["purge_deleted_documents"]["config"]
     assert PurgeConfig(**config).targets[0].document_ids == list(target.document_ids)
+
+
+@pytest.mark.parametrize(
+    "etag, indexed, materialized, current",
+    [
+        ('"v1"', [held("acme/a.pdf", '"v1"')], True, True),
+        ('"v2"', [held("acme/a.pdf", '"v1"')], True, False),  # a new version
+        ('"v1"', [held("acme/a.pdf", '"v1"', pipeline="other")], True, False),  # cut another way
+        ('"v1"', [], True, False),  # not in the index
+        ('"v1"', [held("acme/a.pdf", '"v1"')], False, False),  # no lineage in this instance
+        ("", [held("acme/a.pdf", "")], True, False),  # a version nobody knows
+        ('"v1"', [held("acme/a.pdf", '"v1"', tenant="globex")], True, False),  # another tenant's copy
+    ],
+)
+def test_the_command_line_skips_only_current_documents(etag, indexed, materialized, current):
+    from rag_assets.ingest import current_documents
+
+    ref = DocRef("acme", ROOT, "acme/a.pdf")
+    found = current_documents({ref: etag}, index(*indexed), PIPE, {part("acme/a.pdf")} if materialized else set())
+    assert found == ({part("acme/a.pdf"): indexed[0]} if current else {})

@@ -49,6 +49,12 @@ def wanted_documents(objects: Mapping[str, SourceObject]) -> dict[str, Wanted]:
     return out
 
 
+def is_current(held: object | None, etag: str, pipeline: str) -> bool:
+    """The index holds the document (an `IndexedDocument`, or None) at this source version
+    (`Wanted.etag`), cut by this pipeline: nothing to do for it."""
+    return held is not None and held.source_etag == etag and held.pipeline == pipeline
+
+
 @dataclass(frozen=True)
 class Request:
     """A sensor's last request for a document: which version, which attempt, when, and
@@ -199,7 +205,7 @@ def plan_documents(
         copies = tuple(sorted(d.document_id for d in docs if d.document_id != ref.document_id))
         if (copies or len(existing) > 1) and key not in purging:  # the same object under another tenant
             plan.purge.append(PurgeTarget(key, ref.uri, copies, tuple(existing[1:]), if_gone=False))
-        if held is not None and held.source_etag == want.etag and held.pipeline == pipeline:
+        if is_current(held, want.etag, pipeline):
             plan.current.append(partition)
             continue
         if partition in in_flight:
