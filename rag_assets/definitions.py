@@ -24,7 +24,7 @@ def build_resources(settings: Settings) -> dict:
     work = Path(settings.work_dir)
     return {
         "object_store": ObjectStore(),
-        "embedder": embedder_from_spec(settings.embedder),
+        "embedder": embedder_from_spec(settings.embedder, settings),
         "embedding_cache": EmbeddingCache(path=str(work / "cache" / "embeddings.sqlite")),
         "vector_store": vector_store_from_uri(settings.index_uri),
         "work_io_manager": PartitionedPickleIOManager(base_dir=str(work / "work")),

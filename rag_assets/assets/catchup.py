@@ -104,7 +104,7 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
             resources[store_key] = vector_store_from_uri(source.store_uri(settings.index_uri))
         if source.embedder:
             embedder_key = f"{name}_embedder"
-            resources[embedder_key] = embedder_from_spec(source.embedder)
+            resources[embedder_key] = embedder_from_spec(source.embedder, settings)
         family = Family(
             partitions_def=partitions_def,
             backfill_policy=dg.BackfillPolicy.multi_run(1),

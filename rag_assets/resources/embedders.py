@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import sqlite3
@@ -18,6 +19,7 @@ import numpy as np
 from pydantic import PrivateAttr
 
 from rag_assets.lib.hashing import text_hash
+from rag_assets.settings import Settings
 
 LOCAL_DIMENSIONS = {"all-minilm-l6-v2": 384}
 OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
@@ -76,12 +78,33 @@ def _load_sentence_transformer(path: str):
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
+def encode_vectors(vectors: np.ndarray) -> list[str]:
+    """Each float32 vector as base64 of its little-endian bytes (the OpenAI API's `base64`
+    encoding_format): exact, and a quarter of the size of JSON numbers."""
+    return [base64.b64encode(np.ascontiguousarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
+
+
+def decode_vectors(encoded: Sequence[str], dimension: int) -> np.ndarray:
+    """The inverse of `encode_vectors`."""
+    if not encoded:
+        return np.zeros((0, dimension), dtype=np.float32)
+    out = np.stack([np.frombuffer(base64.b64decode(e), dtype="<f4") for e in encoded])
+    if out.shape[1] != dimension:
+        raise ValueError(f"embedding service: vectors of {out.shape[1]} values, want {dimension}")
+    return out.astype(np.float32)
+
+
 class LocalEmbedder(Embedder):
-    """sentence-transformers on the CPU, loaded once per process from a local path."""
+    """sentence-transformers on the CPU, loaded once per process from a local path; or, with
+    `service_url` (RAG_EMBED_SERVICE_URL), the same model already loaded by the embedding
+    service (`python -m rag_assets.embed_service`, started by `make dev`), falling back to
+    loading it here when the service does not answer."""
 
     model: str = "all-MiniLM-L6-v2"
     model_path: str | None = None
     batch_size: int = 64
+    service_url: str | None = None
+    service_timeout: float = 120.0
 
     @property
     def _model(self):
@@ -99,12 +122,32 @@ class LocalEmbedder(Embedder):
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
+    def _from_service(self, texts: list[str]) -> np.ndarray | None:
+        """The service's vectors, or None when it does not answer (then the model loads here)."""
+        import httpx
+
+        vectors = []
+        try:
+            with httpx.Client(base_url=self.service_url, timeout=self.service_timeout) as client:
+                for start in range(0, len(texts), 1024):
+                    reply = client.post("/v1/embeddings", json={"input": texts[start : start + 1024], "model": self.model_id, "encoding_format": "base64"})
+                    if reply.status_code != 200:  # a service of another model, or broken: never mix vectors
+                        raise RuntimeError(f"embedding service {self.service_url}: {reply.status_code} {reply.text[:300]}")
+                    body = reply.json()
+                    if body.get("model") != self.model_id:
+                        raise RuntimeError(f"embedding service {self.service_url} embeds with {body.get('model')}, not {self.model_id}")
+                    vectors.append(decode_vectors([d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])], self.dimension))
+        except httpx.TransportError as exc:
+            _warn_once(f"embedding service {self.service_url} unreachable ({exc}); loading {self.model_id} in this process")
+            return None
+        return np.concatenate(vectors)
+
     def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True
-        )
+        vectors = self._from_service(list(texts)) if self.service_url else None
+        if vectors is None:
+            vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
         if stats is not None:
             for start in range(0, len(texts), self.batch_size):
                 stats.batches.append(list(range(start, min(start + self.batch_size, len(texts)))))
@@ -247,12 +290,21 @@ class OpenAIEmbedder(Embedder):
         return vectors / np.where(norms == 0, 1, norms)
 
 
-def embedder_from_spec(spec: str) -> Embedder:
+@cache
+def _warn_once(message: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning(message)
+
+
+def embedder_from_spec(spec: str, settings: Settings | None = None) -> Embedder:
     """`local:MODEL_OR_PATH`, `openai:MODEL` or `openai:MODEL@DIMENSIONS` (RAG_EMBEDDER; the
-    text-embedding-3 models give shorter vectors when asked)."""
+    text-embedding-3 models give shorter vectors when asked), with the settings' embedding
+    service (local) or the account's limits (OpenAI's usage tiers differ)."""
+    settings = settings or Settings()
     kind, _, model = spec.partition(":")
     if kind == "local" and model:
-        return LocalEmbedder(model=model)
+        return LocalEmbedder(model=model, service_url=settings.embed_service_url)
     if kind == "openai" and model:
         name, _, dimensions = model.partition("@")
         if dimensions and not dimensions.isdigit():
@@ -260,9 +312,8 @@ def embedder_from_spec(spec: str) -> Embedder:
         return OpenAIEmbedder(
             model=name,
             dimensions=int(dimensions) if dimensions else None,
-            # The account's limits (OpenAI's usage tiers differ): the catchup pipeline's by default.
-            requests_per_second=float(os.environ.get("RAG_OPENAI_REQUESTS_PER_SECOND") or 20),
-            tokens_per_minute=float(os.environ.get("RAG_OPENAI_TOKENS_PER_MINUTE") or 1_000_000),
+            requests_per_second=settings.openai_requests_per_second,
+            tokens_per_minute=settings.openai_tokens_per_minute,
         )
     raise ValueError(
         f"RAG_EMBEDDER={spec!r}: use local:all-MiniLM-L6-v2, local:/path/to/model, openai:MODEL or openai:MODEL@DIMENSIONS"
