@@ -48,8 +48,14 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	@echo "Lineage and runs are in $(DAGSTER_HOME). Open the UI with 'make dev' (http://127.0.0.1:3000)."
 
+EMBED_SERVICE_PORT ?= 8765
+
+# dagster dev, and beside it the local model loaded once (rag_assets.embed_service) for the
+# runs the daemon launches; both stop together.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(BIN)/python -m rag_assets.embed_service --port $(EMBED_SERVICE_PORT) & service=$$!; \
+	trap 'kill $$service 2>/dev/null' EXIT INT TERM; \
+	RAG_EMBED_SERVICE_URL=http://127.0.0.1:$(EMBED_SERVICE_PORT) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 test: install-test postgres
 	$(BIN)/python -m pytest

@@ -428,7 +428,7 @@ LATENCY_PARTS = {
     "a sensor is due every minimum_interval_seconds: listing 10 s, events 5 s), the evaluation, the run's creation",
     "queue": "enqueued -> starting: the QueuedRunCoordinator dequeues every 5 s",
     "launch": "starting -> started: a new Python process (`dagster api execute_run`) imports dagster and rag_assets",
-    "run": "started -> queryable: reading, chunking, embedding (loading the model: every run does), the LanceDB write",
+    "run": "started -> queryable: reading, chunking, embedding (loading the model in every run, unless a warm model serves it), the LanceDB write",
 }
 
 
@@ -465,7 +465,27 @@ def latency_parts(instance, partition: str, uploaded: float, found: float) -> di
     return {**parts, "status": records[0].dagster_run.status.value}
 
 
-def bench_e2e(mode: str, root: Path, moto: Moto, documents: int) -> dict:
+def start_embed_service(log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m rag_assets.embed_service` on a free port, once its model is loaded."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rag_assets.embed_service", "--port", str(port)], cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/health").status_code == 200:
+                return proc, url
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the embedding service did not start:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = False) -> dict:
     import dagster as dg
 
     from rag_assets.definitions import build_resources
@@ -493,7 +513,11 @@ def bench_e2e(mode: str, root: Path, moto: Moto, documents: int) -> dict:
         def upload(key: str, text: str) -> None:
             moto.s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
 
-    resources = build_resources(Settings.from_env(env))
+    service = None
+    if warm:  # the runs embed through a model loaded once (make dev does the same)
+        root.mkdir(parents=True, exist_ok=True)
+        service, env["RAG_EMBED_SERVICE_URL"] = start_embed_service(root / "embed_service.log")
+    resources = build_resources(Settings.from_env({k: v for k, v in env.items() if k != "RAG_EMBED_SERVICE_URL"}))
     embedder, store = resources["embedder"], resources["vector_store"]
     model, dimension = embedder.model_id, embedder.dimension
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
@@ -523,9 +547,11 @@ def bench_e2e(mode: str, root: Path, moto: Moto, documents: int) -> dict:
             time.sleep(2)  # the next upload meets an idle daemon
     finally:
         stop_daemon(daemon)
+        if service is not None:
+            stop_daemon(service)
         instance.dispose()
     measured = [d["latency_s"] for d in docs if not d["warmup"]]
-    return {"sensor": mode, "median_s": statistics.median(measured), "documents": docs}
+    return {"sensor": mode + (", warm model" if warm else ""), "median_s": statistics.median(measured), "documents": docs}
 
 
 def print_e2e(results: list[dict]) -> None:
@@ -587,7 +613,11 @@ def main() -> int:
             results["listing"] = bench_listings(moto, root, local_files, s3_objects)
             print_listing(results["listing"])
         if "e2e" in parts:
-            results["e2e"] = [bench_e2e(mode, root / mode, moto, 3) for mode in ("listing_sensor", "s3_event_sensor")]
+            results["e2e"] = [
+                bench_e2e(mode, root / f"{mode}{'-warm' if warm else ''}", moto, 3, warm)
+                for mode in ("listing_sensor", "s3_event_sensor")
+                for warm in (False, True)
+            ]
             print_e2e(results["e2e"])
     finally:
         if moto is not None:

@@ -1,0 +1,98 @@
+"""A warm local model for the runs the daemon launches: the local embedder's model loaded once,
+serving the OpenAI embeddings API on a local port (`make dev` starts it; runs find it through
+RAG_EMBED_SERVICE_URL). A run of a few documents otherwise spends most of its time loading
+the model (docs/architecture.md, A warm model).
+
+    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8765] [--model all-MiniLM-L6-v2]
+
+POST /v1/embeddings {"input": [texts], "model": MODEL_ID, "encoding_format": "base64"} answers
+{"object": "list", "model": MODEL_ID, "data": [{"index": i, "embedding": BASE64 float32}],
+"usage": {...}}; GET /health answers {"model": MODEL_ID, "dimension": N, "served": texts}.
+The vectors are those of `LocalEmbedder.embed` in the run's own process: the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from rag_assets.resources.embedders import LocalEmbedder, encode_vectors
+
+log = logging.getLogger("rag_assets.embed_service")
+MAX_TEXTS = 2048  # a request, as OpenAI's API
+
+
+class EmbedService(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], embedder: LocalEmbedder):
+        self.embedder, self.served, self.lock = embedder, 0, threading.Lock()
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: EmbedService
+
+    def log_message(self, format: str, *args) -> None:  # requests are not worth a line each
+        pass
+
+    def _reply(self, status: int, body: dict) -> None:
+        out = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def do_GET(self) -> None:
+        if self.path != "/health":
+            return self._reply(404, {"error": {"message": f"no such path {self.path}"}})
+        embedder = self.server.embedder
+        self._reply(200, {"model": embedder.model_id, "dimension": embedder.dimension, "served": self.server.served})
+
+    def do_POST(self) -> None:
+        if self.path != "/v1/embeddings":
+            return self._reply(404, {"error": {"message": f"no such path {self.path}"}})
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            texts = body.get("input")
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or len(texts) > MAX_TEXTS:
+                raise ValueError(f"input: a list of at most {MAX_TEXTS} strings")
+        except ValueError as exc:  # JSONDecodeError is one
+            return self._reply(400, {"error": {"message": str(exc)}})
+        embedder = self.server.embedder
+        if body.get("model") not in (None, embedder.model_id):
+            return self._reply(400, {"error": {"message": f"this service embeds with {embedder.model_id}, not {body['model']}"}})
+        with self.server.lock:  # the model uses every core already
+            vectors = embedder.embed(texts)
+            self.server.served += len(texts)
+        data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encode_vectors(vectors))]
+        self._reply(200, {"object": "list", "model": embedder.model_id, "data": data, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the local embedding model, loaded once, on a local port.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="as in RAG_EMBEDDER=local:MODEL")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s embed_service %(message)s")
+    embedder = LocalEmbedder(model=args.model, service_url=None)  # this is the service
+    embedder.embed(["load the model now, not at the first request"])
+    with EmbedService((args.host, args.port), embedder) as server:
+        log.info("%s ready on http://%s:%d", embedder.model_id, args.host, server.server_address[1])
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
