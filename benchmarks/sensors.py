@@ -426,7 +426,7 @@ def print_listing(results: list[dict]) -> None:
 LATENCY_PARTS = {
     "sensor": "upload -> run enqueued: waiting for the sensor's next evaluation (the daemon's loop runs every 5 s and "
     "a sensor is due every minimum_interval_seconds: listing 10 s, events 5 s), the evaluation, the run's creation",
-    "queue": "enqueued -> starting: the QueuedRunCoordinator dequeues every 5 s",
+    "queue": "enqueued -> starting: the QueuedRunCoordinator dequeues every second (rag_assets/dagster.yaml)",
     "launch": "starting -> started: a new Python process (`dagster api execute_run`) imports dagster and rag_assets",
     "run": "started -> queryable: reading, chunking, embedding (loading the model in every run, unless a warm model serves it), the LanceDB write",
 }

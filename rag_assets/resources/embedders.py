@@ -130,7 +130,8 @@ class LocalEmbedder(Embedder):
         try:
             with httpx.Client(base_url=self.service_url, timeout=self.service_timeout) as client:
                 for start in range(0, len(texts), 1024):
-                    reply = client.post("/v1/embeddings", json={"input": texts[start : start + 1024], "model": self.model_id, "encoding_format": "base64"})
+                    request = {"input": texts[start : start + 1024], "model": self.model_id, "encoding_format": "base64"}
+                    reply = client.post("/v1/embeddings", json=request)
                     if reply.status_code != 200:  # a service of another model, or broken: never mix vectors
                         raise RuntimeError(f"embedding service {self.service_url}: {reply.status_code} {reply.text[:300]}")
                     body = reply.json()
