@@ -166,20 +166,13 @@ def parse_text(name: str, data: bytes) -> ParsedDocument:
 def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
     """One unit per row, its text the sanitized `text_column`; the other short columns become
     the row's metadata."""
-    reader = csv.DictReader(io.StringIO(decode_text(name, data), newline=""))
     units = []
-    try:
-        columns = reader.fieldnames or []
-        if text_column not in columns:
-            shown = ", ".join(columns[:12]) or "none"
-            raise BadDocument(name, f"CSV has no {text_column!r} column (columns: {shown})")
-        for number, row in enumerate(reader, start=1):
-            text = sanitize_text(row.get(text_column) or "")
-            if text:
-                extra = {k: v for k, v in row.items() if k and k != text_column and v and len(v) <= 256}
-                units.append(Unit(text=text, row=number, metadata=extra))
-    except csv.Error as e:
-        raise BadDocument(name, f"malformed CSV ({e})") from None
+    # The whole file is the sample: its encoding is found as for any text file.
+    for number, row in enumerate(stream_csv(name, io.BytesIO(data), [text_column], sample=len(data) + 1), start=1):
+        text = sanitize_text(row.get(text_column) or "")
+        if text:
+            extra = {k: v for k, v in row.items() if k and k != text_column and v and len(v) <= 256}
+            units.append(Unit(text=text, row=number, metadata=extra))
     if not units:
         raise BadDocument(name, f"CSV has no rows with text in {text_column!r}")
     return ParsedDocument(kind="csv", units=units)
@@ -216,7 +209,7 @@ def stream_csv(name: str, stream: BinaryIO, columns: Sequence[str], sample: int 
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             shown = ", ".join((reader.fieldnames or [])[:12]) or "none"
-            raise BadDocument(name, f"CSV has no column {', '.join(map(repr, missing))} (columns: {shown})")
+            raise BadDocument(name, f"CSV has no {', '.join(map(repr, missing))} column{'s' * (len(missing) > 1)} (columns: {shown})")
         yield from reader
     except csv.Error as e:
         raise BadDocument(name, f"malformed CSV at line {reader.line_num} ({e})") from None
