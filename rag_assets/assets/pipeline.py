@@ -392,7 +392,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         group = [entry for key, items in documents.items() if isinstance(items, list) for part in aligned(key) for entry in part]
         ids = [d.ref.document_id for _, d, _, _ in group]
         write(group, listed(ids))
-        check(listed([i for i in ids if i in expected]), [i for i in ids if i in expected])
+        mine = [i for i in ids if i in expected]
+        check(listed(mine), mine)
         # Partitions in parts: listed once before (all their documents: a store lists many ids
         # its own cheapest way) and once after, written a part at a time. A partition that owns
         # an index key prefix (a date's records) deletes what it holds there but did not write.
