@@ -34,7 +34,6 @@ class Parts:
     list) at a time, so a date of 100,000 records is never in memory whole."""
 
     files: tuple[str, ...]
-    items: int
 
     def __iter__(self) -> Iterator[list]:
         for file in self.files:
@@ -57,15 +56,14 @@ class WorkArea(dg.ConfigurableResource):
         partition's earlier parts."""
         home = partition_path(self.base_dir, asset_key, partition_key).with_suffix(".parts")
         folder = home / uuid.uuid4().hex
-        files, items = [], 0
+        files = []
         for n, part in enumerate(parts):
             files.append(str(folder / f"part-{n:05}.pkl"))
             write_atomically(Path(files[-1]), part)
-            items += len(part)
         for old in home.iterdir() if home.exists() else ():
             if old != folder:
                 shutil.rmtree(old, ignore_errors=True)
-        return Parts(tuple(files), items)
+        return Parts(tuple(files))
 
 
 class PartitionedPickleIOManager(dg.ConfigurableIOManager):
