@@ -59,12 +59,6 @@ def write_export(path: Path, rows: int) -> None:
             out.writerow([f"r{n:07d}", ("acme", "globex", "initech")[n % 3], f"<p>Record {n}: {' '.join(words)}.</p>"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(kind: str, port: int, stop) -> None:
     """A fake (OpenAI or Pinecone) in a child process until `stop` is set."""
     from rag_assets_tests.fakes.openai_server import FakeOpenAIServer
@@ -82,6 +76,8 @@ class Fakes:
     def __init__(self):
         ctx = multiprocessing.get_context("spawn")
         self._stop = ctx.Event()
+        from rag_assets_tests.conftest import free_port
+
         self.ports = {kind: free_port() for kind in ("openai", "pinecone")}
         self.procs = [ctx.Process(target=serve, args=(k, p, self._stop), daemon=True) for k, p in self.ports.items()]
         for p in self.procs:

@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -44,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO)]  # rag_assets_tests: the live helpers
 DAEMON = Path(sys.executable).with_name("dagster-daemon")
 T0 = time.monotonic()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -140,9 +140,9 @@ class Moto:
     sets in os.environ point this process's boto3 (the sensors') at it."""
 
     def __init__(self):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        from rag_assets_tests.conftest import free_port
+
+        port = free_port()
         ctx = multiprocessing.get_context("spawn")
         self._stop = ctx.Event()
         self.process = ctx.Process(target=serve_moto, args=(port, self._stop), daemon=True)
@@ -432,18 +432,6 @@ LATENCY_PARTS = {
 }
 
 
-def stop_daemon(proc: subprocess.Popen) -> None:
-    """SIGTERM the daemon's process group (the daemon, its code server, its runs), SIGKILL
-    what is left after 15 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def latency_parts(instance, partition: str, uploaded: float, found: float) -> dict:
     """The document's run (the run whose range starts at its partition): when it finished,
     the latency cut at its events."""
@@ -465,28 +453,10 @@ def latency_parts(instance, partition: str, uploaded: float, found: float) -> di
     return {**parts, "status": records[0].dagster_run.status.value}
 
 
-def start_embed_service(log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m rag_assets.embed_service` on a free port, once its model is loaded."""
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rag_assets.embed_service", "--port", str(port)], cwd=REPO,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/health").status_code == 200:
-                return proc, url
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the embedding service did not start:\n{log_path.read_text()[-2000:]}")
-        time.sleep(0.3)
-
-
 def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = False) -> dict:
     import dagster as dg
+
+    from rag_assets_tests.live import embed_service, stop_group
 
     from rag_assets.definitions import build_resources
     from rag_assets.lib.keys import DocRef, encode_partition_key
@@ -513,10 +483,10 @@ def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = Fa
         def upload(key: str, text: str) -> None:
             moto.s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
 
-    service = None
+    services = contextlib.ExitStack()
     if warm:  # the runs embed through a model loaded once (make dev does the same)
         root.mkdir(parents=True, exist_ok=True)
-        service, env["RAG_EMBED_SERVICE_URL"] = start_embed_service(root / "embed_service.log")
+        env["RAG_EMBED_SERVICE_URL"] = services.enter_context(embed_service(root / "embed_service.log"))
     resources = build_resources(Settings.from_env({k: v for k, v in env.items() if k != "RAG_EMBED_SERVICE_URL"}))
     embedder, store = resources["embedder"], resources["vector_store"]
     model, dimension = embedder.model_id, embedder.dimension
@@ -546,9 +516,8 @@ def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = Fa
             log(f"e2e {mode}: {key} queryable after {found - uploaded:.1f}s")
             time.sleep(2)  # the next upload meets an idle daemon
     finally:
-        stop_daemon(daemon)
-        if service is not None:
-            stop_daemon(service)
+        stop_group(daemon, grace=15)
+        services.close()
         instance.dispose()
     measured = [d["latency_s"] for d in docs if not d["warmup"]]
     return {"sensor": mode + (", warm model" if warm else ""), "median_s": statistics.median(measured), "documents": docs}

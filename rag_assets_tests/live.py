@@ -85,12 +85,13 @@ class Daemon:
         return self.log.read_text(errors="replace")
 
 
-def stop_group(proc: subprocess.Popen) -> None:
-    """A process and everything it started (its own process group): SIGTERM, then SIGKILL."""
+def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
+    """A process and everything it started (its own process group): SIGTERM, then SIGKILL
+    what is left after `grace` seconds."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
     try:
@@ -98,6 +99,37 @@ def stop_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
+
+
+@contextmanager
+def embed_service(log_path: Path, timeout: float = 120) -> Iterator[str]:
+    """`python -m rag_assets.embed_service` on a free port, in a process group of its own;
+    yields its URL once the model is loaded (GET /health answers)."""
+    import httpx
+
+    from rag_assets_tests.conftest import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag_assets.embed_service", "--port", str(port)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the embedding service did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        stop_group(proc)
 
 
 @contextmanager

@@ -3,17 +3,13 @@ through it, and a run that embeds through it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 import httpx
 import numpy as np
 import pytest
 
 from rag_assets.resources.embedders import LocalEmbedder, decode_vectors, encode_vectors
 from rag_assets_tests.conftest import free_port
-from rag_assets_tests.live import stop_group
+from rag_assets_tests.live import embed_service
 
 TEXTS = ["Vacation policy: 25 days a year.", "Report a stolen laptop within one hour.", "", "Ünïcödé and emoji 🚀 text."]
 
@@ -30,25 +26,9 @@ def test_a_vector_of_the_wrong_size_is_refused():
 
 
 @pytest.fixture(scope="module")
-def service():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rag_assets.embed_service", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, proc.stdout.read().decode()
-        assert time.monotonic() < deadline, "the embedding service did not start"
-        time.sleep(0.3)
-    yield url
-    stop_group(proc)
+def service(tmp_path_factory):
+    with embed_service(tmp_path_factory.mktemp("embed_service") / "service.log") as url:
+        yield url
 
 
 def served(url: str) -> int:
