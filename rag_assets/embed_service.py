@@ -3,7 +3,7 @@ serving the OpenAI embeddings API on a local port (`make dev` starts it; runs fi
 RAG_EMBED_SERVICE_URL). A run of a few documents otherwise spends most of its time loading
 the model (docs/architecture.md, A warm model).
 
-    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8765] [--model all-MiniLM-L6-v2]
+    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8765] [--model all-MiniLM-L6-v2[+int8]]
 
 POST /v1/embeddings {"input": [texts], "model": MODEL_ID, "encoding_format": "base64"} answers
 {"object": "list", "model": MODEL_ID, "data": [{"index": i, "embedding": BASE64 float32}],
@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rag_assets.resources.embedders import LocalEmbedder, encode_vectors
+from rag_assets.resources.embedders import embedder_from_spec, encode_vectors
+from rag_assets.settings import Settings
 
 log = logging.getLogger("rag_assets.embed_service")
 MAX_TEXTS = 2048  # a request, as OpenAI's API
@@ -80,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the local embedding model, loaded once, on a local port.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="as in RAG_EMBEDDER=local:MODEL")
+    spec = os.environ.get("RAG_EMBEDDER", "")
+    default = spec.removeprefix("local:") if spec.startswith("local:") else "all-MiniLM-L6-v2"
+    parser.add_argument("--model", default=default, help="as in RAG_EMBEDDER=local:MODEL (default: RAG_EMBEDDER's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s embed_service %(message)s")
-    embedder = LocalEmbedder(model=args.model, service_url=None)  # this is the service
+    embedder = embedder_from_spec(f"local:{args.model}", Settings())  # no service_url: this is the service
     embedder.embed(["load the model now, not at the first request"])
     with EmbedService((args.host, args.port), embedder) as server:
         log.info("%s ready on http://%s:%d", embedder.model_id, args.host, server.server_address[1])

@@ -29,6 +29,7 @@ class Settings:
     reconcile_seconds: float = 3600.0  # with an event queue: how often a full pass compares source and index
     catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
     embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
+    model_cache: str | None = None  # where local:MODEL+int8 keeps its ONNX export (default ~/.cache/rag_assets/models)
     openai_requests_per_second: float = 20.0  # the account's limits: the catchup pipeline's by default
     openai_tokens_per_minute: float = 1_000_000.0
 
@@ -50,6 +51,7 @@ class Settings:
             reconcile_seconds=float(env.get("RAG_RECONCILE_SECONDS") or d.reconcile_seconds),
             catchup_config=env.get("RAG_CATCHUP_CONFIG") or d.catchup_config,
             embed_service_url=env.get("RAG_EMBED_SERVICE_URL") or None,
+            model_cache=env.get("RAG_MODEL_CACHE") or None,
             openai_requests_per_second=float(env.get("RAG_OPENAI_REQUESTS_PER_SECOND") or d.openai_requests_per_second),
             openai_tokens_per_minute=float(env.get("RAG_OPENAI_TOKENS_PER_MINUTE") or d.openai_tokens_per_minute),
         )
