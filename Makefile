@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-quality bench-anchor install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,14 @@ bench-convergence: install-test
 
 bench-catchup: install-test
 	$(BIN)/python benchmarks/catchup.py
+
+bench-quality: install-test
+	$(BIN)/python benchmarks/quality.py --embedders local:all-MiniLM-L6-v2,local:all-MiniLM-L6-v2+int8
+
+# rag_assets beside the LangChain Indexing API script (in its own venv, made on first use).
+bench-anchor: install-test
+	$(BIN)/python benchmarks/anchor.py --embedder local:all-MiniLM-L6-v2
+	$(BIN)/python benchmarks/anchor.py --embedder local:all-MiniLM-L6-v2+int8
 
 clean:
 	rm -rf .dagster .rag

