@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.assets.pipeline import Family, build_index_pipeline
 from rag_assets.lib.catchup import CatchupSource, RecordCounts, load_catchup_config, record_parts
 from rag_assets.lib.parsing import BadDocument, stream_csv
@@ -58,7 +59,7 @@ def build_records(name: str, source: CatchupSource, partitions_def: dg.Partition
         description=f"The records of {where} for each date, {source.chunk_rows:,} a part.",
     )
     def records(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        out = {}
+        out, metadata = {}, {}
         for date in context.partition_keys:
             counts = RecordCounts()
             rows = reader(context, name, source, date)
@@ -67,7 +68,8 @@ def build_records(name: str, source: CatchupSource, partitions_def: dg.Partition
                 f"{date}: {counts.rows} row(s), {counts.records} record(s); skipped {counts.no_text} without text, "
                 f"{counts.no_id} without an id, {counts.no_tenant} without a tenant"
             )
-            context.add_asset_metadata(counts.as_metadata(), partition_key=date)
+            metadata[date] = counts.as_metadata()
+        add_partition_metadata(context, metadata)
         return dg.MaterializeResult(value=out)
 
     return records

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import numpy as np
 
+from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.lib.chunking import Chunk, chunk_units
 from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import ParsedDocument
@@ -419,8 +420,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             gone = [doc_id for doc_id in after if doc_id not in kept]
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
             context.log.info(f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s")
-        for key in documents:
-            context.add_asset_metadata(family.describe(outcomes[key], model_id, pipeline, deleted[key]), partition_key=key)
+        add_partition_metadata(context, {key: family.describe(outcomes[key], model_id, pipeline, deleted[key]) for key in documents})
         every = [o for os in outcomes.values() for o in os]
         changed_count = sum(o.status == "ingested" for o in every)
         superseded_count = sum(o.status.startswith("superseded") for o in every)
