@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-quality bench-anchor install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-quality bench-anchor install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ bench-convergence: install-test
 
 bench-catchup: install-test
 	$(BIN)/python benchmarks/catchup.py
+
+bench-bookkeeping: install-test
+	$(BIN)/python benchmarks/bookkeeping.py
 
 bench-quality: install-test
 	$(BIN)/python benchmarks/quality.py --embedders local:all-MiniLM-L6-v2,local:all-MiniLM-L6-v2+int8

@@ -1,5 +1,7 @@
-"""add_partition_metadata: each partition's materialization gets its own metadata, through a
-real instance and a ranged run, on the fast path and on the public call's."""
+"""The ways around Dagster's per-partition costs (docs/decisions.md D7, D20), through a real
+instance: add_partition_metadata gives each partition's materialization its own metadata,
+on the fast path and on the public call's; partition_keys_read_once reads a definition's
+keys once and leaves the instance as it was."""
 
 from types import SimpleNamespace
 
@@ -7,6 +9,7 @@ import dagster as dg
 import pytest
 
 from rag_assets.assets.metadata import add_partition_metadata
+from rag_assets.ingest import partition_keys_read_once
 
 parts = dg.DynamicPartitionsDefinition(name="things")
 
@@ -51,3 +54,25 @@ def test_a_partition_outside_the_run_is_refused():
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "does not materialize: ['a']" in failure.step_failure_data.error.to_string()
+
+
+def test_partition_keys_are_read_once_then_the_instance_is_as_it_was():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("things", ["a", "b"])
+        instance.add_dynamic_partitions("others", ["x"])
+        reads = []
+        storage_read = instance.event_log_storage.get_dynamic_partitions
+
+        def counted(name):
+            reads.append(name)
+            return storage_read(name)
+
+        instance.event_log_storage.get_dynamic_partitions = counted
+        with partition_keys_read_once(instance, {"things"}):
+            assert [instance.get_dynamic_partitions("things") for _ in range(3)] == [["a", "b"]] * 3
+            assert instance.get_dynamic_partitions("others") == ["x"]
+            assert instance.get_dynamic_partitions("others") == ["x"]
+        assert reads == ["things", "others", "others"]  # others are not kept
+        assert "get_dynamic_partitions" not in vars(instance)
+        instance.add_dynamic_partitions("things", ["c"])
+        assert instance.get_dynamic_partitions("things") == ["a", "b", "c"]

@@ -1,0 +1,131 @@
+"""What Dagster's bookkeeping costs as the instance grows: the same small batch of documents
+ingested into instances that already hold 100 and 100,000 document partitions.
+
+    python benchmarks/bookkeeping.py [--docs 40] [--partitions 100,100000] [--repeat 2] [--json]
+
+Each instance is a fresh SQLite DAGSTER_HOME with that many document partitions registered
+beforehand (not timed); then `rag_assets.ingest` runs the batch (short text documents, the
+model loaded beforehand, so that bookkeeping is most of the work). Sizes alternate within a
+repetition, medians quoted. Printed a size: seconds, per document, events per document, and
+the seconds spent in `add_asset_metadata` (cProfile of the same run), so the ratio between
+sizes shows what grows with the partition count (docs/decisions.md D7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import logging
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def seconds_in(profile: cProfile.Profile, function: str) -> float:
+    stats = pstats.Stats(profile)
+    return sum(v[3] for (_, _, name), v in stats.stats.items() if name == function)  # cumulative time
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--docs", type=int, default=40)
+    p.add_argument("--partitions", default="100,100000", help="partitions already in the instance, comma separated")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--workdir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", type=int, default=0, help="print the N costliest calls of the last ingest of each size")
+    args = p.parse_args(argv)
+    sizes = [int(n) for n in args.partitions.split(",")]
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="rag-bookkeeping-"))).resolve()
+    os.environ.update(DAGSTER_HOME=str(workdir / "unused"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("dagster").setLevel(logging.ERROR)
+
+    import dagster as dg
+    import pydoc_corpus
+    from tqdm import tqdm
+
+    from rag_assets.definitions import build_definitions
+    from rag_assets.ingest import discover, ingest
+    from rag_assets.lib.keys import DocRef, encode_partition_key
+    from rag_assets.partitions import documents_partitions
+    from rag_assets.resources.embedders import embedder_from_spec
+    from rag_assets.resources.object_store import ObjectStore
+    from rag_assets.settings import Settings
+
+    corpus = workdir / "corpus" / "acme"
+    corpus.mkdir(parents=True, exist_ok=True)
+    for name, text in list(pydoc_corpus.documents().items())[: args.docs]:
+        (corpus / f"{name}.txt").write_text(text[:600])
+    base = Settings.from_env()
+    embedder_from_spec(base.embedder, base).embed(["load the model before any timer"])
+
+    results: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    bar = tqdm(total=args.repeat * len(sizes) + 1, desc="ingests", file=sys.stderr)
+    # Repetition -1 warms the process up (first imports, first run) and is not recorded.
+    for rep in range(-1, args.repeat):
+        for n in ([0] if rep < 0 else sizes if rep % 2 == 0 else sizes[::-1]):
+            run_dir = workdir / f"rep{rep}-{n}"
+            home = run_dir / "home"
+            home.mkdir(parents=True)
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            settings = Settings.from_env({"RAG_WORK_DIR": str(run_dir / "rag"), "RAG_INDEX_URI": str(run_dir / "rag" / "index")})
+            defs = build_definitions(settings)
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                filler = [
+                    encode_partition_key(DocRef(tenant="acme", root=str(workdir / "elsewhere"), key=f"old/{i:06d}.txt"))
+                    for i in range(n)
+                ]
+                for start in range(0, n, 10_000):  # in pieces: one call of 100,000 is one huge statement
+                    instance.add_dynamic_partitions(documents_partitions.name, filler[start : start + 10_000])
+                refs, _ = discover([str(corpus.parent)], ObjectStore(), None, settings.tenant_from_key)
+                profile = cProfile.Profile()
+                started = time.perf_counter()
+                profile.enable()
+                report = ingest(refs, defs=defs, instance=instance, batch_size=settings.batch_size)
+                profile.disable()
+                seconds = time.perf_counter() - started
+                if report.failed or len(report.ingested) != args.docs:
+                    raise SystemExit(f"{n} partitions: {len(report.ingested)} ingested, failures {report.failed[:2]}")
+                events = sum(len(instance.all_logs(run_id)) for run_id in report.runs)
+                if rep < 0:
+                    bar.update()
+                    continue
+                figures = results[n]
+                if args.profile and rep == args.repeat - 1:
+                    print(f"--- {n:,} partitions: by cumulative time", file=sys.stderr)
+                    pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
+                figures.setdefault("seconds", []).append(seconds)
+                figures.setdefault("add_asset_metadata", []).append(seconds_in(profile, "add_asset_metadata"))
+                figures.setdefault("store_event", []).append(seconds_in(profile, "store_event"))
+                figures.setdefault("events", []).append(events)
+                figures.setdefault("partitions_after", []).append(len(instance.get_dynamic_partitions(documents_partitions.name)))
+            bar.update()
+    bar.close()
+
+    medians = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
+    print(f"{args.docs} text documents (600 characters each) ingested into an instance already holding N partitions; medians of {args.repeat}")
+    print(f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'in add_asset_metadata':>23}{'in store_event':>16}{'vs first N':>12}")
+    first = medians[sizes[0]]["seconds"]
+    for n in sizes:
+        m = medians[n]
+        print(
+            f"{n:>9,}{m['seconds']:>10.2f}{1000 * m['seconds'] / args.docs:>9.0f}{m['events'] / args.docs:>12.1f}"
+            f"{m['add_asset_metadata']:>21.2f} s{m['store_event']:>14.2f} s{m['seconds'] / first:>11.2f}x"
+        )
+    if args.json:
+        print(json.dumps({"docs": args.docs, "medians": medians, "all": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
