@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-quality bench-anchor install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-ui bench-quality bench-anchor install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ bench-catchup: install-test
 
 bench-bookkeeping: install-test
 	$(BIN)/python benchmarks/bookkeeping.py
+
+# The vector_index partitions page in headless Chromium (Debian's), driven by playwright-core.
+bench-ui: install-test
+	bash scripts/install-chromium.sh
+	$(BIN)/python benchmarks/ui.py
 
 bench-quality: install-test
 	$(BIN)/python benchmarks/quality.py --embedders local:all-MiniLM-L6-v2,local:all-MiniLM-L6-v2+int8
