@@ -173,10 +173,11 @@ class LocalEmbedder(Embedder):
             vectors = onnx_model.encode(session, tokenizer, window, list(texts))
         elif vectors is None:
             vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        if stats is not None:
-            for start in range(0, len(texts), self.batch_size):
-                stats.batches.append(list(range(start, min(start + self.batch_size, len(texts)))))
-            stats.calls += (len(texts) + self.batch_size - 1) // self.batch_size
+        if stats is not None:  # the model's calls: batches, or one text each for int8
+            size = 1 if self.runtime == "onnx-int8" else self.batch_size
+            for start in range(0, len(texts), size):
+                stats.batches.append(list(range(start, min(start + size, len(texts)))))
+            stats.calls += (len(texts) + size - 1) // size
         return vectors.astype(np.float32)
 
 
