@@ -11,6 +11,9 @@ setup(
         "dagster==1.13.27",
         "dagster-aws==0.29.27",
         "dagster-webserver==1.13.27",
+        # `dg check defs`, `dg list defs`, `dg dev`: the command line Dagster 1.13 recommends
+        # (`dagster dev` says it is superseded); `make test` runs the check.
+        "dagster-dg-cli==1.13.27",
         "boto3>=1.40",
         "openai>=2.0",
         "pinecone>=10.0",  # the store uses describe_index, Index(host=), list_paginated as 10.x has them

@@ -1,0 +1,38 @@
+"""`dg` (dagster-dg-cli) on this project, as Dagster 1.13 recommends: `dg check defs` loads and
+validates the definitions, `dg list defs` lists them, and a bad setting fails the check with
+the file and the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rag_assets_tests.live import REPO
+
+DG = str(Path(sys.executable).with_name("dg"))
+
+
+def dg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([DG, *args], cwd=REPO, env=env or os.environ.copy(), capture_output=True, text=True, timeout=300)
+
+
+def test_dg_checks_and_lists_the_definitions(rag_env):
+    checked = dg("check", "defs")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    listed = dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    defs = json.loads(listed.stdout)
+    assert {"raw_documents", "chunks", "embeddings", "vector_index"} <= {a["asset_key"] for a in defs["assets"]}
+    assert "ingest_documents" in {j["name"] for j in defs["jobs"]}
+    assert "daily_reconciliation_record" in {s["name"] for s in defs["schedules"]}
+
+
+def test_dg_check_fails_on_a_bad_catchup_file(rag_env, tmp_path):
+    bad = tmp_path / "catchup.yaml"
+    bad.write_text("sources:\n  broken: {kind: nothing}\n")
+    checked = dg("check", "defs", env={**os.environ, "RAG_CATCHUP_CONFIG": str(bad)})
+    assert checked.returncode != 0
+    assert f"{bad}: sources.broken.kind" in checked.stdout + checked.stderr
