@@ -10,6 +10,7 @@ setup(
     install_requires=[
         "dagster==1.13.27",
         "dagster-aws==0.29.27",
+        "dagster-postgres==0.29.27",  # the production instance's storage (deploy/dagster.yaml)
         "dagster-webserver==1.13.27",
         # `dg check defs`, `dg list defs`, `dg dev`: the command line Dagster 1.13 recommends
         # (`dagster dev` says it is superseded); `make test` runs the check.

@@ -1,0 +1,79 @@
+"""deploy/dagster.yaml, the production instance, loaded into a real DagsterInstance: its
+storage in a real PostgreSQL, its run launcher checking the run task definition in (moto's)
+ECS, its compute logs going to (moto's) S3."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from urllib.parse import urlparse
+
+import boto3
+import dagster as dg
+import pytest
+
+from rag_assets_tests.live import REPO
+from rag_assets_tests.store_fixtures import pg_server_fixture  # noqa: F401 - the session's PostgreSQL
+
+
+@pytest.fixture
+def deploy_home(tmp_path, pg_server, s3_env, monkeypatch):  # noqa: F811
+    """DAGSTER_HOME holding deploy/dagster.yaml, with the environment an ECS task would have."""
+    dsn = urlparse(pg_server.dsn)
+    database = f"dagster_{uuid.uuid4().hex[:8]}"
+    import psycopg
+
+    with psycopg.connect(pg_server.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    ecs = boto3.client("ecs")
+    task = ecs.register_task_definition(
+        family="rag-assets-run",
+        containerDefinitions=[{"name": "run", "image": "rag-assets:test", "memory": 2048}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    s3_env.create_bucket(Bucket="compute-logs")
+    for name, value in {
+        "DAGSTER_PG_HOST": dsn.hostname,
+        "DAGSTER_PG_PORT": str(dsn.port),
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_USERNAME": dsn.username,
+        "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
+        "DAGSTER_RUN_TASK_DEFINITION": task,
+        "DAGSTER_COMPUTE_LOG_BUCKET": "compute-logs",
+    }.items():
+        monkeypatch.setenv(name, value)
+    shutil.copy(REPO / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    return tmp_path, task
+
+
+def test_the_production_instance_loads_against_postgres_ecs_and_s3(deploy_home):
+    from dagster_aws.ecs import EcsRunLauncher
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    home, task = deploy_home
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        launcher = instance.run_launcher
+        assert isinstance(launcher, EcsRunLauncher)
+        assert launcher.task_definition == task and launcher.container_name == "run"
+        assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
+        assert instance.run_monitoring_enabled
+        # The storage works: a run and its events land in PostgreSQL.
+        run = instance.create_run_for_job(dg.GraphDefinition(name="noop", node_defs=[]).to_job())
+        instance.report_engine_event("hello from the deployment test", run)
+        assert [e.message for e in instance.all_logs(run.run_id)][-1] == "hello from the deployment test"
+    with dg.DagsterInstance.from_config(str(home)) as again:  # another process's view: the same database
+        assert again.get_run_by_id(run.run_id) is not None
+
+
+def test_a_run_task_definition_without_the_run_container_is_refused(deploy_home, monkeypatch):
+    other = boto3.client("ecs").register_task_definition(
+        family="not-rag-assets", containerDefinitions=[{"name": "web", "image": "x", "memory": 512}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    monkeypatch.setenv("DAGSTER_RUN_TASK_DEFINITION", other)
+    home, _ = deploy_home
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        with pytest.raises(Exception, match="container 'run'"):
+            _ = instance.run_launcher
