@@ -77,3 +77,53 @@ def test_a_run_task_definition_without_the_run_container_is_refused(deploy_home,
     with dg.DagsterInstance.from_config(str(home)) as instance:
         with pytest.raises(Exception, match="container 'run'"):
             _ = instance.run_launcher
+
+
+def test_a_run_becomes_an_ecs_task_with_the_run_command(deploy_home):
+    """EcsRunLauncher against moto's ECS: the task of the run task definition, its `run`
+    container told to execute this run of this code. Outside ECS there is no task of the
+    daemon's to copy the cluster and network from, so this copy of deploy/dagster.yaml names
+    them (the one change)."""
+    import yaml
+    from dagster._core.code_pointer import CodePointer
+    from dagster._core.launcher import LaunchRunContext
+    from dagster._core.origin import RepositoryPythonOrigin
+
+    home, task = deploy_home
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName="rag-assets")
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
+    config["run_launcher"]["config"].update(
+        use_current_ecs_task_config=False,
+        run_task_kwargs={
+            "cluster": "rag-assets",
+            "launchType": "FARGATE",
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "DISABLED"}},
+        },
+    )
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    from rag_assets.definitions import defs
+
+    job = defs.resolve_job_def("ingest_documents")
+    origin = RepositoryPythonOrigin(
+        executable_path="/usr/local/bin/python", code_pointer=CodePointer.from_module("rag_assets.definitions", "defs", None)
+    ).get_job_origin("ingest_documents")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = instance.create_run_for_job(job, job_code_origin=origin, tags={"rag/launched_by": "sensor"})
+        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        arns = ecs.list_tasks(cluster="rag-assets")["taskArns"]
+        assert len(arns) == 1
+        started = ecs.describe_tasks(cluster="rag-assets", tasks=arns, include=["TAGS"])["tasks"][0]
+        assert started["taskDefinitionArn"] == task
+        (override,) = started["overrides"]["containerOverrides"]
+        assert override["name"] == "run"
+        command = override["command"]
+        assert command[:5] == ["/usr/local/bin/python", "-m", "dagster", "api", "execute_run"]
+        args = dg.deserialize_value(command[5])
+        assert args.run_id == run.run_id and args.job_origin.job_name == "ingest_documents"
+        assert args.job_origin.repository_origin.code_pointer.module == "rag_assets.definitions"
+        # The run's task gets the instance by reference to its own environment: no secret
+        # travels in the command.
+        assert "unused-with-trust-auth" not in command[5] and "DAGSTER_PG_PASSWORD" in command[5]
+        tags = {t["key"]: t["value"] for t in started.get("tags", [])}
+        assert tags.get("dagster/run_id") == run.run_id and tags.get("rag/launched_by") == "sensor"
