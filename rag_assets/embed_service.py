@@ -14,14 +14,14 @@ The vectors are those of `LocalEmbedder.embed` in the run's own process: the sam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rag_assets.resources.embedders import embedder_from_spec, encode_vectors
+from rag_assets.resources.embedders import Embedder, embedder_from_spec, encode_vectors
 from rag_assets.settings import Settings
 
 log = logging.getLogger("rag_assets.embed_service")
@@ -31,7 +31,7 @@ MAX_TEXTS = 2048  # a request, as OpenAI's API
 class EmbedService(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], embedder: LocalEmbedder):
+    def __init__(self, address: tuple[str, int], embedder: Embedder):
         self.embedder, self.served, self.lock = embedder, 0, threading.Lock()
         super().__init__(address, _Handler)
 
@@ -82,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the local embedding model, loaded once, on a local port.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    spec = os.environ.get("RAG_EMBEDDER", "")
-    default = spec.removeprefix("local:") if spec.startswith("local:") else "all-MiniLM-L6-v2"
+    # RAG_EMBEDDER's local model, RAG_MODEL_CACHE; never RAG_EMBED_SERVICE_URL: this is the service.
+    settings = dataclasses.replace(Settings.from_env(), embed_service_url=None)
+    default = settings.embedder.removeprefix("local:") if settings.embedder.startswith("local:") else "all-MiniLM-L6-v2"
     parser.add_argument("--model", default=default, help="as in RAG_EMBEDDER=local:MODEL (default: RAG_EMBEDDER's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s embed_service %(message)s")
-    embedder = embedder_from_spec(f"local:{args.model}", Settings())  # no service_url: this is the service
+    embedder = embedder_from_spec(f"local:{args.model}", settings)
     embedder.embed(["load the model now, not at the first request"])
     with EmbedService((args.host, args.port), embedder) as server:
         log.info("%s ready on http://%s:%d", embedder.model_id, args.host, server.server_address[1])

@@ -78,6 +78,17 @@ def _load_sentence_transformer(path: str):
     return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
+@cache
+def _int8_runtime(weights: str, model_cache: str | None):
+    """The int8 export of the model at `weights` (made, or found in `model_cache`) opened by ONNX
+    Runtime: (session, tokenizer, window), once per process, not once per batch."""
+    from rag_assets.resources import onnx_model
+
+    cache_dir = Path(model_cache) if model_cache else None
+    path = onnx_model.int8_model_path(weights, lambda: _load_sentence_transformer(weights), cache_dir)
+    return onnx_model.load_session(str(path), weights)
+
+
 def encode_vectors(vectors: np.ndarray) -> list[str]:
     """Each float32 vector as base64 of its little-endian bytes (the OpenAI API's `base64`
     encoding_format): exact, and a quarter of the size of JSON numbers."""
@@ -167,10 +178,7 @@ class LocalEmbedder(Embedder):
         if vectors is None and self.runtime == "onnx-int8":
             from rag_assets.resources import onnx_model
 
-            cache_dir = Path(self.model_cache) if self.model_cache else None
-            path = onnx_model.int8_model_path(self._weights, lambda: self._model, cache_dir)
-            session, tokenizer, window = onnx_model.load_session(str(path), self._weights)
-            vectors = onnx_model.encode(session, tokenizer, window, list(texts))
+            vectors = onnx_model.encode(*_int8_runtime(self._weights, self.model_cache), list(texts))
         elif vectors is None:
             vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
         if stats is not None:  # the model's calls: batches, or one text each for int8

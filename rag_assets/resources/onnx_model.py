@@ -15,7 +15,6 @@ import os
 import tempfile
 import warnings
 from collections.abc import Sequence
-from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -106,9 +105,8 @@ def int8_model_path(model_dir: str, load_model, cache_dir: Path | None = None) -
     return target
 
 
-@cache
 def load_session(onnx_path: str, model_dir: str):
-    """(ONNX Runtime session, the model's tokenizer, its window in tokens), once per process."""
+    """(ONNX Runtime session, the model's tokenizer, its window in tokens)."""
     import onnxruntime as ort
     from transformers import AutoTokenizer
 
@@ -125,11 +123,8 @@ def encode(session, tokenizer, window: int, texts: Sequence[str]) -> np.ndarray:
     activations are scaled per run, so in a padded batch a vector would depend on the texts
     beside it (cosine down to 0.97 between two batchings of one text; alone, it is always
     the same vector)."""
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
     encoded = tokenizer(list(texts), truncation=True, max_length=window)
-    out: np.ndarray | None = None
-    for i in range(len(texts)):
-        vector = session.run(None, {name: np.asarray([encoded[name][i]], dtype=np.int64) for name in INPUTS})[0][0]
-        if out is None:
-            out = np.zeros((len(texts), vector.shape[0]), dtype=np.float32)
-        out[i] = vector
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    runs = ({name: np.asarray([encoded[name][i]], dtype=np.int64) for name in INPUTS} for i in range(len(texts)))
+    return np.stack([session.run(None, feeds)[0][0] for feeds in runs]).astype(np.float32)
