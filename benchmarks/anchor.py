@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import pydoc_corpus  # noqa: E402
+from ingest import write_dagster_home  # noqa: E402
 
 ANCHOR_PINS = [
     "langchain-core==1.8.3",
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     query_file.write_text(json.dumps([q for q, _ in pydoc_corpus.QUERIES]))
     model_path = default_local_model_path("all-MiniLM-L6-v2")
 
-    embedder = embedder_from_spec(args.embedder, Settings())
+    base = Settings.from_env()
+    embedder = embedder_from_spec(args.embedder, base)
     embedder.embed(["warm up the model"])
     times: dict[str, list[float]] = {}
     anchor_runs: dict[str, list[dict]] = {}
@@ -155,7 +157,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parsed = {path.stem: parse_document(path.name, path.read_bytes()) for path in sorted(corpus.rglob("*.pdf"))}
     floor_parse = time.perf_counter() - started
-    base = Settings.from_env()
     texts = [c.text for name, d in parsed.items() for c in chunk_units(name, d.units, max_tokens=base.chunk_tokens, overlap=base.chunk_overlap)]
     started = time.perf_counter()
     embedder.embed(texts)
@@ -163,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for rep in range(args.repeat):
         run_dir = workdir / f"rep{rep}"
-        home = run_dir / "dagster_home"
-        home.mkdir(parents=True)
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        home = write_dagster_home(run_dir / "dagster_home")
         settings = replace(base, work_dir=str(run_dir / "rag"), index_uri=str(run_dir / "rag" / "index"), embedder=embedder.model_id)
         defs = build_definitions(settings)
         with dg.DagsterInstance.from_config(str(home)) as instance:

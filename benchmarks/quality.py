@@ -34,6 +34,7 @@ from tqdm import tqdm  # noqa: E402
 from rag_assets.lib.chunking import chunk_units  # noqa: E402
 from rag_assets.lib.parsing import parse_document  # noqa: E402
 from rag_assets.resources.embedders import embedder_from_spec  # noqa: E402
+from rag_assets.settings import Settings  # noqa: E402
 
 DEFAULT_CONFIGS = "64/8,96/16,128/24,160/32,192/32,192/0,192/64,224/32"
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     docs = pydoc_corpus.documents()
     configs = [tuple(int(x) for x in c.split("/")) for c in args.configs.split(",")]
-    embedders = [embedder_from_spec(spec) for spec in args.embedders.split(",")]
+    embedders = [embedder_from_spec(spec, Settings.from_env()) for spec in args.embedders.split(",")]
     if args.batch_size:
         embedders = [e.model_copy(update={"batch_size": args.batch_size}) for e in embedders]
     for embedder in embedders:
