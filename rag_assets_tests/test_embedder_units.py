@@ -6,12 +6,14 @@ import pytest
 from pydantic import PrivateAttr
 
 from rag_assets.assets.pipeline import split_by_document
+from rag_assets_tests.store_fixtures import pg_server_fixture  # noqa: F401 - the fixture pg_server
 from rag_assets.resources.embedders import (
     Embedder,
-    EmbeddingCache,
     EmbedStats,
+    PostgresEmbeddingCache,
     RateLimiter,
     embed_with_cache,
+    embedding_cache_from_uri,
     retry_delay,
 )
 
@@ -103,6 +105,10 @@ class FakeEmbedder(Embedder):
     def dimension(self) -> int:
         return 8
 
+    @property
+    def spec(self) -> str:
+        return self.model_id
+
     def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
         self._calls.append(list(texts))
         if stats is not None:
@@ -118,9 +124,17 @@ class FakeEmbedder(Embedder):
         return [t for call in self._calls for t in call]
 
 
-@pytest.fixture
-def cache(tmp_path):
-    return EmbeddingCache(path=str(tmp_path / "cache" / "embeddings.sqlite"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cache(request, tmp_path):
+    """Each form of the cache: one machine's SQLite file, and the shared PostgreSQL table."""
+    if request.param == "sqlite":
+        return embedding_cache_from_uri(str(tmp_path / "cache" / "embeddings.sqlite"))
+    pg = request.getfixturevalue("pg_server")
+    cache = embedding_cache_from_uri(pg.dsn)
+    assert isinstance(cache, PostgresEmbeddingCache)
+    with cache._connect() as conn:  # a fresh table for each test
+        conn.execute("TRUNCATE rag_embedding_cache")
+    return cache
 
 
 def test_second_call_embeds_nothing(cache):

@@ -47,6 +47,11 @@ class Embedder(dg.ConfigurableResource, ABC):
     @abstractmethod
     def dimension(self) -> int: ...
 
+    @property
+    @abstractmethod
+    def spec(self) -> str:
+        """The RAG_EMBEDDER value that builds this embedder elsewhere (a remote step)."""
+
     @abstractmethod
     def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray: ...
 
@@ -141,6 +146,10 @@ class LocalEmbedder(Embedder):
         if self.runtime not in LOCAL_RUNTIMES:
             raise ValueError(f"local embedder runtime {self.runtime!r}: use one of {', '.join(LOCAL_RUNTIMES)}")
         return f"local:{Path(self.model).name}" + ("+int8" if self.runtime == "onnx-int8" else "")
+
+    @property
+    def spec(self) -> str:
+        return f"local:{self.model}" + ("+int8" if self.runtime == "onnx-int8" else "")
 
     @property
     def dimension(self) -> int:
@@ -268,6 +277,10 @@ class OpenAIEmbedder(Embedder):
         return f"openai:{self.model}" + (f"@{self.dimensions}" if self.dimensions else "")
 
     @property
+    def spec(self) -> str:
+        return self.model_id
+
+    @property
     def dimension(self) -> int:
         if self.dimensions:
             return self.dimensions
@@ -362,8 +375,18 @@ def embedder_from_spec(spec: str, settings: Settings | None = None) -> Embedder:
     )
 
 
-class EmbeddingCache(dg.ConfigurableResource):
-    """Vectors by (model id, text hash) in SQLite: unchanged text is never embedded twice."""
+class EmbeddingCache(dg.ConfigurableResource, ABC):
+    """Vectors by (model id, text hash): unchanged text is never embedded twice."""
+
+    @abstractmethod
+    def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def put_many(self, model_id: str, items: dict[str, np.ndarray]) -> None: ...
+
+
+class SqliteEmbeddingCache(EmbeddingCache):
+    """The cache in a SQLite file: one machine's (RAG_WORK_DIR/cache/embeddings.sqlite)."""
 
     path: str
 
@@ -395,6 +418,45 @@ class EmbeddingCache(dg.ConfigurableResource):
                 "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                 [(model_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()],
             )
+
+
+class PostgresEmbeddingCache(EmbeddingCache):
+    """The cache in a PostgreSQL table (rag_embedding_cache), shared by every worker: on ECS each
+    run is a fresh task, whose own SQLite file would start empty (docs/architecture.md)."""
+
+    dsn: str  # libpq URI without the password (PGPASSWORD): the UI shows resource config
+
+    def _connect(self):
+        import psycopg
+
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS rag_embedding_cache "
+            "(model text, text_hash text, vector bytea NOT NULL, PRIMARY KEY (model, text_hash))"
+        )
+        return conn
+
+    def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT text_hash, vector FROM rag_embedding_cache WHERE model = %s AND text_hash = ANY(%s)",
+                (model_id, list(dict.fromkeys(hashes))),
+            )
+            return {h: np.frombuffer(v, dtype=np.float32) for h, v in rows}
+
+    def put_many(self, model_id: str, items: dict[str, np.ndarray]) -> None:
+        with self._connect() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO rag_embedding_cache VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(model_id, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()],
+            )
+
+
+def embedding_cache_from_uri(uri: str) -> EmbeddingCache:
+    """RAG_EMBEDDING_CACHE_URI: `postgresql://...` (shared) or a SQLite file (one machine's)."""
+    if uri.startswith(("postgresql://", "postgres://")):
+        return PostgresEmbeddingCache(dsn=uri)
+    return SqliteEmbeddingCache(path=uri)
 
 
 def embed_with_cache(embedder: Embedder, cache: EmbeddingCache, texts: Sequence[str]) -> tuple[np.ndarray, EmbedStats, np.ndarray]:
