@@ -10,11 +10,12 @@ from rag_assets.assets.catchup import catchup_definitions
 from rag_assets.assets.documents import document_definitions
 from rag_assets.assets.maintenance import maintenance_definitions
 from rag_assets.resources.config import RagConfig, SyncConfig
-from rag_assets.resources.embedders import EmbeddingCache, embedder_from_spec
+from rag_assets.resources.embedders import embedder_from_spec, embedding_cache_from_uri
 from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.io_manager import PartitionedPickleIOManager, WorkArea
 from rag_assets.resources.metabase import MetabaseClient
 from rag_assets.resources.object_store import ObjectStore
+from rag_assets.resources.remote_embedding import embed_runner_from_settings
 from rag_assets.resources.vector_stores import vector_store_from_uri
 from rag_assets.sensors.s3 import sensor_definitions
 from rag_assets.settings import Settings
@@ -25,10 +26,17 @@ def build_resources(settings: Settings) -> dict:
     return {
         "object_store": ObjectStore(),
         "embedder": embedder_from_spec(settings.embedder, settings),
-        "embedding_cache": EmbeddingCache(path=str(work / "cache" / "embeddings.sqlite")),
+        "embedding_cache": embedding_cache_from_uri(settings.embedding_cache_location),
         "vector_store": vector_store_from_uri(settings.index_uri),
-        "work_io_manager": PartitionedPickleIOManager(base_dir=str(work / "work")),
-        "work_area": WorkArea(base_dir=str(work / "work")),
+        "work_io_manager": PartitionedPickleIOManager(base_uri=settings.work_location),
+        "work_area": WorkArea(base_uri=settings.work_location),
+        "embed_runner": embed_runner_from_settings(
+            settings.embed_on,
+            settings.work_location,
+            settings.embed_texts_per_call,
+            settings.embed_parallel_calls,
+            ecs={"cluster": settings.ecs_cluster, "subnets": list(settings.ecs_subnets), "security_groups": list(settings.ecs_security_groups)},
+        ),
         "rag_config": RagConfig(
             csv_text_column=settings.csv_text_column,
             chunk_tokens=settings.chunk_tokens,
@@ -47,6 +55,18 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
+def executor_from_settings(name: str) -> dg.ExecutorDefinition:
+    """RAG_EXECUTOR: in_process (the default: a batch run loads the model once,
+    docs/architecture.md), or ecs (each step its own ECS task of the run's task definition)."""
+    if name == "in_process":
+        return dg.in_process_executor
+    if name == "ecs":
+        from dagster_aws.ecs import ecs_executor
+
+        return ecs_executor
+    raise ValueError(f"RAG_EXECUTOR={name!r}: use in_process or ecs")
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     return dg.Definitions.merge(
@@ -56,8 +76,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         sensor_definitions(event_mode=bool(settings.sqs_queue_url)),
         dg.Definitions(
             resources=build_resources(settings),
-            # In-process by default, so a batch run loads the model once (docs/architecture.md).
-            executor=dg.in_process_executor,
+            executor=executor_from_settings(settings.executor),
         ),
     )
 

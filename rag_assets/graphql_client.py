@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from rag_assets.lib.errors import error_summary, first_line
+
 TOKEN_ENV = "RAG_DAGSTER_TOKEN"
 
 # The five statuses `status` reports; the last three are final.
@@ -235,7 +237,7 @@ class Connection:
             errors = exc.errors or [{"message": str(exc)}]
             raise DagsterAPIError("; ".join(str(e.get("message", e)) for e in errors)) from exc
         except (gql_errors.TransportProtocolError, ValueError) as exc:  # not a GraphQL answer
-            raise DagsterUnreachable(f"no Dagster GraphQL API at {self.endpoint}: {_first_line(str(exc))}") from exc
+            raise DagsterUnreachable(f"no Dagster GraphQL API at {self.endpoint}: {first_line(str(exc))}") from exc
 
 
 def _root_cause(exc: BaseException) -> str:
@@ -421,7 +423,7 @@ def _backfill_status(conn: Connection, backfill: dict[str, Any]) -> dict[str, An
     ]
     dagster_status = backfill["status"]
     if dagster_status in ("FAILED", "FAILING") and backfill.get("error"):
-        failures.append({"partition": None, "reason": "backfill: " + _first_line(backfill["error"]["message"])})
+        failures.append({"partition": None, "reason": "backfill: " + first_line(backfill["error"]["message"])})
     unfinished = in_progress > 0 or done + failed < total
     return {
         "id": backfill["id"],
@@ -544,25 +546,12 @@ def _records(runs: Iterable[dict[str, Any]]) -> int:
     return int(total) if float(total).is_integer() else total
 
 
-def _first_line(text: str | None) -> str:
-    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
 def _error_summary(error: dict[str, Any] | None) -> str | None:
-    """The first line of the error a person can act on: Dagster wraps the user code's exception
-    ('Error occurred while executing op "x":'), so the first error of the chain whose message
-    does not just introduce its cause; `pkg.mod.Class: text` is shortened to `Class: text`, and
-    a `dagster...Failure: text` (a failure the code raised on purpose, said for people) to `text`."""
+    """The summary (lib.errors.error_summary) of a GraphQL PythonError and its chain."""
     if not error:
         return None
     chain = [error] + [link["error"] for link in error.get("errorChain") or [] if link.get("error")]
-    for n, err in enumerate(chain):
-        line = _first_line(err.get("message"))
-        if line and (not line.endswith(":") or n == len(chain) - 1):
-            line = re.sub(r"^dagster\.(?:[A-Za-z_]\w*\.)*Failure: ", "", line)
-            return re.sub(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*: )", r"\1", line)
-    return None
+    return error_summary([err.get("message") for err in chain])
 
 
 # Reasons of runs that are over, by (endpoint, run id, run status): they do not change, and
@@ -590,10 +579,10 @@ def _read_failure_reason(conn: Connection, run_id: str, state: str) -> str:
         for event in logs["events"]:
             kind = event["__typename"]
             if kind == "ExecutionStepFailureEvent" and step_failure is None:
-                summary = _error_summary(event.get("error")) or _first_line(event.get("message"))
+                summary = _error_summary(event.get("error")) or first_line(event.get("message"))
                 step_failure = f"{event['stepKey']}: {summary}" if event.get("stepKey") else summary
             elif kind == "RunFailureEvent":
-                run_failure = _error_summary(event.get("error")) or _first_line(event.get("message"))
+                run_failure = _error_summary(event.get("error")) or first_line(event.get("message"))
             elif kind == "EngineEvent" and event.get("error") and engine_error is None:
                 engine_error = _error_summary(event["error"])
         if step_failure or not logs["hasMore"]:

@@ -16,6 +16,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from rag_assets.assets.documents import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.errors import error_summary
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
 from rag_assets.lib.reconcile import is_current, wanted_documents
 from rag_assets.partitions import documents_partitions, register_roots
@@ -100,7 +101,11 @@ def failed_documents(instance: dg.DagsterInstance, run_id: str) -> list[dict] | 
 def _run_error(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip().splitlines()[0]
+            chain, error = [], event.step_failure_data.error
+            while error is not None:
+                chain.append(error.message)
+                error = error.cause
+            return error_summary(chain) or f"run {result.run_id} failed"
     return f"run {result.run_id} failed"
 
 

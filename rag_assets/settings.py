@@ -22,6 +22,15 @@ class Settings:
     # Beyond the contract's table: where intermediates and the embedding cache live, and knobs
     # with sensible defaults. Each is documented in the README.
     work_dir: str = "./.rag"
+    work_uri: str | None = None  # intermediates: a folder or s3://bucket/prefix (default WORK_DIR/work)
+    embedding_cache_uri: str | None = None  # a SQLite file or postgresql://... (default WORK_DIR/cache/embeddings.sqlite)
+    embed_on: str = "process"  # where the embeddings step embeds: process, lambda:FUNCTION, ecs:TASK_DEFINITION
+    embed_texts_per_call: int = 256  # texts per remote invocation (lambda:/ecs:)
+    embed_parallel_calls: int = 4  # remote invocations at a time
+    executor: str = "in_process"  # in_process, or ecs (each step its own ECS task: dagster-aws ecs_executor)
+    ecs_cluster: str | None = None  # RAG_EMBED_ON=ecs:...: where its tasks run (Fargate subnets, security groups)
+    ecs_subnets: tuple[str, ...] = ()
+    ecs_security_groups: tuple[str, ...] = ()
     csv_text_column: str = "formatted_text"
     batch_size: int = 50
     chunk_tokens: int = 160
@@ -32,6 +41,14 @@ class Settings:
     model_cache: str | None = None  # where local:MODEL+int8 keeps its ONNX export (default ~/.cache/rag_assets/models)
     openai_requests_per_second: float = 20.0  # the account's limits: the catchup pipeline's by default
     openai_tokens_per_minute: float = 1_000_000.0
+
+    @property
+    def work_location(self) -> str:
+        return self.work_uri or str(Path(self.work_dir) / "work")
+
+    @property
+    def embedding_cache_location(self) -> str:
+        return self.embedding_cache_uri or str(Path(self.work_dir) / "cache" / "embeddings.sqlite")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +61,15 @@ class Settings:
             embedder=env.get("RAG_EMBEDDER") or d.embedder,
             tenant_from_key=env.get("RAG_TENANT_FROM_KEY") or d.tenant_from_key,
             work_dir=env.get("RAG_WORK_DIR") or d.work_dir,
+            work_uri=env.get("RAG_WORK_URI") or None,
+            embedding_cache_uri=env.get("RAG_EMBEDDING_CACHE_URI") or None,
+            embed_on=env.get("RAG_EMBED_ON") or d.embed_on,
+            embed_texts_per_call=int(env.get("RAG_EMBED_TEXTS_PER_CALL") or d.embed_texts_per_call),
+            embed_parallel_calls=int(env.get("RAG_EMBED_PARALLEL_CALLS") or d.embed_parallel_calls),
+            executor=env.get("RAG_EXECUTOR") or d.executor,
+            ecs_cluster=env.get("RAG_ECS_CLUSTER") or None,
+            ecs_subnets=_names(env.get("RAG_ECS_SUBNETS")),
+            ecs_security_groups=_names(env.get("RAG_ECS_SECURITY_GROUPS")),
             csv_text_column=env.get("RAG_CSV_TEXT_COLUMN") or d.csv_text_column,
             batch_size=int(env.get("RAG_BATCH_SIZE") or d.batch_size),
             chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
@@ -55,3 +81,8 @@ class Settings:
             openai_requests_per_second=float(env.get("RAG_OPENAI_REQUESTS_PER_SECOND") or d.openai_requests_per_second),
             openai_tokens_per_minute=float(env.get("RAG_OPENAI_TOKENS_PER_MINUTE") or d.openai_tokens_per_minute),
         )
+
+
+def _names(value: str | None) -> tuple[str, ...]:
+    """A comma-separated list."""
+    return tuple(n.strip() for n in (value or "").split(",") if n.strip())

@@ -272,13 +272,14 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         ins={"chunks": dg.AssetIn(chunks_name)},
         io_manager_key="work_io_manager",
         kinds={"python"},
-        required_resource_keys={family.embedder_key, "embedding_cache", "work_area"},
+        required_resource_keys={family.embedder_key, "embedding_cache", "work_area", "embed_runner"},
         **common,
     )
     def embeddings(context: dg.AssetExecutionContext, chunks: dict) -> dg.MaterializeResult:
         """One vector per chunk, from the cache when the text was embedded before under this model."""
-        # Resources by key: a family may have its own embedder (required_resource_keys).
-        embedder = getattr(context.resources, family.embedder_key)
+        # Resources by key: a family may have its own embedder (required_resource_keys). The
+        # runner sends what the cache lacks to Lambda or ECS when RAG_EMBED_ON says so.
+        embedder = context.resources.embed_runner.embedder_for(context, getattr(context.resources, family.embedder_key))
         cache, work_area = context.resources.embedding_cache, context.resources.work_area
         totals = {"vectors": 0, "hits": 0, "calls": 0, "retries": 0, "tokens": 0, "waited": 0.0}
 

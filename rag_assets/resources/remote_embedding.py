@@ -1,0 +1,226 @@
+"""Where the embeddings step runs its model (RAG_EMBED_ON): in the step's own process, or on
+AWS Lambda or ECS through Dagster Pipes (docs/architecture.md, Remote steps).
+
+The step keeps everything but the model: the embedding cache, the accounting, the
+materialization. Only the texts the cache lacks travel, through the work location on S3, in
+invocations of at most `texts_per_call` texts, `parallel_calls` at a time; each reports its
+cost back through Pipes (rag_assets.pipes_embed).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import dagster as dg
+import numpy as np
+from dagster_aws.pipes import PipesECSClient, PipesLambdaClient, PipesS3MessageReader
+
+from rag_assets.pipes_embed import REQUEST, decode_vectors
+from rag_assets.resources.embedders import Embedder, EmbedStats
+from rag_assets.resources.io_manager import join, read_bytes, remove, s3_client, write_bytes
+from rag_assets.resources.object_store import split_s3_uri
+
+
+@dataclass(frozen=True)
+class RemoteEmbedder:
+    """An embedder whose `embed` runs elsewhere: what `embed_with_cache` needs of one."""
+
+    model_id: str
+    dimension: int
+    send: Callable[[Sequence[str], EmbedStats | None], np.ndarray]
+
+    def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
+        return self.send(texts, stats)
+
+
+def split_batches(count: int, per_call: int) -> list[range]:
+    """The invocations of `count` texts, at most `per_call` each, as even as can be."""
+    if count == 0:
+        return []
+    calls = -(-count // max(1, per_call))
+    size = -(-count // calls)
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def merge_results(stats: EmbedStats, batches: Sequence[range], results: Sequence[dict]) -> None:
+    """Add the invocations' reported costs to `stats`, their batches as indices of all texts."""
+    for batch, result in zip(batches, results, strict=True):
+        stats.calls += result["calls"]
+        stats.retries += result["retries"]
+        stats.tokens += result["tokens"]
+        stats.seconds_waited += result["seconds_waited"]
+        stats.batches.extend([[batch.start + i for i in b] for b in result["batches"]])
+
+
+class WorkMessageReader(PipesS3MessageReader):
+    """Pipes messages under the work location's `_pipes/messages/` (not at the bucket's root:
+    the remote workers may write only below the work prefix), read every second."""
+
+    def __init__(self, *, work_uri: str):
+        bucket, self.prefix = split_s3_uri(join(work_uri, "_pipes", "messages"))
+        super().__init__(bucket=bucket, client=s3_client(), interval=1)
+
+    @contextmanager
+    def get_params(self) -> Iterator[dict]:
+        with super().get_params() as params:
+            yield {**params, "key_prefix": f"{self.prefix}/{''.join(random.choices(string.ascii_letters, k=24))}"}
+
+
+class EmbedRunner(dg.ConfigurableResource, ABC):
+    """Where the embeddings step runs its embedder."""
+
+    @abstractmethod
+    def embedder_for(self, context: dg.AssetExecutionContext, embedder: Embedder) -> Embedder | RemoteEmbedder: ...
+
+
+class InProcessEmbedRunner(EmbedRunner):
+    """The model runs in the step's process (the default)."""
+
+    def embedder_for(self, context: dg.AssetExecutionContext, embedder: Embedder) -> Embedder:
+        return embedder
+
+
+class PipesEmbedRunner(EmbedRunner, ABC):
+    """Sends the texts to remote workers through Pipes, several invocations at a time."""
+
+    work_uri: str  # s3://bucket/prefix: where texts, vectors and Pipes messages go
+    texts_per_call: int = 256
+    parallel_calls: int = 4
+
+    @abstractmethod
+    def invoke(self, context: dg.AssetExecutionContext, request: dict) -> dg.PipesClientCompletedInvocation: ...
+
+    def embedder_for(self, context: dg.AssetExecutionContext, embedder: Embedder) -> RemoteEmbedder:
+        if not self.work_uri.startswith("s3://"):
+            raise ValueError(f"remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not {self.work_uri!r}")
+
+        def send(texts: Sequence[str], stats: EmbedStats | None) -> np.ndarray:
+            return self.embed_remotely(context, embedder, texts, stats if stats is not None else EmbedStats())
+
+        return RemoteEmbedder(embedder.model_id, embedder.dimension, send)
+
+    def embed_remotely(self, context, embedder: Embedder, texts: Sequence[str], stats: EmbedStats) -> np.ndarray:
+        batches = split_batches(len(texts), self.texts_per_call)
+        if not batches:
+            return np.zeros((0, embedder.dimension), np.float32)
+
+        def one(batch: range) -> tuple[np.ndarray, dict]:
+            return self.embed_batch(context, embedder, [texts[i] for i in batch])
+
+        with ThreadPoolExecutor(max_workers=max(1, self.parallel_calls)) as pool:
+            done = list(pool.map(one, batches))
+        merge_results(stats, batches, [result for _, result in done])
+        context.log.info(
+            f"{len(texts)} text(s) embedded remotely in {len(batches)} invocation(s), "
+            f"{max(r['seconds'] for _, r in done):.2f} s the longest"
+        )
+        return np.concatenate([vectors for vectors, _ in done])
+
+    def embed_batch(self, context, embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, dict]:
+        """One invocation: the texts out, the vectors and the reported cost back."""
+        home = join(self.work_uri, "_pipes", context.run.run_id, uuid.uuid4().hex)
+        request = {
+            "texts": join(home, "texts.json"),
+            "vectors": join(home, "vectors.npy"),
+            "embedder": embedder.spec,
+            "model_id": embedder.model_id,
+            "share": self.parallel_calls,
+        }
+        write_bytes(request["texts"], json.dumps(texts).encode("utf-8"))
+        try:
+            invocation = self.invoke(context, request)
+            reports = [m for m in invocation.get_custom_messages() if isinstance(m, dict) and "texts" in m]
+            if len(reports) != 1 or reports[0]["texts"] != len(texts):
+                raise RuntimeError(f"remote embedding of {len(texts)} texts reported {reports!r}")
+            vectors = decode_vectors(read_bytes(request["vectors"]))
+        finally:
+            remove(home)
+        if vectors.shape != (len(texts), embedder.dimension):
+            raise RuntimeError(f"remote embedding returned {vectors.shape} vectors for {len(texts)} texts")
+        return vectors, reports[0]
+
+
+class LambdaEmbedRunner(PipesEmbedRunner):
+    """Each invocation is a synchronous call of an AWS Lambda function running
+    rag_assets.pipes_embed.lambda_handler (RAG_EMBED_ON=lambda:FUNCTION)."""
+
+    function_name: str
+
+    def invoke(self, context, request: dict) -> dg.PipesClientCompletedInvocation:
+        import boto3
+        from botocore.config import Config
+
+        # A synchronous invocation may take Lambda's 15 minutes.
+        client = boto3.session.Session().client("lambda", config=Config(read_timeout=960, retries={"mode": "standard"}))
+        pipes = PipesLambdaClient(client=client, message_reader=WorkMessageReader(work_uri=self.work_uri))
+        try:
+            return pipes.run(function_name=self.function_name, event={REQUEST: request}, context=context)
+        except Exception as e:
+            raise function_error(self.function_name, e) from e
+
+
+def function_error(function_name: str, error: Exception) -> Exception:
+    """PipesLambdaClient's "Lambda Function Error (Unhandled):" followed by the function's
+    error as JSON, said in one line: which function, which exception, its message."""
+    head, _, body = str(error).partition("\n")
+    if not head.startswith("Lambda Function Error"):
+        return error
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = {}
+    what = ": ".join(str(payload[k]) for k in ("errorType", "errorMessage") if payload.get(k)) or body.strip()[:500]
+    return RuntimeError(f"Lambda function {function_name!r} failed: {what}")
+
+
+class EcsEmbedRunner(PipesEmbedRunner):
+    """Each invocation is an ECS task of `task_definition` running `python -m
+    rag_assets.pipes_embed` (RAG_EMBED_ON=ecs:TASK_DEFINITION), in the cluster and subnets
+    given (RAG_ECS_CLUSTER, RAG_ECS_SUBNETS, RAG_ECS_SECURITY_GROUPS)."""
+
+    task_definition: str
+    container_name: str = "run"
+    cluster: str | None = None
+    subnets: list[str] = []
+    security_groups: list[str] = []
+
+    def invoke(self, context, request: dict) -> dg.PipesClientCompletedInvocation:
+        import boto3
+
+        params: dict = {
+            "taskDefinition": self.task_definition,
+            "count": 1,
+            "overrides": {
+                "containerOverrides": [{"name": self.container_name, "command": ["python", "-m", "rag_assets.pipes_embed"]}]
+            },
+        }
+        if self.cluster:
+            params["cluster"] = self.cluster
+        if self.subnets:
+            params["launchType"] = "FARGATE"
+            params["networkConfiguration"] = {
+                "awsvpcConfiguration": {"subnets": self.subnets, "securityGroups": self.security_groups, "assignPublicIp": "DISABLED"}
+            }
+        pipes = PipesECSClient(client=boto3.session.Session().client("ecs"), message_reader=WorkMessageReader(work_uri=self.work_uri))
+        return pipes.run(context=context, run_task_params=params, extras={REQUEST: request})
+
+
+def embed_runner_from_settings(embed_on: str, work_uri: str, texts_per_call: int, parallel_calls: int, ecs: dict | None = None) -> EmbedRunner:
+    """RAG_EMBED_ON: `process`, `lambda:FUNCTION_NAME` or `ecs:TASK_DEFINITION`."""
+    kind, _, target = embed_on.partition(":")
+    common = dict(work_uri=work_uri, texts_per_call=texts_per_call, parallel_calls=parallel_calls)
+    if kind == "process" and not target:
+        return InProcessEmbedRunner()
+    if kind == "lambda" and target:
+        return LambdaEmbedRunner(function_name=target, **common)
+    if kind == "ecs" and target:
+        return EcsEmbedRunner(task_definition=target, **(ecs or {}), **common)
+    raise ValueError(f"RAG_EMBED_ON={embed_on!r}: use process, lambda:FUNCTION_NAME or ecs:TASK_DEFINITION")
