@@ -28,6 +28,7 @@ from rag_assets.resources.remote_embedding import (
     split_batches,
 )
 from rag_assets.resources.vector_stores import table_name
+from rag_assets_tests.fakes.ecs_agent import LocalEcsAgent
 from rag_assets_tests.fakes.lambda_server import FakeLambdaServer
 from rag_assets_tests.test_documents_e2e import corpus, latest_metadata, run_ingest
 
@@ -176,3 +177,48 @@ def test_remote_embedding_needs_the_work_location_on_s3(rag_env, instance, tmp_p
         f"ValueError: remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not {str(tmp_path / 'rag' / 'work')!r}"
     }
     assert build_definitions(replace(rag_env, embed_on="lambda:rag-embed"))  # the definitions load: only the step needs S3
+
+
+def test_ecs_embedding_gives_the_same_vectors(rag_env, instance, s3_env, tmp_path):
+    """RAG_EMBED_ON=ecs:TASK_DEFINITION: the real PipesECSClient against moto's ECS, each task's
+    container run by a local agent (moto runs nothing)."""
+    s3_env.create_bucket(Bucket="work-ecs")
+    ecs = boto3.client("ecs")
+    cluster = ecs.create_cluster(clusterName=f"rag-{id(tmp_path)}")["cluster"]["clusterName"]
+    ecs.register_task_definition(
+        family="rag-embed",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="1024",
+        memory="4096",
+        containerDefinitions=[{"name": "run", "image": "rag-assets:test", "cpu": 1024, "memory": 4096, "environment": [{"name": "RAG_WORK_DIR", "value": str(tmp_path / "task")}]}],
+    )
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as Fargate wants (moto needs it too)
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.8.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(VpcId=vpc, GroupName=f"rag-{id(tmp_path)}", Description="embed tasks")["GroupId"]
+    root = corpus(tmp_path / "inbox")
+    expected = run_ingest(replace(rag_env, index_uri=str(tmp_path / "index-in-process")), instance, root)
+    remote = replace(
+        rag_env,
+        index_uri=str(tmp_path / "index-ecs"),
+        work_dir=str(tmp_path / "rag-ecs"),
+        work_uri="s3://work-ecs/rag",
+        embed_on="ecs:rag-embed",
+        embed_texts_per_call=64,
+        embed_parallel_calls=2,
+        ecs_cluster=cluster,
+        ecs_subnets=(subnet,),
+        ecs_security_groups=(group,),
+    )
+    with LocalEcsAgent(cluster) as agent:
+        report = run_ingest(remote, instance, root)
+
+    assert sorted(report.ingested) == sorted(expected.ingested) and report.failed == []
+    want, got = rows_by_chunk(str(tmp_path / "index-in-process")), rows_by_chunk(remote.index_uri)
+    assert set(got) == set(want)
+    for chunk_id, row in want.items():
+        np.testing.assert_allclose(got[chunk_id]["vector"], row["vector"], atol=1e-5)
+    assert len(agent.started) == math.ceil(expected.chunks / 64) and all(t["exit"] == 0 for t in agent.started)
+    assert all(t["command"][1:] == ["-m", "rag_assets.pipes_embed"] for t in agent.started)
