@@ -22,7 +22,7 @@ from dataclasses import replace
 from functools import cache
 
 import numpy as np
-from dagster_pipes import PipesMappingParamsLoader, PipesS3MessageWriter, open_dagster_pipes
+from dagster_pipes import PipesContext, PipesMappingParamsLoader, PipesS3MessageWriter, open_dagster_pipes
 
 from rag_assets.resources.embedders import Embedder, EmbedStats, embedder_from_spec
 from rag_assets.resources.io_manager import read_bytes, s3_client, write_bytes
@@ -100,11 +100,17 @@ def run_with_pipes(params_loader=None, request: dict | None = None) -> dict:
     request (given, or the session's extra), report the result and return it."""
     writer = PipesS3MessageWriter(client=s3_client(), interval=5)
     kwargs = {"params_loader": params_loader} if params_loader else {}
-    with open_dagster_pipes(message_writer=writer, **kwargs) as pipes:
-        request = request or pipes.get_extra(REQUEST)
-        result = embed_request(request)
-        pipes.log.info(f"embedded {result['texts']} text(s) in {result['seconds']} s ({result['calls']} call(s))")
-        pipes.report_custom_message(result)
+    try:
+        with open_dagster_pipes(message_writer=writer, **kwargs) as pipes:
+            request = request or pipes.get_extra(REQUEST)
+            result = embed_request(request)
+            pipes.log.info(f"embedded {result['texts']} text(s) in {result['seconds']} s ({result['calls']} call(s))")
+            pipes.report_custom_message(result)
+    finally:
+        # dagster-pipes keeps one context per process and hands the closed one to the next
+        # open_dagster_pipes: a warm Lambda's second invocation would fail
+        # (dagster-io/dagster#22094, open). Forget it once it is closed.
+        PipesContext._instance = None
     return result
 
 

@@ -126,7 +126,7 @@ def test_lambda_embedding_gives_the_in_process_index(rag_env, instance, local_la
         work_dir=str(tmp_path / "rag-lambda"),  # an empty embedding cache: every text goes to Lambda
         work_uri="s3://work/rag",
         embed_on="lambda:rag-embed",
-        embed_texts_per_call=4,
+        embed_texts_per_call=2,
         embed_parallel_calls=2,
     )
     report = run_ingest(remote, instance, root)
@@ -138,11 +138,11 @@ def test_lambda_embedding_gives_the_in_process_index(rag_env, instance, local_la
         assert got[chunk_id]["text"] == row["text"] and got[chunk_id]["document_key"] == row["document_key"]
         np.testing.assert_allclose(got[chunk_id]["vector"], row["vector"], atol=1e-5)
 
-    # Every text went to Lambda, in invocations of at most 4, at most 2 workers warm.
+    # Every text went to Lambda, in invocations of at most 2, at most 2 workers: a warm
+    # worker served more than one (dagster-pipes' per-process context, see pipes_embed).
     invocations = local_lambda.invocations
-    assert len(invocations) == math.ceil(expected.chunks / 4) >= 2
+    assert len(invocations) == math.ceil(expected.chunks / 2) > local_lambda.functions["rag-embed"].started
     assert all(i["error"] is None for i in invocations)
-    assert local_lambda.functions["rag-embed"].started <= 2
     # The step's materialization says what the workers reported, as in-process.
     meta = latest_metadata(instance, "embeddings", encode_partition_key(DocRef("acme", str(root), "acme/faq.md")))
     assert meta["model"] == MODEL and meta["batch_embedding_calls"] >= len(invocations) and meta["batch_cache_hits"] == 0
@@ -152,7 +152,7 @@ def test_lambda_embedding_gives_the_in_process_index(rag_env, instance, local_la
     assert not [k for k in keys if k.endswith(("texts.json", "vectors.npy"))]
     assert [k for k in keys if k.startswith("rag/_pipes/messages/")]
     logs = [e.message for e in instance.all_logs(report.runs[0]) if e.message]
-    assert len([m for m in logs if re.match(r"embedded [1-4] text\(s\) in [\d.]+ s", m)]) == len(invocations)
+    assert len([m for m in logs if re.match(r"embedded [12] text\(s\) in [\d.]+ s", m)]) == len(invocations)
 
 
 def test_a_failing_function_fails_the_run_and_leaves_the_index_as_it_was(rag_env, instance, local_lambda, tmp_path):
