@@ -76,9 +76,11 @@ def test_embed_on_rejects_what_it_does_not_know(embed_on):
         embed_runner_from_settings(embed_on, "s3://w/p", 8, 2)
 
 
-def test_executor_setting():
+def test_executor_setting(rag_env):
     assert executor_from_settings("in_process") is dg.in_process_executor
     assert executor_from_settings("ecs").name == "ecs"
+    defs = build_definitions(replace(rag_env, executor="ecs"))
+    assert {defs.resolve_job_def(job).executor_def.name for job in ("ingest_documents", "purge_documents", "record_reconciliation")} == {"ecs"}
     with pytest.raises(ValueError, match="RAG_EXECUTOR='k8s'"):
         executor_from_settings("k8s")
 
