@@ -1,0 +1,139 @@
+# The document bucket (its events to the queue), the work bucket, the events queue and its
+# dead-letter queue.
+
+locals {
+  document_bucket = coalesce(var.document_bucket_name, "${var.name}-documents-${local.account_id}")
+  work_bucket     = coalesce(var.work_bucket_name, "${var.name}-work-${local.account_id}")
+  # Named rather than read from the queue, so that the policies granting it stay known in a
+  # plan that updates the queue.
+  events_queue_name = "${var.name}-events"
+  events_queue_arn  = "arn:${local.partition}:sqs:${local.region}:${local.account_id}:${local.events_queue_name}"
+}
+
+# ---- documents ----------------------------------------------------------------------------
+
+resource "aws_s3_bucket" "documents" {
+  bucket        = local.document_bucket
+  force_destroy = var.force_destroy
+}
+
+resource "aws_s3_bucket_versioning" "documents" {
+  bucket = aws_s3_bucket.documents.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "documents" {
+  bucket                  = aws_s3_bucket.documents.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "documents" {
+  bucket = aws_s3_bucket.documents.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_notification" "documents" {
+  bucket = aws_s3_bucket.documents.id
+  queue {
+    id        = "rag-assets-events"
+    queue_arn = aws_sqs_queue.events.arn
+    events    = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+  }
+  depends_on = [aws_sqs_queue_policy.events]
+}
+
+# ---- work: intermediates (work/), compute logs (compute-logs/), Pipes messages (work/_pipes/)
+
+resource "aws_s3_bucket" "work" {
+  bucket        = local.work_bucket
+  force_destroy = var.force_destroy
+}
+
+resource "aws_s3_bucket_public_access_block" "work" {
+  bucket                  = aws_s3_bucket.work.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "work" {
+  bucket = aws_s3_bucket.work.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "work" {
+  bucket = aws_s3_bucket.work.id
+  rule {
+    id     = "expire-pipes-messages"
+    status = "Enabled"
+    filter {
+      prefix = "work/_pipes/"
+    }
+    expiration {
+      days = var.pipes_expiry_days
+    }
+  }
+  rule {
+    id     = "abort-incomplete-uploads"
+    status = "Enabled"
+    filter {
+      prefix = ""
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 2
+    }
+  }
+}
+
+# ---- queue --------------------------------------------------------------------------------
+
+resource "aws_sqs_queue" "events_dlq" {
+  name                      = "${var.name}-events-dlq"
+  message_retention_seconds = 1209600 # 14 days, the most SQS keeps
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_sqs_queue" "events" {
+  name                       = local.events_queue_name
+  visibility_timeout_seconds = var.queue_visibility_timeout_seconds
+  message_retention_seconds  = 1209600
+  receive_wait_time_seconds  = 20
+  sqs_managed_sse_enabled    = true
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.events_dlq.arn
+    maxReceiveCount     = var.queue_max_receive_count
+  })
+}
+
+# Only the document bucket (of this account) may send to the queue.
+resource "aws_sqs_queue_policy" "events" {
+  queue_url = aws_sqs_queue.events.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "DocumentBucketEvents"
+      Effect    = "Allow"
+      Principal = { Service = "s3.amazonaws.com" }
+      Action    = "sqs:SendMessage"
+      Resource  = aws_sqs_queue.events.arn
+      Condition = {
+        ArnEquals    = { "aws:SourceArn" = aws_s3_bucket.documents.arn }
+        StringEquals = { "aws:SourceAccount" = local.account_id }
+      }
+    }]
+  })
+}
