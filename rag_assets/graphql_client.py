@@ -27,6 +27,9 @@ from urllib.parse import urlsplit
 from rag_assets.lib.errors import error_summary, first_line
 
 TOKEN_ENV = "RAG_DAGSTER_TOKEN"
+# A load balancer's sign-in session (deploy/: the ALB's Cognito cookies, `name=value; ...`
+# as a browser sends them): an ALB that authenticates takes cookies, not bearer tokens.
+COOKIE_ENV = "RAG_DAGSTER_COOKIE"
 
 # The five statuses `status` reports; the last three are final.
 REQUESTED, IN_PROGRESS, COMPLETED, FAILED, CANCELED = "REQUESTED", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELED"
@@ -185,9 +188,11 @@ query RagRunLogs($runId: ID!, $afterCursor: String) {{
 
 
 def auth_headers(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The headers of every request: `Authorization: Bearer $RAG_DAGSTER_TOKEN` when it is set."""
-    token = (os.environ if env is None else env).get(TOKEN_ENV, "").strip()
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    """The headers of every request: `Authorization: Bearer $RAG_DAGSTER_TOKEN` and
+    `Cookie: $RAG_DAGSTER_COOKIE`, each when it is set."""
+    env = os.environ if env is None else env
+    token, cookie = env.get(TOKEN_ENV, "").strip(), env.get(COOKIE_ENV, "").strip()
+    return {**({"Authorization": f"Bearer {token}"} if token else {}), **({"Cookie": cookie} if cookie else {})}
 
 
 def graphql_endpoint(url: str) -> str:
@@ -251,7 +256,7 @@ def _root_cause(exc: BaseException) -> str:
 
 
 def connect(url: str, timeout: int = 60) -> Connection:
-    """A client of the webserver at `url`, with the bearer token of the environment if any."""
+    """A client of the webserver at `url`, with the bearer token and cookie of the environment if any."""
     from dagster_graphql import DagsterGraphQLClient
     from gql import Client
     from gql.transport.requests import RequestsHTTPTransport

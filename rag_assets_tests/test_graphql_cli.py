@@ -32,7 +32,7 @@ TOKEN = "s3cret-token"
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAG_DAGSTER_URL", graphql_client.TOKEN_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("RAG_DAGSTER_URL", graphql_client.TOKEN_ENV, graphql_client.COOKIE_ENV)}
     return {**env, **extra}
 
 
@@ -164,6 +164,8 @@ class _RecordingProxy(BaseHTTPRequestHandler):
 def test_token_is_sent_as_a_bearer_header(launched, dagster_url):
     assert graphql_client.auth_headers({graphql_client.TOKEN_ENV: TOKEN}) == {"Authorization": f"Bearer {TOKEN}"}
     assert graphql_client.auth_headers({}) == {}
+    cookie = "AWSELBAuthSessionCookie-0=abc; AWSELBAuthSessionCookie-1=def"
+    assert graphql_client.auth_headers({graphql_client.COOKIE_ENV: f" {cookie} "}) == {"Cookie": cookie}
 
     handler = type("Proxy", (_RecordingProxy,), {"upstream": dagster_url, "seen": []})
     proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
