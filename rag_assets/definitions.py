@@ -30,13 +30,7 @@ def build_resources(settings: Settings) -> dict:
         "vector_store": vector_store_from_uri(settings.index_uri),
         "work_io_manager": PartitionedPickleIOManager(base_uri=settings.work_location),
         "work_area": WorkArea(base_uri=settings.work_location),
-        "embed_runner": embed_runner_from_settings(
-            settings.embed_on,
-            settings.work_location,
-            settings.embed_texts_per_call,
-            settings.embed_parallel_calls,
-            ecs={"cluster": settings.ecs_cluster, "subnets": list(settings.ecs_subnets), "security_groups": list(settings.ecs_security_groups)},
-        ),
+        "embed_runner": embed_runner_from_settings(settings),
         "rag_config": RagConfig(
             csv_text_column=settings.csv_text_column,
             chunk_tokens=settings.chunk_tokens,

@@ -28,6 +28,7 @@ from rag_assets.resources.remote_embedding import (
     split_batches,
 )
 from rag_assets.resources.vector_stores import table_name
+from rag_assets.settings import Settings
 from rag_assets_tests.fakes.ecs_agent import LocalEcsAgent
 from rag_assets_tests.fakes.lambda_server import FakeLambdaServer
 from rag_assets_tests.test_documents_e2e import corpus, latest_metadata, run_ingest
@@ -67,13 +68,18 @@ def test_vectors_round_trip_as_npy():
     [("process", InProcessEmbedRunner), ("lambda:rag-embed", LambdaEmbedRunner), ("ecs:rag-embed:3", EcsEmbedRunner)],
 )
 def test_embed_on_chooses_the_runner(embed_on, kind):
-    assert type(embed_runner_from_settings(embed_on, "s3://w/p", 8, 2)) is kind
+    runner = embed_runner_from_settings(Settings(embed_on=embed_on, work_uri="s3://w/p", ecs_subnets=("subnet-1",)))
+    assert type(runner) is kind
+    if kind is not InProcessEmbedRunner:
+        assert runner.work_uri == "s3://w/p" and (runner.texts_per_call, runner.parallel_calls) == (256, 4)
+    if kind is EcsEmbedRunner:
+        assert (runner.task_definition, runner.subnets) == ("rag-embed:3", ["subnet-1"])
 
 
 @pytest.mark.parametrize("embed_on", ["lambda", "lambda:", "sagemaker:x", "process:x", ""])
 def test_embed_on_rejects_what_it_does_not_know(embed_on):
     with pytest.raises(ValueError, match="RAG_EMBED_ON"):
-        embed_runner_from_settings(embed_on, "s3://w/p", 8, 2)
+        embed_runner_from_settings(Settings(embed_on=embed_on))
 
 
 def test_executor_setting(rag_env):

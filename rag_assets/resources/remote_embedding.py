@@ -27,6 +27,7 @@ from rag_assets.pipes_embed import REQUEST, decode_vectors
 from rag_assets.resources.embedders import Embedder, EmbedStats
 from rag_assets.resources.io_manager import join, read_bytes, remove, s3_client, write_bytes
 from rag_assets.resources.object_store import split_s3_uri
+from rag_assets.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -213,14 +214,19 @@ class EcsEmbedRunner(PipesEmbedRunner):
         return pipes.run(context=context, run_task_params=params, extras={REQUEST: request})
 
 
-def embed_runner_from_settings(embed_on: str, work_uri: str, texts_per_call: int, parallel_calls: int, ecs: dict | None = None) -> EmbedRunner:
+def embed_runner_from_settings(settings: Settings) -> EmbedRunner:
     """RAG_EMBED_ON: `process`, `lambda:FUNCTION_NAME` or `ecs:TASK_DEFINITION`."""
-    kind, _, target = embed_on.partition(":")
-    common = dict(work_uri=work_uri, texts_per_call=texts_per_call, parallel_calls=parallel_calls)
+    kind, _, target = settings.embed_on.partition(":")
+    common = dict(
+        work_uri=settings.work_location,
+        texts_per_call=settings.embed_texts_per_call,
+        parallel_calls=settings.embed_parallel_calls,
+    )
     if kind == "process" and not target:
         return InProcessEmbedRunner()
     if kind == "lambda" and target:
         return LambdaEmbedRunner(function_name=target, **common)
     if kind == "ecs" and target:
-        return EcsEmbedRunner(task_definition=target, **(ecs or {}), **common)
-    raise ValueError(f"RAG_EMBED_ON={embed_on!r}: use process, lambda:FUNCTION_NAME or ecs:TASK_DEFINITION")
+        network = dict(subnets=list(settings.ecs_subnets), security_groups=list(settings.ecs_security_groups))
+        return EcsEmbedRunner(task_definition=target, cluster=settings.ecs_cluster, **network, **common)
+    raise ValueError(f"RAG_EMBED_ON={settings.embed_on!r}: use process, lambda:FUNCTION_NAME or ecs:TASK_DEFINITION")
