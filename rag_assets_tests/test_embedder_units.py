@@ -6,7 +6,6 @@ import pytest
 from pydantic import PrivateAttr
 
 from rag_assets.assets.pipeline import split_by_document
-from rag_assets_tests.store_fixtures import pg_server_fixture  # noqa: F401 - the fixture pg_server
 from rag_assets.resources.embedders import (
     Embedder,
     EmbedStats,
@@ -16,6 +15,7 @@ from rag_assets.resources.embedders import (
     embedding_cache_from_uri,
     retry_delay,
 )
+from rag_assets_tests.store_fixtures import pg_server_fixture  # noqa: F401 - the fixture pg_server
 
 
 class FakeClock:

@@ -114,7 +114,7 @@ def self_signed_certificate(acm) -> str:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rag.example.com")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -403,7 +403,7 @@ def test_no_wildcard_actions_and_star_resources_only_where_aws_cannot_scope(poli
 
 
 def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
-    a, out = arns, deployment.outputs
+    a = arns
     compute_log = f"{a['work']}/compute-logs/run-1/step.err"
     work_file = f"{a['work']}/work/chunks/doc.parquet"
 
