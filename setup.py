@@ -26,6 +26,12 @@ setup(
         # Text files in the encodings people have (Windows-1252, Latin-1, UTF-16, Shift-JIS...):
         # a maintained detector instead of refusing everything that is not UTF-8.
         "charset-normalizer>=3.3",
+        # The formats beyond PDF, text and CSV (docs/decisions.md D22), each the maintained library
+        # for its format rather than hand-written XML or HTML parsing.
+        "python-docx>=1.1",  # .docx: paragraphs and tables in body order (iter_inner_content)
+        "python-pptx>=1.0",  # .pptx: a slide's shapes, tables and notes
+        "openpyxl>=3.1",  # .xlsx: read-only streaming of rows
+        "trafilatura>=2.0",  # .html/.eml: the main text of a page, not its menus and footers
         "pandas>=2.2",
         "numpy>=1.26",
         # The default embedder: all-MiniLM-L6-v2 on the CPU. Its weights ship inside the

@@ -33,6 +33,7 @@ def build_resources(settings: Settings) -> dict:
         "embed_runner": embed_runner_from_settings(settings),
         "rag_config": RagConfig(
             csv_text_column=settings.csv_text_column,
+            max_unpacked_mb=settings.max_unpacked_mb,
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
         ),

@@ -56,10 +56,10 @@ def test_ingest_and_query_json_shapes_and_exit_codes(rag_env, tmp_path):
 
 def test_human_output_names_failures(rag_env, tmp_path):
     (tmp_path / "inbox" / "acme").mkdir(parents=True)
-    (tmp_path / "inbox" / "acme" / "deck.pptx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "inbox" / "acme" / "deck.key").write_bytes(b"PK\x03\x04")
     done = run_cli("ingest", str(tmp_path / "inbox"))
     assert done.returncode == 1
-    assert "FAILED acme/deck.pptx: unsupported file type '.pptx'" in done.stdout
+    assert "FAILED acme/deck.key: unsupported file type '.key'" in done.stdout
 
 
 def test_a_killed_ingest_rerun_leaves_exactly_one_copy_of_each_chunk(rag_env, instance, tmp_path):

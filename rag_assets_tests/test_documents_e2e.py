@@ -161,7 +161,8 @@ BAD_FILES = {
     "acme/locked.pdf": (None, r"encrypted PDF"),
     "acme/broken.pdf": (b"%PDF-1.4\n1 0 obj <</Type /Catalog>> garbage", r"corrupt PDF|no extractable text"),
     "acme/empty.txt": (b"", r"empty file"),
-    "acme/slides.docx": (b"PK\x03\x04 not really", r"unsupported file type '\.docx'"),
+    "acme/slides.docx": (b"PK\x03\x04 not really", r"corrupt: not a readable Office file"),
+    "acme/slides.odp": (b"PK\x03\x04 not really", r"unsupported file type '\.odp'"),
     "acme/image.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8, r"not text: not UTF-8 \(byte 0x89 at offset 0\)"),
     "acme/export.csv": (b"id,body\n1,hello\n", r"CSV has no 'formatted_text' column \(columns: id, body\)"),
 }

@@ -142,7 +142,7 @@ def test_pypdf_logger_is_restored(data):
 # Text, CSV and file types
 
 
-@pytest.mark.parametrize("name", ["report.docx", "README", "archive.tar.gz"])
+@pytest.mark.parametrize("name", ["report.doc", "slides.odp", "README", "archive.tar.gz"])
 def test_unsupported_types(name):
     assert "unsupported file type" in bad(name, b"anything").reason
 

@@ -8,7 +8,7 @@ from rag_assets.assets.pipeline import Family, SourceDocument, build_index_pipel
 from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.identity import source_etag
 from rag_assets.lib.keys import DocRef, decode_partition_key, sidecar_keys
-from rag_assets.lib.parsing import BadDocument, parse_document
+from rag_assets.lib.parsing import DEFAULT_MAX_UNPACKED_BYTES, READERS, BadDocument, parse_document
 from rag_assets.partitions import documents_partitions, known_roots
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.object_store import ObjectStore
@@ -47,7 +47,9 @@ def sidecar_fields(key: str, data: bytes) -> dict:
     return fields
 
 
-def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> SourceDocument | None:
+def load_document(
+    store: ObjectStore, ref: DocRef, csv_text_column: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+) -> SourceDocument | None:
     """The document, read and parsed; None when its object is gone (deleted since it was
     asked for: the purge removes it). Raises BadDocument, with the source etag it was read at."""
     try:
@@ -57,7 +59,7 @@ def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> Sour
     sidecar = find_sidecar(store, ref)
     etag = source_etag(obj.etag, sidecar[2] if sidecar else None)
     try:
-        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column)
+        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, max_unpacked_bytes=max_unpacked_bytes)
         fields = sidecar_fields(*sidecar[:2]) if sidecar else {}
     except BadDocument as e:
         e.etag = etag
@@ -69,11 +71,12 @@ def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str) -> Sour
 
 def unreadable_observation(partition: str, reason: str, etag: str | None, pipeline: str) -> dg.AssetObservation:
     """What raw_documents records of a document it cannot read: the planners do not ask for it
-    again until its source version (or the pipeline) changes (sensors.s3.unreadable_documents)."""
+    again until its source version, the pipeline or the file types read change
+    (sensors.s3.unreadable_documents)."""
     return dg.AssetObservation(
         asset_key=RAW_DOCUMENTS,
         partition=partition,
-        metadata={"status": "unreadable", "reason": reason, "source_etag": etag or "", "pipeline": pipeline},
+        metadata={"status": "unreadable", "reason": reason, "source_etag": etag or "", "pipeline": pipeline, "readers": READERS},
     )
 
 
@@ -101,7 +104,7 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
         for n, key in enumerate(keys, start=1):
             ref = decode_partition_key(key, roots)
             try:
-                doc = load_document(object_store, ref, rag_config.csv_text_column)
+                doc = load_document(object_store, ref, rag_config.csv_text_column, rag_config.max_unpacked_mb << 20)
             except BadDocument as e:
                 context.log.error(f"{ref.uri}: {e.reason}")
                 context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline))

@@ -16,7 +16,16 @@ from typing import BinaryIO
 PDF_TYPES = {".pdf"}
 TEXT_TYPES = {".txt", ".md", ".markdown"}
 CSV_TYPES = {".csv"}
-SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES
+# Office files, web pages, mail, JSON records (docs/decisions.md D22 names each library).
+OFFICE_TYPES = {".docx", ".pptx", ".xlsx"}
+HTML_TYPES = {".html", ".htm"}
+MAIL_TYPES = {".eml"}
+JSON_TYPES = {".json", ".jsonl"}
+SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES | OFFICE_TYPES | HTML_TYPES | MAIL_TYPES | JSON_TYPES
+# The file types this parser reads, as unreadable documents record it: one refused by an
+# older parser (an unsupported type then) is tried again by this one.
+READERS = " ".join(sorted(SUPPORTED_TYPES))
+DEFAULT_MAX_UNPACKED_BYTES = 256 << 20  # RAG_MAX_UNPACKED_MB: an Office file (a zip) unpacked
 
 
 class BadDocument(Exception):
@@ -217,8 +226,11 @@ def stream_csv(name: str, stream: BinaryIO, columns: Sequence[str], sample: int 
         raise BadDocument(name, f"not {encoding} text past its first {sample} bytes ({e.reason})") from None
 
 
-def parse_document(name: str, data: bytes, *, csv_text_column: str = "formatted_text") -> ParsedDocument:
-    """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable."""
+def parse_document(
+    name: str, data: bytes, *, csv_text_column: str = "formatted_text", max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+) -> ParsedDocument:
+    """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable.
+    `csv_text_column` is the column (CSV, XLSX) or field (JSON) of each record's text."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_TYPES:
         supported = ", ".join(sorted(SUPPORTED_TYPES))
@@ -229,4 +241,195 @@ def parse_document(name: str, data: bytes, *, csv_text_column: str = "formatted_
         return parse_pdf(name, data)
     if suffix in CSV_TYPES:
         return parse_csv(name, data, csv_text_column)
+    if suffix in OFFICE_TYPES:
+        check_zip(name, data, max_unpacked_bytes)
+        if suffix == ".xlsx":
+            return parse_xlsx(name, data, csv_text_column)
+        return parse_docx(name, data) if suffix == ".docx" else parse_pptx(name, data)
+    if suffix in HTML_TYPES:
+        return parse_html(name, data)
+    if suffix in MAIL_TYPES:
+        return parse_eml(name, data)
+    if suffix in JSON_TYPES:
+        return parse_json(name, data, csv_text_column, lines=suffix == ".jsonl")
     return parse_text(name, data)
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file: an encrypted OOXML file, or .doc/.ppt/.xls
+
+
+def check_zip(name: str, data: bytes, max_unpacked_bytes: int) -> None:
+    """An Office file is a zip: refuse one that is not, and one that would unpack to more
+    than the limit (a zip bomb), before any library opens it."""
+    import zipfile
+
+    if data.startswith(_OLE_MAGIC):
+        raise BadDocument(name, "password-protected (encrypted) or a legacy binary Office file; save it unencrypted as .docx/.pptx/.xlsx")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as e:
+        raise BadDocument(name, f"corrupt: not a readable Office file ({e})") from None
+    if unpacked > max_unpacked_bytes:
+        raise BadDocument(
+            name, f"unpacks to {unpacked >> 20} MiB, more than the limit of {max_unpacked_bytes >> 20} MiB (RAG_MAX_UNPACKED_MB)"
+        )
+
+
+def parse_html(name: str, data: bytes) -> ParsedDocument:
+    """The page's main text (trafilatura: not its menus, headers or footers), its title first."""
+    import trafilatura
+
+    page = decode_text(name, data)
+    text = trafilatura.extract(page, include_tables=True, include_comments=False)
+    if not text or not text.strip():
+        raise BadDocument(name, "HTML page has no main text")
+    meta = trafilatura.extract_metadata(page)
+    title = (meta.title or "").strip() if meta else ""
+    body = sanitize_page(text)
+    return ParsedDocument(kind="html", units=[Unit(text=f"{title}\n\n{body}" if title and title not in body else body)])
+
+
+def parse_eml(name: str, data: bytes) -> ParsedDocument:
+    """A mail: subject, from, to, date and body (the plain part, else the HTML part's main
+    text). Attachments are named in the metadata; they are not indexed (save them as files of
+    their own to index them)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(data)
+    except Exception as e:  # the parser is lenient; what it still refuses is not a mail
+        raise BadDocument(name, f"not a readable mail ({e})") from None
+    headers = {h: str(message.get(h, "")).strip() for h in ("Subject", "From", "To", "Date")}
+    if not any(headers.values()):
+        raise BadDocument(name, "not a mail: no Subject, From, To or Date header")
+    part = message.get_body(preferencelist=("plain", "html"))
+    body = ""
+    if part is not None:
+        content = part.get_content()
+        if part.get_content_subtype() == "html":
+            import trafilatura
+
+            content = trafilatura.extract(content, include_tables=True) or sanitize_text(content)
+        body = sanitize_page(content)
+    head = "\n".join(f"{h}: {v}" for h, v in headers.items() if v)
+    attachments = [a.get_filename() or "(unnamed)" for a in message.iter_attachments()]
+    metadata = {"subject": headers["Subject"], "from": headers["From"], "date": headers["Date"]}
+    if attachments:
+        metadata["attachments_not_indexed"] = ", ".join(attachments)
+    return ParsedDocument(kind="eml", units=[Unit(text=f"{head}\n\n{body}".strip(), metadata={k: v for k, v in metadata.items() if v})])
+
+
+def parse_json(name: str, data: bytes, text_field: str, *, lines: bool) -> ParsedDocument:
+    """Records of a JSON array (or one object) or of JSON Lines: one unit per record, its
+    text the sanitized `text_field`, its other short scalar fields its metadata."""
+    import json
+
+    text = decode_text(name, data)
+    try:
+        if lines:
+            records = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError as e:
+                        raise BadDocument(name, f"malformed JSON on line {number} ({e})") from None
+        else:
+            loaded = json.loads(text)
+            records = loaded if isinstance(loaded, list) else [loaded]
+    except ValueError as e:
+        raise BadDocument(name, f"malformed JSON ({e})") from None
+    units = []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise BadDocument(name, f"record {number} is a {type(record).__name__}, not an object")
+        value = record.get(text_field)
+        body = sanitize_text(value) if isinstance(value, str) else ""
+        if body:
+            extra = {k: str(v) for k, v in record.items() if k != text_field and isinstance(v, str | int | float | bool) and len(str(v)) <= 256}
+            units.append(Unit(text=body, row=number, metadata=extra))
+    if not units:
+        raise BadDocument(name, f"no record with text in {text_field!r} ({len(records)} record(s); RAG_CSV_TEXT_COLUMN names the field)")
+    return ParsedDocument(kind="jsonl" if lines else "json", units=units)
+
+
+# Office files: Word (python-docx), PowerPoint (python-pptx, a slide a page), Excel (openpyxl,
+# a row a unit as CSV rows are). check_zip has refused corrupt, encrypted and oversized files.
+
+
+def _opened(name: str, kind: str, open_file, data: bytes):
+    try:
+        return open_file(io.BytesIO(data))
+    except Exception as e:  # each library raises its own errors (KeyError, lxml, ValueError...)
+        raise BadDocument(name, f"corrupt {kind} file ({type(e).__name__}: {e})") from None
+
+
+def _table_text(table) -> str:
+    return "\n".join(" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows)
+
+
+def parse_docx(name: str, data: bytes) -> ParsedDocument:
+    """The body's paragraphs and tables in order, as one unit (Word has no fixed pages)."""
+    import docx
+    from docx.table import Table
+
+    document = _opened(name, "Word", docx.Document, data)
+    blocks = [_table_text(block) if isinstance(block, Table) else block.text for block in document.iter_inner_content()]
+    text = sanitize_page("\n".join(b for b in blocks if b.strip()))
+    if not text:
+        raise BadDocument(name, "Word document has no text")
+    return ParsedDocument(kind="docx", units=[Unit(text=text)])
+
+
+def parse_pptx(name: str, data: bytes) -> ParsedDocument:
+    """One unit per slide with text (its number the page): shapes' text, tables, notes."""
+    import pptx
+
+    presentation = _opened(name, "PowerPoint", pptx.Presentation, data)
+    units = []
+    for number, slide in enumerate(presentation.slides, start=1):
+        parts = []
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                parts.append(shape.text_frame.text)
+            elif getattr(shape, "has_table", False) and shape.has_table:
+                parts.append(_table_text(shape.table))
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            parts.append(slide.notes_slide.notes_text_frame.text)
+        text = sanitize_page("\n".join(p for p in parts if p.strip()))
+        if text:
+            units.append(Unit(text=text, page=number))
+    if not units:
+        raise BadDocument(name, "PowerPoint file has no text on any slide")
+    return ParsedDocument(kind="pptx", units=units, pages=len(presentation.slides))
+
+
+def parse_xlsx(name: str, data: bytes, text_column: str) -> ParsedDocument:
+    """One unit per row of each sheet, the first row the header: the row's `text_column`
+    when the sheet has one, else its cells as `header: value`; the sheet in the metadata."""
+    import openpyxl
+
+    workbook = _opened(name, "Excel", lambda f: openpyxl.load_workbook(f, read_only=True, data_only=True), data)
+    units = []
+    try:
+        for sheet in workbook.worksheets:
+            rows = sheet.iter_rows(values_only=True)
+            header = [str(c).strip() if c is not None else "" for c in next(rows, ())]
+            has_text_column = text_column in header
+            for number, values in enumerate(rows, start=2):
+                row = {h or f"column {i + 1}": v for i, (h, v) in enumerate(zip(header, values, strict=False)) if v is not None}
+                if has_text_column:
+                    text = sanitize_text(str(row.get(text_column) or ""))
+                    extra = {k: str(v) for k, v in row.items() if k != text_column and len(str(v)) <= 256}
+                else:
+                    text = sanitize_text("; ".join(f"{k}: {v}" for k, v in row.items()))
+                    extra = {}
+                if text:
+                    units.append(Unit(text=text, row=number, metadata={"sheet": sheet.title, **extra}))
+    finally:
+        workbook.close()
+    if not units:
+        raise BadDocument(name, "Excel workbook has no rows with text")
+    return ParsedDocument(kind="xlsx", units=units)

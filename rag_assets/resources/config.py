@@ -12,6 +12,7 @@ class RagConfig(dg.ConfigurableResource):
     csv_text_column: str = "formatted_text"
     chunk_tokens: int = 160
     chunk_overlap: int = 32
+    max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much; more is refused
 
     @property
     def pipeline(self) -> str:

@@ -28,6 +28,7 @@ from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.identity import index_identity, source_etag, split_source_etag
 from rag_assets.lib.keys import DocRef, is_sidecar, root_alias, sidecar_keys, split_partition_key, tenant_from_key
+from rag_assets.lib.parsing import READERS
 from rag_assets.lib.reconcile import (
     Plan,
     Request,
@@ -95,7 +96,7 @@ def work_in_flight(instance: dg.DagsterInstance, ordered: Sequence[str], root: s
 
 def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str) -> dict[str, str]:
     """partition -> the source etag at which raw_documents last found it unreadable (under
-    this pipeline): the planner does not ask for it again until the object changes."""
+    this pipeline and parser): the planner does not ask for it again until the object changes."""
     out: dict[str, str] = {}
     for start in range(0, len(partitions), 500):
         part = list(partitions[start : start + 500])
@@ -108,7 +109,7 @@ def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str]
             if obs.partition not in latest:
                 latest[obs.partition] = {k: v.value for k, v in obs.metadata.items()}
         out.update(
-            (p, m.get("source_etag", "")) for p, m in latest.items() if m.get("status") == "unreadable" and m.get("pipeline") == pipeline
+            (p, m.get("source_etag", "")) for p, m in latest.items() if m.get("status") == "unreadable" and m.get("pipeline") == pipeline and m.get("readers") == READERS
         )
     return out
 
