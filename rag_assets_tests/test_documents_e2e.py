@@ -159,7 +159,7 @@ def test_changed_document_reembeds_only_its_changed_chunks(rag_env, instance, tm
 
 BAD_FILES = {
     "acme/locked.pdf": (None, r"encrypted PDF"),
-    "acme/broken.pdf": (b"%PDF-1.4\n1 0 obj <</Type /Catalog>> garbage", r"corrupt PDF|no extractable text"),
+    "acme/broken.pdf": (b"%PDF-1.4\n1 0 obj <</Type /Catalog>> garbage", r"corrupt PDF|PDF has no text"),
     "acme/empty.txt": (b"", r"empty file"),
     "acme/slides.docx": (b"PK\x03\x04 not really", r"corrupt: not a readable Office file"),
     "acme/slides.odp": (b"PK\x03\x04 not really", r"unsupported file type '\.odp'"),

@@ -93,7 +93,7 @@ def test_corrupt_pdf_fails_clearly(data):
 
 
 def test_blank_pdf_has_no_text():
-    assert "no extractable text in 2 page(s)" in bad("scan.pdf", make_pdf(["", ""])).reason
+    assert "PDF has no text in 2 page(s), not even by OCR" in bad("scan.pdf", make_pdf(["", ""])).reason
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from rag_assets.assets.pipeline import Family, SourceDocument, build_index_pipel
 from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.identity import source_etag
 from rag_assets.lib.keys import DocRef, decode_partition_key, sidecar_keys
-from rag_assets.lib.parsing import DEFAULT_MAX_UNPACKED_BYTES, READERS, BadDocument, parse_document
+from rag_assets.lib.parsing import READERS, BadDocument, parse_document
 from rag_assets.partitions import documents_partitions, known_roots
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.object_store import ObjectStore
@@ -47,9 +47,7 @@ def sidecar_fields(key: str, data: bytes) -> dict:
     return fields
 
 
-def load_document(
-    store: ObjectStore, ref: DocRef, csv_text_column: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
-) -> SourceDocument | None:
+def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str, **limits: int) -> SourceDocument | None:
     """The document, read and parsed; None when its object is gone (deleted since it was
     asked for: the purge removes it). Raises BadDocument, with the source etag it was read at."""
     try:
@@ -59,7 +57,7 @@ def load_document(
     sidecar = find_sidecar(store, ref)
     etag = source_etag(obj.etag, sidecar[2] if sidecar else None)
     try:
-        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, max_unpacked_bytes=max_unpacked_bytes)
+        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, **limits)
         fields = sidecar_fields(*sidecar[:2]) if sidecar else {}
     except BadDocument as e:
         e.etag = etag
@@ -104,7 +102,7 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
         for n, key in enumerate(keys, start=1):
             ref = decode_partition_key(key, roots)
             try:
-                doc = load_document(object_store, ref, rag_config.csv_text_column, rag_config.max_unpacked_mb << 20)
+                doc = load_document(object_store, ref, rag_config.csv_text_column, **rag_config.parse_limits)
             except BadDocument as e:
                 context.log.error(f"{ref.uri}: {e.reason}")
                 context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline))

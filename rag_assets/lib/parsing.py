@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import io
 import logging
@@ -24,8 +25,10 @@ JSON_TYPES = {".json", ".jsonl"}
 SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES | OFFICE_TYPES | HTML_TYPES | MAIL_TYPES | JSON_TYPES
 # The file types this parser reads, as unreadable documents record it: one refused by an
 # older parser (an unsupported type then) is tried again by this one.
-READERS = " ".join(sorted(SUPPORTED_TYPES))
-DEFAULT_MAX_UNPACKED_BYTES = 256 << 20  # RAG_MAX_UNPACKED_MB: an Office file (a zip) unpacked
+READERS = " ".join(sorted(SUPPORTED_TYPES)) + " +ocr"
+DEFAULT_MAX_UNPACKED_BYTES = 256 << 20
+DEFAULT_MAX_OCR_PAGES = 100  # RAG_MAX_OCR_PAGES: pages without a text layer OCRed per PDF
+OCR_DPI, OCR_MAX_SIDE = 150, 2000  # a page is rendered at 150 dpi, its longest side at most 2,000 px  # RAG_MAX_UNPACKED_MB: an Office file (a zip) unpacked
 
 
 class BadDocument(Exception):
@@ -123,9 +126,10 @@ class _CountingHandler(logging.Handler):
         self.count += 1
 
 
-def parse_pdf(name: str, data: bytes) -> ParsedDocument:
-    """Pages of text with their numbers (1-based). pypdf's per-font warnings are counted,
-    not printed: a LaTeX PDF can produce hundreds of them."""
+def parse_pdf(name: str, data: bytes, max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES) -> ParsedDocument:
+    """Pages of text with their numbers (1-based); a page without a text layer (a scan) is
+    OCRed. pypdf's per-font warnings are counted, not printed: a LaTeX PDF can produce
+    hundreds of them."""
     from pypdf import PdfReader
 
     pypdf_logger = logging.getLogger("pypdf")
@@ -154,10 +158,57 @@ def parse_pdf(name: str, data: bytes) -> ParsedDocument:
         finally:
             pypdf_logger.removeHandler(handler)
             pypdf_logger.propagate = old_propagate
+    blank = [u.page for u in units if not u.text]
+    if len(blank) > max_ocr_pages:
+        raise BadDocument(
+            name, f"{len(blank)} pages without a text layer, more than the OCR limit of {max_ocr_pages} (RAG_MAX_OCR_PAGES)"
+        )
+    if blank:
+        scanned = ocr_pdf_pages(name, data, blank)
+        units = [Unit(text=scanned[u.page], page=u.page, metadata={"ocr": True}) if u.page in scanned else u for u in units]
     units = [u for u in units if u.text]
     if not units:
-        raise BadDocument(name, f"PDF has no extractable text in {len(reader.pages)} page(s) (scanned? OCR is not built)")
+        raise BadDocument(name, f"PDF has no text in {len(reader.pages)} page(s), not even by OCR")
     return ParsedDocument(kind="pdf", units=units, pages=len(reader.pages), warnings=handler.count)
+
+
+@functools.cache
+def _ocr_engine():
+    """RapidOCR with the ONNX models its package ships (nothing is downloaded), once per process."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    return RapidOCR()
+
+
+def ocr_image(image) -> str:
+    """The text of a PIL image, its lines in reading order (rapidocr: detection, then
+    recognition of each line)."""
+    import numpy as np
+
+    result, _ = _ocr_engine()(np.asarray(image.convert("RGB")))
+    return sanitize_page("\n".join(line[1] for line in result or ()))
+
+
+def ocr_pdf_pages(name: str, data: bytes, numbers: Sequence[int]) -> dict[int, str]:
+    """The OCRed text of the given pages (1-based) of a PDF, each rendered by pdfium at
+    OCR_DPI with its longest side at most OCR_MAX_SIDE pixels."""
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as e:
+        raise BadDocument(name, f"corrupt PDF (pdfium: {e})") from None
+    try:
+        out = {}
+        for number in numbers:
+            page = pdf[number - 1]
+            width, height = page.get_size()  # points: 1/72 inch
+            scale = min(OCR_DPI / 72, OCR_MAX_SIDE / max(width, height, 1))
+            out[number] = ocr_image(page.render(scale=scale).to_pil())
+            page.close()
+        return out
+    finally:
+        pdf.close()
 
 
 def sanitize_page(text: str) -> str:
@@ -227,7 +278,12 @@ def stream_csv(name: str, stream: BinaryIO, columns: Sequence[str], sample: int 
 
 
 def parse_document(
-    name: str, data: bytes, *, csv_text_column: str = "formatted_text", max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES
+    name: str,
+    data: bytes,
+    *,
+    csv_text_column: str = "formatted_text",
+    max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
+    max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES,
 ) -> ParsedDocument:
     """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable.
     `csv_text_column` is the column (CSV, XLSX) or field (JSON) of each record's text."""
@@ -238,7 +294,7 @@ def parse_document(
     if not data:
         raise BadDocument(name, "empty file (0 bytes)")
     if suffix in PDF_TYPES:
-        return parse_pdf(name, data)
+        return parse_pdf(name, data, max_ocr_pages)
     if suffix in CSV_TYPES:
         return parse_csv(name, data, csv_text_column)
     if suffix in OFFICE_TYPES:

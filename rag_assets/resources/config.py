@@ -13,6 +13,12 @@ class RagConfig(dg.ConfigurableResource):
     chunk_tokens: int = 160
     chunk_overlap: int = 32
     max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much; more is refused
+    max_ocr_pages: int = 100  # pages without a text layer OCRed per PDF; more is refused
+
+    @property
+    def parse_limits(self) -> dict[str, int]:
+        """The limits lib.parsing.parse_document takes."""
+        return {"max_unpacked_bytes": self.max_unpacked_mb << 20, "max_ocr_pages": self.max_ocr_pages}
 
     @property
     def pipeline(self) -> str:
