@@ -1,9 +1,11 @@
 """Writes the small sample corpus that `make demo` ingests (committed; re-run to regenerate).
 
 Two tenants, each with a PDF (made with reportlab), a Markdown or text file, and acme with a
-CSV export in the shape of seed 001 (a `formatted_text` column)."""
+CSV export (a `formatted_text` column) and a Word file; globex with a scanned page (a PDF of
+an image, read by OCR)."""
 
 import csv
+import datetime
 from pathlib import Path
 
 from reportlab.lib.pagesizes import A4
@@ -71,3 +73,41 @@ with open(HERE / "acme" / "products.csv", "w", newline="") as f:
     writer.writerow(["p1", "Rocket Skates", "<b>Rocket Skates</b>: jet-powered roller skates, top speed 90 km/h."])
     writer.writerow(["p2", "Giant Magnet", "Giant Magnet &amp; stand: attracts anything made of iron from 50 metres."])
     writer.writerow(["p3", "Portable Hole", "Portable Hole: a folding black hole, 1.5 m across, fits in a pocket."])
+
+
+def write_scan(path: Path, lines: list[str]) -> None:
+    """A scanned page: an A4 image at 150 dpi in a PDF, no text layer (rag_assets OCRs it)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    page = Image.new("L", (1240, 1754), 255)
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=48)
+    for n, line in enumerate(lines):
+        draw.text((90, 150 + n * 90), line, fill=0, font=font)
+    page.save(path, "PDF", resolution=150)
+
+
+def write_docx(path: Path, title: str, paragraphs: list[str]) -> None:
+    import docx
+
+    document = docx.Document()
+    fixed = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)  # the same bytes on every run
+    document.core_properties.created = document.core_properties.modified = fixed
+    document.add_heading(title, level=1)
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
+    document.save(path)
+
+
+write_scan(
+    HERE / "globex" / "visitor-notice-scan.pdf",
+    ["Visitor notice", "Visitors sign in at the front desk", "and wear a badge at all times.", "Escort visitors in the lab."],
+)
+write_docx(
+    HERE / "acme" / "travel-policy.docx",
+    "Acme Travel Policy",
+    [
+        "Book trains for trips under four hours. Flights need the approval of your manager.",
+        "Hotels: up to 140 euros a night in Rotterdam and Amsterdam, 120 euros elsewhere.",
+    ],
+)
