@@ -20,6 +20,7 @@ from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
+from rag_assets.resources.io_manager import partition_uri
 from rag_assets.resources.vector_stores import VectorRow
 from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_failure_sensor
 from rag_assets.settings import Settings
@@ -138,7 +139,7 @@ def test_uploads_are_ingested_deletes_purged_and_messages_acknowledged(instance,
 
     gone = encode_partition_key(DocRef("acme", f"s3://{bucket.name}", "acme/doc1.txt"))
     io = h.resources["work_io_manager"]
-    files = [io._path(key, gone) for key in INTERMEDIATE_ASSETS]
+    files = [Path(partition_uri(io.base_uri, key, gone)) for key in INTERMEDIATE_ASSETS]
     assert all(f.exists() for f in files)
     bucket.s3.delete_object(Bucket=bucket.name, Key="acme/doc1.txt")
     second = h.tick()
