@@ -247,6 +247,6 @@ def test_a_document_an_older_parser_refused_is_tried_again(instance):
             metadata = {k: v for k, v in observation.metadata.items() if k != "readers"}
             observation = dg.AssetObservation(asset_key=observation.asset_key, partition=partition, metadata=metadata)
         instance.report_runless_asset_event(observation)
-    assert READERS.split() == sorted(READERS.split()) and ".docx" in READERS.split()
+    assert {".docx", ".pdf", "+ocr"} <= set(READERS.split())
     assert unreadable_documents(instance, ["old", "now"], "pipeline-1") == {"now": "etag-1"}
     assert unreadable_documents(instance, ["old", "now"], "pipeline-2") == {}
