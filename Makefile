@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-ui bench-quality bench-anchor install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-ui bench-quality bench-anchor install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,9 @@ bench-bookkeeping: install-test
 
 bench-remote: install-test postgres
 	$(BIN)/python benchmarks/remote_embed.py
+
+bench-scans: install-test
+	$(BIN)/python benchmarks/scans.py
 
 # The vector_index partitions page in headless Chromium (Debian's), driven by playwright-core.
 bench-ui: install-test
