@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingest import peak_rss_mib, write_dagster_home
     from rag_assets.definitions import build_definitions
     from rag_assets.ingest import discover, ingest
-    from rag_assets.lib.parsing import _ocr_engine
+    from rag_assets.lib.parsing import ocr_engine
     from rag_assets.resources.embedders import embedder_from_spec
     from rag_assets.resources.object_store import ObjectStore
     from rag_assets.settings import Settings
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             pages += images
         log(f"corpus: {args.docs} PDFs, {len(pages)} scanned pages")
 
-        engine = _ocr_engine()
+        engine = ocr_engine()
         engine(np.asarray(pages[0].convert("RGB")))  # models loaded and warm
         started = time.perf_counter()
         for image in pages:

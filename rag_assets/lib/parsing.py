@@ -26,9 +26,9 @@ SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES | OFFICE_TYPES | HTML_TYPES
 # The file types this parser reads, as unreadable documents record it: one refused by an
 # older parser (an unsupported type then) is tried again by this one.
 READERS = " ".join(sorted(SUPPORTED_TYPES)) + " +ocr"
-DEFAULT_MAX_UNPACKED_BYTES = 256 << 20
+DEFAULT_MAX_UNPACKED_BYTES = 256 << 20  # RAG_MAX_UNPACKED_MB: an Office file (a zip) unpacked
 DEFAULT_MAX_OCR_PAGES = 100  # RAG_MAX_OCR_PAGES: pages without a text layer OCRed per PDF
-OCR_DPI, OCR_MAX_SIDE = 150, 2000  # a page is rendered at 150 dpi, its longest side at most 2,000 px  # RAG_MAX_UNPACKED_MB: an Office file (a zip) unpacked
+OCR_DPI, OCR_MAX_SIDE = 150, 2000  # a page is rendered at 150 dpi, its longest side at most 2,000 px
 
 
 class BadDocument(Exception):
@@ -173,7 +173,7 @@ def parse_pdf(name: str, data: bytes, max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES
 
 
 @functools.cache
-def _ocr_engine():
+def ocr_engine():
     """RapidOCR with the ONNX models its package ships (nothing is downloaded), once per process."""
     from rapidocr_onnxruntime import RapidOCR
 
@@ -185,7 +185,7 @@ def ocr_image(image) -> str:
     recognition of each line)."""
     import numpy as np
 
-    result, _ = _ocr_engine()(np.asarray(image.convert("RGB")))
+    result, _ = ocr_engine()(np.asarray(image.convert("RGB")))
     return sanitize_page("\n".join(line[1] for line in result or ()))
 
 
