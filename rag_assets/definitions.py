@@ -12,6 +12,7 @@ from rag_assets.assets.maintenance import maintenance_definitions
 from rag_assets.resources.config import RagConfig, SyncConfig
 from rag_assets.resources.embedders import embedder_from_spec, embedding_cache_from_uri
 from rag_assets.resources.event_queue import EventQueue
+from rag_assets.resources.image_analysis import analysis_store_from_uri, image_analyzer_from_spec
 from rag_assets.resources.io_manager import PartitionedPickleIOManager, WorkArea
 from rag_assets.resources.metabase import MetabaseClient
 from rag_assets.resources.object_store import ObjectStore
@@ -31,10 +32,15 @@ def build_resources(settings: Settings) -> dict:
         "work_io_manager": PartitionedPickleIOManager(base_uri=settings.work_location),
         "work_area": WorkArea(base_uri=settings.work_location),
         "embed_runner": embed_runner_from_settings(settings),
+        "image_analyzer": image_analyzer_from_spec(settings.image_analyzer),
+        "analysis_store": analysis_store_from_uri(settings.analyses_location),
         "rag_config": RagConfig(
             csv_text_column=settings.csv_text_column,
             max_unpacked_mb=settings.max_unpacked_mb,
             max_ocr_pages=settings.max_ocr_pages,
+            max_pdf_pages=settings.max_pdf_pages,
+            max_image_pixels=settings.max_image_pixels,
+            image_analyzer=settings.image_analyzer,
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,
         ),

@@ -16,9 +16,9 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from rag_assets.assets.documents import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
-from rag_assets.lib.errors import error_summary
+from rag_assets.lib.errors import error_chain, error_summary
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
-from rag_assets.lib.reconcile import is_current, wanted_documents
+from rag_assets.lib.reconcile import is_current, pipeline_of, wanted_documents
 from rag_assets.partitions import documents_partitions, register_roots
 from rag_assets.resources.object_store import ObjectStore, split_s3_uri
 from rag_assets.resources.vector_stores import IndexedDocument
@@ -76,14 +76,14 @@ def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rul
 
 
 def current_documents(
-    refs: Mapping[DocRef, str], indexed: Mapping[str, IndexedDocument], pipeline: str, materialized: Set[str]
+    refs: Mapping[DocRef, str], indexed: Mapping[str, IndexedDocument], pipeline: str | Callable[[str], str], materialized: Set[str]
 ) -> dict[str, IndexedDocument]:
     """Partition key -> what the index holds, for the documents with nothing to do: the index
     holds their source version cut by this pipeline, and this instance has their lineage."""
     out = {}
     for ref, etag in refs.items():
         key, held = encode_partition_key(ref), indexed.get(ref.document_id)
-        if etag and is_current(held, etag, pipeline) and key in materialized:
+        if etag and is_current(held, etag, pipeline_of(pipeline, ref.key)) and key in materialized:
             out[key] = held
     return out
 
@@ -101,11 +101,7 @@ def failed_documents(instance: dg.DagsterInstance, run_id: str) -> list[dict] | 
 def _run_error(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data.error:
-            chain, error = [], event.step_failure_data.error
-            while error is not None:
-                chain.append(error.message)
-                error = error.cause
-            return error_summary(chain) or f"run {result.run_id} failed"
+            return error_summary(error_chain(event.step_failure_data.error)) or f"run {result.run_id} failed"
     return f"run {result.run_id} failed"
 
 
@@ -236,7 +232,7 @@ def ingest(
     decides (docs/architecture.md, The index is the truth)."""
     keys = {encode_partition_key(ref): ref for ref in refs}
     register_roots(instance, {ref.root for ref in refs})
-    store, embedder, pipeline = defs.resources["vector_store"], defs.resources["embedder"], defs.resources["rag_config"].pipeline
+    store, embedder, pipeline = defs.resources["vector_store"], defs.resources["embedder"], defs.resources["rag_config"].pipeline_for
     try:
         indexed = store.list_documents(embedder.model_id, embedder.dimension, document_ids=[r.document_id for r in refs]) if refs else {}
     except Exception as exc:  # a shortcut only: the runs check the index themselves, and report what fails

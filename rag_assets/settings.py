@@ -34,6 +34,10 @@ class Settings:
     csv_text_column: str = "formatted_text"  # the text of each record: a CSV or XLSX column, a JSON field
     max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much (zip bombs are refused)
     max_ocr_pages: int = 100  # pages without a text layer a PDF may have OCRed
+    max_pdf_pages: int = 2_000  # pages a PDF may have
+    max_image_pixels: int = 64_000_000  # pixels an image may have (checked before it is decoded)
+    image_analyzer: str = "offline"  # offline (OCR + EXIF) or openai:MODEL (a vision model)
+    analyses_uri: str | None = None  # image analyses: a SQLite file or postgresql://... (default: see analyses_location)
     batch_size: int = 50
     chunk_tokens: int = 160
     chunk_overlap: int = 32
@@ -51,6 +55,15 @@ class Settings:
     @property
     def embedding_cache_location(self) -> str:
         return self.embedding_cache_uri or str(Path(self.work_dir) / "cache" / "embeddings.sqlite")
+
+    @property
+    def analyses_location(self) -> str:
+        """Beside the vectors when they are in PostgreSQL, else a SQLite file in the work folder."""
+        if self.analyses_uri:
+            return self.analyses_uri
+        if self.index_uri.startswith(("postgresql://", "postgres://")):
+            return self.index_uri
+        return str(Path(self.work_dir) / "analyses.sqlite")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +88,10 @@ class Settings:
             csv_text_column=env.get("RAG_CSV_TEXT_COLUMN") or d.csv_text_column,
             max_unpacked_mb=int(env.get("RAG_MAX_UNPACKED_MB") or d.max_unpacked_mb),
             max_ocr_pages=int(env.get("RAG_MAX_OCR_PAGES") or d.max_ocr_pages),
+            max_pdf_pages=int(env.get("RAG_MAX_PDF_PAGES") or d.max_pdf_pages),
+            max_image_pixels=int(env.get("RAG_MAX_IMAGE_PIXELS") or d.max_image_pixels),
+            image_analyzer=env.get("RAG_IMAGE_ANALYZER") or d.image_analyzer,
+            analyses_uri=env.get("RAG_ANALYSES_URI") or None,
             batch_size=int(env.get("RAG_BATCH_SIZE") or d.batch_size),
             chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
             chunk_overlap=int(env.get("RAG_CHUNK_OVERLAP") or d.chunk_overlap),

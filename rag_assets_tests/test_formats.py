@@ -233,20 +233,28 @@ def test_every_format_is_ingested_and_found(rag_env, instance, tmp_path):
 
 def test_a_document_an_older_parser_refused_is_tried_again(instance):
     """The sensors skip a document found unreadable at its version, unless the file types
-    read have changed since: a .docx refused before this parser read Word is asked for again."""
+    read have changed since: a .docx refused before this parser read Word is asked for again.
+    An image is compared with its own pipeline (its analyzer's is part of it)."""
     import dagster as dg
 
     from rag_assets.assets.documents import unreadable_observation
     from rag_assets.lib.parsing import READERS
+    from rag_assets.resources.config import RagConfig
     from rag_assets.sensors.s3 import unreadable_documents
 
-    instance.add_dynamic_partitions("documents", ["old", "now"])
-    for partition in ("old", "now"):
-        observation = unreadable_observation(partition, "unsupported file type '.docx'", "etag-1", "pipeline-1")
-        if partition == "old":  # as the older parser recorded it: no readers
+    old, now, photo = (f"acme|acme/{name}|s3:docs" for name in ("old.docx", "now.docx", "photo.png"))
+    config = RagConfig()
+    instance.add_dynamic_partitions("documents", [old, now, photo])
+    for partition in (old, now, photo):
+        pipeline = config.image_pipeline if partition == photo else "pipeline-1"
+        observation = unreadable_observation(partition, "unsupported file type '.docx'", "etag-1", pipeline)
+        if partition == old:  # as the older parser recorded it: no readers
             metadata = {k: v for k, v in observation.metadata.items() if k != "readers"}
             observation = dg.AssetObservation(asset_key=observation.asset_key, partition=partition, metadata=metadata)
         instance.report_runless_asset_event(observation)
-    assert {".docx", ".pdf", "+ocr"} <= set(READERS.split())
-    assert unreadable_documents(instance, ["old", "now"], "pipeline-1") == {"now": "etag-1"}
-    assert unreadable_documents(instance, ["old", "now"], "pipeline-2") == {}
+    assert {".docx", ".pdf", ".png", "+ocr"} <= set(READERS.split())
+    assert unreadable_documents(instance, [old, now], "pipeline-1") == {now: "etag-1"}
+    assert unreadable_documents(instance, [old, now], "pipeline-2") == {}
+    by_key = RagConfig(csv_text_column="text").pipeline_for  # another pipeline for everything
+    assert unreadable_documents(instance, [photo], config.pipeline_for) == {photo: "etag-1"}
+    assert unreadable_documents(instance, [photo], by_key) == {}

@@ -1,16 +1,20 @@
 """The document family: objects in S3 or a folder, one dynamic partition each."""
 
 import json
+from collections.abc import Callable
 
 import dagster as dg
 
+from rag_assets.assets.images import image_reader
 from rag_assets.assets.pipeline import Family, SourceDocument, build_index_pipeline
 from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.identity import source_etag
+from rag_assets.lib.images import is_image
 from rag_assets.lib.keys import DocRef, decode_partition_key, sidecar_keys
-from rag_assets.lib.parsing import READERS, BadDocument, parse_document
+from rag_assets.lib.parsing import READERS, BadDocument, ParsedDocument, parse_document
 from rag_assets.partitions import documents_partitions, known_roots
 from rag_assets.resources.config import RagConfig
+from rag_assets.resources.image_analysis import AnalysisStore, ImageAnalyzer
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import store_kind
 from rag_assets.settings import Settings
@@ -47,9 +51,12 @@ def sidecar_fields(key: str, data: bytes) -> dict:
     return fields
 
 
-def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str, **limits: int) -> SourceDocument | None:
-    """The document, read and parsed; None when its object is gone (deleted since it was
-    asked for: the purge removes it). Raises BadDocument, with the source etag it was read at."""
+def load_document(
+    store: ObjectStore, ref: DocRef, csv_text_column: str, read_image: Callable[[bytes], ParsedDocument] | None = None, **limits: int
+) -> SourceDocument | None:
+    """The document, read and parsed (an image by `read_image`: assets.images.image_reader);
+    None when its object is gone (deleted since it was asked for: the purge removes it).
+    Raises BadDocument, with the source etag it was read at."""
     try:
         data, obj = store.read(ref.uri)
     except FileNotFoundError:
@@ -57,7 +64,7 @@ def load_document(store: ObjectStore, ref: DocRef, csv_text_column: str, **limit
     sidecar = find_sidecar(store, ref)
     etag = source_etag(obj.etag, sidecar[2] if sidecar else None)
     try:
-        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, **limits)
+        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, read_image=read_image, **limits)
         fields = sidecar_fields(*sidecar[:2]) if sidecar else {}
     except BadDocument as e:
         e.etag = etag
@@ -85,27 +92,39 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
         backfill_policy=backfill_policy,
         group_name="documents",
         io_manager_key="work_io_manager",
-        kinds={"s3", "pdf"},
+        kinds={"s3", "pdf", "image"},
     )
     def raw_documents(
-        context: dg.AssetExecutionContext, object_store: ObjectStore, rag_config: RagConfig
+        context: dg.AssetExecutionContext,
+        object_store: ObjectStore,
+        rag_config: RagConfig,
+        image_analyzer: ImageAnalyzer,
+        analysis_store: AnalysisStore,
     ) -> dg.MaterializeResult:
-        """Each document's bytes, hashed (sha256 over tenant + bytes) and parsed into pages or rows.
+        """Each document's bytes, hashed (sha256 over tenant + bytes) and parsed into pages or
+        rows; an image analyzed into text, its thumbnail written beside it.
 
         A document that cannot be read fails the run with its name and reason, and is recorded
-        as unreadable at its version; the rest of the batch is run again without it. A
-        partition whose object is gone by now holds no document (nothing failed).
+        as unreadable at its version (unless the failure was the analyzer's: then a later run
+        tries again); the rest of the batch is run again without it. A partition whose object
+        is gone by now holds no document (nothing failed).
         """
         out, failed = {}, []
         keys = context.partition_keys
         roots = known_roots(context.instance)
         for n, key in enumerate(keys, start=1):
             ref = decode_partition_key(key, roots)
+            reader = None
+            if is_image(ref.key):
+                reader = image_reader(
+                    ref, object_store=object_store, analyzer=image_analyzer, analyses=analysis_store, max_pixels=rag_config.max_image_pixels
+                )
             try:
-                doc = load_document(object_store, ref, rag_config.csv_text_column, **rag_config.parse_limits)
+                doc = load_document(object_store, ref, rag_config.csv_text_column, reader, **rag_config.parse_limits)
             except BadDocument as e:
                 context.log.error(f"{ref.uri}: {e.reason}")
-                context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline))
+                if not e.transient:
+                    context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline_for(ref.key)))
                 failed.append({"partition": key, "key": ref.key, "reason": e.reason})
                 continue
             out[key] = [doc] if doc is not None else []
@@ -133,6 +152,7 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
                 "batch_bytes": sum(d.size for d in read),
                 "batch_pages": sum(d.parsed.pages or 0 for d in read),
                 "batch_pdf_warnings": sum(d.parsed.warnings for d in read),
+                "batch_images": sum(d.parsed.kind == "image" for d in read),
             },
         )
 

@@ -9,10 +9,12 @@ from datetime import timedelta
 import dagster as dg
 
 from rag_assets.assets.documents import INTERMEDIATE_ASSETS, ingest_documents_job
+from rag_assets.assets.images import forget_images
 from rag_assets.assets.pipeline import INDEX_WRITERS
 from rag_assets.lib.reconcile import PurgeTarget
 from rag_assets.partitions import daily_partitions, documents_partitions
 from rag_assets.resources.embedders import Embedder
+from rag_assets.resources.image_analysis import AnalysisStore
 from rag_assets.resources.io_manager import PartitionedPickleIOManager
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import VectorStore
@@ -48,11 +50,13 @@ def purge_deleted_documents(
     object_store: ObjectStore,
     vector_store: VectorStore,
     embedder: Embedder,
+    analysis_store: AnalysisStore,
     work_io_manager: dg.ResourceParam[PartitionedPickleIOManager],
 ) -> None:
     """Delete the rows (by the document ids the index holds them under), the partitions and
-    the intermediate values of documents deleted from the source. An object that exists again
-    (a late create after a delete) is left alone: its create ingests it."""
+    the intermediate values of documents deleted from the source, and an image's thumbnail
+    and analyses. An object that exists again (a late create after a delete) is left alone:
+    its create ingests it."""
     back = [t for t in config.targets if t.if_gone and object_store.head(t.uri) is not None]
     doomed = [t for t in config.targets if t not in back]
     for t in back:
@@ -80,6 +84,7 @@ def purge_deleted_documents(
                     },
                 )
             )
+        forget_images(object_store, analysis_store, t.uri, t.key, t.document_ids)
         for partition in t.partitions:
             work_io_manager.delete_partition(INTERMEDIATE_ASSETS, partition)
             if partition in known:

@@ -347,7 +347,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         """Each document's chunks and vectors in the vector store, replaced in one write per
         batch (or per part of a partition that has parts)."""
         store, embedder = getattr(context.resources, family.store_key), getattr(context.resources, family.embedder_key)
-        object_store, pipeline = context.resources.object_store, context.resources.rag_config.pipeline
+        # The pipeline each document is cut by: an image's includes its analyzer (RagConfig.pipeline_for).
+        object_store, pipeline_for = context.resources.object_store, context.resources.rag_config.pipeline_for
         model_id, dimension = embedder.model_id, embedder.dimension
         outcomes: dict[str, list[Outcome]] = {key: [] for key in documents}
         mismatched, written, deleted = [], 0, dict.fromkeys(documents, 0)
@@ -358,7 +359,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             """One write of a group of documents (partition key, document, chunks, embeddings),
             against what the index held of them before it (all of it: absent = no rows)."""
             nonlocal written
-            changed = {d.ref.document_id for _, d, cs, _ in group if not holds(before.get(d.ref.document_id), d, cs, pipeline)}
+            changed = {d.ref.document_id for _, d, cs, _ in group if not holds(before.get(d.ref.document_id), d, cs, pipeline_for(d.ref.key))}
             # Under the pool's slot nothing else writes these documents: what the source holds
             # now is what a purge or a later run acts on. Rows of a version that is gone are not written.
             moved = {}
@@ -367,7 +368,9 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             for doc_id, what in sorted(moved.items()):
                 context.log.warning(f"{doc_id}: {what} since it was read; not written (a newer run or the purge has it)")
             rows = {
-                d.ref.document_id: document_rows(d, cs, emb, pipeline) for _, d, cs, emb in group if d.ref.document_id in changed - set(moved)
+                d.ref.document_id: document_rows(d, cs, emb, pipeline_for(d.ref.key))
+                for _, d, cs, emb in group
+                if d.ref.document_id in changed - set(moved)
             }
             written += store.replace_documents(model_id, dimension, rows, held={i: before[i] for i in rows if i in before})
             for key, doc, cs, emb in group:
@@ -375,7 +378,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 status = f"superseded: {moved[doc_id]}" if doc_id in moved else "ingested" if doc_id in rows else "unchanged"
                 outcomes[key].append(document_outcome(doc, status, cs, emb))
                 if doc_id not in moved:
-                    expected[doc_id] = expected_state(doc, cs, pipeline)
+                    expected[doc_id] = expected_state(doc, cs, pipeline_for(doc.ref.key))
 
         def check(after: Mapping, doc_ids: Iterable[str]) -> None:
             """Read back: each document written or unchanged is held exactly as expected."""
@@ -421,7 +424,11 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             gone = [doc_id for doc_id in after if doc_id not in kept]
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
             context.log.info(f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s")
-        add_partition_metadata(context, {key: family.describe(outcomes[key], model_id, pipeline, deleted[key]) for key in documents})
+        described = {
+            key: family.describe(outcomes[key], model_id, pipeline_for(outcomes[key][0].document_key if outcomes[key] else ""), deleted[key])
+            for key in documents
+        }
+        add_partition_metadata(context, described)
         every = [o for os in outcomes.values() for o in os]
         changed_count = sum(o.status == "ingested" for o in every)
         superseded_count = sum(o.status.startswith("superseded") for o in every)

@@ -23,3 +23,17 @@ def error_summary(chain: Sequence[str | None]) -> str | None:
             line = re.sub(r"^dagster\.(?:[A-Za-z_]\w*\.)*Failure: ", "", line)
             return re.sub(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*: )", r"\1", line)
     return None
+
+
+def error_chain(error) -> list[str]:
+    """The messages of a Dagster error (SerializableErrorInfo) and its causes, outermost first."""
+    chain = []
+    while error is not None:
+        chain.append(error.message)
+        error = error.cause
+    return chain
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for an exception caught at a boundary: `Class: message`."""
+    return first_line(f"{type(error).__name__}: {error}") or type(error).__name__

@@ -18,6 +18,11 @@ def pipeline_fingerprint(chunk_tokens: int, chunk_overlap: int, csv_text_column:
     return _digest("pipeline", PARSER_VERSION, chunk_tokens, chunk_overlap, csv_text_column)
 
 
+def image_pipeline(pipeline: str, analyzer: str) -> str:
+    """An image's pipeline: how its analysis is cut, and which analyzer made it."""
+    return _digest("image", pipeline, analyzer)
+
+
 def index_identity(index_uri: str, model_id: str, pipeline: str) -> str:
     """One index as the sensors know it: a store, a model and a pipeline. Sensor state and
     run keys are per identity, so switching any of the three starts from what the new

@@ -9,7 +9,7 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import BinaryIO
@@ -22,22 +22,28 @@ OFFICE_TYPES = {".docx", ".pptx", ".xlsx"}
 HTML_TYPES = {".html", ".htm"}
 MAIL_TYPES = {".eml"}
 JSON_TYPES = {".json", ".jsonl"}
-SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES | OFFICE_TYPES | HTML_TYPES | MAIL_TYPES | JSON_TYPES
+# Images are read by the image family's analyzer (rag_assets.assets.images), not here.
+IMAGE_TYPES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
+SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES | OFFICE_TYPES | HTML_TYPES | MAIL_TYPES | JSON_TYPES | IMAGE_TYPES
 # The file types this parser reads, as unreadable documents record it: one refused by an
 # older parser (an unsupported type then) is tried again by this one.
 READERS = " ".join(sorted(SUPPORTED_TYPES)) + " +ocr"
 DEFAULT_MAX_UNPACKED_BYTES = 256 << 20  # RAG_MAX_UNPACKED_MB: an Office file (a zip) unpacked
 DEFAULT_MAX_OCR_PAGES = 100  # RAG_MAX_OCR_PAGES: pages without a text layer OCRed per PDF
+DEFAULT_MAX_PDF_PAGES = 2_000  # RAG_MAX_PDF_PAGES: pages a PDF may have at all
 OCR_DPI, OCR_MAX_SIDE = 150, 2000  # a page is rendered at 150 dpi, its longest side at most 2,000 px
 
 
 class BadDocument(Exception):
     """A document that cannot be read. The message names the file and the reason."""
 
-    def __init__(self, name: str, reason: str):
+    def __init__(self, name: str, reason: str, *, transient: bool = False):
         super().__init__(f"{name}: {reason}")
         self.name = name
         self.reason = reason
+        # transient: the file may be fine (an image analyzer that failed): a later run tries
+        # again. Otherwise the document stays unread until its source version changes.
+        self.transient = transient
         self.etag: str | None = None  # the source version that could not be read, when known
 
 
@@ -126,7 +132,9 @@ class _CountingHandler(logging.Handler):
         self.count += 1
 
 
-def parse_pdf(name: str, data: bytes, max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES) -> ParsedDocument:
+def parse_pdf(
+    name: str, data: bytes, max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES, max_pages: int = DEFAULT_MAX_PDF_PAGES
+) -> ParsedDocument:
     """Pages of text with their numbers (1-based); a page without a text layer (a scan) is
     OCRed. pypdf's per-font warnings are counted, not printed: a LaTeX PDF can produce
     hundreds of them."""
@@ -147,6 +155,8 @@ def parse_pdf(name: str, data: bytes, max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES
                     unlocked = 0
                 if not unlocked:
                     raise BadDocument(name, "encrypted PDF: it needs a password")
+            if len(reader.pages) > max_pages:
+                raise BadDocument(name, f"{len(reader.pages):,} pages, more than the limit of {max_pages:,} (RAG_MAX_PDF_PAGES)")
             units = []
             for number, page in enumerate(reader.pages, start=1):
                 text = (page.extract_text() or "").replace("\x00", "")
@@ -284,17 +294,24 @@ def parse_document(
     csv_text_column: str = "formatted_text",
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
     max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES,
+    max_pdf_pages: int = DEFAULT_MAX_PDF_PAGES,
+    read_image: Callable[[bytes], ParsedDocument] | None = None,
 ) -> ParsedDocument:
     """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable.
-    `csv_text_column` is the column (CSV, XLSX) or field (JSON) of each record's text."""
+    `csv_text_column` is the column (CSV, XLSX) or field (JSON) of each record's text;
+    `read_image` reads an image (the image family's analysis)."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_TYPES:
         supported = ", ".join(sorted(SUPPORTED_TYPES))
         raise BadDocument(name, f"unsupported file type {suffix or '(none)'!r} (supported: {supported})")
     if not data:
         raise BadDocument(name, "empty file (0 bytes)")
+    if suffix in IMAGE_TYPES:
+        if read_image is None:
+            raise BadDocument(name, "an image, and no image analyzer was given to read it")
+        return read_image(data)
     if suffix in PDF_TYPES:
-        return parse_pdf(name, data, max_ocr_pages)
+        return parse_pdf(name, data, max_ocr_pages, max_pdf_pages)
     if suffix in CSV_TYPES:
         return parse_csv(name, data, csv_text_column)
     if suffix in OFFICE_TYPES:

@@ -10,13 +10,22 @@ and documents to purge, and `ingest_batches` into ranged runs with run keys.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.identity import source_etag
-from rag_assets.lib.keys import DocRef, encode_partition_key, is_sidecar, root_alias, sidecar_keys, split_partition_key, tenant_from_key
+from rag_assets.lib.images import is_thumbnail
+from rag_assets.lib.keys import (
+    DocRef,
+    encode_partition_key,
+    is_sidecar,
+    root_alias,
+    sidecar_keys,
+    split_partition_key,
+    tenant_from_key,
+)
 
 
 class SourceObject(Protocol):  # what the planner reads of resources.object_store.StoredObject
@@ -35,10 +44,11 @@ class Wanted:
 
 def wanted_documents(objects: Mapping[str, SourceObject]) -> dict[str, Wanted]:
     """The documents among listed objects (key -> object), each with the sidecar it reads
-    (the first of `sidecar_keys` that exists, as raw_documents reads it)."""
+    (the first of `sidecar_keys` that exists, as raw_documents reads it). Sidecars and the
+    thumbnails the image family writes are not documents."""
     out = {}
     for key, obj in objects.items():
-        if is_sidecar(key):
+        if is_sidecar(key) or is_thumbnail(key):
             continue
         side = next((objects[s] for s in sidecar_keys(key) if s in objects), None)
         out[key] = Wanted(
@@ -47,6 +57,12 @@ def wanted_documents(objects: Mapping[str, SourceObject]) -> dict[str, Wanted]:
             source_etag(obj.version, side.version if side else None),
         )
     return out
+
+
+def pipeline_of(pipeline: str | Callable[[str], str], key: str) -> str:
+    """The pipeline a planner expects of the document at `key`: one for all, or one per key
+    (resources.config.RagConfig.pipeline_for: images carry their analyzer's)."""
+    return pipeline(key) if callable(pipeline) else pipeline
 
 
 def is_current(held: object | None, etag: str, pipeline: str) -> bool:
@@ -160,7 +176,7 @@ def plan_documents(
     indexed: Mapping[str, object],
     partitions: Sequence[str],
     tenant_rule: str,
-    pipeline: str,
+    pipeline: str | Callable[[str], str],
     gone: Iterable[str] = (),
     complete: bool = False,
     scope: str = "",
@@ -205,7 +221,7 @@ def plan_documents(
         copies = tuple(sorted(d.document_id for d in docs if d.document_id != ref.document_id))
         if (copies or len(existing) > 1) and key not in purging:  # the same object under another tenant
             plan.purge.append(PurgeTarget(key, ref.uri, copies, tuple(existing[1:]), if_gone=False))
-        if is_current(held, want.etag, pipeline):
+        if is_current(held, want.etag, pipeline_of(pipeline, key)):
             plan.current.append(partition)
             continue
         if partition in in_flight:

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from rag_assets.lib.identity import pipeline_fingerprint
+from rag_assets.lib.identity import image_pipeline, pipeline_fingerprint
+from rag_assets.lib.images import DEFAULT_MAX_IMAGE_PIXELS, analyzer_identity, is_image
 from rag_assets.lib.reconcile import Backoff
 
 
@@ -14,16 +15,29 @@ class RagConfig(dg.ConfigurableResource):
     chunk_overlap: int = 32
     max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much; more is refused
     max_ocr_pages: int = 100  # pages without a text layer OCRed per PDF; more is refused
+    max_pdf_pages: int = 2_000  # a PDF with more pages is refused
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # an image with more is refused before it is decoded
+    image_analyzer: str = "offline"  # RAG_IMAGE_ANALYZER: part of an image's pipeline
 
     @property
     def parse_limits(self) -> dict[str, int]:
         """The limits lib.parsing.parse_document takes."""
-        return {"max_unpacked_bytes": self.max_unpacked_mb << 20, "max_ocr_pages": self.max_ocr_pages}
+        return {"max_unpacked_bytes": self.max_unpacked_mb << 20, "max_ocr_pages": self.max_ocr_pages, "max_pdf_pages": self.max_pdf_pages}
 
     @property
     def pipeline(self) -> str:
         """The fingerprint every row carries: a change re-makes every document's chunks."""
         return pipeline_fingerprint(self.chunk_tokens, self.chunk_overlap, self.csv_text_column)
+
+    @property
+    def image_pipeline(self) -> str:
+        """An image's pipeline: with its analyzer, model and prompt, so changing them
+        re-analyzes and re-embeds images, and only images."""
+        return image_pipeline(self.pipeline, analyzer_identity(self.image_analyzer).fingerprint)
+
+    def pipeline_for(self, key: str) -> str:
+        """The pipeline of the document at `key`."""
+        return self.image_pipeline if is_image(key) else self.pipeline
 
 
 class SyncConfig(dg.ConfigurableResource):

@@ -112,6 +112,26 @@ class ObjectStore(dg.ConfigurableResource):
                 raise FileNotFoundError(uri) from None
         return open(uri, "rb")  # noqa: SIM115 - the caller closes it
 
+    def write(self, uri: str, data: bytes) -> None:
+        """Write an object (a thumbnail). A file is written whole, then renamed into place."""
+        if uri.startswith("s3://"):
+            bucket, key = split_s3_uri(uri)
+            self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+            return
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")  # listings skip dot files
+        partial.write_bytes(data)
+        partial.replace(path)
+
+    def delete(self, uri: str) -> None:
+        """Delete an object; one that does not exist is no error."""
+        if uri.startswith("s3://"):
+            bucket, key = split_s3_uri(uri)
+            self._s3.delete_object(Bucket=bucket, Key=key)
+            return
+        Path(uri).unlink(missing_ok=True)
+
     def read_optional(self, uri: str) -> tuple[bytes, StoredObject] | None:
         try:
             return self.read(uri)

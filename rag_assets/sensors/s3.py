@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from rag_assets.ingest import LAUNCHED_BY_TAG, failed_documents
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.identity import index_identity, source_etag, split_source_etag
+from rag_assets.lib.images import is_thumbnail
 from rag_assets.lib.keys import DocRef, is_sidecar, root_alias, sidecar_keys, split_partition_key, tenant_from_key
 from rag_assets.lib.parsing import READERS
 from rag_assets.lib.reconcile import (
@@ -37,6 +38,7 @@ from rag_assets.lib.reconcile import (
     ingest_batches,
     partitions_by_key,
     partitions_in_ranges,
+    pipeline_of,
     plan_documents,
     run_key,
     wanted_documents,
@@ -66,7 +68,7 @@ def range_tags(first: str, last: str) -> dict[str, str]:
 
 
 def identity_of(sync_config: SyncConfig, embedder: Embedder, rag_config: RagConfig) -> str:
-    return index_identity(sync_config.index_uri, embedder.model_id, rag_config.pipeline)
+    return index_identity(sync_config.index_uri, embedder.model_id, f"{rag_config.pipeline} {rag_config.image_pipeline}")
 
 
 def state_file(sync_config: SyncConfig, kind: str, *names: str) -> Path:
@@ -94,7 +96,7 @@ def work_in_flight(instance: dg.DagsterInstance, ordered: Sequence[str], root: s
     return partitions_in_ranges(ordered, ranges), purging
 
 
-def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str) -> dict[str, str]:
+def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str | Callable[[str], str]) -> dict[str, str]:
     """partition -> the source etag at which raw_documents last found it unreadable (under
     this pipeline and parser): the planner does not ask for it again until the object changes."""
     out: dict[str, str] = {}
@@ -109,7 +111,11 @@ def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str]
             if obs.partition not in latest:
                 latest[obs.partition] = {k: v.value for k, v in obs.metadata.items()}
         out.update(
-            (p, m.get("source_etag", "")) for p, m in latest.items() if m.get("status") == "unreadable" and m.get("pipeline") == pipeline and m.get("readers") == READERS
+            (p, m.get("source_etag", ""))
+            for p, m in latest.items()
+            if m.get("status") == "unreadable"
+            and m.get("pipeline") == pipeline_of(pipeline, split_partition_key(p).key)
+            and m.get("readers") == READERS
         )
     return out
 
@@ -174,7 +180,7 @@ def plan_and_result(
             indexed=indexed,
             partitions=known,
             tenant_rule=sync_config.tenant_rule,
-            pipeline=rag_config.pipeline,
+            pipeline=rag_config.pipeline_for,
             in_flight=in_flight,
             purging=purging,
             unreadable=unreadable,
@@ -186,7 +192,7 @@ def plan_and_result(
     # Which documents were found unreadable is looked up for the few that would be asked for.
     plan = plan_with({})
     if suspects := [t.partition for t in plan.ingest if t.reason != "new"]:
-        plan = plan_with(unreadable_documents(context.instance, suspects, rag_config.pipeline))
+        plan = plan_with(unreadable_documents(context.instance, suspects, rag_config.pipeline_for))
     state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick)
     ordered = [*known, *plan.add]
     targets = {t.partition: t for t in plan.ingest}
@@ -301,7 +307,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         for (b, key), event in latest_per_key(events).items():
             if b != bucket or not key.startswith(prefix):
                 context.log.warning(f"skipped s3://{b}/{key}: outside {sync_config.source_uri}")
-            else:
+            elif not is_thumbnail(key):  # the image family's own writes
                 sequencers[key] = event.sequencer if event.kind == CREATED else ""
         identity = identity_of(sync_config, embedder, rag_config)
         state = SourceState(state_file(sync_config, "source", root, identity), "s3_event_sensor")

@@ -6,7 +6,8 @@ Connect the real client with::
         client = openai.OpenAI(api_key="test", base_url=server.base_url, max_retries=0)
         client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
 
-Only ``POST /v1/embeddings`` is served. Embeddings are a deterministic hashed
+``POST /v1/embeddings`` and ``POST /v1/chat/completions`` (vision: an image sent inline as a
+``data:image/...;base64`` URL) are served. Embeddings are a deterministic hashed
 bag-of-words (lower-cased ``\\w+`` tokens, signed-hashed into ``dimensions``
 buckets, L2-normalised), so texts that share words have high cosine similarity
 and unrelated texts are near 0. They are NOT semantic: synonyms are unrelated.
@@ -15,6 +16,10 @@ Both response encodings work: ``"float"`` (JSON list) and ``"base64"``
 (little-endian float32), which the openai client requests by default and decodes
 transparently. Token counts in ``usage`` (and the 8192-tokens-per-input limit)
 are approximated by counting words and punctuation marks.
+
+Chat completions answer with the next of ``server.vision_replies`` (strings: valid JSON,
+malformed JSON, anything), else a valid JSON analysis that names the image's size as Pillow
+reads it. A request without an inline image is refused (400).
 
 Faults: ``server.fail_next(429, retry_after=1.5, times=2)`` makes the next two
 requests fail with OpenAI-shaped errors and a ``Retry-After`` header.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 import re
 import struct
@@ -37,6 +43,7 @@ MODEL_DIMENSIONS: dict[str, int] = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
+VISION_MODELS = {"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini"}
 MAX_INPUTS = 2048
 MAX_TOKENS_PER_INPUT = 8192
 MAX_TOKENS_PER_REQUEST = 300_000
@@ -74,6 +81,7 @@ class FakeOpenAIServer(FakeJSONServer):
     def __init__(self, api_key: str | None = None, port: int = 0) -> None:
         """``api_key``: if set, the only accepted bearer token; otherwise any non-empty one."""
         self.api_key = api_key
+        self.vision_replies: list[str] = []  # answers to the next chat completions, in order
         super().__init__(port)
 
     @property
@@ -99,6 +107,8 @@ class FakeOpenAIServer(FakeJSONServer):
         return None
 
     def route(self, req: Request) -> Response:
+        if (req.method, req.path) == ("POST", "/v1/chat/completions"):
+            return self._chat(req)
         if (req.method, req.path) != ("POST", "/v1/embeddings"):
             return self.error(404, f"Invalid URL ({req.method} {req.path})")
         body = req.json
@@ -145,6 +155,48 @@ class FakeOpenAIServer(FakeJSONServer):
             data.append({"object": "embedding", "index": i, "embedding": out})
         usage = {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}
         return Response(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+
+    def _chat(self, req: Request) -> Response:
+        body = req.json if isinstance(req.json, dict) else {}
+        model = body.get("model")
+        if model not in VISION_MODELS:
+            return self.error(404, f"The model `{model}` does not exist or you do not have access to it.")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return self.error(400, "'messages' must be a non-empty array")
+        images = [
+            part["image_url"]["url"]
+            for m in messages
+            if isinstance(m, dict) and isinstance(m.get("content"), list)
+            for part in m["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
+        if not images or not images[0].startswith("data:image/") or ";base64," not in images[0]:
+            return self.error(400, "expected an image sent inline as a data:image/...;base64 URL")
+        try:
+            size = _image_size(base64.b64decode(images[0].split(";base64,", 1)[1], validate=True))
+        except Exception as e:
+            return self.error(400, f"You uploaded an unsupported image. ({e})")
+        if self.vision_replies:
+            content = self.vision_replies.pop(0)
+        else:
+            content = json.dumps(
+                {"category": "photo", "summary": f"A picture of {size[0]} x {size[1]} pixels.", "tags": ["test"], "text": ""}
+            )
+        usage = {"prompt_tokens": 300, "completion_tokens": count_tokens(content), "total_tokens": 300 + count_tokens(content)}
+        choice = {"index": 0, "message": {"role": "assistant", "content": content, "refusal": None}, "finish_reason": "stop"}
+        return Response(
+            200, {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model, "choices": [choice], "usage": usage}
+        )
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).size
 
 
 def _parse_input(value: Any) -> list[str] | str:
