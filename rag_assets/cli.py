@@ -68,7 +68,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     embedder, store = resources["embedder"], resources["vector_store"]
     vector = embedder.embed([args.text])[0]
     hits = store.query(embedder.model_id, embedder.dimension, vector, tenant=args.tenant, k=args.k)
-    rows = [{"key": h.key, "tenant": h.tenant, "page": h.page, "score": round(h.score, 4), "text": h.text} for h in hits]
+    rows = [
+        {"key": h.key, "tenant": h.tenant, "page": h.page, "score": round(h.score, 4), "text": h.text}
+        | ({"thumbnail": thumbnail_uri(h)} if "thumbnail_key" in (h.metadata or {}) else {})
+        for h in hits
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -78,7 +82,16 @@ def cmd_query(args: argparse.Namespace) -> int:
         where = row["key"] + (f" p.{row['page']}" if row["page"] else "")
         snippet = textwrap.shorten(" ".join(row["text"].split()), width=160, placeholder=" ...")
         print(f"{n:2}. {row['score']:.3f}  {where}\n      {snippet}")
+        if "thumbnail" in row:
+            print(f"      thumbnail: {row['thumbnail']}")
     return 0
+
+
+def thumbnail_uri(hit) -> str:
+    """Where an image hit's thumbnail is: beside the image, under the same root (a document
+    id is `tenant:uri`)."""
+    uri = hit.document_id[len(hit.tenant) + 1 :]
+    return uri[: len(uri) - len(hit.key)] + hit.metadata["thumbnail_key"]
 
 
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"  # `make dev`

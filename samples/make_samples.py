@@ -87,6 +87,23 @@ def write_scan(path: Path, lines: list[str]) -> None:
     page.save(path, "PDF", resolution=150)
 
 
+def write_photo(path: Path, lines: list[str]) -> None:
+    """A phone photo of a notice board: a JPEG with EXIF date and camera (rag_assets writes its
+    thumbnail beside it and reads the text on it)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    photo = Image.new("RGB", (1600, 1000), (236, 230, 214))
+    draw = ImageDraw.Draw(photo)
+    draw.rectangle((60, 60, 1540, 940), outline=(90, 60, 40), width=12)
+    font = ImageFont.load_default(size=64)
+    for n, line in enumerate(lines):
+        draw.text((130, 150 + n * 110), line, fill=(20, 20, 60), font=font)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Acme", "Acme Phone 7"
+    exif.get_ifd(0x8769)[0x9003] = "2025:01:06 08:30:00"
+    photo.save(path, "JPEG", quality=88, exif=exif.tobytes())
+
+
 def write_docx(path: Path, title: str, paragraphs: list[str]) -> None:
     import docx
 
@@ -102,6 +119,10 @@ def write_docx(path: Path, title: str, paragraphs: list[str]) -> None:
 write_scan(
     HERE / "globex" / "visitor-notice-scan.pdf",
     ["Visitor notice", "Visitors sign in at the front desk", "and wear a badge at all times.", "Escort visitors in the lab."],
+)
+write_photo(
+    HERE / "acme" / "parking-notice.jpg",
+    ["Parking notice", "The garage closes at 22:00.", "Bicycles go in the basement rack."],
 )
 write_docx(
     HERE / "acme" / "travel-policy.docx",
