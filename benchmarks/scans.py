@@ -1,16 +1,18 @@
-"""Scanned-PDF benchmark: OCR pages/s through the whole pipeline beside the OCR engine's own
-speed on the same page images (the floor), and peak RSS.
+"""Images and scanned PDFs: images/s and OCR pages/s through the whole pipeline beside the
+OCR engine's own speed on the same images (the floor), and peak RSS.
 
-    python benchmarks/scans.py [--docs 10] [--pages 2] [--json]
+    python benchmarks/scans.py [--docs 10] [--pages 2] [--images 20] [--json]
 
-The corpus: `--docs` PDFs of `--pages` scanned pages each (A4 images at 150 dpi, ~12 lines
-of generated prose, no text layer), made with Pillow. Not timed.
-1. The floor: RapidOCR (the engine rag_assets uses, its models loaded beforehand) on each
-   page image, already in memory.
-2. The pipeline: `rag_assets.ingest.ingest` of the PDFs through a real SQLite Dagster
-   instance into an empty LanceDB index: pypdf finds no text layer, pdfium renders each
-   page, RapidOCR reads it, then chunks, embeddings (all-MiniLM-L6-v2, loaded beforehand)
-   and the index write.
+The corpora, made with Pillow (not timed): `--docs` PDFs of `--pages` scanned pages each (A4
+images at 150 dpi, ~12 lines of generated prose, no text layer), and `--images` photos of a
+notice (1600 x 1200 JPEG, ~6 lines of prose, EXIF date and camera).
+1. The floors: RapidOCR (the engine rag_assets uses, its models loaded beforehand) on each
+   page image and each photo, already decoded in memory.
+2. The pipeline: `rag_assets.ingest.ingest` of each corpus through a real SQLite Dagster
+   instance into an empty LanceDB index. Scans: pypdf finds no text layer, pdfium renders
+   each page, RapidOCR reads it. Images (the offline analyzer): decode, thumbnail written
+   beside the photo, OCR, the analysis kept in its SQLite store. Then chunks, embeddings
+   (all-MiniLM-L6-v2, loaded beforehand) and the index write.
 Peak RSS is the process's high-water mark after each phase. A separate script from
 benchmarks/ingest.py: that one's phases (parse, embed, re-runs) are about text PDFs, whose
 floor is not OCR.
@@ -54,69 +56,104 @@ def page_image(rng: random.Random):
     return page
 
 
+def notice_photo(rng: random.Random, path: Path):
+    """A photo of a notice: 1600 x 1200, ~6 lines of prose in 40 px type, EXIF date and camera.
+    Returns the image as decoded (what the floor reads)."""
+    import textwrap
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ingest import sentence
+
+    photo = Image.new("RGB", (1600, 1200), (236, 230, 214))
+    draw = ImageDraw.Draw(photo)
+    font = ImageFont.load_default(size=40)
+    for n, line in enumerate(textwrap.wrap(" ".join(sentence(rng) for _ in range(4)), 60)[:7]):
+        draw.text((100, 120 + n * 70), line, fill=(20, 20, 60), font=font)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Acme", "Acme Phone 7"
+    photo.save(path, "JPEG", quality=88, exif=exif.tobytes())
+    return Image.open(path).convert("RGB")
+
+
+def timed_ingest(inbox: Path, settings, home: Path, expected: int) -> tuple[float, object]:
+    import dagster as dg
+
+    from rag_assets.definitions import build_definitions
+    from rag_assets.ingest import discover, ingest
+    from rag_assets.resources.object_store import ObjectStore
+
+    refs, unfound = discover([str(inbox)], ObjectStore(), None, settings.tenant_from_key)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        started = time.perf_counter()
+        report = ingest(refs, defs=build_definitions(settings), instance=instance, batch_size=settings.batch_size)
+        seconds = time.perf_counter() - started
+    if unfound or report.failed or len(report.ingested) != expected:
+        raise SystemExit(f"the pipeline did not ingest every file of {inbox}: {report.failed[:3] or unfound}")
+    return seconds, report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=10)
     parser.add_argument("--pages", type=int, default=2)
+    parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    import dagster as dg
     import numpy as np
 
     from ingest import peak_rss_mib, write_dagster_home
-    from rag_assets.definitions import build_definitions
-    from rag_assets.ingest import discover, ingest
     from rag_assets.lib.parsing import ocr_engine
     from rag_assets.resources.embedders import embedder_from_spec
-    from rag_assets.resources.object_store import ObjectStore
     from rag_assets.settings import Settings
 
     rng = random.Random(7)
-    figures: dict = {"pages": args.docs * args.pages}
+    figures: dict = {"pages": args.docs * args.pages, "images": args.images}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        corpus = work / "inbox" / "acme"
-        corpus.mkdir(parents=True)
+        scans, photos = work / "scans" / "acme", work / "photos" / "acme"
+        scans.mkdir(parents=True)
+        photos.mkdir(parents=True)
         pages = []
         for d in range(args.docs):
             images = [page_image(rng) for _ in range(args.pages)]
-            images[0].save(corpus / f"scan-{d:03}.pdf", "PDF", resolution=150, save_all=True, append_images=images[1:])
+            images[0].save(scans / f"scan-{d:03}.pdf", "PDF", resolution=150, save_all=True, append_images=images[1:])
             pages += images
-        log(f"corpus: {args.docs} PDFs, {len(pages)} scanned pages")
+        decoded = [notice_photo(rng, photos / f"notice-{i:03}.jpg") for i in range(args.images)]
+        log(f"corpus: {args.docs} PDFs, {len(pages)} scanned pages; {len(decoded)} photos")
 
         engine = ocr_engine()
         engine(np.asarray(pages[0].convert("RGB")))  # models loaded and warm
-        started = time.perf_counter()
-        for image in pages:
-            engine(np.asarray(image.convert("RGB")))
-        figures["floor_s"] = time.perf_counter() - started
+        for name, items in (("pages", pages), ("images", decoded)):
+            started = time.perf_counter()
+            for image in items:
+                engine(np.asarray(image.convert("RGB")))
+            figures[f"floor_{name}_s"] = time.perf_counter() - started
+            log(f"floor: {len(items)} {name} OCRed in {figures[f'floor_{name}_s']:.1f} s")
         figures["rss_after_floor_mib"] = peak_rss_mib()
-        log(f"floor: {len(pages)} pages OCRed in {figures['floor_s']:.1f} s")
 
         settings = replace(Settings.from_env(), work_dir=str(work / "rag"), index_uri=str(work / "rag" / "index"))
         embedder_from_spec(settings.embedder, settings).embed(["warm up"])  # the model loaded, as the floor's was
         home = write_dagster_home(work / "home")
-        refs, unfound = discover([str(work / "inbox")], ObjectStore(), None, settings.tenant_from_key)
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            started = time.perf_counter()
-            report = ingest(refs, defs=build_definitions(settings), instance=instance, batch_size=settings.batch_size)
-            figures["pipeline_s"] = time.perf_counter() - started
-        figures["rss_after_pipeline_mib"] = peak_rss_mib()
-        if unfound or report.failed or len(report.ingested) != args.docs:
-            raise SystemExit(f"the pipeline did not ingest every scan: {report.failed[:3] or unfound}")
-        figures["chunks"] = report.chunks
-        log(f"pipeline: {len(report.ingested)} PDFs, {report.chunks} chunks in {figures['pipeline_s']:.1f} s")
+        figures["pipeline_pages_s"], report = timed_ingest(work / "scans", settings, home, args.docs)
+        figures["rss_after_scans_mib"] = peak_rss_mib()
+        log(f"pipeline: {len(report.ingested)} PDFs, {report.chunks} chunks in {figures['pipeline_pages_s']:.1f} s")
+        figures["pipeline_images_s"], report = timed_ingest(work / "photos", settings, home, args.images)
+        figures["rss_after_images_mib"] = peak_rss_mib()
+        thumbnails = len(list((photos / "thumbnails").glob("*.jpg")))
+        if thumbnails != args.images:
+            raise SystemExit(f"{thumbnails} thumbnails written for {args.images} photos")
+        log(f"pipeline: {len(report.ingested)} photos, {thumbnails} thumbnails in {figures['pipeline_images_s']:.1f} s")
 
-    n = figures["pages"]
-    print(f"{args.docs} scanned PDFs, {n} pages (A4, 150 dpi), {figures['chunks']} chunks")
-    print(f"{'':>28} | {'seconds':>7} | {'pages/s':>7} | peak RSS")
-    print(f"{'OCR engine alone (floor)':>28} | {figures['floor_s']:>7.1f} | {n / figures['floor_s']:>7.2f} | {figures['rss_after_floor_mib']:,.0f} MiB")
-    print(
-        f"{'rag_assets pipeline':>28} | {figures['pipeline_s']:>7.1f} | {n / figures['pipeline_s']:>7.2f} | "
-        f"{figures['rss_after_pipeline_mib']:,.0f} MiB"
-    )
-    print(f"pipeline / floor: {figures['pipeline_s'] / figures['floor_s']:.2f}x")
+    print(f"{args.docs} scanned PDFs, {figures['pages']} pages (A4, 150 dpi); {args.images} photos (1600 x 1200 JPEG)")
+    print(f"{'':>30} | {'seconds':>7} | {'per s':>6} | peak RSS after")
+    for name, unit in (("pages", "pages"), ("images", "images")):
+        n, floor, pipeline = figures[name], figures[f"floor_{name}_s"], figures[f"pipeline_{name}_s"]
+        rss = figures["rss_after_scans_mib" if name == "pages" else "rss_after_images_mib"]
+        print(f"{f'OCR engine alone, {unit}':>30} | {floor:>7.1f} | {n / floor:>6.2f} | {figures['rss_after_floor_mib']:,.0f} MiB")
+        print(f"{f'rag_assets pipeline, {unit}':>30} | {pipeline:>7.1f} | {n / pipeline:>6.2f} | {rss:,.0f} MiB")
+        print(f"{'':>30}   pipeline / floor: {pipeline / floor:.2f}x")
     if args.json:
         print(json.dumps(figures, indent=2))
     return 0
