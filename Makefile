@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-ui bench-quality bench-anchor install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-anchor install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,13 +53,14 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	@echo "Lineage and runs are in $(DAGSTER_HOME). Open the UI with 'make dev' (http://127.0.0.1:3000)."
 
-EMBED_SERVICE_PORT ?= 8765
+EMBED_SERVICE_PORT ?= 8766
 
 # dagster dev, and beside it the local model loaded once (rag_assets.embed_service) for the
 # runs the daemon launches; both stop together.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m rag_assets.embed_service --port $(EMBED_SERVICE_PORT) & service=$$!; \
-	trap 'kill $$service 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/python -m rag_assets.embed_service --port $(EMBED_SERVICE_PORT) & service=$$!; hub=; \
+	case "$$RAG_NOTIFY" in ws://*) $(BIN)/python -m rag_assets.notify_hub --url "$$RAG_NOTIFY" & hub=$$!;; esac; \
+	trap 'kill $$service $$hub 2>/dev/null' EXIT INT TERM; \
 	RAG_EMBED_SERVICE_URL=http://127.0.0.1:$(EMBED_SERVICE_PORT) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 test: install-test postgres
@@ -88,6 +89,9 @@ bench-remote: install-test postgres
 
 bench-scans: install-test
 	$(BIN)/python benchmarks/scans.py
+
+bench-notify: install-test
+	$(BIN)/python benchmarks/notify.py
 
 # The vector_index partitions page in headless Chromium (Debian's), driven by playwright-core.
 bench-ui: install-test

@@ -57,6 +57,9 @@ setup(
         "PyYAML>=6.0",
         # The Metabase client's HTTP (also the openai client's own).
         "httpx>=0.27",
+        # Progress notifications (RAG_NOTIFY=ws://...): the local hub and `rag-assets watch`; the
+        # maintained asyncio/sync WebSocket library (dagster-webserver's uvicorn brings it too).
+        "websockets>=13.0",
         "tenacity>=8.2",  # Metabase client retries: backoff with jitter, Retry-After, a retry budget, in one policy
     ],
     extras_require={

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
@@ -207,6 +208,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 1 if args.wait and report["status"] in (FAILED, CANCELED) else 0
 
 
+def watch_line(message: dict) -> str:
+    """One notification for a person: when, what, which document, and the figures or reason."""
+    detail = message.get("detail") or {}
+    shown = {k: v for k, v in detail.items() if k not in ("documents", "position") and v is not None}
+    extra = "  " + ", ".join(f"{k} {v}" for k, v in shown.items()) if shown else ""
+    at = time.strftime("%H:%M:%S", time.localtime(message["at"]))
+    return f"{at} {message['type']:<9} {message['document_key']}{extra}"
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from rag_assets.lib.notifications import tenant_token
+
+    url = args.url or os.environ.get("RAG_NOTIFY") or ""
+    if not url.startswith(("ws://", "wss://")):
+        print("rag-assets watch: give --url ws://HOST:PORT or set RAG_NOTIFY to the hub's ws:// address", file=sys.stderr)
+        return 2
+    secret = os.environ.get("RAG_NOTIFY_SECRET", "")
+    bars: dict[str, tqdm] = {}  # run id -> the progress of its batch
+    try:
+        with connect(url, open_timeout=10) as hub:
+            hub.send(json.dumps({"subscribe": args.tenant, "token": tenant_token(secret, args.tenant)}))
+            try:
+                json.loads(hub.recv(timeout=10))["subscribed"]
+            except ConnectionClosed as e:
+                print(f"rag-assets watch: refused by {url}: {e.rcvd.reason if e.rcvd else e}", file=sys.stderr)
+                return 1
+            if not args.json:
+                print(f"watching tenant {args.tenant!r} at {url} (Ctrl-C to stop)", file=sys.stderr)
+            for raw in hub:
+                message = json.loads(raw)
+                if args.json:
+                    print(json.dumps(message), flush=True)
+                    continue
+                tqdm.write(watch_line(message), file=sys.stdout)
+                run_id, kind, detail = message["run_id"], message["type"], message.get("detail") or {}
+                if kind == "started" and detail.get("documents", 1) > 1 and run_id not in bars:
+                    bars[run_id] = tqdm(total=detail["documents"], unit="doc", desc=f"run {run_id[:8]}", file=sys.stderr, disable=None)
+                elif kind in ("ingested", "unchanged", "failed") and run_id in bars:
+                    bars[run_id].update(1)
+                    if bars[run_id].n >= bars[run_id].total:
+                        bars.pop(run_id).close()
+    except KeyboardInterrupt:
+        return 0
+    except (OSError, ConnectionClosed) as e:
+        print(f"rag-assets watch: {url}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -240,6 +294,11 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--wait", action="store_true", help="poll until over; exit 1 if something failed or canceled")
     status.add_argument("--poll-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
     status.set_defaults(func=cmd_status, remote=True)
+    watch = sub.add_parser("watch", help="print one tenant's progress notifications as they arrive (the RAG_NOTIFY hub)")
+    watch.add_argument("--tenant", required=True)
+    watch.add_argument("--url", help="the hub (default RAG_NOTIFY, a ws:// address); RAG_NOTIFY_SECRET gives the tenant's token")
+    watch.add_argument("--json", action="store_true", help="one message per line, as sent")
+    watch.set_defaults(func=cmd_watch, remote=True)
     return p
 
 

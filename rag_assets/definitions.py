@@ -15,9 +15,11 @@ from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.image_analysis import analysis_store_from_uri, image_analyzer_from_spec
 from rag_assets.resources.io_manager import PartitionedPickleIOManager, WorkArea
 from rag_assets.resources.metabase import MetabaseClient
+from rag_assets.resources.notifiers import notifier_from_spec
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.remote_embedding import embed_runner_from_settings
 from rag_assets.resources.vector_stores import vector_store_from_uri
+from rag_assets.sensors.notify import notification_definitions
 from rag_assets.sensors.s3 import sensor_definitions
 from rag_assets.settings import Settings
 
@@ -54,6 +56,7 @@ def build_resources(settings: Settings) -> dict:
         ),
         "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
         "metabase": MetabaseClient(),
+        "notifier": notifier_from_spec(settings.notify, settings.notify_secret),
     }
 
 
@@ -76,6 +79,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         catchup_definitions(settings),
         maintenance_definitions(),
         sensor_definitions(event_mode=bool(settings.sqs_queue_url)),
+        notification_definitions(settings),
         dg.Definitions(
             resources=build_resources(settings),
             executor=executor_from_settings(settings.executor),

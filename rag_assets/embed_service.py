@@ -3,7 +3,7 @@ serving the OpenAI embeddings API on a local port (`make dev` starts it; runs fi
 RAG_EMBED_SERVICE_URL). A run of a few documents otherwise spends most of its time loading
 the model (docs/architecture.md, A warm model).
 
-    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8765] [--model all-MiniLM-L6-v2[+int8]]
+    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8766] [--model all-MiniLM-L6-v2[+int8]]
 
 POST /v1/embeddings {"input": [texts], "model": MODEL_ID, "encoding_format": "base64"} answers
 {"object": "list", "model": MODEL_ID, "data": [{"index": i, "embedding": BASE64 float32}],
@@ -81,7 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the local embedding model, loaded once, on a local port.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=8766)
     # RAG_EMBEDDER's local model, RAG_MODEL_CACHE; never RAG_EMBED_SERVICE_URL: this is the service.
     settings = dataclasses.replace(Settings.from_env(), embed_service_url=None)
     default = settings.embedder.removeprefix("local:") if settings.embedder.startswith("local:") else "all-MiniLM-L6-v2"

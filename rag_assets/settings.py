@@ -45,6 +45,8 @@ class Settings:
     catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
     embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
     model_cache: str | None = None  # where local:MODEL+int8 keeps its ONNX export (default ~/.cache/rag_assets/models)
+    notify: str | None = None  # progress notifications: none, webhook:URL, apigateway:ENDPOINT?table=T, ws://HOST:PORT
+    notify_secret: str | None = None  # signs webhooks; the hub's tokens are derived from it
     openai_requests_per_second: float = 20.0  # the account's limits: the catchup pipeline's by default
     openai_tokens_per_minute: float = 1_000_000.0
 
@@ -99,6 +101,8 @@ class Settings:
             catchup_config=env.get("RAG_CATCHUP_CONFIG") or d.catchup_config,
             embed_service_url=env.get("RAG_EMBED_SERVICE_URL") or None,
             model_cache=env.get("RAG_MODEL_CACHE") or None,
+            notify=env.get("RAG_NOTIFY") or None,
+            notify_secret=env.get("RAG_NOTIFY_SECRET") or None,
             openai_requests_per_second=float(env.get("RAG_OPENAI_REQUESTS_PER_SECOND") or d.openai_requests_per_second),
             openai_tokens_per_minute=float(env.get("RAG_OPENAI_TOKENS_PER_MINUTE") or d.openai_tokens_per_minute),
         )

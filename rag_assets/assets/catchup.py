@@ -75,6 +75,15 @@ def build_records(name: str, source: CatchupSource, partitions_def: dg.Partition
     return records
 
 
+def records_by_tenant(outcomes) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for o in outcomes:
+        counts = out.setdefault(o.tenant, {"records": 0, "written": 0})
+        counts["records"] += 1
+        counts["written"] += o.status == "ingested"
+    return out
+
+
 def date_record(outcomes, model: str, pipeline: str, deleted: int) -> dict:
     """A date's record: how many records it holds in the index, written, unchanged, and the
     rows of records no longer in its result, deleted."""
@@ -87,6 +96,8 @@ def date_record(outcomes, model: str, pipeline: str, deleted: int) -> dict:
         "chunks": sum(o.chunks for o in outcomes),
         "vectors_written": sum(o.vectors_written for o in outcomes),
         "tenants": len({o.tenant for o in outcomes}),
+        # per tenant: the notifications' addressees (rag_assets.sensors.notify)
+        "records_by_tenant": dg.MetadataValue.json(records_by_tenant(outcomes)),
         "model": model,
         "pipeline": pipeline,
     }

@@ -80,6 +80,8 @@ def purge_deleted_documents(
                         "status": "purged" if t.if_gone else "purged: a copy under another tenant",
                         "document_key": t.key,
                         "document_ids": dg.MetadataValue.json(list(t.document_ids)),
+                        # whose document it was (a document id is `tenant:uri`): the notifications' addressees
+                        "tenants": dg.MetadataValue.json(sorted({d[: -len(t.uri) - 1] for d in t.document_ids})),
                         "rows_deleted": rows,
                     },
                 )

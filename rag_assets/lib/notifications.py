@@ -1,0 +1,83 @@
+"""Progress notifications: the message each tenant gets about its documents, and the tokens
+and signatures that keep one tenant's messages from another (docs/architecture.md,
+Notifications). Pure functions; rag_assets.sensors.notify reads Dagster's record into them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+# Per document, in the order a document lives them; a catchup date gets the same.
+QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED = "queued", "started", "ingested", "unchanged", "failed", "deleted"
+TYPES = (QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED)
+SIGNATURE_HEADER = "X-Rag-Signature"  # webhook: "sha256=" + HMAC-SHA256(RAG_NOTIFY_SECRET, body)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message: `id` is the same each time the same Dagster event is read (a receiver
+    drops what it has seen: delivery is at least once)."""
+
+    id: str
+    type: str
+    tenant: str
+    document_key: str  # an object key, or SOURCE/DATE for a catchup partition
+    run_id: str
+    at: float  # when Dagster recorded the event (seconds since the epoch)
+    detail: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    def body(self) -> bytes:
+        return json.dumps(self.as_json(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def message_id(storage_id: int, kind: str, tenant: str, document_key: str) -> str:
+    """The idempotency key: one Dagster event (its storage id) gives each document one message."""
+    return hashlib.sha256(f"{storage_id}\0{kind}\0{tenant}\0{document_key}".encode()).hexdigest()[:24]
+
+
+def notification(storage_id: int, kind: str, tenant: str, document_key: str, run_id: str, at: float, **detail) -> Notification:
+    if kind not in TYPES:
+        raise ValueError(f"unknown notification type {kind!r}")
+    return Notification(message_id(storage_id, kind, tenant, document_key), kind, tenant, document_key, run_id, at, detail)
+
+
+def tenant_token(secret: str, tenant: str) -> str:
+    """What a client shows the hub to hear one tenant: HMAC-SHA256(secret, "tenant:" + tenant)."""
+    return hmac.new(secret.encode(), f"tenant:{tenant}".encode(), hashlib.sha256).hexdigest()
+
+
+def publisher_token(secret: str) -> str:
+    """What the notifier shows the hub to publish (no tenant's token can publish)."""
+    return hmac.new(secret.encode(), b"publisher", hashlib.sha256).hexdigest()
+
+
+def signature(secret: str, body: bytes) -> str:
+    """A webhook body's signature header value."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, header: str | None) -> bool:
+    return header is not None and hmac.compare_digest(signature(secret, body), header)
+
+
+def safe_cursor(counts: dict[str, Sequence[int]], limit: int, after: int) -> int:
+    """How far a tick may move its one cursor, given the storage ids each event type returned
+    (ascending, at most `limit` each): up to the last id of a type whose page was full (it
+    may have more after), else to the newest id seen. Events past that wait for the next
+    tick, so a document's messages never go out of order."""
+    full = [ids[-1] for ids in counts.values() if len(ids) >= limit]
+    if full:
+        return min(full)
+    return max((ids[-1] for ids in counts.values() if ids), default=after)
+
+
+def in_order(messages: Iterable[tuple[int, Notification]]) -> list[Notification]:
+    """Messages by the storage id of their event, then type order (a run's start before its
+    documents' results)."""
+    return [m for _, m in sorted(messages, key=lambda pair: (pair[0], TYPES.index(pair[1].type), pair[1].document_key))]

@@ -1,0 +1,60 @@
+"""A local webhook endpoint for notification tests and benchmarks, over real HTTP.
+
+    receiver = WebhookReceiver(secret)      # listening on 127.0.0.1, a free port
+    ... RAG_NOTIFY=webhook:{receiver.url} ...
+    receiver.messages, receiver.arrived     # what came, signed right, and when (time.time())
+
+A body whose `X-Rag-Signature` is not HMAC-SHA256(secret, body) is answered 401 and
+counted in `rejected`; `fail_next = n` answers the next n requests 500.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from rag_assets.lib.notifications import SIGNATURE_HEADER, verify
+
+
+class WebhookReceiver:
+    def __init__(self, secret: str):
+        self.messages: list[dict] = []
+        self.arrived: list[float] = []
+        self.rejected = 0
+        self.fail_next = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.fail_next:
+                    receiver.fail_next -= 1
+                    self.send_response(500)
+                elif not verify(secret, body, self.headers.get(SIGNATURE_HEADER)):
+                    receiver.rejected += 1
+                    self.send_response(401)
+                else:
+                    receiver.messages.append(json.loads(body))
+                    receiver.arrived.append(time.time())
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def by_document(self) -> dict[tuple[str, str], list[str]]:
+        """(tenant, document key) -> the types of its messages, in arrival order."""
+        out = defaultdict(list)
+        for m in self.messages:
+            out[(m["tenant"], m["document_key"])].append(m["type"])
+        return dict(out)
+
+    def stop(self) -> None:
+        self.server.shutdown()

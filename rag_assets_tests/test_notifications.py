@@ -1,0 +1,395 @@
+"""Progress notifications: the message shape, cursor and tokens (pure); each notifier through
+real parts (a local HTTP receiver that checks signatures, moto's DynamoDB and API Gateway
+management API, the WebSocket hub with real clients); the sensor over a real instance; and
+a real daemon telling each tenant, in order, what happens to its documents."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from rag_assets.cli import watch_line
+from rag_assets.definitions import build_definitions
+from rag_assets.lib.notifications import (
+    in_order,
+    notification,
+    publisher_token,
+    safe_cursor,
+    signature,
+    tenant_token,
+    verify,
+)
+from rag_assets.notify_hub import run as run_hub
+from rag_assets.resources.notifiers import (
+    ApiGatewayNotifier,
+    NoNotifier,
+    WebhookNotifier,
+    WebSocketHubNotifier,
+    notifier_from_spec,
+)
+from rag_assets.sensors.notify import build_notification_sensor
+from rag_assets_tests.conftest import free_port
+from rag_assets_tests.fakes.webhook_receiver import WebhookReceiver
+from rag_assets_tests.live import Daemon, wait_for
+from rag_assets_tests.test_sensors import ON, Harness, local_source
+
+SECRET = "test-secret"
+
+
+def message(kind="ingested", tenant="acme", key="acme/a.txt", sid=1, **detail):
+    return notification(sid, kind, tenant, key, "run-1", 1_700_000_000.0, **detail)
+
+
+# --- pure -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ids, limit, after, until",
+    [
+        ({"a": [], "b": []}, 3, 7, 7),  # nothing new: the cursor stays
+        ({"a": [8, 9], "b": [10]}, 3, 7, 10),  # every page short: all of it
+        ({"a": [8, 9, 12], "b": [10, 11]}, 3, 7, 12),  # a full page: up to its last id...
+        ({"a": [8, 9, 12], "b": [10, 11, 13], "c": [14]}, 3, 7, 12),  # ...and no further than the first full one
+    ],
+)
+def test_the_cursor_never_passes_an_unread_event(ids, limit, after, until):
+    assert safe_cursor(ids, limit, after) == until
+
+
+def test_messages_go_in_event_order_and_ids_are_stable():
+    started, ingested = message("started", sid=5), message("ingested", sid=9)
+    assert in_order([(9, ingested), (5, started)]) == [started, ingested]
+    assert message(sid=9).id == ingested.id  # the same event read again: the same id
+    assert message(sid=9, tenant="globex").id != ingested.id
+    assert set(json.loads(ingested.body())) == {"id", "type", "tenant", "document_key", "run_id", "at", "detail"}
+    with pytest.raises(ValueError, match="unknown notification type"):
+        message("done")
+
+
+def test_tokens_and_signatures():
+    assert tenant_token(SECRET, "acme") != tenant_token(SECRET, "globex") != tenant_token("other", "globex")
+    assert publisher_token(SECRET) not in (tenant_token(SECRET, "acme"), tenant_token(SECRET, "publisher"))
+    body = message().body()
+    assert verify(SECRET, body, signature(SECRET, body))
+    assert not verify(SECRET, body + b" ", signature(SECRET, body)) and not verify(SECRET, body, None)
+
+
+@pytest.mark.parametrize(
+    "spec, kind",
+    [
+        (None, NoNotifier),
+        ("none", NoNotifier),
+        ("webhook:http://127.0.0.1:9/hook", WebhookNotifier),
+        ("ws://127.0.0.1:8765", WebSocketHubNotifier),
+        ("apigateway:https://abc.execute-api.eu-west-1.amazonaws.com/prod?table=ws&index=by-user", ApiGatewayNotifier),
+    ],
+)
+def test_notifiers_from_spec(spec, kind):
+    notifier = notifier_from_spec(spec, SECRET)
+    assert type(notifier) is kind
+    if kind is ApiGatewayNotifier:
+        assert (notifier.endpoint, notifier.table, notifier.index_name) == ("https://abc.execute-api.eu-west-1.amazonaws.com/prod", "ws", "by-user")
+
+
+@pytest.mark.parametrize("spec", ["slack:#general", "apigateway:https://abc.example/prod", "webhook:"])
+def test_bad_notify_specs_say_what_is_wanted(spec):
+    with pytest.raises(ValueError, match="RAG_NOTIFY"):
+        notifier_from_spec(spec, SECRET)
+
+
+def test_a_watch_line():
+    line = watch_line(message("ingested", chunks=3, vectors=3, seconds=1.5, documents=4, position=2).as_json())
+    assert line.endswith("ingested  acme/a.txt  chunks 3, vectors 3, seconds 1.5")
+
+
+# --- a webhook receiver ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    r = WebhookReceiver(SECRET)
+    yield r
+    r.stop()
+
+
+def test_a_webhook_gets_each_message_signed_and_retries_a_5xx(receiver):
+    messages = [message("started", sid=1), message("ingested", sid=2), message("deleted", sid=3)]
+    receiver.fail_next = 1
+    delivery = WebhookNotifier(url=receiver.url, secret=SECRET).send(messages, time.monotonic() + 10)
+    assert (delivery.sent, delivery.dropped) == (3, 0)
+    assert [m["id"] for m in receiver.messages] == [m.id for m in messages] and receiver.rejected == 0
+
+    unsigned = WebhookNotifier(url=receiver.url, secret="wrong").send(messages[:1], time.monotonic() + 10)
+    assert (unsigned.sent, unsigned.dropped, receiver.rejected) == (0, 1, 1)  # a 401 is not retried
+
+
+def test_a_webhook_that_is_down_costs_a_bounded_time_and_is_counted():
+    notifier = WebhookNotifier(url=f"http://127.0.0.1:{free_port()}/hook", secret=SECRET, timeout_seconds=1)
+    started = time.monotonic()
+    delivery = notifier.send([message(sid=n) for n in range(50)], time.monotonic() + 5)
+    assert (delivery.sent, delivery.dropped) == (0, 50) and "ConnectError" in delivery.errors[0]
+    assert time.monotonic() - started < 5
+
+
+# --- API Gateway's WebSocket connections (moto) ----------------------------------------------
+
+
+def test_api_gateway_posts_to_each_connection_of_the_tenant_and_forgets_gone_ones(s3_env, monkeypatch):
+    import boto3
+    from moto.backends import get_backend
+    from moto.core.exceptions import JsonRESTError
+
+    dynamodb = boto3.client("dynamodb")
+    table = f"ws-{time.time_ns()}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "connection_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "connection_id", "AttributeType": "S"}, {"AttributeName": "user_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[
+            {"IndexName": "by-user", "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"}}
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for connection, tenant in [("c1", "acme"), ("c2", "acme"), ("c3", "globex"), ("gone", "acme")]:
+        dynamodb.put_item(TableName=table, Item={"connection_id": {"S": f"{table}-{connection}"}, "user_id": {"S": tenant}})
+
+    backend = get_backend("apigatewaymanagementapi")["123456789012"]["us-east-1"]
+
+    class Gone(JsonRESTError):
+        code = 410
+
+        def __init__(self):
+            super().__init__("GoneException", "the connection is gone")
+
+    post = backend.post_to_connection
+
+    def post_or_gone(data, connection_id):
+        if connection_id.endswith("-gone"):
+            raise Gone()
+        post(data, connection_id)
+
+    monkeypatch.setattr(backend, "post_to_connection", post_or_gone)
+    notifier = ApiGatewayNotifier(endpoint=os.environ["AWS_ENDPOINT_URL"], table=table, index_name="by-user")
+    acme1, acme2, globex = message(sid=1), message("deleted", sid=2), message(tenant="globex", key="globex/b.txt", sid=3)
+    delivery = notifier.send([acme1, acme2, globex], time.monotonic() + 30)
+
+    assert (delivery.sent, delivery.dropped) == (3, 0)
+    data = {c: backend.connections[f"{table}-{c}"].data for c in ("c1", "c2", "c3")}
+    assert data["c1"] == data["c2"] == acme1.body() + acme2.body() and data["c3"] == globex.body()
+    left = {i["connection_id"]["S"] for i in dynamodb.scan(TableName=table)["Items"]}
+    assert left == {f"{table}-c1", f"{table}-c2", f"{table}-c3"}  # the gone connection forgotten
+
+
+# --- the WebSocket hub ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub():
+    """The hub on its own event loop in a thread of this process."""
+    port, ready, loop = free_port(), asyncio.Event(), asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    future = asyncio.run_coroutine_threadsafe(run_hub("127.0.0.1", port, SECRET, ready), loop)
+    wait_for(ready.is_set, "the hub to listen", timeout=10, every=0.05)
+    yield f"ws://127.0.0.1:{port}"
+    future.cancel()  # the server closes its connections on the way out
+    wait_for(future.done, "the hub to stop", timeout=10, every=0.05)
+    time.sleep(0.2)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+
+
+def subscribe(url: str, tenant: str, token: str):
+    from websockets.sync.client import connect
+
+    client = connect(url, open_timeout=5)
+    client.send(json.dumps({"subscribe": tenant, "token": token}))
+    return client
+
+
+def test_the_hub_gives_each_tenant_its_own_messages_and_refuses_others(hub):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    acme = subscribe(hub, "acme", tenant_token(SECRET, "acme"))
+    assert json.loads(acme.recv(timeout=5)) == {"subscribed": "acme"}
+    intruder = subscribe(hub, "globex", tenant_token(SECRET, "acme"))  # acme's token, globex's messages
+    with pytest.raises(ConnectionClosed) as refused:
+        intruder.recv(timeout=5)
+    assert refused.value.rcvd.code == 1008 and refused.value.rcvd.reason == "no access to tenant 'globex'"
+
+    faker = connect(hub, open_timeout=5)
+    faker.send(json.dumps({"publish": tenant_token(SECRET, "acme")}))  # a tenant's token cannot publish
+    faker.send(json.dumps(message(tenant="acme", key="acme/forged.txt").as_json()))
+    with pytest.raises(ConnectionClosed):
+        faker.recv(timeout=5)
+
+    sent = [message(sid=1), message(tenant="globex", key="globex/b.txt", sid=2), message("deleted", sid=3)]
+    delivery = WebSocketHubNotifier(url=hub, secret=SECRET).send(sent, time.monotonic() + 10)
+    assert (delivery.sent, delivery.dropped) == (3, 0)
+    got = [json.loads(acme.recv(timeout=5)) for _ in range(2)]
+    assert [m["id"] for m in got] == [sent[0].id, sent[2].id]  # not globex's, not the forged one
+    with pytest.raises(TimeoutError):
+        acme.recv(timeout=0.5)
+    acme.close()
+
+
+def test_watch_prints_a_tenant_s_messages_as_json_lines(hub):
+    env = {**os.environ, "RAG_NOTIFY_SECRET": SECRET}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "rag_assets.cli", "watch", "--tenant", "acme", "--url", hub, "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(json.loads(line)) for line in watch.stdout], daemon=True).start()
+    try:
+        sent = [message("started", sid=1), message("ingested", sid=2)]
+        notifier = WebSocketHubNotifier(url=hub, secret=SECRET)
+
+        def printed() -> bool:  # until the watcher has subscribed, what is sent reaches nobody
+            notifier.send(sent[:1], time.monotonic() + 5)
+            return not lines.empty()
+
+        wait_for(printed, "watch to print a message", timeout=30, every=0.5)
+        notifier.send(sent[1:], time.monotonic() + 5)
+        got = [lines.get(timeout=10)]
+        while got[-1]["id"] != sent[1].id:
+            got.append(lines.get(timeout=10))
+        assert {m["id"] for m in got} == {sent[0].id, sent[1].id} and got[0]["tenant"] == "acme"
+    finally:
+        watch.kill()
+        watch.wait(timeout=10)
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "rag_assets.cli", "watch", "--tenant", "acme", "--url", hub],
+        capture_output=True, text=True, env={**env, "RAG_NOTIFY_SECRET": "not-the-secret"}, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "no access to tenant 'acme'" in refused.stderr
+
+
+# --- the sensor over a real instance ---------------------------------------------------------
+
+
+def notify_tick(instance, sensor, notifier, cursor):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"notifier": notifier})
+    result = sensor(context)
+    return result.cursor
+
+
+def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, monkeypatch, rag_env, receiver):
+    from rag_assets.sensors.s3 import build_listing_sensor
+
+    sensor = build_notification_sensor({}, ON)
+    notifier = WebhookNotifier(url=receiver.url, secret=SECRET)
+    cursor = notify_tick(instance, sensor, notifier, None)  # starts from now
+    inbox = local_source(tmp_path, monkeypatch, {"acme/a.txt": "Rocket skates.", "globex/b.txt": "Magnets."})
+    listing = Harness(instance, build_listing_sensor(ON))
+    listing.tick()
+    cursor = notify_tick(instance, sensor, notifier, cursor)
+    assert receiver.by_document() == {("acme", "acme/a.txt"): ["started", "ingested"], ("globex", "globex/b.txt"): ["started", "ingested"]}
+    ingested = next(m for m in receiver.messages if m["type"] == "ingested")
+    assert ingested["detail"]["chunks"] == ingested["detail"]["vectors"] == 1 and ingested["detail"]["seconds"] > 0
+
+    (inbox / "acme/bad.pdf").write_bytes(b"%PDF-1.4 not really")
+    (inbox / "globex/b.txt").unlink()
+    listing.tick()  # an ingest run of bad.pdf, a purge of b.txt
+    partition = next(p for p in instance.get_dynamic_partitions("documents") if p.startswith("acme|acme/a.txt"))
+    build_definitions(rag_env).resolve_job_def("ingest_documents").execute_in_process(instance=instance, partition_key=partition)
+    assert int(notify_tick(instance, sensor, notifier, cursor)) > int(cursor)
+    assert receiver.by_document() == {
+        ("acme", "acme/a.txt"): ["started", "ingested", "started", "unchanged"],
+        ("globex", "globex/b.txt"): ["started", "ingested", "deleted"],
+        ("acme", "acme/bad.pdf"): ["started", "failed"],
+    }
+    failed = next(m for m in receiver.messages if m["type"] == "failed")
+    assert failed["detail"]["reason"].startswith("corrupt PDF") and failed["run_id"]
+    assert len({m["id"] for m in receiver.messages}) == len(receiver.messages)
+
+
+# --- a real daemon ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_daemon_tells_each_tenant_in_order(instance, tmp_path, monkeypatch, rag_env, receiver):
+    inbox = local_source(tmp_path, monkeypatch, {})
+    (inbox / "acme").mkdir(parents=True)
+    monkeypatch.setenv("RAG_NOTIFY", f"webhook:{receiver.url}")
+    monkeypatch.setenv("RAG_NOTIFY_SECRET", SECRET)
+    daemon = Daemon(tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        def notifying() -> bool:
+            states = [s for s in instance.all_instigator_state() if s.name == "notifications"]
+            return bool(states and states[0].instigator_data and states[0].instigator_data.cursor)
+
+        wait_for(notifying, "the notification sensor's first tick", timeout=120)
+        (inbox / "globex").mkdir()
+        (inbox / "acme/a.txt").write_text("The harbour office opens at nine.")
+        (inbox / "globex/b.txt").write_text("Magnets attract iron.")
+        (inbox / "acme/bad.pdf").write_bytes(b"%PDF-1.4 broken")
+        done = lambda key, kind: kind in receiver.by_document().get(key, [])  # noqa: E731
+        wait_for(lambda: done(("acme", "acme/a.txt"), "ingested") and done(("acme", "acme/bad.pdf"), "failed"), "first messages", timeout=180)
+        (inbox / "acme/a.txt").write_text("The harbour office now opens at eleven.")
+        wait_for(lambda: receiver.by_document()[("acme", "acme/a.txt")].count("ingested") == 2, "the change's messages", timeout=180)
+        (inbox / "globex/b.txt").unlink()
+        wait_for(lambda: done(("globex", "globex/b.txt"), "deleted"), "the delete's message", timeout=180)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nmessages: {receiver.by_document()}\ndaemon log:\n{daemon.read_log()[-3000:]}") from None
+    finally:
+        daemon.stop()
+
+    life = receiver.by_document()
+    assert set(life) == {("acme", "acme/a.txt"), ("acme", "acme/bad.pdf"), ("globex", "globex/b.txt")}
+    for document, kinds in life.items():  # each run: queued, started, then its outcome
+        assert LIFE.fullmatch(" ".join(kinds) + " "), (document, kinds)
+    assert life[("acme", "acme/bad.pdf")][-1] == "failed" and "ingested" not in life[("acme", "acme/bad.pdf")]
+    assert life[("acme", "acme/a.txt")].count("ingested") == 2
+    assert life[("globex", "globex/b.txt")][-2:] == ["ingested", "deleted"]
+    for m in receiver.messages:
+        assert m["document_key"].startswith(f"{m['tenant']}/")  # each message only to its tenant
+    delays = sorted(arrived - m["at"] for m, arrived in zip(receiver.messages, receiver.arrived, strict=True))
+    print(f"\nDagster event -> message: median {delays[len(delays) // 2]:.2f} s, max {delays[-1]:.2f} s over {len(delays)} messages")
+
+
+# A document's messages under a daemon: runs queued, started and (unless a batch-mate failed
+# it by name: then it is queued again) ended; a delete last.
+LIFE = re.compile(r"(queued started ((ingested|unchanged|failed) )?)+(deleted )?")
+
+
+def test_a_catchup_date_is_told_to_its_tenants(instance, tmp_path, monkeypatch, rag_env, receiver):
+    from rag_assets_tests.test_catchup import csv_source, run_date, write_config, write_csv
+
+    write_csv(tmp_path / "exports" / "2025-01-01.csv", [{"id": "p1", "formatted_text": "Rocket skates."}])
+    write_csv(
+        tmp_path / "tickets" / "2025-01-01.csv",
+        [{"id": "t1", "tenant": "acme", "formatted_text": "Skates ignite."}, {"id": "t2", "tenant": "globex", "formatted_text": "Door broken."}],
+    )
+    sources = {
+        "exports": csv_source("exports/{date}.csv"),  # one tenant: acme
+        "tickets": {**csv_source("tickets/{date}.csv"), "tenant": None, "tenant_column": "tenant"},
+    }
+    monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", sources)))
+    sensor = build_notification_sensor({"exports": "acme", "tickets": None}, ON)
+    notifier = WebhookNotifier(url=receiver.url, secret=SECRET)
+    cursor = notify_tick(instance, sensor, notifier, None)
+    run_date(instance, "exports", "2025-01-01")
+    run_date(instance, "tickets", "2025-01-01")
+    run_date(instance, "tickets", "2025-01-01")  # again: nothing new
+    notify_tick(instance, sensor, notifier, cursor)
+    assert receiver.by_document() == {
+        ("acme", "exports/2025-01-01"): ["started", "ingested"],
+        ("acme", "tickets/2025-01-01"): ["ingested", "unchanged"],  # tenants of a column: known once read
+        ("globex", "tickets/2025-01-01"): ["ingested", "unchanged"],
+    }
+    acme = next(m for m in receiver.messages if m["document_key"] == "tickets/2025-01-01" and m["tenant"] == "acme")
+    assert (acme["detail"]["records"], acme["detail"]["written"]) == (1, 1)
