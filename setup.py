@@ -60,7 +60,11 @@ setup(
         # Progress notifications (RAG_NOTIFY=ws://...): the local hub and `rag-assets watch`; the
         # maintained asyncio/sync WebSocket library (dagster-webserver's uvicorn brings it too).
         "websockets>=13.0",
-        "tenacity>=8.2",  # Metabase client retries: backoff with jitter, Retry-After, a retry budget, in one policy
+        "tenacity>=8.2",
+        # Reading a document within a time and memory limit (rag_assets/parse_sandbox.py): a
+        # process pool that kills a task past its timeout and starts a new worker, which
+        # concurrent.futures cannot do.
+        "pebble>=5.0",  # Metabase client retries: backoff with jitter, Retry-After, a retry budget, in one policy
     ],
     extras_require={
         "test": [

@@ -42,6 +42,8 @@ def build_resources(settings: Settings) -> dict:
             max_ocr_pages=settings.max_ocr_pages,
             max_pdf_pages=settings.max_pdf_pages,
             max_image_pixels=settings.max_image_pixels,
+            max_seconds_per_document=settings.max_seconds_per_document,
+            max_memory_mb=settings.max_memory_mb,
             image_analyzer=settings.image_analyzer,
             chunk_tokens=settings.chunk_tokens,
             chunk_overlap=settings.chunk_overlap,

@@ -12,6 +12,7 @@ from rag_assets.lib.identity import source_etag
 from rag_assets.lib.images import is_image
 from rag_assets.lib.keys import DocRef, decode_partition_key, sidecar_keys
 from rag_assets.lib.parsing import READERS, BadDocument, ParsedDocument, parse_document
+from rag_assets.parse_sandbox import ParseSandbox
 from rag_assets.partitions import documents_partitions, known_roots
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.image_analysis import AnalysisStore, ImageAnalyzer
@@ -52,9 +53,15 @@ def sidecar_fields(key: str, data: bytes) -> dict:
 
 
 def load_document(
-    store: ObjectStore, ref: DocRef, csv_text_column: str, read_image: Callable[[bytes], ParsedDocument] | None = None, **limits: int
+    store: ObjectStore,
+    ref: DocRef,
+    csv_text_column: str,
+    read_image: Callable[[bytes], ParsedDocument] | None = None,
+    sandbox: ParseSandbox | None = None,
+    **limits: int,
 ) -> SourceDocument | None:
-    """The document, read and parsed (an image by `read_image`: assets.images.image_reader);
+    """The document, read and parsed: an image by `read_image` (assets.images.image_reader:
+    its limits are its pixels), anything else within the sandbox's time and memory limits;
     None when its object is gone (deleted since it was asked for: the purge removes it).
     Raises BadDocument, with the source etag it was read at."""
     try:
@@ -64,7 +71,10 @@ def load_document(
     sidecar = find_sidecar(store, ref)
     etag = source_etag(obj.etag, sidecar[2] if sidecar else None)
     try:
-        parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, read_image=read_image, **limits)
+        if read_image is None and sandbox is not None:
+            parsed = sandbox.parse(ref.key, data, csv_text_column=csv_text_column, **limits)
+        else:
+            parsed = parse_document(ref.key, data, csv_text_column=csv_text_column, read_image=read_image, **limits)
         fields = sidecar_fields(*sidecar[:2]) if sidecar else {}
     except BadDocument as e:
         e.etag = etag
@@ -112,28 +122,30 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
         out, failed = {}, []
         keys = context.partition_keys
         roots = known_roots(context.instance)
-        for n, key in enumerate(keys, start=1):
-            ref = decode_partition_key(key, roots)
-            reader = None
-            if is_image(ref.key):
-                reader = image_reader(
-                    ref, object_store=object_store, analyzer=image_analyzer, analyses=analysis_store, max_pixels=rag_config.max_image_pixels
-                )
-            try:
-                doc = load_document(object_store, ref, rag_config.csv_text_column, reader, **rag_config.parse_limits)
-            except BadDocument as e:
-                context.log.error(f"{ref.uri}: {e.reason}")
-                if not e.transient:
-                    context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline_for(ref.key)))
-                failed.append({"partition": key, "key": ref.key, "reason": e.reason})
-                continue
-            out[key] = [doc] if doc is not None else []
-            if doc is None:
-                context.log.info(f"{ref.uri}: deleted since it was asked for; the purge removes it")
-            elif doc.parsed.warnings:
-                context.log.info(f"{ref.key}: pypdf reported {doc.parsed.warnings} decoding warning(s)")
-            if n % 25 == 0:
-                context.log.info(f"read {n}/{len(keys)} documents")
+        # Everything but images is read in a worker process, within time and memory limits.
+        with ParseSandbox(rag_config.max_seconds_per_document, rag_config.max_memory_mb) as sandbox:
+            for n, key in enumerate(keys, start=1):
+                ref = decode_partition_key(key, roots)
+                reader = None
+                if is_image(ref.key):
+                    reader = image_reader(
+                        ref, object_store=object_store, analyzer=image_analyzer, analyses=analysis_store, max_pixels=rag_config.max_image_pixels
+                    )
+                try:
+                    doc = load_document(object_store, ref, rag_config.csv_text_column, reader, sandbox, **rag_config.parse_limits)
+                except BadDocument as e:
+                    context.log.error(f"{ref.uri}: {e.reason}")
+                    if not e.transient:
+                        context.log_event(unreadable_observation(key, e.reason, e.etag, rag_config.pipeline_for(ref.key)))
+                    failed.append({"partition": key, "key": ref.key, "reason": e.reason})
+                    continue
+                out[key] = [doc] if doc is not None else []
+                if doc is None:
+                    context.log.info(f"{ref.uri}: deleted since it was asked for; the purge removes it")
+                elif doc.parsed.warnings:
+                    context.log.info(f"{ref.key}: pypdf reported {doc.parsed.warnings} decoding warning(s)")
+                if n % 25 == 0:
+                    context.log.info(f"read {n}/{len(keys)} documents")
         if failed:
             listed = "\n".join(f"  {f['key']}: {f['reason']}" for f in failed)
             raise dg.Failure(

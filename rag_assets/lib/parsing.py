@@ -46,6 +46,9 @@ class BadDocument(Exception):
         self.transient = transient
         self.etag: str | None = None  # the source version that could not be read, when known
 
+    def __reduce__(self):  # it crosses from the parse sandbox's worker process
+        return type(self), (self.name, self.reason), {"transient": self.transient, "etag": self.etag}
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -161,7 +164,7 @@ def parse_pdf(
             for number, page in enumerate(reader.pages, start=1):
                 text = (page.extract_text() or "").replace("\x00", "")
                 units.append(Unit(text=sanitize_page(text), page=number))
-        except BadDocument:
+        except (BadDocument, MemoryError):
             raise
         except Exception as e:  # untrusted input: whatever pypdf trips over, the file is corrupt
             raise BadDocument(name, f"corrupt PDF ({type(e).__name__}: {e})") from None
@@ -435,6 +438,8 @@ def parse_json(name: str, data: bytes, text_field: str, *, lines: bool) -> Parse
 def _opened(name: str, kind: str, open_file, data: bytes):
     try:
         return open_file(io.BytesIO(data))
+    except MemoryError:
+        raise
     except Exception as e:  # each library raises its own errors (KeyError, lxml, ValueError...)
         raise BadDocument(name, f"corrupt {kind} file ({type(e).__name__}: {e})") from None
 
