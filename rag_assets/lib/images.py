@@ -103,7 +103,7 @@ class ImageFacts:
         if self.taken:
             text += f", taken {self.taken}"
         if self.camera:
-            text += f" with a {self.camera}"
+            text += f", camera {self.camera}"
         return text + "."
 
 
