@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -48,6 +49,7 @@ def thumbnail_key(tenant: str, key: str) -> str:
     return f"{tenant}/{THUMBNAILS}/{rest}" + ("" if suffix in _WEB_FORMATS else ".jpg")
 
 
+@functools.cache
 def _pillow():
     from PIL import Image
 
