@@ -247,6 +247,12 @@ data "aws_iam_policy_document" "run" {
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.documents.arn}/*"]
   }
+  # An image's thumbnail is written beside it, {tenant}/thumbnails/..., and purged with it.
+  statement {
+    sid       = "WriteThumbnails"
+    actions   = ["s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.documents.arn}/*/thumbnails/*"]
+  }
   statement {
     sid       = "ListWork"
     actions   = ["s3:ListBucket"]

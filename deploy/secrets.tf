@@ -7,6 +7,8 @@ locals {
     OPENAI_API_KEY   = "openai-api-key"
     PINECONE_API_KEY = "pinecone-api-key"
     METABASE_API_KEY = "metabase-api-key"
+    # Signs webhook notifications and derives the hub's tenant tokens (RAG_NOTIFY).
+    RAG_NOTIFY_SECRET = "notify-secret"
   }
 }
 

@@ -62,7 +62,7 @@ CONTRACT_ENV = {
     "RAG_INDEX_URI", "RAG_WORK_URI", "RAG_WORK_DIR", "RAG_EMBEDDING_CACHE_URI", "RAG_EMBEDDER",
     "RAG_EMBED_ON", "RAG_EXECUTOR", "METABASE_URL",
 }  # fmt: skip
-CONTRACT_SECRETS = {"DAGSTER_PG_PASSWORD", "PGPASSWORD", "OPENAI_API_KEY", "PINECONE_API_KEY", "METABASE_API_KEY"}
+CONTRACT_SECRETS = {"DAGSTER_PG_PASSWORD", "PGPASSWORD", "OPENAI_API_KEY", "PINECONE_API_KEY", "METABASE_API_KEY", "RAG_NOTIFY_SECRET"}
 
 
 # ---- terraform and its provider ------------------------------------------------------------
@@ -435,6 +435,8 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
 
     run = policies["run"]
     assert allows(run, "s3:GetObject", f"{a['docs']}/acme/handbook.txt") and not allows(run, "s3:PutObject", f"{a['docs']}/x")
+    for action in ["s3:PutObject", "s3:DeleteObject"]:  # an image's thumbnail, beside it; nothing else
+        assert allows(run, action, f"{a['docs']}/acme/thumbnails/boat.jpg") and not allows(run, action, f"{a['docs']}/acme/boat.jpg")
     for action in ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]:
         assert allows(run, action, work_file) and allows(run, action, compute_log), action
     assert allows(run, "lambda:InvokeFunction", a["embed"]) and not allows(run, "lambda:InvokeFunction", a["other_function"])
@@ -462,7 +464,7 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
         referenced |= {re.sub(r":password::$", "", s["valueFrom"]) for s in td["containerDefinitions"][0]["secrets"]}
     execution = policies["ecs-execution"]
     readable = {r for s in execution if "secretsmanager:GetSecretValue" in s["Action"] for r in s["Resource"]}
-    assert readable == referenced and len(referenced) == 4
+    assert readable == referenced and len(referenced) == 5
     assert not allows(execution, "s3:GetObject", f"{a['docs']}/x") and not allows(execution, "ecs:RunTask", a["run_td"])
 
     iam = deployment.client("iam")
