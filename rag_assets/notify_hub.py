@@ -36,7 +36,6 @@ class Hub:
             raise ValueError("the hub needs RAG_NOTIFY_SECRET: tenants' tokens are derived from it")
         self.secret = secret
         self.subscribers: dict[str, set[ServerConnection]] = defaultdict(set)
-        self.published = 0
 
     async def handle(self, connection: ServerConnection) -> None:
         try:
@@ -73,7 +72,6 @@ class Hub:
             except (ValueError, KeyError, TypeError):
                 continue
             broadcast(self.subscribers.get(tenant, ()), raw)
-            self.published += 1
 
 
 async def run(host: str, port: int, secret: str, ready: asyncio.Event | None = None) -> None:
