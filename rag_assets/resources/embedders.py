@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import PrivateAttr
 
 from rag_assets.lib.hashing import text_hash
+from rag_assets.lib.sqlite import open_sqlite
 from rag_assets.settings import Settings
 
 LOCAL_DIMENSIONS = {"all-minilm-l6-v2": 384}
@@ -391,13 +392,9 @@ class SqliteEmbeddingCache(EmbeddingCache):
     path: str
 
     def _connect(self) -> sqlite3.Connection:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, text_hash))"
+        return open_sqlite(
+            self.path, ["CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, text_hash))"]
         )
-        return conn
 
     def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}

@@ -15,7 +15,6 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -32,6 +31,7 @@ from rag_assets.lib.images import (
     parse_vision_answer,
 )
 from rag_assets.lib.parsing import BadDocument, ocr_image
+from rag_assets.lib.sqlite import open_sqlite
 
 
 class ImageAnalyzer(dg.ConfigurableResource, ABC):
@@ -197,20 +197,17 @@ class SqliteAnalysisStore(AnalysisStore):
     path: str
 
     def _connect(self) -> sqlite3.Connection:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS analysis_cache (image_sha256 TEXT, analyzer TEXT, analysis TEXT NOT NULL, "
-            "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (image_sha256, analyzer))"
+        return open_sqlite(
+            self.path,
+            [
+                "CREATE TABLE IF NOT EXISTS analysis_cache (image_sha256 TEXT, analyzer TEXT, analysis TEXT NOT NULL, "
+                "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (image_sha256, analyzer))",
+                "CREATE TABLE IF NOT EXISTS analyses (item TEXT, user_id TEXT NOT NULL, item_key TEXT NOT NULL, version INTEGER, "
+                "image_sha256 TEXT NOT NULL, analyzer TEXT NOT NULL, provider TEXT, model TEXT, prompt_hash TEXT, category TEXT, "
+                "summary TEXT, tags TEXT, text_seen TEXT, raw_response TEXT, thumbnail_key TEXT, "
+                "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (item, version))",
+            ],
         )
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS analyses (item TEXT, user_id TEXT NOT NULL, item_key TEXT NOT NULL, version INTEGER, "
-            "image_sha256 TEXT NOT NULL, analyzer TEXT NOT NULL, provider TEXT, model TEXT, prompt_hash TEXT, category TEXT, "
-            "summary TEXT, tags TEXT, text_seen TEXT, raw_response TEXT, thumbnail_key TEXT, "
-            "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (item, version))"
-        )
-        return conn
 
     def cached(self, image_sha256: str, analyzer: str) -> Analysis | None:
         with self._connect() as conn:

@@ -13,21 +13,16 @@ pending rows that are dropped, and its work is found again.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 
 from rag_assets.lib.reconcile import Backoff, Request
+from rag_assets.lib.sqlite import open_sqlite
 
 
 class _SQLite:
     def __init__(self, path: str | Path, schema: Iterable[str]):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), timeout=60)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        with self._conn:
-            for statement in schema:
-                self._conn.execute(statement)
+        self._conn = open_sqlite(path, schema)
 
     def close(self) -> None:
         self._conn.close()
