@@ -178,3 +178,13 @@ def test_document_id_differs_across_tenants_and_roots(other):
 
 def test_uri_joins_root_and_key_once():
     assert DocRef("t", "s3://bucket/", "k.pdf").uri == DocRef("t", "s3://bucket", "k.pdf").uri == "s3://bucket/k.pdf"
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [DocRef("acme", "s3://docs", "acme/a.pdf"), DocRef("team:ops", "/srv/inbox", "ops/a.png"), DocRef("x", "s3://b", "x/y:z.txt")],
+)
+def test_the_tenant_of_a_document_id(ref):
+    from rag_assets.lib.keys import document_tenant
+
+    assert document_tenant(ref.document_id, ref.uri) == ref.tenant

@@ -17,7 +17,7 @@ from rag_assets.lib.images import (
     thumbnail_bytes,
     thumbnail_key,
 )
-from rag_assets.lib.keys import DocRef
+from rag_assets.lib.keys import DocRef, document_tenant
 from rag_assets.lib.parsing import BadDocument, ParsedDocument, Unit
 from rag_assets.resources.image_analysis import AnalysisRecord, AnalysisStore, ImageAnalyzer
 from rag_assets.resources.object_store import ObjectStore
@@ -66,11 +66,11 @@ def image_reader(
 
 def forget_images(object_store: ObjectStore, analyses: AnalysisStore, uri: str, key: str, document_ids: Sequence[str]) -> int:
     """After an image's rows are purged: delete its thumbnail and its analyses, under every
-    tenant it was indexed as (a document id is `tenant:uri`). Returns the analyses deleted."""
+    tenant it was indexed as. Returns the analyses deleted."""
     if not is_image(key) or not document_ids:
         return 0
     root = uri[: -len(key) - 1]
     for document_id in document_ids:
-        tenant = document_id[: -len(uri) - 1]
+        tenant = document_tenant(document_id, uri)
         object_store.delete(DocRef(tenant, root, thumbnail_key(tenant, key)).uri)
     return analyses.delete_items(document_ids)

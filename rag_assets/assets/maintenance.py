@@ -11,6 +11,7 @@ import dagster as dg
 from rag_assets.assets.documents import INTERMEDIATE_ASSETS, ingest_documents_job
 from rag_assets.assets.images import forget_images
 from rag_assets.assets.pipeline import INDEX_WRITERS
+from rag_assets.lib.keys import document_tenant
 from rag_assets.lib.reconcile import PurgeTarget
 from rag_assets.partitions import daily_partitions, documents_partitions
 from rag_assets.resources.embedders import Embedder
@@ -81,7 +82,7 @@ def purge_deleted_documents(
                         "document_key": t.key,
                         "document_ids": dg.MetadataValue.json(list(t.document_ids)),
                         # whose document it was (a document id is `tenant:uri`): the notifications' addressees
-                        "tenants": dg.MetadataValue.json(sorted({d[: -len(t.uri) - 1] for d in t.document_ids})),
+                        "tenants": dg.MetadataValue.json(sorted({document_tenant(d, t.uri) for d in t.document_ids})),
                         "rows_deleted": rows,
                     },
                 )

@@ -33,6 +33,12 @@ class DocRef:
         return f"{self.tenant}:{self.uri}"
 
 
+def document_tenant(document_id: str, uri: str) -> str:
+    """The tenant of a document id (`DocRef.document_id`: `tenant:uri`) whose URI is known
+    (a tenant may itself hold a colon, so the id is not split at one)."""
+    return document_id[: -len(uri) - 1]
+
+
 def _escape(part: str) -> str:
     out = []
     for ch in part:
