@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from rag_assets.lib.notifications import Notification
     from rag_assets.resources.notifiers import WebhookNotifier
     from rag_assets_tests.fakes.webhook_receiver import WebhookReceiver
-    from rag_assets_tests.live import Daemon, wait_for
+    from rag_assets_tests.live import Daemon, sensor_has_ticked, wait_for
     from sensors import new_home
 
     receiver = WebhookReceiver(SECRET)
@@ -76,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             daemon = Daemon(work / "daemon.log", env)
             daemon.start()
             try:
-
-                def notifying() -> bool:
-                    states = [s for s in instance.all_instigator_state() if s.name == "notifications"]
-                    return bool(states and states[0].instigator_data and states[0].instigator_data.cursor)
-
-                wait_for(notifying, "the notification sensor's first tick", timeout=180)
+                wait_for(lambda: sensor_has_ticked(instance, "notifications"), "the notification sensor's first tick", timeout=180)
                 files = [inbox / ("acme" if n % 2 else "globex") / f"note-{n:03}.txt" for n in range(args.docs)]
 
                 def count(kind: str) -> int:

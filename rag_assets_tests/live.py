@@ -199,5 +199,11 @@ def drift(source_uri: str, store, model_id: str, dimension: int, pipeline: str) 
     return problems
 
 
+def sensor_has_ticked(instance: dg.DagsterInstance, name: str) -> bool:
+    """Whether the daemon has recorded a tick of sensor `name` that set its cursor."""
+    states = [s for s in instance.all_instigator_state() if s.name == name]
+    return bool(states and states[0].instigator_data and states[0].instigator_data.cursor)
+
+
 def runs_started(instance: dg.DagsterInstance, job: str = "ingest_documents") -> int:
     return len(instance.get_run_records(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.STARTED])))

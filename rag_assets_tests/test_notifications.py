@@ -40,7 +40,7 @@ from rag_assets.resources.notifiers import (
 from rag_assets.sensors.notify import build_notification_sensor
 from rag_assets_tests.conftest import free_port
 from rag_assets_tests.fakes.webhook_receiver import WebhookReceiver
-from rag_assets_tests.live import Daemon, wait_for
+from rag_assets_tests.live import Daemon, sensor_has_ticked, wait_for
 from rag_assets_tests.test_sensors import ON, Harness, local_source
 
 SECRET = "test-secret"
@@ -328,11 +328,7 @@ def test_a_daemon_tells_each_tenant_in_order(instance, tmp_path, monkeypatch, ra
     daemon = Daemon(tmp_path / "daemon.log")
     daemon.start()
     try:
-        def notifying() -> bool:
-            states = [s for s in instance.all_instigator_state() if s.name == "notifications"]
-            return bool(states and states[0].instigator_data and states[0].instigator_data.cursor)
-
-        wait_for(notifying, "the notification sensor's first tick", timeout=120)
+        wait_for(lambda: sensor_has_ticked(instance, "notifications"), "the notification sensor's first tick", timeout=120)
         (inbox / "globex").mkdir()
         (inbox / "acme/a.txt").write_text("The harbour office opens at nine.")
         (inbox / "globex/b.txt").write_text("Magnets attract iron.")
