@@ -13,7 +13,10 @@ from pathlib import PurePosixPath
 
 from rag_assets.lib.parsing import IMAGE_TYPES, BadDocument
 
-THUMBNAILS = "thumbnails"  # {tenant}/thumbnails/...: where thumbnails go, never documents themselves
+# Where thumbnails go, below the source's root (a bucket or a folder): the project's own
+# prefix, which no tenant's folder can be (a tenant starts with a letter or digit), which a
+# folder listing skips (a dot folder), and where nothing is ever taken for a document.
+THUMBNAILS_PREFIX = ".rag-thumbnails"
 THUMBNAIL_MAX_SIDE = 800
 ANALYSIS_MAX_SIDE = 2000  # what OCR reads and a vision model is sent: longest side at most this
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000  # RAG_MAX_IMAGE_PIXELS: a 48-megapixel phone photo fits
@@ -35,18 +38,35 @@ def is_image(key: str) -> bool:
 
 
 def is_thumbnail(key: str) -> bool:
-    """An image in a `thumbnails` folder right under a top-level folder (`acme/thumbnails/...`):
-    written by the image family, never a document (the sensors and reconciliation skip it)."""
-    parts = key.split("/")
-    return len(parts) > 2 and parts[1] == THUMBNAILS and is_image(key)
+    """A key under the project's own thumbnails prefix (`.rag-thumbnails/...`): written by the
+    image family, never a document (the sensors and reconciliation skip everything there)."""
+    return key.startswith(THUMBNAILS_PREFIX + "/")
+
+
+# Key segments that must never reach a path as they are: "" (from "//" or a leading "/"),
+# "." and "..". quote() never writes "%" alone or "%2E" (it keeps "."), so these stay unique.
+_SPECIAL_SEGMENTS = {"": "%", ".": "%2E", "..": "%2E%2E"}
+_SEGMENT_SAFE = " !$&'()+,;=@[]"  # besides letters, digits and "_.-~", kept readable
+_MAX_SEGMENT_BYTES = 200  # a file name may have 255 (the thumbnail's suffix comes on top)
+_MAX_KEY_BYTES = 900  # an S3 key may have 1,024
 
 
 def thumbnail_key(tenant: str, key: str) -> str:
-    """`{tenant}/thumbnails/{the key below the tenant's folder}`; `.jpg` added for a format
-    browsers do not show (TIFF, HEIC)."""
-    rest = key[len(tenant) + 1 :] if key.startswith(f"{tenant}/") else key
+    """Where an image's thumbnail is written, below the source's root: `.rag-thumbnails/
+    {tenant}/{the image's key}`, each segment of the key percent-encoded so that no `..`, `.`
+    or empty segment (and no control character) reaches a path or a printed URI, and two keys
+    never share a thumbnail; a key too long for that is named by its hash instead
+    (`.rag-thumbnails/{tenant}/%hash/{sha256}`). `.jpg` is added for a format browsers do not
+    show (TIFF, HEIC). The tenant is a valid tenant name (lib.keys.check_tenant): one segment."""
+    from urllib.parse import quote
+
+    segments = [_SPECIAL_SEGMENTS.get(part) or quote(part, safe=_SEGMENT_SAFE, errors="surrogatepass") for part in key.split("/")]
     suffix = PurePosixPath(key).suffix.lower()
-    return f"{tenant}/{THUMBNAILS}/{rest}" + ("" if suffix in _WEB_FORMATS else ".jpg")
+    extension = "" if suffix in _WEB_FORMATS else ".jpg"
+    encoded = "/".join(segments)
+    if len(encoded) > _MAX_KEY_BYTES or any(len(s) > _MAX_SEGMENT_BYTES for s in segments):
+        encoded = "%hash/" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + (suffix if suffix in _WEB_FORMATS else "")
+    return f"{THUMBNAILS_PREFIX}/{tenant}/{encoded}{extension}"
 
 
 @functools.cache

@@ -14,6 +14,35 @@ from urllib.parse import quote, unquote
 _ESCAPED = {"%", "|", ",", "[", "]"}
 SIDECAR_SUFFIX = ".meta.json"
 
+# The one rule for tenant names (docs/architecture.md, Tenancy): a letter or digit, then up to
+# 127 letters, digits, ".", "_", "@" or "-", and never "..". A tenant is data (a row's field, a
+# filter value, a Pinecone namespace, a notification's addressee) and also a path segment
+# (thumbnails): this rule keeps it a single, harmless segment everywhere.
+TENANT_RULE = "[A-Za-z0-9][A-Za-z0-9._@-]{0,127}, no '..'"
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
+
+
+class BadTenant(ValueError):
+    """A tenant name that breaks the rule (`TENANT_RULE`)."""
+
+
+def check_tenant(tenant: object) -> str:
+    """`tenant` if it is a valid tenant name; raises BadTenant saying why not."""
+    if not isinstance(tenant, str) or not tenant:
+        raise BadTenant("a tenant name is a non-empty string")
+    if not _TENANT.fullmatch(tenant) or ".." in tenant:
+        shown = tenant if len(tenant) <= 60 else tenant[:57] + "..."
+        raise BadTenant(f"tenant {shown!r} is not a valid tenant name ({TENANT_RULE})")
+    return tenant
+
+
+def is_valid_tenant(tenant: object) -> bool:
+    try:
+        check_tenant(tenant)
+    except BadTenant:
+        return False
+    return True
+
 
 @dataclass(frozen=True, order=True)
 class DocRef:
@@ -130,8 +159,43 @@ def tenant_from_key(key: str, rule: str = "segment:0") -> str:
     """Read the tenant from an object key by `rule` (RAG_TENANT_FROM_KEY).
 
     Rules: `segment:N` (the N-th path segment, default the first), `fixed:NAME`, or
-    `regex:PATTERN` with a `tenant` group. Raises ValueError when the key has no tenant.
+    `regex:PATTERN` with a `tenant` group. Raises ValueError when the key has no tenant, and
+    BadTenant (a ValueError) when what it has breaks the tenant rule (`check_tenant`).
     """
+    tenant = _tenant_by_rule(key, rule)
+    try:
+        return check_tenant(tenant)
+    except BadTenant as e:
+        raise BadTenant(f"{key}: {e}") from None
+
+
+def check_tenant_rule(rule: str | None) -> str:
+    """RAG_TENANT_FROM_KEY, checked before any key is read: a known kind, a folder number, a
+    regex that compiles with a `tenant` group, a fixed name that is a valid tenant."""
+    kind, _, arg = (rule or "segment:0").partition(":")
+    if kind == "fixed" and arg:
+        try:
+            check_tenant(arg)
+        except BadTenant as e:
+            raise ValueError(f"RAG_TENANT_FROM_KEY={rule!r}: {e}") from None
+    elif kind == "segment":
+        try:
+            int(arg or 0)
+        except ValueError:
+            raise ValueError(f"RAG_TENANT_FROM_KEY={rule!r}: segment wants a folder number") from None
+    elif kind == "regex":
+        try:
+            pattern = re.compile(arg)
+        except re.error as e:
+            raise ValueError(f"RAG_TENANT_FROM_KEY={rule!r}: invalid regex ({e})") from None
+        if "tenant" not in pattern.groupindex:
+            raise ValueError(f"RAG_TENANT_FROM_KEY={rule!r}: the regex needs a (?P<tenant>...) group")
+    else:
+        raise ValueError(f"unknown RAG_TENANT_FROM_KEY rule {rule!r} (use segment:N, fixed:NAME or regex:PATTERN)")
+    return rule or "segment:0"
+
+
+def _tenant_by_rule(key: str, rule: str) -> str:
     kind, _, arg = (rule or "segment:0").partition(":")
     if kind == "fixed" and arg:
         return arg
