@@ -16,6 +16,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from rag_assets.assets.documents import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.folders import NOT_FOLLOWED
 from rag_assets.lib.errors import error_chain, error_summary
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
 from rag_assets.lib.reconcile import is_current, pipeline_of, wanted_documents
@@ -57,7 +58,12 @@ def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rul
             bucket, _ = split_s3_uri(source)
             root, objects = f"s3://{bucket}", {o.key: o for o in store.list(source)}
         else:
-            path = Path(source).resolve()
+            given = Path(source)
+            if given.is_symlink():  # the operator's folder or file itself: named, never followed
+                failed.append({"key": source, "reason": f"{NOT_FOLLOWED} (give the path it points to)"})
+                continue
+            # Its folders resolved, the name itself not (a link there was refused above).
+            path = given.resolve() if given.name in ("", ".", "..") else given.parent.resolve() / given.name
             if path.is_file():  # the file and whichever of its sidecars exist
                 root = str(path.parent)
                 heads = {key: store.head(str(path.parent / key)) for key in [path.name, *sidecar_keys(path.name)]}

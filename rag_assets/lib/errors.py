@@ -35,5 +35,9 @@ def error_chain(error) -> list[str]:
 
 
 def describe_error(error: BaseException) -> str:
-    """One line for an exception caught at a boundary: `Class: message`."""
+    """One line for an exception caught at a boundary: `Class: message`. An OSError says what
+    went wrong without the path it went wrong at (a server's own paths are not for the
+    tenants who read failure reasons)."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{type(error).__name__}: {error.strerror}"
     return first_line(f"{type(error).__name__}: {error}") or type(error).__name__

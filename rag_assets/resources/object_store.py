@@ -1,7 +1,9 @@
-"""Reading documents from S3 (boto3, honouring AWS_ENDPOINT_URL) or a local folder."""
+"""Reading documents from S3 (boto3, honouring AWS_ENDPOINT_URL) or a local folder (through
+lib.folders: no symbolic link is ever followed)."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import dagster as dg
+
+from rag_assets.lib import folders
 
 
 @dataclass(frozen=True)
@@ -72,19 +76,22 @@ class ObjectStore(dg.ConfigurableResource):
         # sensors HEAD many objects at once).
         return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url or None)
 
-    def read(self, uri: str) -> tuple[bytes, StoredObject]:
+    def read(self, uri: str, max_bytes: int | None = None) -> tuple[bytes, StoredObject]:
         """The object's bytes and what they are (its `key` is the URI). Raises
-        FileNotFoundError when it is gone."""
+        FileNotFoundError when it is gone, folders.TooLarge past `max_bytes` (before reading),
+        folders.NotFollowed for a file reached through a link."""
         if uri.startswith("s3://"):
             bucket, key = split_s3_uri(uri)
             try:
                 response = self._s3.get_object(Bucket=bucket, Key=key)
             except self._s3.exceptions.NoSuchKey:
                 raise FileNotFoundError(uri) from None
+            if max_bytes is not None and response["ContentLength"] > max_bytes:
+                response["Body"].close()
+                raise folders.TooLarge(uri, response["ContentLength"], max_bytes)
             return response["Body"].read(), _s3_object(uri, response)
-        path = Path(uri)
-        stat = path.stat()  # before reading: a write during the read then shows as a new version
-        return path.read_bytes(), _file_object(uri, stat)
+        data, stat = folders.read_file(uri, max_bytes)
+        return data, _file_object(uri, stat)
 
     def head(self, uri: str) -> StoredObject | None:
         """The object as it is now (its `key` is the URI), or None when it does not exist."""
@@ -96,10 +103,8 @@ class ObjectStore(dg.ConfigurableResource):
                 if e.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                     return None
                 raise
-        try:
-            return _file_object(uri, Path(uri).stat())
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        stat = folders.entry_status(uri)  # a link's own status: reading it is refused
+        return None if stat is None else _file_object(uri, stat)
 
     def open_stream(self, uri: str) -> BinaryIO:
         """The object's bytes as a stream, read a buffer at a time (a large CSV export).
@@ -113,30 +118,35 @@ class ObjectStore(dg.ConfigurableResource):
         return open(uri, "rb")  # noqa: SIM115 - the caller closes it
 
     def write(self, uri: str, data: bytes) -> None:
-        """Write an object (a thumbnail). A file is written whole, then renamed into place."""
+        """Write an object (a thumbnail). A file is written whole, then renamed into place;
+        no folder on the way may be a link."""
         if uri.startswith("s3://"):
             bucket, key = split_s3_uri(uri)
             self._s3.put_object(Bucket=bucket, Key=key, Body=data)
             return
-        path = Path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial")  # listings skip dot files
-        partial.write_bytes(data)
-        partial.replace(path)
+        folders.write_file(uri, data)
 
     def delete(self, uri: str) -> None:
-        """Delete an object; one that does not exist is no error."""
+        """Delete an object; one that does not exist is no error (a link is deleted itself)."""
         if uri.startswith("s3://"):
             bucket, key = split_s3_uri(uri)
             self._s3.delete_object(Bucket=bucket, Key=key)
             return
-        Path(uri).unlink(missing_ok=True)
+        folders.remove_file(uri)
 
-    def read_optional(self, uri: str) -> tuple[bytes, StoredObject] | None:
+    def read_optional(self, uri: str, max_bytes: int | None = None) -> tuple[bytes, StoredObject] | None:
+        """`read`, or None when there is no such object, including a name no object can have
+        (too long for a file name or an S3 key)."""
         try:
-            return self.read(uri)
+            return self.read(uri, max_bytes)
         except (FileNotFoundError, IsADirectoryError):
             return None
+        except Exception as e:
+            too_long = getattr(e, "errno", None) == errno.ENAMETOOLONG  # a file name of more than 255 bytes
+            too_long |= (getattr(e, "response", None) or {}).get("Error", {}).get("Code") == "KeyTooLongError"  # S3: 1,024
+            if too_long:
+                return None
+            raise
 
     def list(self, uri: str) -> Iterator[StoredObject]:
         """Every object below `uri` (an S3 prefix or a folder), keys relative to the root:
@@ -161,20 +171,10 @@ class ObjectStore(dg.ConfigurableResource):
                     etag, modified = o["ETag"].strip('"'), o["LastModified"].timestamp()
                     page.append(StoredObject(o["Key"], etag, o["Size"], modified, s3_version(etag, modified)))
             return page, response.get("NextContinuationToken") if response.get("IsTruncated") else None
-        root = Path(uri)
-        page = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(dirpath, name)
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:  # deleted while we walked
-                    continue
-                page.append(_file_object(path.relative_to(root).as_posix(), stat))
-        return page, None
+        try:
+            return [_file_object(key, stat) for key, stat in folders.list_files(uri)], None
+        except (FileNotFoundError, NotADirectoryError):
+            return [], None
 
 
 def source_root(uri: str) -> tuple[str, str]:
