@@ -41,7 +41,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	$(BIN)/rag-assets query "what to do when my laptop is stolen" --tenant globex -k 2
 	@echo
-	@echo "A scanned page (no text layer: read by OCR), a Word file, and a photo (its thumbnail in samples/inbox/acme/thumbnails):"
+	@echo "A scanned page (no text layer: read by OCR), a Word file, and a photo (its thumbnail in samples/inbox/.rag-thumbnails):"
 	$(BIN)/rag-assets query "where do visitors sign in" --tenant globex -k 1
 	$(BIN)/rag-assets query "hotel budget in Rotterdam" --tenant acme -k 1
 	$(BIN)/rag-assets query "when does the parking garage close" --tenant acme -k 1

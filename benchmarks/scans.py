@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"pipeline: {len(report.ingested)} PDFs, {report.chunks} chunks in {figures['pipeline_pages_s']:.1f} s")
         figures["pipeline_images_s"], report = timed_ingest(work / "photos", settings, home, args.images)
         figures["rss_after_images_mib"] = peak_rss_mib()
-        thumbnails = len(list((photos / "thumbnails").glob("*.jpg")))
+        thumbnails = len(list((work / "photos" / ".rag-thumbnails" / "acme" / "acme").glob("*.jpg")))
         if thumbnails != args.images:
             raise SystemExit(f"{thumbnails} thumbnails written for {args.images} photos")
         log(f"pipeline: {len(report.ingested)} photos, {thumbnails} thumbnails in {figures['pipeline_images_s']:.1f} s")

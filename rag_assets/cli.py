@@ -89,10 +89,13 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def thumbnail_uri(hit) -> str:
-    """Where an image hit's thumbnail is: beside the image, under the same root (a document
-    id is `tenant:uri`)."""
+    """Where an image hit's thumbnail is: under the project's prefix of the image's root,
+    derived from the hit's own tenant and key (a document id is `tenant:uri`), never taken from
+    its metadata."""
+    from rag_assets.lib.images import thumbnail_key
+
     uri = hit.document_id[len(hit.tenant) + 1 :]
-    return uri[: len(uri) - len(hit.key)] + hit.metadata["thumbnail_key"]
+    return uri[: len(uri) - len(hit.key)] + thumbnail_key(hit.tenant, hit.key)
 
 
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"  # `make dev`

@@ -9,6 +9,7 @@ import dagster as dg
 from rag_assets.assets.catchup import catchup_definitions
 from rag_assets.assets.documents import document_definitions
 from rag_assets.assets.maintenance import maintenance_definitions
+from rag_assets.lib.keys import check_tenant_rule
 from rag_assets.resources.config import RagConfig, SyncConfig
 from rag_assets.resources.embedders import embedder_from_spec, embedding_cache_from_uri
 from rag_assets.resources.event_queue import EventQueue
@@ -25,6 +26,7 @@ from rag_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict:
+    check_tenant_rule(settings.tenant_from_key)  # a bad RAG_TENANT_FROM_KEY fails here, by name, not key by key
     work = Path(settings.work_dir)
     return {
         "object_store": ObjectStore(),
@@ -42,6 +44,7 @@ def build_resources(settings: Settings) -> dict:
             max_ocr_pages=settings.max_ocr_pages,
             max_pdf_pages=settings.max_pdf_pages,
             max_image_pixels=settings.max_image_pixels,
+            max_document_mb=settings.max_document_mb,
             max_seconds_per_document=settings.max_seconds_per_document,
             max_memory_mb=settings.max_memory_mb,
             image_analyzer=settings.image_analyzer,

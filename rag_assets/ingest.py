@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from rag_assets.assets.documents import FAILED_PARTITIONS
+from rag_assets.assets.pipeline import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
-from rag_assets.lib.folders import NOT_FOLLOWED
 from rag_assets.lib.errors import error_chain, error_summary
+from rag_assets.lib.folders import NOT_FOLLOWED
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
 from rag_assets.lib.reconcile import is_current, pipeline_of, wanted_documents
 from rag_assets.partitions import documents_partitions, register_roots
@@ -178,8 +178,9 @@ def materialize_documents(
 ) -> tuple[dict[str, dict], list[dict], list[str]]:
     """Materialize document partitions in ranged runs of at most `batch_size`.
 
-    A batch that fails because some documents are unreadable is run again without them, so
-    those documents (and only they) end failed. Returns the index metadata of each
+    A run writes every document of its batch it can read and then fails naming the others
+    (unreadable, each with its reason). A run that fails otherwise (a store or model error)
+    fails its whole batch with the run's error. Returns the index metadata of each
     materialized partition, the failures, and the run ids.
     """
     job = defs.resolve_job_def("ingest_documents")
@@ -187,41 +188,36 @@ def materialize_documents(
     keys = list(dict.fromkeys(keys))
     known = set(instance.get_dynamic_partitions(documents_partitions.name))
     instance.add_dynamic_partitions(documents_partitions.name, [k for k in keys if k not in known])
-    pending, done, failed, runs = set(keys), {}, [], []
-    while pending:
-        ordered = instance.get_dynamic_partitions(documents_partitions.name)
-        position = {k: i for i, k in enumerate(ordered)}
-        for first, last in plan_batches(ordered, pending, batch_size):
-            batch = ordered[position[first] : position[last] + 1]
-            with partition_keys_read_once(instance, {documents_partitions.name}):
-                result = job.execute_in_process(
-                    instance=instance,
-                    run_config=QUIET_RUN_CONFIG,
-                    tags={
-                        ASSET_PARTITION_RANGE_START_TAG: first,
-                        ASSET_PARTITION_RANGE_END_TAG: last,
-                        LAUNCHED_BY_TAG: "cli",
-                        PROCESS_TAG: this_process(),
-                    },
-                    raise_on_error=False,
-                )
-            runs.append(result.run_id)
-            if result.success:
-                for event in result.get_asset_materialization_events():
-                    mat = event.materialization
-                    if mat.asset_key.path[-1] == "vector_index" and mat.partition:
-                        done[mat.partition] = {k: v.value for k, v in mat.metadata.items()}
-                pending.difference_update(batch)
-                on_progress(len(batch))
-                continue
-            bad = failed_documents(instance, result.run_id)
-            if not bad:  # not the documents' fault (a store or model error): fail the batch
-                reason = _run_error(result)
-                bad = [{"partition": k, "reason": reason} for k in batch]
-            failed.extend(bad)
-            pending.difference_update(b["partition"] for b in bad)
-            on_progress(len(bad))
-            break  # re-plan: the rest of this batch runs again without the bad documents
+    done, failed, runs = {}, [], []
+    ordered = instance.get_dynamic_partitions(documents_partitions.name)
+    position = {k: i for i, k in enumerate(ordered)}
+    for first, last in plan_batches(ordered, set(keys), batch_size):
+        batch = ordered[position[first] : position[last] + 1]
+        with partition_keys_read_once(instance, {documents_partitions.name}):
+            result = job.execute_in_process(
+                instance=instance,
+                run_config=QUIET_RUN_CONFIG,
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: first,
+                    ASSET_PARTITION_RANGE_END_TAG: last,
+                    LAUNCHED_BY_TAG: "cli",
+                    PROCESS_TAG: this_process(),
+                },
+                raise_on_error=False,
+            )
+        runs.append(result.run_id)
+        unread = failed_documents(instance, result.run_id) or []
+        if not result.success and not unread:  # not the documents' fault (a store or model error): the batch failed
+            reason = _run_error(result)
+            failed.extend({"partition": k, "reason": reason} for k in batch)
+            on_progress(len(batch))
+            continue
+        failed.extend(unread)
+        for event in result.get_asset_materialization_events():
+            mat = event.materialization
+            if mat.asset_key.path[-1] == "vector_index" and mat.partition:
+                done[mat.partition] = {k: v.value for k, v in mat.metadata.items()}
+        on_progress(len(batch))
     return done, failed, runs
 
 
@@ -258,7 +254,7 @@ def ingest(
             report.chunks += current[key].rows
             continue
         meta = done.get(key)
-        if meta is None:
+        if meta is None or meta["status"] in ("unreadable", "failed"):  # in report.failed, with its reason
             continue
         if meta["status"].startswith("superseded"):
             what = meta["status"].partition(": ")[2]

@@ -13,12 +13,30 @@ from __future__ import annotations
 
 import multiprocessing
 import resource
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
+from rag_assets.lib.errors import describe_error
 from rag_assets.lib.parsing import BadDocument, ParsedDocument, parse_document
 
-_PRELOADED = ["rag_assets.lib.parsing"]
+_PRELOADED = ["rag_assets.lib.parsing", "rag_assets.lib.images"]
+T = TypeVar("T")
+
+
+def guarded(fn: Callable[..., T], name: str, args: tuple, kwargs: dict) -> T:
+    """`fn(*args, **kwargs)`, with any exception but MemoryError (which the caller names with
+    its limit) turned into BadDocument: one line naming the file and what went wrong. Runs in
+    the reader process, so what comes back is always something the parent can unpickle."""
+    try:
+        return fn(*args, **kwargs)
+    except (BadDocument, MemoryError):
+        raise
+    except RecursionError:
+        raise BadDocument(name, "nested too deeply to read (more levels than Python's recursion limit)") from None
+    except Exception as e:  # untrusted input: a reader's own error is this file's failure, not the batch's
+        raise BadDocument(name, f"could not be read ({describe_error(e)})") from None
 
 
 def _limit_memory(memory_mb: int) -> None:
@@ -54,14 +72,25 @@ class ParseSandbox:
         return self._pool
 
     def parse(self, name: str, data: bytes, **options) -> ParsedDocument:
-        """parse_document's result, or BadDocument naming the limit the document went past."""
+        """parse_document's result, or BadDocument naming the file and why it cannot be read."""
+        return self.run(parse_document, name, name, data, **options)
+
+    def run(self, fn: Callable[..., T], name: str, *args, **kwargs) -> T:
+        """`fn(*args, **kwargs)` (a module-level function: it crosses to the reader process)
+        for the document `name`, within the limits: its result, or BadDocument naming the file
+        and the reason (an exception of the reader's, or the limit it went past)."""
         if self.seconds <= 0 and self.memory_mb <= 0:
-            return parse_document(name, data, **options)
+            try:
+                return guarded(fn, name, args, kwargs)
+            except MemoryError:
+                raise BadDocument(name, "ran out of memory while reading it") from None
         from pebble import ProcessExpired
 
-        future = self._pool_started().schedule(parse_document, args=(name, data), kwargs=options, timeout=self.seconds or None)
+        future = self._pool_started().schedule(guarded, args=(fn, name, args, kwargs), timeout=self.seconds or None)
         try:
             return future.result()
+        except BadDocument:
+            raise
         except FutureTimeout:
             raise BadDocument(name, f"took more than {self.seconds:g} s to read (RAG_MAX_SECONDS_PER_DOCUMENT)") from None
         except MemoryError:
@@ -73,3 +102,5 @@ class ParseSandbox:
             raise BadDocument(
                 name, f"its reader process died while reading it ({e}); the memory limit is {self.memory_mb} MiB (RAG_MAX_MEMORY_MB)"
             ) from None
+        except Exception as e:  # what crossing processes can raise (a result that does not unpickle, ...)
+            raise BadDocument(name, f"could not be read ({describe_error(e)})") from None

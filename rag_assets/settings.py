@@ -36,6 +36,7 @@ class Settings:
     max_ocr_pages: int = 100  # pages without a text layer a PDF may have OCRed
     max_pdf_pages: int = 2_000  # pages a PDF may have
     max_image_pixels: int = 64_000_000  # pixels an image may have (checked before it is decoded)
+    max_document_mb: int = 512  # bytes a document may have, checked before it is read (0: no limit)
     max_seconds_per_document: float = 600.0  # reading one document (0: no limit; both 0: read in the run's process)
     max_memory_mb: int = 2048  # the address space of the process that reads documents (0: no limit)
     image_analyzer: str = "offline"  # offline (OCR + EXIF) or openai:MODEL (a vision model)
@@ -94,6 +95,7 @@ class Settings:
             max_ocr_pages=int(env.get("RAG_MAX_OCR_PAGES") or d.max_ocr_pages),
             max_pdf_pages=int(env.get("RAG_MAX_PDF_PAGES") or d.max_pdf_pages),
             max_image_pixels=int(env.get("RAG_MAX_IMAGE_PIXELS") or d.max_image_pixels),
+            max_document_mb=int(env.get("RAG_MAX_DOCUMENT_MB") or d.max_document_mb),
             max_seconds_per_document=float(env.get("RAG_MAX_SECONDS_PER_DOCUMENT") or d.max_seconds_per_document),
             max_memory_mb=int(env.get("RAG_MAX_MEMORY_MB") or d.max_memory_mb),
             image_analyzer=env.get("RAG_IMAGE_ANALYZER") or d.image_analyzer,

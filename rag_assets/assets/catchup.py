@@ -15,7 +15,8 @@ import dagster as dg
 
 from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.assets.pipeline import Family, build_index_pipeline
-from rag_assets.lib.catchup import CatchupSource, RecordCounts, load_catchup_config, record_parts
+from rag_assets.lib.catchup import CatchupSource, RecordCounts, catchup_root, load_catchup_config, record_parts
+from rag_assets.lib.keys import TENANT_RULE
 from rag_assets.lib.parsing import BadDocument, stream_csv
 from rag_assets.resources.embedders import embedder_from_spec
 from rag_assets.resources.metabase import MetabaseError
@@ -67,6 +68,7 @@ def build_records(name: str, source: CatchupSource, partitions_def: dg.Partition
             context.log.info(
                 f"{date}: {counts.rows} row(s), {counts.records} record(s); skipped {counts.no_text} without text, "
                 f"{counts.no_id} without an id, {counts.no_tenant} without a tenant"
+                + (f", {counts.bad_tenant} with an invalid tenant ({TENANT_RULE})" if counts.bad_tenant else "")
             )
             metadata[date] = counts.as_metadata()
         add_partition_metadata(context, metadata)
@@ -127,7 +129,7 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
             embedder_key=embedder_key,
             store_key=store_key,
             check_source=False,
-            owns=lambda date, name=name: f"{name}/{date}/",
+            owns=lambda date, name=name: (f"{name}/{date}/", catchup_root(name)),
             describe=date_record,
             parallel_parts=source.parallel_chunks,
         )

@@ -19,11 +19,12 @@ import numpy as np
 
 from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.lib.chunking import Chunk, chunk_units
+from rag_assets.lib.display import printable
 from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import ParsedDocument
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.embedders import EmbeddingCache, EmbedStats, embed_with_cache
-from rag_assets.resources.io_manager import Parts, WorkArea, parts_of
+from rag_assets.resources.io_manager import WorkArea, parts_of
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, chunk_digest
 
@@ -34,6 +35,24 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 # Every step that writes or deletes index rows takes a slot of this pool; dagster.yaml gives
 # it one slot, so an ingest's write and a purge of the same document never interleave.
 INDEX_WRITERS = "rag_index_writers"
+# The step failure's metadata naming the documents of a run that could not be read
+# ({partition, key, reason}): what the command line, the notifications and `status` report.
+FAILED_PARTITIONS = "failed_partitions"
+
+
+class Unread(list):
+    """A partition's value when its document could not be read: no documents, and why. The
+    steps pass it on as an empty list; vector_index records the reason and, once the batch's
+    other documents are written, fails the run naming it (docs/architecture.md, Bad input)."""
+
+    def __init__(self, key: str, reason: str, transient: bool = False):
+        super().__init__()
+        self.key, self.reason, self.transient = key, reason, transient
+
+
+def unread_record(unread: Unread) -> dict:
+    """The record of a partition whose document could not be read."""
+    return {"status": "failed" if unread.transient else "unreadable", "document_key": unread.key, "reason": unread.reason}
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,9 @@ class SourceDocument:
     version: str  # the object's version when it was read: checked again before the write
     size: int
     parsed: ParsedDocument
-    metadata: dict = field(default_factory=dict)  # sidecar fields
+    metadata: dict = field(default_factory=dict)  # sidecar fields (never the project's own: lib.parsing.SYSTEM_FIELDS)
     index_key: str | None = None  # the index's document key when it is not ref.key (a record: source/date/id)
+    refused_fields: tuple[str, ...] = ()  # what the sidecar tried to set of the project's own fields
 
     @property
     def document_key(self) -> str:
@@ -85,6 +105,7 @@ class Outcome:
     cache_hits: int
     vectors_written: int
     sidecar_fields: tuple[str, ...] = ()
+    sidecar_fields_refused: tuple[str, ...] = ()
 
 
 def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddings, pipeline: str) -> list[VectorRow]:
@@ -101,7 +122,8 @@ def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddi
             vector=v,
             page=c.page,
             row=c.row,
-            metadata={**c.metadata, **doc.metadata, "char_start": c.char_start, "char_end": c.char_end},
+            # The project's fields win: a sidecar adds metadata, it never shadows what the parser wrote.
+            metadata={**doc.metadata, **c.metadata, "char_start": c.char_start, "char_end": c.char_end},
             source_etag=doc.etag,
             pipeline=pipeline,
         )
@@ -180,6 +202,11 @@ def in_order(fn: Callable, items: Iterable, window: int) -> Iterator:
             yield future.result()
 
 
+def owned_by(held: IndexedDocument, root: str) -> bool:
+    """Whether an indexed document comes from the source whose root is `root` (its URI is below it)."""
+    return held.uri.startswith(root.rstrip("/") + "/")
+
+
 def document_outcome(doc: SourceDocument, status: str, chunks: list[Chunk], emb: DocumentEmbeddings) -> Outcome:
     return Outcome(
         status=status,
@@ -199,6 +226,7 @@ def document_outcome(doc: SourceDocument, status: str, chunks: list[Chunk], emb:
         cache_hits=emb.cache_hits,
         vectors_written=len(chunks) if status == "ingested" else 0,
         sidecar_fields=tuple(sorted(doc.metadata)),
+        sidecar_fields_refused=doc.refused_fields,
     )
 
 
@@ -207,8 +235,9 @@ def lineage_record(outcomes: Sequence[Outcome], model: str, pipeline: str, delet
     if not outcomes:
         return {"status": "superseded: deleted"}
     (o,) = outcomes
-    record = {k: v for k, v in o.__dict__.items() if k not in ("sidecar_fields", "document_id")}
-    return {**record, "model": model, "pipeline": pipeline, **({"sidecar_fields": list(o.sidecar_fields)} if o.sidecar_fields else {})}
+    record = {k: v for k, v in o.__dict__.items() if k not in ("sidecar_fields", "sidecar_fields_refused", "document_id")}
+    lists = {name: list(getattr(o, name)) for name in ("sidecar_fields", "sidecar_fields_refused") if getattr(o, name)}
+    return {**record, "model": model, "pipeline": pipeline, **lists}
 
 
 @dataclass(frozen=True)
@@ -224,9 +253,11 @@ class Family:
     store_key: str = "vector_store"
     # Documents in files: HEAD each before its rows are written (not for records of a query).
     check_source: bool = True
-    # A partition that owns all the documents under an index key prefix (a date's records):
-    # the ones it did not write this time are deleted.
-    owns: Callable[[str], str] | None = None
+    # A partition that owns the documents of one source under an index key prefix (a date's
+    # records): partition key -> (key prefix, the source's root). The ones it did not write this
+    # time are deleted, and only those: a document of another source (another root: a folder,
+    # a bucket) under the same key prefix is never its own.
+    owns: Callable[[str], tuple[str, str]] | None = None
     # partition metadata from its outcomes, the model, the pipeline and the rows deleted
     describe: Callable[[Sequence[Outcome], str, str, int], dict] = lineage_record
     parallel_parts: int = 1  # parts embedded at a time
@@ -343,9 +374,11 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         required_resource_keys={family.store_key, family.embedder_key, "object_store", "rag_config"},
         **common,
     )
-    def vector_index(context: dg.AssetExecutionContext, documents: dict, chunks: dict, embeddings: dict) -> dg.MaterializeResult:
+    def vector_index(context: dg.AssetExecutionContext, documents: dict, chunks: dict, embeddings: dict) -> Iterator[dg.MaterializeResult]:
         """Each document's chunks and vectors in the vector store, replaced in one write per
-        batch (or per part of a partition that has parts)."""
+        batch (or per part of a partition that has parts). Documents that could not be read
+        (`Unread`) are recorded with their reason, and the run fails naming them once the
+        others are written."""
         store, embedder = getattr(context.resources, family.store_key), getattr(context.resources, family.embedder_key)
         # The pipeline each document is cut by: an image's includes its analyzer (RagConfig.pipeline_for).
         object_store, pipeline_for = context.resources.object_store, context.resources.rag_config.pipeline_for
@@ -418,14 +451,17 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             if family.owns is None:
                 check(listed(mine), mine)
                 continue
-            after = store.list_documents(model_id, dimension, key_prefix=family.owns(key))
+            key_prefix, root = family.owns(key)
+            after = store.list_documents(model_id, dimension, key_prefix=key_prefix)
             check(after, mine)
             kept = set(ids)
-            gone = [doc_id for doc_id in after if doc_id not in kept]
+            gone = [doc_id for doc_id, held in after.items() if doc_id not in kept and owned_by(held, root)]
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
             context.log.info(f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s")
         described = {
-            key: family.describe(outcomes[key], model_id, pipeline_for(outcomes[key][0].document_key if outcomes[key] else ""), deleted[key])
+            key: unread_record(documents[key])
+            if isinstance(documents[key], Unread)
+            else family.describe(outcomes[key], model_id, pipeline_for(outcomes[key][0].document_key if outcomes[key] else ""), deleted[key])
             for key in documents
         }
         add_partition_metadata(context, described)
@@ -439,9 +475,11 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         )
         # Batch-wide figures are named batch_*: each partition's own metadata is merged over
         # them and would shadow a shared name.
-        return dg.MaterializeResult(
+        unread = {key: items for key, items in documents.items() if isinstance(items, Unread)}
+        yield dg.MaterializeResult(
             metadata={
                 "batch_documents": len(every),
+                "batch_documents_unread": len(unread),
                 "batch_documents_written": changed_count,
                 "batch_documents_superseded": superseded_count,
                 "batch_documents_deleted": sum(deleted.values()),
@@ -458,5 +496,13 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 )
             ],
         )
+        if unread:  # after the materialization: the others' rows and records are kept
+            failed = [{"partition": key, "key": u.key, "reason": u.reason} for key, u in unread.items()]
+            listed = "\n".join(f"  {printable(f['key'])}: {printable(f['reason'])}" for f in failed)
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(documents)} document(s) could not be read; the others were written:\n{listed}",
+                metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
+                allow_retries=False,
+            )
 
     return [chunks, embeddings, vector_index]

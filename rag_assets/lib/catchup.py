@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from rag_assets.lib.hashing import content_hash
-from rag_assets.lib.keys import DocRef
+from rag_assets.lib.keys import BadTenant, DocRef, check_tenant, is_valid_tenant
 from rag_assets.lib.parsing import ParsedDocument, Unit, sanitize_text
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -47,6 +47,16 @@ class CatchupSource(BaseModel):
     index_uri: str | None = None
     namespace: str | None = None  # Pinecone only: the namespace of its index
     embedder: str | None = None
+
+    @field_validator("tenant")
+    @classmethod
+    def valid_tenant(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_tenant(value)
+            except BadTenant as e:
+                raise ValueError(str(e)) from None
+        return value
 
     @field_validator("chunk_rows", "parallel_chunks")
     @classmethod
@@ -136,6 +146,7 @@ class RecordCounts:
     no_text: int = 0
     no_id: int = 0
     no_tenant: int = 0
+    bad_tenant: int = 0  # rows whose tenant breaks the tenant rule (lib.keys.check_tenant)
     duplicates: int = 0  # rows whose id came again later in the result (the later one is kept)
     tenants: set[str] = field(default_factory=set)
 
@@ -146,9 +157,15 @@ class RecordCounts:
             "skipped_no_text": self.no_text,
             "skipped_no_id": self.no_id,
             "skipped_no_tenant": self.no_tenant,
+            "skipped_bad_tenant": self.bad_tenant,
             "duplicate_ids": self.duplicates,
             "tenants": len(self.tenants),
         }
+
+
+def catchup_root(name: str) -> str:
+    """The root of a catchup source's records: their document ids are `TENANT:catchup://NAME/ID`."""
+    return f"catchup://{name}"
 
 
 def cell(row: Mapping[str, Any], column: str | None) -> str:
@@ -158,7 +175,7 @@ def cell(row: Mapping[str, Any], column: str | None) -> str:
 
 def record_document(name: str, source: CatchupSource, date: str, number: int, row: Mapping[str, Any]) -> tuple[Any, str | None]:
     """A row as a document: (SourceDocument, None), or (None, why it is skipped: "no_text",
-    "no_id", "no_tenant"). The document id is stable per (tenant, source, record id); its index
+    "no_id", "no_tenant", "bad_tenant"). The document id is stable per (tenant, source, record id); its index
     key `SOURCE/DATE/ID` says which date holds it; its etag changes with its content or date."""
     from rag_assets.assets.pipeline import SourceDocument
 
@@ -171,13 +188,15 @@ def record_document(name: str, source: CatchupSource, date: str, number: int, ro
     tenant = source.tenant or cell(row, source.tenant_column)
     if not tenant:
         return None, "no_tenant"
+    if not is_valid_tenant(tenant):
+        return None, "bad_tenant"
     metadata = {c: row[c] for c in source.metadata_columns if row.get(c) not in (None, "")}
     metadata = {**json.loads(json.dumps(metadata, default=str)), "record_id": record_id, "date": date, "source": name}
     body = json.dumps([text, metadata], sort_keys=True).encode("utf-8")
     digest = content_hash(tenant, body)
     return (
         SourceDocument(
-            ref=DocRef(tenant, f"catchup://{name}", record_id),
+            ref=DocRef(tenant, catchup_root(name), record_id),
             content_hash=digest,
             etag=f"{date}#{digest[:16]}",
             version=date,

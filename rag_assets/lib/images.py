@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from rag_assets.lib.parsing import IMAGE_TYPES, BadDocument
+from rag_assets.lib.parsing import IMAGE_TYPES, BadDocument, ocr_image
 
 # Where thumbnails go, below the source's root (a bucket or a folder): the project's own
 # prefix, which no tenant's folder can be (a tenant starts with a letter or digit), which a
@@ -181,6 +181,37 @@ def jpeg_bytes(image, quality: int = 90) -> bytes:
 def image_sha256(data: bytes) -> str:
     """The analysis cache's key: the same bytes are analyzed once, whoever uploads them."""
     return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageReading:
+    """What reading an image's bytes gives (in the bounded reader process: parse_sandbox):
+    its facts, its thumbnail, and what an analyzer needs of it: the text OCR reads
+    (`seen_text`), or the image as a JPEG for a vision model (`jpeg`)."""
+
+    facts: ImageFacts
+    thumbnail: bytes
+    seen_text: str | None = None
+    jpeg: bytes | None = None
+
+
+def read_image(name: str, data: bytes, max_pixels: int, thumbnail: str, *, ocr: bool, jpeg: bool) -> ImageReading:
+    """Decode an image once: refuse it past `max_pixels` (before decoding), its facts, its
+    thumbnail in the format the `thumbnail` key names, and, when asked, its text (`ocr`) or a
+    JPEG of it at most ANALYSIS_MAX_SIDE a side (`jpeg`). Raises BadDocument naming the file."""
+    image = open_image(name, data, max_pixels)
+    try:
+        facts = image_facts(image)
+        small = thumbnail_bytes(image, thumbnail)
+        for_analysis = shown(image, ANALYSIS_MAX_SIDE) if ocr or jpeg else None
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for truncated or damaged data
+        raise BadDocument(name, f"corrupt image ({type(e).__name__}: {e})") from None
+    return ImageReading(
+        facts=facts,
+        thumbnail=small,
+        seen_text=ocr_image(for_analysis) if ocr else None,
+        jpeg=jpeg_bytes(for_analysis) if jpeg else None,
+    )
 
 
 # -- analyses ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import BinaryIO
@@ -32,6 +32,33 @@ DEFAULT_MAX_UNPACKED_BYTES = 256 << 20  # RAG_MAX_UNPACKED_MB: an Office file (a
 DEFAULT_MAX_OCR_PAGES = 100  # RAG_MAX_OCR_PAGES: pages without a text layer OCRed per PDF
 DEFAULT_MAX_PDF_PAGES = 2_000  # RAG_MAX_PDF_PAGES: pages a PDF may have at all
 OCR_DPI, OCR_MAX_SIDE = 150, 2000  # a page is rendered at 150 dpi, its longest side at most 2,000 px
+# A CSV line (a row, or the header) and a header's columns: more is refused by name, at once,
+# rather than read whole (a 50 MB line, a header of 25 million columns). A field is at most
+# csv.field_size_limit() characters (131,072) as it is.
+MAX_CSV_LINE_CHARS = 4 << 20
+MAX_CSV_COLUMNS = 10_000
+
+# The fields that say whose a row is, where it came from and how it was made (ids, keys,
+# versions, positions, an image's thumbnail and analysis): the project writes them; a sidecar
+# or a record's own columns may add metadata, never set or shadow these (docs/architecture.md,
+# Tenancy). Names starting with "_" or "rag_" are the project's too (Pinecone's `_truncated`).
+SYSTEM_FIELDS = frozenset(
+    {
+        "tenant", "document_id", "document_key", "chunk_id", "content_hash", "source_etag", "source_version",
+        "pipeline", "model", "char_start", "char_end", "thumbnail_key", "analysis_version", "analyzer",
+        "image_category", "image_width", "image_height",
+    }
+)  # fmt: skip
+
+
+def is_system_field(name: str) -> bool:
+    return name in SYSTEM_FIELDS or name.startswith(("_", "rag_"))
+
+
+def user_fields(fields: dict) -> tuple[dict, list[str]]:
+    """(the fields a user may set, the names refused because the project writes them)."""
+    refused = sorted(k for k in fields if is_system_field(k))
+    return {k: v for k, v in fields.items() if not is_system_field(k)}, refused
 
 
 class BadDocument(Exception):
@@ -244,41 +271,57 @@ def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
     for number, row in enumerate(stream_csv(name, io.BytesIO(data), [text_column], sample=len(data) + 1), start=1):
         text = sanitize_text(row.get(text_column) or "")
         if text:
-            extra = {k: v for k, v in row.items() if k and k != text_column and v and len(v) <= 256}
-            units.append(Unit(text=text, row=number, metadata=extra))
+            extra = {k: v for k, v in row.items() if k and k != text_column and isinstance(v, str) and v and len(v) <= 256}
+            units.append(Unit(text=text, row=number, metadata=user_fields(extra)[0]))
     if not units:
         raise BadDocument(name, f"CSV has no rows with text in {text_column!r}")
     return ParsedDocument(kind="csv", units=units)
 
 
 class _Prefixed(io.RawIOBase):
-    """A binary stream whose first bytes were read already (to detect the encoding)."""
+    """A binary stream whose first bytes were read already (to detect the encoding). The head
+    is read through a moving offset, never re-sliced: linear in its size."""
 
     def __init__(self, head: bytes, rest: BinaryIO):
-        self._head, self._rest = head, rest
+        self._head, self._at, self._rest = memoryview(head), 0, rest
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n], self._head = self._head[:n], self._head[n:]
+        if self._at < len(self._head):
+            n = min(len(buffer), len(self._head) - self._at)
+            buffer[:n] = self._head[self._at : self._at + n]
+            self._at += n
             return n
         data = self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
 
+def _bounded_lines(name: str, text: io.TextIOBase, limit: int) -> Iterator[str]:
+    """The lines of a text stream, each at most `limit` characters: a longer one is refused
+    as soon as `limit` characters of it were read (never read whole)."""
+    number = 0
+    while line := text.readline(limit + 1):
+        number += 1
+        if len(line) > limit:
+            raise BadDocument(name, f"line {number} is longer than {limit:,} characters (the limit of a CSV line)")
+        yield line
+
+
 def stream_csv(name: str, stream: BinaryIO, columns: Sequence[str], sample: int = 1 << 16) -> Iterator[dict]:
     """The rows of a CSV read from a binary stream a buffer at a time, never whole, in the
-    encoding its first `sample` bytes show. Raises BadDocument when a column is missing or
-    the file is not CSV text."""
+    encoding its first `sample` bytes show; a line longer than MAX_CSV_LINE_CHARS or a header
+    of more than MAX_CSV_COLUMNS columns is refused at once. Raises BadDocument when a column
+    is missing or the file is not CSV text."""
     head = stream.read(sample)
     encoding = detect_encoding(name, head, complete=len(head) < sample)
     text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, stream)), encoding=encoding, newline="")
-    reader = csv.DictReader(text)
+    reader = csv.DictReader(_bounded_lines(name, text, MAX_CSV_LINE_CHARS))
     try:
+        if len(reader.fieldnames or []) > MAX_CSV_COLUMNS:
+            raise BadDocument(name, f"CSV header has {len(reader.fieldnames):,} columns, more than the limit of {MAX_CSV_COLUMNS:,}")
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             shown = ", ".join((reader.fieldnames or [])[:12]) or "none"
@@ -298,11 +341,10 @@ def parse_document(
     max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES,
     max_ocr_pages: int = DEFAULT_MAX_OCR_PAGES,
     max_pdf_pages: int = DEFAULT_MAX_PDF_PAGES,
-    read_image: Callable[[bytes], ParsedDocument] | None = None,
 ) -> ParsedDocument:
     """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable.
     `csv_text_column` is the column (CSV, XLSX) or field (JSON) of each record's text;
-    `read_image` reads an image (the image family's analysis)."""
+    an image is read by the image family (assets.images), not here."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_TYPES:
         supported = ", ".join(sorted(SUPPORTED_TYPES))
@@ -310,9 +352,7 @@ def parse_document(
     if not data:
         raise BadDocument(name, "empty file (0 bytes)")
     if suffix in IMAGE_TYPES:
-        if read_image is None:
-            raise BadDocument(name, "an image, and no image analyzer was given to read it")
-        return read_image(data)
+        raise BadDocument(name, "an image, and no image analyzer was given to read it")
     if suffix in PDF_TYPES:
         return parse_pdf(name, data, max_ocr_pages, max_pdf_pages)
     if suffix in CSV_TYPES:
@@ -417,6 +457,8 @@ def parse_json(name: str, data: bytes, text_field: str, *, lines: bool) -> Parse
             records = loaded if isinstance(loaded, list) else [loaded]
     except ValueError as e:
         raise BadDocument(name, f"malformed JSON ({e})") from None
+    except RecursionError:
+        raise BadDocument(name, "JSON nested too deeply to read (more levels than Python's recursion limit)") from None
     units = []
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
@@ -425,7 +467,7 @@ def parse_json(name: str, data: bytes, text_field: str, *, lines: bool) -> Parse
         body = sanitize_text(value) if isinstance(value, str) else ""
         if body:
             extra = {k: str(v) for k, v in record.items() if k != text_field and isinstance(v, str | int | float | bool) and len(str(v)) <= 256}
-            units.append(Unit(text=body, row=number, metadata=extra))
+            units.append(Unit(text=body, row=number, metadata=user_fields(extra)[0]))
     if not units:
         raise BadDocument(name, f"no record with text in {text_field!r} ({len(records)} record(s); RAG_CSV_TEXT_COLUMN names the field)")
     return ParsedDocument(kind="jsonl" if lines else "json", units=units)
@@ -500,7 +542,7 @@ def parse_xlsx(name: str, data: bytes, text_column: str) -> ParsedDocument:
                 row = {h or f"column {i + 1}": v for i, (h, v) in enumerate(zip(header, values, strict=False)) if v is not None}
                 if has_text_column:
                     text = sanitize_text(str(row.get(text_column) or ""))
-                    extra = {k: str(v) for k, v in row.items() if k != text_column and len(str(v)) <= 256}
+                    extra = user_fields({k: str(v) for k, v in row.items() if k != text_column and len(str(v)) <= 256})[0]
                 else:
                     text = sanitize_text("; ".join(f"{k}: {v}" for k, v in row.items()))
                     extra = {}

@@ -17,6 +17,7 @@ class RagConfig(dg.ConfigurableResource):
     max_ocr_pages: int = 100  # pages without a text layer OCRed per PDF; more is refused
     max_pdf_pages: int = 2_000  # a PDF with more pages is refused
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # an image with more is refused before it is decoded
+    max_document_mb: int = 512  # a document of more bytes is refused before it is read; 0: no limit
     image_analyzer: str = "offline"  # RAG_IMAGE_ANALYZER: part of an image's pipeline
     max_seconds_per_document: float = 600.0  # reading one document (parse_sandbox); 0: no limit
     max_memory_mb: int = 2048  # the reader process's address space; 0: no limit

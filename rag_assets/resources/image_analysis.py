@@ -24,26 +24,31 @@ from rag_assets.lib.images import (
     VISION_PROMPT,
     Analysis,
     AnalyzerIdentity,
-    ImageFacts,
+    ImageReading,
     analyzer_identity,
-    jpeg_bytes,
     offline_analysis,
     parse_vision_answer,
 )
-from rag_assets.lib.parsing import BadDocument, ocr_image
+from rag_assets.lib.parsing import BadDocument
 from rag_assets.lib.sqlite import open_sqlite
 
 
 class ImageAnalyzer(dg.ConfigurableResource, ABC):
-    """Reads an image (as shown, longest side at most ANALYSIS_MAX_SIDE) into an Analysis.
-    Raises BadDocument(transient=True) when it cannot: a later run tries again."""
+    """Turns what was read of an image (lib.images.ImageReading: its facts, and the text OCR
+    read in it or a JPEG of it, as `reads_text` asks) into an Analysis. Raises
+    BadDocument(transient=True) when it cannot: a later run tries again."""
 
     @property
     @abstractmethod
     def identity(self) -> AnalyzerIdentity: ...
 
+    @property
+    def reads_text(self) -> bool:
+        """True: it wants the image's text (OCR, in the bounded reader process); False: the image as a JPEG."""
+        return False
+
     @abstractmethod
-    def analyze(self, name: str, image, facts: ImageFacts) -> Analysis: ...
+    def analyze(self, name: str, reading: ImageReading) -> Analysis: ...
 
 
 class OfflineImageAnalyzer(ImageAnalyzer):
@@ -55,8 +60,12 @@ class OfflineImageAnalyzer(ImageAnalyzer):
     def identity(self) -> AnalyzerIdentity:
         return analyzer_identity("offline")
 
-    def analyze(self, name: str, image, facts: ImageFacts) -> Analysis:
-        return offline_analysis(facts, ocr_image(image))
+    @property
+    def reads_text(self) -> bool:
+        return True
+
+    def analyze(self, name: str, reading: ImageReading) -> Analysis:
+        return offline_analysis(reading.facts, reading.seen_text or "")
 
 
 class OpenAIImageAnalyzer(ImageAnalyzer):
@@ -92,17 +101,17 @@ class OpenAIImageAnalyzer(ImageAnalyzer):
                 )
         return self._client
 
-    def analyze(self, name: str, image, facts: ImageFacts) -> Analysis:
+    def analyze(self, name: str, reading: ImageReading) -> Analysis:
         import openai
         from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-        url = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(image)).decode("ascii")
+        url = "data:image/jpeg;base64," + base64.b64encode(reading.jpeg or b"").decode("ascii")
         messages = [
             {"role": "system", "content": VISION_PROMPT},
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": f"What the file says of itself: {facts.describe()}"},
+                    {"type": "text", "text": f"What the file says of itself: {reading.facts.describe()}"},
                     {"type": "image_url", "image_url": {"url": url}},
                 ],
             },
