@@ -71,6 +71,9 @@ setup(
             "pytest>=8",
             "moto[server]>=5.0",
             "reportlab>=4.0",  # makes multi-page PDFs for tests and the benchmark corpus
+            # Property tests of what hostile input reaches: tenant names, keys, partition keys
+            # and thumbnail keys over arbitrary unicode, separators and lengths.
+            "hypothesis>=6.100",
         ],
     },
     entry_points={"console_scripts": ["rag-assets=rag_assets.cli:main"]},

@@ -1,4 +1,4 @@
-"""The image family: thumbnails beside the source, analyses (offline OCR + EXIF, or a vision
+"""The image family: thumbnails under the project's prefix of the source, analyses (offline OCR + EXIF, or a vision
 model through the openai client against the local fake), versioned and cached by content,
 their text in the index; sensors that never take a thumbnail for a document; limits."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from rag_assets.assets.images import image_reader
+from rag_assets.assets.images import read_image_document
 from rag_assets.lib.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     analyzer_identity,
@@ -28,6 +28,7 @@ from rag_assets.lib.images import (
 from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import BadDocument, parse_document
 from rag_assets.lib.reconcile import wanted_documents
+from rag_assets.parse_sandbox import ParseSandbox
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.image_analysis import (
     OfflineImageAnalyzer,
@@ -73,25 +74,32 @@ def png_header(width: int, height: int) -> bytes:
 @pytest.mark.parametrize(
     "tenant, key, thumbnail",
     [
-        ("acme", "acme/cat.jpg", "acme/thumbnails/cat.jpg"),
-        ("acme", "acme/trips/2024/boat.png", "acme/thumbnails/trips/2024/boat.png"),
-        ("acme", "acme/scan.tiff", "acme/thumbnails/scan.tiff.jpg"),  # browsers do not show TIFF
-        ("acme", "photos/beach.heic", "acme/thumbnails/photos/beach.heic.jpg"),  # a fixed tenant rule
+        ("acme", "acme/cat.jpg", ".rag-thumbnails/acme/acme/cat.jpg"),
+        ("acme", "acme/trips/2024/boat.png", ".rag-thumbnails/acme/acme/trips/2024/boat.png"),
+        ("acme", "acme/scan.tiff", ".rag-thumbnails/acme/acme/scan.tiff.jpg"),  # browsers do not show TIFF
+        ("acme", "photos/beach.heic", ".rag-thumbnails/acme/photos/beach.heic.jpg"),  # a fixed tenant rule
+        ("acme", "acme/thumbnails/mine.png", ".rag-thumbnails/acme/acme/thumbnails/mine.png"),  # a user's own folder
+        ("acme", "acme/../globex/logo.png", ".rag-thumbnails/acme/acme/%2E%2E/globex/logo.png"),  # S3 keys are keys
+        ("acme", "/acme//./x.png", ".rag-thumbnails/acme/%/acme/%/%2E/x.png"),
+        ("acme", "acme/\x1b]0;x\x07.png", ".rag-thumbnails/acme/acme/%1B]0;x%07.png"),
+        ("acme", "acme/" + "l" * 300 + ".png", ".rag-thumbnails/acme/%hash/" + "3a1f7d0c"),  # too long: by its hash
     ],
 )
 def test_thumbnail_keys(tenant, key, thumbnail):
-    assert thumbnail_key(tenant, key) == thumbnail
-    assert is_thumbnail(thumbnail) and not is_thumbnail(key)
+    made = thumbnail_key(tenant, key)
+    assert made == thumbnail or (thumbnail.endswith("3a1f7d0c") and made.startswith(thumbnail[:-8]) and made.endswith(".png"))
+    assert is_thumbnail(made) and not is_thumbnail(key)
+    assert "/../" not in made and "//" not in made and "/./" not in made and len(made.encode()) < 1024
 
 
 @pytest.mark.parametrize(
     "key, thumbnail",
     [
-        ("acme/thumbnails/cat.jpg", True),
-        ("acme/thumbnails/deep/cat.webp", True),
-        ("acme/thumbnails/report.pdf", False),  # only images in thumbnails/ are ours
+        (".rag-thumbnails/acme/acme/cat.jpg", True),
+        (".rag-thumbnails/acme/acme/report.pdf", True),  # nothing under the prefix is a document
+        ("acme/thumbnails/cat.jpg", False),  # the tenant's own folder: its images are documents
         ("thumbnails/cat.jpg", False),
-        ("acme/trips/thumbnails/cat.jpg", False),
+        (".rag-thumbnails", False),
     ],
 )
 def test_what_is_a_thumbnail(key, thumbnail):
@@ -99,8 +107,9 @@ def test_what_is_a_thumbnail(key, thumbnail):
 
 
 def test_the_planners_never_want_a_thumbnail():
-    objects = {k: StoredObject(k, "e", 1, 0.0, "v") for k in ("acme/cat.jpg", "acme/thumbnails/cat.jpg", "acme/a.pdf")}
-    assert sorted(wanted_documents(objects)) == ["acme/a.pdf", "acme/cat.jpg"]
+    keys = ("acme/cat.jpg", ".rag-thumbnails/acme/acme/cat.jpg", "acme/a.pdf", "acme/thumbnails/mine.png")
+    objects = {k: StoredObject(k, "e", 1, 0.0, "v") for k in keys}
+    assert sorted(wanted_documents(objects)) == ["acme/a.pdf", "acme/cat.jpg", "acme/thumbnails/mine.png"]
 
 
 @pytest.mark.parametrize(
@@ -216,9 +225,9 @@ def test_an_image_without_an_analyzer_is_refused():
 class CountingAnalyzer(OfflineImageAnalyzer):
     """The offline analyzer, counting its analyses (a unit test's window into the cache)."""
 
-    def analyze(self, name, image, facts):
+    def analyze(self, name, reading):
         CountingAnalyzer.calls.append(name)
-        return super().analyze(name, image, facts)
+        return super().analyze(name, reading)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -237,10 +246,17 @@ def read(root: Path, key: str, data: bytes, analyses, analyzer=None):
     (root / key).parent.mkdir(parents=True, exist_ok=True)
     (root / key).write_bytes(data)
     ref = DocRef(key.split("/")[0], str(root), key)
-    reader = image_reader(
-        ref, object_store=ObjectStore(), analyzer=analyzer or CountingAnalyzer(), analyses=analyses, max_pixels=DEFAULT_MAX_IMAGE_PIXELS
-    )
-    return parse_document(key, data, read_image=reader).units[0]
+    with ParseSandbox(60, 2048) as sandbox:  # in the bounded reader process, as raw_documents reads it
+        parsed = read_image_document(
+            ref,
+            data,
+            sandbox=sandbox,
+            object_store=ObjectStore(),
+            analyzer=analyzer or CountingAnalyzer(),
+            analyses=analyses,
+            max_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+        )
+    return parsed.units[0]
 
 
 def test_an_image_is_analyzed_once_per_content_and_analyzer(tmp_path, analyses):
@@ -248,8 +264,8 @@ def test_an_image_is_analyzed_once_per_content_and_analyzer(tmp_path, analyses):
     ferry = text_image(FERRY)
     first = read(tmp_path, "acme/ferry.png", ferry, analyses)
     assert "Last ferry at midnight" in first.text and first.text.startswith("PNG image, 1600 x 900 pixels.")
-    assert first.metadata["thumbnail_key"] == "acme/thumbnails/ferry.png" and first.metadata["analysis_version"] == 1
-    assert Image.open(tmp_path / "acme/thumbnails/ferry.png").size == (800, 450)
+    assert first.metadata["thumbnail_key"] == ".rag-thumbnails/acme/acme/ferry.png" and first.metadata["analysis_version"] == 1
+    assert Image.open(tmp_path / ".rag-thumbnails/acme/acme/ferry.png").size == (800, 450)
 
     assert read(tmp_path, "acme/ferry.png", ferry, analyses) == first  # read again: the same version
     copy = read(tmp_path, "globex/ferry-copy.png", ferry, analyses)  # the same bytes elsewhere: the cache
@@ -338,8 +354,8 @@ def test_images_are_indexed_and_found_and_a_new_analyzer_re_analyzes(rag_env, in
         {"key": "acme/huge.png", "reason": "image of 9,000 x 9,000 pixels, more than the limit of 64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)"}
     ]
     (hit,) = query(rag_env, "when does the last ferry leave", "acme", k=1)
-    assert hit.key == "acme/ferry.png" and hit.metadata["thumbnail_key"] == "acme/thumbnails/ferry.png"
-    assert hit.metadata["analysis_version"] == 1 and (inbox / "acme/thumbnails/ferry.png").exists()
+    assert hit.key == "acme/ferry.png" and hit.metadata["thumbnail_key"] == ".rag-thumbnails/acme/acme/ferry.png"
+    assert hit.metadata["analysis_version"] == 1 and (inbox / ".rag-thumbnails/acme/acme/ferry.png").exists()
     assert run_ingest(rag_env, instance, inbox).ingested == []  # a thumbnail is not a document; nothing changed
 
     monkeypatch.setenv("RAG_IMAGE_ANALYZER", "openai:gpt-4o-mini")
@@ -360,7 +376,7 @@ def test_the_event_sensor_ignores_thumbnails_and_a_deleted_image_loses_its_thumb
     bucket.put("acme/ferry.png", text_image(FERRY))
     first = h.tick()
     assert len(first.run_requests) == 1 and h.indexed_keys() == {"acme/ferry.png"}
-    thumbnail = bucket.s3.get_object(Bucket=bucket.name, Key="acme/thumbnails/ferry.png")["Body"].read()
+    thumbnail = bucket.s3.get_object(Bucket=bucket.name, Key=".rag-thumbnails/acme/acme/ferry.png")["Body"].read()
     assert Image.open(io.BytesIO(thumbnail)).size == (800, 450)
     assert h.tick().run_requests == []  # the thumbnail's own event asks for nothing
 
@@ -378,8 +394,8 @@ def test_the_listing_sensor_ignores_thumbnails_in_a_folder(instance, tmp_path, m
 
     inbox = local_source(tmp_path, monkeypatch, {"acme/ferry.png": text_image(FERRY)})
     h = Harness(instance, build_listing_sensor(ON))
-    assert len(h.tick().run_requests) == 1 and (inbox / "acme/thumbnails/ferry.png").exists()
+    assert len(h.tick().run_requests) == 1 and (inbox / ".rag-thumbnails/acme/acme/ferry.png").exists()
     assert h.tick().run_requests == []
     (inbox / "acme/ferry.png").unlink()
     assert [r.job_name for r in h.tick().run_requests] == ["purge_documents"]
-    assert not (inbox / "acme/thumbnails/ferry.png").exists() and h.indexed_keys() == set()
+    assert not (inbox / ".rag-thumbnails/acme/acme/ferry.png").exists() and h.indexed_keys() == set()

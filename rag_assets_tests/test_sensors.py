@@ -17,12 +17,13 @@ from dagster._daemon.sensor import fetch_existing_runs
 
 from rag_assets.assets.documents import INTERMEDIATE_ASSETS
 from rag_assets.definitions import build_definitions, build_resources
+from rag_assets.ingest import failed_documents
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
 from rag_assets.resources.io_manager import partition_uri
 from rag_assets.resources.vector_stores import VectorRow
-from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor, ingest_failure_sensor
+from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor
 from rag_assets.settings import Settings
 from rag_assets_tests.conftest import make_pdf
 
@@ -290,28 +291,14 @@ def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket
     assert target["document_ids"] == []  # nothing was indexed (no run was executed)
 
 
-def test_a_batch_with_an_unreadable_document_runs_again_without_it(instance, tmp_path, monkeypatch, rag_env):
+def test_a_batch_with_an_unreadable_document_writes_the_others_in_the_same_run(instance, tmp_path, monkeypatch, rag_env):
     files = {f"acme/{n}": f"Good document {n}." for n in ("a.txt", "b.txt")}
     inbox = local_source(tmp_path, monkeypatch, {**files, "acme/ab-bad.txt": bytes(range(256)) * 8})
     listing = Harness(instance, build_listing_sensor(ON))
-    listing.tick()  # one batch of three: it fails on ab-bad.txt
-    assert listing.indexed_keys() == set()
-    (failed,) = [r for r in instance.get_runs() if r.is_failure]
-
-    def on_failure():
-        event = next(iter(instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)))
-        context = dg.build_run_status_sensor_context(
-            sensor_name="ingest_failure_sensor", dagster_event=event.dagster_event, dagster_instance=instance,
-            dagster_run=failed, resources={"sync_config": listing.resources["sync_config"]},
-        ).for_run_failure()
-        return ingest_failure_sensor(context)
-
-    requests = on_failure()
-    assert len(requests) == 2  # a.txt alone and b.txt alone (ab-bad.txt sits between)
-    for request in requests:
-        listing.defs.resolve_job_def(request.job_name).execute_in_process(instance=instance, tags=request.tags)
+    listing.tick()  # one batch of three: a.txt and b.txt written, then the run fails naming ab-bad.txt
     assert listing.indexed_keys() == {"acme/a.txt", "acme/b.txt"}
-    assert [r.run_key for r in on_failure()] == [r.run_key for r in requests]  # the same keys: no duplicate runs
+    (run,) = instance.get_runs()
+    assert run.is_failure and [f["key"] for f in failed_documents(instance, run.run_id)] == ["acme/ab-bad.txt"]
 
     # The listing sensor does not ask for the unreadable document again until it changes.
     assert listing.tick().run_requests == []

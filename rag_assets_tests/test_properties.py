@@ -1,0 +1,114 @@
+"""Property tests (hypothesis) of what hostile names reach: the tenant rule, partition keys,
+thumbnail keys, what a terminal is shown, over arbitrary unicode, separators and lengths."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from rag_assets.lib.display import printable
+from rag_assets.lib.images import THUMBNAILS_PREFIX, is_thumbnail, thumbnail_key
+from rag_assets.lib.keys import (
+    BadTenant,
+    DocRef,
+    check_tenant,
+    decode_partition_key,
+    document_tenant,
+    encode_partition_key,
+    is_valid_tenant,
+    parse_root_registry,
+    root_registry_key,
+    tenant_from_key,
+)
+
+# Separators and the characters paths, partition keys, SQL and terminals treat specially.
+AWKWARD = "/\\|,[].:%'\"`$;*?~@_-\x00\x07\x1b\n\r\t\u202e\u2028 "
+text = st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(AWKWARD), max_size=300)
+tenant_like = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", fullmatch=True).filter(lambda t: ".." not in t)
+
+
+def independent_rule(tenant: str) -> bool:
+    """The tenant rule, said again without the project's regex."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-")
+    return (
+        1 <= len(tenant) <= 128
+        and tenant[0].isascii()
+        and tenant[0].isalnum()
+        and all(c in allowed for c in tenant)
+        and ".." not in tenant
+    )
+
+
+@given(text)
+@example("acme")
+@example("..")
+@example("a..b")
+@example("-acme")
+@example("a" * 129)
+@example("acme\n")
+def test_the_tenant_rule_is_exactly_the_documented_one(tenant):
+    assert is_valid_tenant(tenant) is independent_rule(tenant)
+
+
+@given(tenant_like)
+def test_a_valid_tenant_is_one_harmless_path_segment(tenant):
+    assert check_tenant(tenant) == tenant
+    assert "/" not in tenant and "\\" not in tenant and tenant not in (".", "..") and printable(tenant) == tenant
+
+
+@given(text.filter(lambda t: not independent_rule(t)))
+def test_an_invalid_tenant_is_refused_by_name(tenant):
+    try:
+        check_tenant(tenant)
+    except BadTenant as e:
+        assert "tenant" in str(e)
+    else:
+        raise AssertionError(f"{tenant!r} was accepted")
+
+
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(AWKWARD), min_size=1, max_size=40), min_size=2, max_size=6))
+def test_a_key_gives_a_valid_tenant_or_a_clear_error(segments):
+    key = "/".join(segments)
+    try:
+        tenant = tenant_from_key(key, "segment:0")
+    except ValueError as e:
+        assert "tenant" in str(e)
+    else:
+        assert is_valid_tenant(tenant) and tenant == key.strip("/").split("/")[0]
+
+
+roots = st.sampled_from(["s3://bucket", "s3://my.bucket", "/srv/in box", "/srv/a|b,c", "/", "/data/..."])
+
+
+@given(tenant_like, text, roots)
+def test_partition_keys_round_trip_and_are_dagster_safe(tenant, key, root):
+    ref = DocRef(tenant, root, key)
+    encoded = encode_partition_key(ref)
+    assert decode_partition_key(encoded, parse_root_registry([root_registry_key(root)])) == ref
+    assert "..." not in encoded and not re.search(r"[\x00-\x1f\x7f,\[\]]", encoded)
+    assert document_tenant(ref.document_id, ref.uri) == tenant
+
+
+@settings(max_examples=300)
+@given(tenant_like, text, text)
+def test_thumbnail_keys_stay_under_the_prefix_and_never_share(tenant, key, other):
+    made = thumbnail_key(tenant, key)
+    assert made.startswith(f"{THUMBNAILS_PREFIX}/{tenant}/") and is_thumbnail(made)
+    segments = made.split("/")
+    assert "" not in segments and "." not in segments and ".." not in segments
+    assert len(made.encode("utf-8")) <= 1024 and all(len(s.encode("utf-8")) <= 255 for s in segments)
+    assert printable(made) == made  # nothing a terminal would act on
+    if other != key:
+        assert thumbnail_key(tenant, other) != made
+
+
+@given(text)
+def test_what_a_terminal_is_shown_has_no_control_characters(value):
+    shown = printable(value)
+    assert not any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in shown)
+    assert "\u202e" not in shown
+    if all(unicodedata.category(c) not in ("Cc", "Zl", "Zp", "Cs", "Cf") for c in value):
+        assert shown == value  # ordinary text, accents and all, is shown as it is
