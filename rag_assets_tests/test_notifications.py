@@ -24,6 +24,7 @@ from rag_assets.lib.notifications import (
     in_order,
     notification,
     publisher_token,
+    run_failure_reason,
     safe_cursor,
     signature,
     tenant_token,
@@ -82,6 +83,18 @@ def test_tokens_and_signatures():
     body = message().body()
     assert verify(SECRET, body, signature(SECRET, body))
     assert not verify(SECRET, body + b" ", signature(SECRET, body)) and not verify(SECRET, body, None)
+
+
+@pytest.mark.parametrize(
+    "tenants, told",
+    [
+        ({"acme"}, "PermissionError: /srv/in/acme/plans.txt"),  # every document acme's: the error itself
+        (["acme", "acme"], "PermissionError: /srv/in/acme/plans.txt"),
+        ({"acme", "globex"}, "its run r-1 failed; an operator can see why in Dagster"),  # it may quote the other's
+    ],
+)
+def test_a_run_s_error_is_told_only_to_the_tenant_of_all_its_documents(tenants, told):
+    assert run_failure_reason("r-1", "PermissionError: /srv/in/acme/plans.txt", tenants) == told
 
 
 @pytest.mark.parametrize(
@@ -314,6 +327,40 @@ def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, mon
     failed = next(m for m in receiver.messages if m["type"] == "failed")
     assert failed["detail"]["reason"].startswith("corrupt PDF") and failed["run_id"]
     assert len({m["id"] for m in receiver.messages}) == len(receiver.messages)
+
+
+def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance, tmp_path, monkeypatch, rag_env, receiver):
+    from rag_assets.ingest import discover, ingest
+    from rag_assets.resources.object_store import ObjectStore
+
+    inbox = local_source(tmp_path, monkeypatch, {"acme/merger-plans.txt": "Confidential.", "globex/b.txt": "Magnets."})
+    private = str(inbox / "acme/merger-plans.txt")
+    read = ObjectStore.read
+
+    def read_or_refuse(self, uri):  # the store refuses acme's file: a step error, no document named
+        if uri == private:
+            raise PermissionError(13, "Permission denied", uri)
+        return read(self, uri)
+
+    monkeypatch.setattr(ObjectStore, "read", read_or_refuse)
+    sensor, notifier = build_notification_sensor({}, ON), WebhookNotifier(url=receiver.url, secret=SECRET)
+    cursor = notify_tick(instance, sensor, notifier, None)
+    refs, _ = discover([str(inbox)], ObjectStore(), None, "segment:0")
+    defs = build_definitions(rag_env)
+    both = ingest(refs, defs=defs, instance=instance)
+    assert len(both.runs) == 1 and len(both.failed) == 2 and private in both.failed[0]["reason"]  # one run, both tenants
+    cursor = notify_tick(instance, sensor, notifier, cursor)
+    failed = {m["tenant"]: m for m in receiver.messages if m["type"] == "failed"}
+    assert set(failed) == {"acme", "globex"}
+    for m in failed.values():  # globex never hears of acme's file; acme is told as much as globex
+        assert m["detail"]["reason"] == f"its run {both.runs[0]} failed; an operator can see why in Dagster"
+    assert all("merger" not in json.dumps(m) for m in receiver.messages if m["tenant"] == "globex")
+
+    alone = ingest({r: v for r, v in refs.items() if r.tenant == "acme"}, defs=defs, instance=instance)
+    notify_tick(instance, sensor, notifier, cursor)
+    told = [m for m in receiver.messages if m["type"] == "failed" and m["run_id"] == alone.runs[0]]
+    assert [m["tenant"] for m in told] == ["acme"]  # a run of acme's documents only: the error itself
+    assert told[0]["detail"]["reason"].startswith("PermissionError: [Errno 13] Permission denied") and private in told[0]["detail"]["reason"]
 
 
 # --- a real daemon ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 # Per document, in the order a document lives them; a catchup date gets the same.
@@ -45,6 +45,16 @@ def notification(storage_id: int, kind: str, tenant: str, document_key: str, run
     if kind not in TYPES:
         raise ValueError(f"unknown notification type {kind!r}")
     return Notification(message_id(storage_id, kind, tenant, document_key), kind, tenant, document_key, run_id, at, detail)
+
+
+def run_failure_reason(run_id: str, error: str, run_tenants: Collection[str]) -> str:
+    """What a tenant is told of a run that failed as a whole (no document named): the run's
+    error only when every document of the run is that tenant's (an error may quote any of
+    the run's documents: a path, a key); else a generic reason with the run id, which an
+    operator looks up in Dagster."""
+    if len(set(run_tenants)) == 1:
+        return error
+    return f"its run {run_id} failed; an operator can see why in Dagster"
 
 
 def tenant_token(secret: str, tenant: str) -> str:
