@@ -6,6 +6,8 @@ a real daemon telling each tenant, in order, what happens to its documents."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import queue
@@ -21,14 +23,15 @@ import pytest
 from rag_assets.cli import watch_line
 from rag_assets.definitions import build_definitions
 from rag_assets.lib.notifications import (
+    WebhookRefused,
     in_order,
     notification,
     publisher_token,
     run_failure_reason,
     safe_cursor,
-    signature,
+    sign_webhook,
     tenant_token,
-    verify,
+    verify_webhook,
 )
 from rag_assets.notify_hub import run as run_hub
 from rag_assets.resources.notifiers import (
@@ -45,6 +48,7 @@ from rag_assets_tests.live import Daemon, sensor_has_ticked, wait_for
 from rag_assets_tests.test_sensors import ON, Harness, local_source
 
 SECRET = "test-secret"
+NOW = 1_700_000_000
 
 
 def message(kind="ingested", tenant="acme", key="acme/a.txt", sid=1, **detail):
@@ -77,12 +81,39 @@ def test_messages_go_in_event_order_and_ids_are_stable():
         message("done")
 
 
-def test_tokens_and_signatures():
+def test_tokens():
     assert tenant_token(SECRET, "acme") != tenant_token(SECRET, "globex") != tenant_token("other", "globex")
     assert publisher_token(SECRET) not in (tenant_token(SECRET, "acme"), tenant_token(SECRET, "publisher"))
-    body = message().body()
-    assert verify(SECRET, body, signature(SECRET, body))
-    assert not verify(SECRET, body + b" ", signature(SECRET, body)) and not verify(SECRET, body, None)
+
+
+BODY = b'{"id":"1","tenant":"acme"}'
+
+
+@pytest.mark.parametrize(
+    "header, body, now, why",
+    [
+        (sign_webhook(SECRET, BODY, NOW), BODY, NOW + 300, None),  # within the window
+        (sign_webhook(SECRET, BODY, NOW), BODY, NOW - 300, None),  # a sender's clock a little ahead
+        (f"t={NOW},v1={'0' * 64},v1={sign_webhook(SECRET, BODY, NOW).partition('v1=')[2]}", BODY, NOW, None),
+        (sign_webhook(SECRET, BODY, NOW), BODY, NOW + 301, "signed 301 s ago, outside the 300 s window"),  # a replay
+        (sign_webhook(SECRET, BODY, NOW), BODY, NOW - 301, "signed 301 s ahead"),
+        (sign_webhook(SECRET, BODY, NOW), BODY + b" ", NOW, "the signature does not match"),
+        (sign_webhook("other", BODY, NOW), BODY, NOW, "the signature does not match"),
+        (sign_webhook(SECRET, BODY, NOW).replace(f"t={NOW}", f"t={NOW + 100}"), BODY, NOW, "the signature does not match"),
+        ("sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest(), BODY, NOW, "no t=TIMESTAMP"),  # old style
+        (None, BODY, NOW, "no t=TIMESTAMP"),
+        (f"t=soon,v1={'0' * 64}", BODY, NOW, "no t=TIMESTAMP"),
+        (f"t={NOW}", BODY, NOW, "no t=TIMESTAMP"),
+        (f"t={NOW},t={NOW},v1=x", BODY, NOW, "no t=TIMESTAMP"),
+        (f"t={NOW},v1=\u00e9", BODY, NOW, "the signature does not match"),
+    ],
+)
+def test_a_webhook_signature_holds_within_its_window_only(header, body, now, why):
+    if why is None:
+        assert verify_webhook(SECRET, header, body, now) == NOW
+    else:
+        with pytest.raises(WebhookRefused, match=re.escape(why)):
+            verify_webhook(SECRET, header, body, now)
 
 
 @pytest.mark.parametrize(
@@ -144,6 +175,24 @@ def test_a_webhook_gets_each_message_signed_and_retries_a_5xx(receiver):
 
     unsigned = WebhookNotifier(url=receiver.url, secret="wrong").send(messages[:1], time.monotonic() + 10)
     assert (unsigned.sent, unsigned.dropped, receiver.rejected) == (0, 1, 1)  # a 401 is not retried
+
+
+def test_a_replayed_webhook_is_refused_and_a_fresh_one_accepted():
+    import httpx
+
+    receiver = WebhookReceiver(SECRET, tolerance=1)  # a short window, so a replay is old within the test
+    try:
+        notifier = WebhookNotifier(url=receiver.url, secret=SECRET)
+        assert notifier.send([message(sid=1)], time.monotonic() + 10).sent == 1
+        ((headers, body),) = receiver.requests
+        assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64}", headers["X-Rag-Signature"])
+        time.sleep(2.1)
+        replayed = httpx.post(receiver.url, content=body, headers={k: headers[k] for k in ("X-Rag-Signature", "Content-Type")})
+        assert replayed.status_code == 401 and "outside the 1 s window" in receiver.refusals[-1]
+        assert notifier.send([message(sid=1)], time.monotonic() + 10).sent == 1  # the same message, signed now
+        assert (len(receiver.messages), receiver.rejected) == (2, 1)
+    finally:
+        receiver.stop()
 
 
 def test_a_webhook_that_is_down_costs_a_bounded_time_and_is_counted():

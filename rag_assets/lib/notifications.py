@@ -7,13 +7,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 # Per document, in the order a document lives them; a catchup date gets the same.
 QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED = "queued", "started", "ingested", "unchanged", "failed", "deleted"
 TYPES = (QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED)
-SIGNATURE_HEADER = "X-Rag-Signature"  # webhook: "sha256=" + HMAC-SHA256(RAG_NOTIFY_SECRET, body)
+# Webhook: "t=UNIX,v1=" + hex HMAC-SHA256(RAG_NOTIFY_SECRET, f"{t}." + body) (sign_webhook).
+SIGNATURE_HEADER = "X-Rag-Signature"
+WEBHOOK_TOLERANCE_SECONDS = 300  # how far a receiver lets a signature's timestamp be from its clock
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,41 @@ def publisher_token(secret: str) -> str:
     return hmac.new(secret.encode(), b"publisher", hashlib.sha256).hexdigest()
 
 
-def signature(secret: str, body: bytes) -> str:
-    """A webhook body's signature header value."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+# --- webhook signatures ------------------------------------------------------------------------
 
 
-def verify(secret: str, body: bytes, header: str | None) -> bool:
-    return header is not None and hmac.compare_digest(signature(secret, body), header)
+class WebhookRefused(ValueError):
+    """A webhook request whose signature or timestamp does not hold; the message says which."""
+
+
+def _webhook_mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
+    """The `X-Rag-Signature` value of a body sent at `timestamp` (seconds since the epoch)."""
+    return f"t={int(timestamp)},v1={_webhook_mac(secret, int(timestamp), body)}"
+
+
+def verify_webhook(secret: str, header: str | None, body: bytes, now: float, tolerance: float = WEBHOOK_TOLERANCE_SECONDS) -> int:
+    """What a receiver runs on each request: the signature's timestamp if the header signs
+    this body with `secret` and the timestamp is within `tolerance` seconds of `now`; else
+    WebhookRefused. A request captured and sent again later is refused once the window has
+    passed; within it, drop message ids already seen (X-Rag-Message-Id: delivery is at least
+    once anyway). Several `v1=` (a secret being changed) are accepted if one matches."""
+    fields = [part.strip().partition("=") for part in (header or "").split(",")]
+    stamps = [value for name, _, value in fields if name == "t"]
+    signatures = [value for name, _, value in fields if name == "v1"]
+    if len(stamps) != 1 or not re.fullmatch(r"[0-9]{1,12}", stamps[0]) or not signatures:
+        raise WebhookRefused(f"no t=TIMESTAMP,v1=SIGNATURE in {SIGNATURE_HEADER}")
+    timestamp = int(stamps[0])
+    expected = _webhook_mac(secret, timestamp, body).encode()
+    if not any(hmac.compare_digest(expected, s.encode("ascii", "replace")) for s in signatures):
+        raise WebhookRefused("the signature does not match the body")
+    if abs(now - timestamp) > tolerance:
+        when = f"{now - timestamp:.0f} s ago" if now > timestamp else f"{timestamp - now:.0f} s ahead"
+        raise WebhookRefused(f"signed {when}, outside the {tolerance:g} s window (a replay?)")
+    return timestamp
 
 
 def safe_cursor(counts: dict[str, Sequence[int]], limit: int, after: int) -> int:
