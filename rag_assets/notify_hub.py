@@ -5,7 +5,8 @@ subscribes to one tenant. Every connection says who it is in its first message:
     {"publish": PUBLISHER_TOKEN}                   -> then messages, each to its tenant's subscribers
 
 Tokens are HMACs of RAG_NOTIFY_SECRET (lib.notifications.tenant_token, publisher_token): a
-client without a tenant's token is refused (close code 1008) and hears nothing.
+client without a tenant's token is refused (close code 1008) and hears nothing. A publisher
+message that is not a JSON object with a valid tenant is dropped and counted; the relay goes on.
 
     python -m rag_assets.notify_hub --url ws://127.0.0.1:8765   (make dev starts it when RAG_NOTIFY=ws://...)
 """
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from rag_assets.lib.keys import is_valid_tenant
 from rag_assets.lib.notifications import publisher_token, tenant_token
 
 log = logging.getLogger("rag_assets.notify_hub")
@@ -36,6 +38,7 @@ class Hub:
             raise ValueError("the hub needs RAG_NOTIFY_SECRET: tenants' tokens are derived from it")
         self.secret = secret
         self.subscribers: dict[str, set[ServerConnection]] = defaultdict(set)
+        self.dropped = 0  # publisher messages dropped: not JSON, not an object, no valid tenant
 
     async def handle(self, connection: ServerConnection) -> None:
         try:
@@ -68,10 +71,21 @@ class Hub:
     async def relay(self, publisher: ServerConnection) -> None:
         async for raw in publisher:
             try:
-                tenant = json.loads(raw)["tenant"]
-            except (ValueError, KeyError, TypeError):
+                text = raw.decode() if isinstance(raw, bytes) else raw
+                message = json.loads(text)
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+                self.drop("not JSON")
                 continue
-            broadcast(self.subscribers.get(tenant, ()), raw)
+            if not isinstance(message, dict):
+                self.drop("not a JSON object")
+            elif not is_valid_tenant(message.get("tenant")):
+                self.drop("no valid tenant")
+            else:
+                broadcast(self.subscribers.get(message["tenant"], ()), text)
+
+    def drop(self, why: str) -> None:
+        self.dropped += 1
+        log.warning("dropped a publisher message (%s); %d dropped since the hub started", why, self.dropped)
 
 
 async def run(host: str, port: int, secret: str, ready: asyncio.Event | None = None) -> None:

@@ -306,6 +306,26 @@ def test_the_hub_gives_each_tenant_its_own_messages_and_refuses_others(hub):
     acme.close()
 
 
+def test_the_relay_drops_malformed_publisher_messages_and_goes_on(hub, caplog):
+    from websockets.sync.client import connect
+
+    caplog.set_level("WARNING", logger="rag_assets.notify_hub")
+    acme = subscribe(hub, "acme", tenant_token(SECRET, "acme"))
+    assert json.loads(acme.recv(timeout=5)) == {"subscribed": "acme"}
+    with connect(hub, open_timeout=5) as publisher:
+        publisher.send(json.dumps({"publish": publisher_token(SECRET)}))
+        malformed = ["not json", "[1, 2]", '"acme"', '{"no": "tenant"}', '{"tenant": ["acme"]}', '{"tenant": {"a": 1}}',
+                     '{"tenant": "../acme"}', b"\xff\xfe", "[" * 100_000]  # fmt: skip
+        for raw in malformed:
+            publisher.send(raw)
+        good = message(sid=7)
+        publisher.send(json.dumps(good.as_json()))  # the same connection, still relayed
+        assert json.loads(acme.recv(timeout=5))["id"] == good.id
+    dropped = [r.getMessage() for r in caplog.records if "dropped a publisher message" in r.getMessage()]
+    assert len(dropped) == len(malformed) and dropped[-1].endswith(f"{len(malformed)} dropped since the hub started")
+    acme.close()
+
+
 def test_watch_prints_a_tenant_s_messages_as_json_lines(hub):
     env = {**os.environ, "RAG_NOTIFY_SECRET": SECRET}
     watch = subprocess.Popen(
