@@ -212,55 +212,153 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def watch_line(message: dict) -> str:
-    """One notification for a person: when, what, which document, and the figures or reason."""
-    detail = message.get("detail") or {}
+    """One notification for a person: when, what, which document, and the figures or reason;
+    whatever the hub sent, its control characters made visible (lib.display.printable)."""
+    from rag_assets.lib.display import printable
+
+    detail = message.get("detail") if isinstance(message.get("detail"), dict) else {}
     shown = {k: v for k, v in detail.items() if k not in ("documents", "position") and v is not None}
     extra = "  " + ", ".join(f"{k} {v}" for k, v in shown.items()) if shown else ""
-    at = time.strftime("%H:%M:%S", time.localtime(message["at"]))
-    return f"{at} {message['type']:<9} {message['document_key']}{extra}"
+    try:
+        at = time.strftime("%H:%M:%S", time.localtime(float(message.get("at"))))
+    except (TypeError, ValueError, OverflowError, OSError):
+        at = "--:--:--"
+    return printable(f"{at} {message.get('type', '?')!s:<9} {message.get('document_key', '?')}{extra}")
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
+WATCH_REFUSED, WATCH_USAGE, WATCH_UNREACHABLE = 1, 2, 3  # `watch` exit codes (README, Progress notifications)
+
+
+class _Refused(Exception):
+    """The hub said no (close code 1008) or is not a hub: final, not retried."""
+
+
+def _watch_once(url: str, tenant: str, token: str, args: argparse.Namespace, announce: str) -> str:
+    """One connection to the hub: subscribe, then print what comes. Returns why it ended (the
+    hub went away: try again); raises _Refused, or OSError and the like (not reachable)."""
     from tqdm import tqdm
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    from rag_assets.lib.notifications import tenant_token
+    from rag_assets.lib.display import printable
 
-    url = args.url or os.environ.get("RAG_NOTIFY") or ""
-    if not url.startswith(("ws://", "wss://")):
-        print("rag-assets watch: give --url ws://HOST:PORT or set RAG_NOTIFY to the hub's ws:// address", file=sys.stderr)
-        return 2
-    secret = os.environ.get("RAG_NOTIFY_SECRET", "")
     bars: dict[str, tqdm] = {}  # run id -> the progress of its batch
     try:
-        with connect(url, open_timeout=10) as hub:
-            hub.send(json.dumps({"subscribe": args.tenant, "token": tenant_token(secret, args.tenant)}))
+        with connect(url, open_timeout=10, close_timeout=1) as hub:
+            hub.send(json.dumps({"subscribe": tenant, "token": token}))
             try:
-                json.loads(hub.recv(timeout=10))["subscribed"]
-            except ConnectionClosed as e:
-                print(f"rag-assets watch: refused by {url}: {e.rcvd.reason if e.rcvd else e}", file=sys.stderr)
-                return 1
-            if not args.json:
-                print(f"watching tenant {args.tenant!r} at {url} (Ctrl-C to stop)", file=sys.stderr)
+                answer = json.loads(hub.recv(timeout=10))  # a TimeoutError: a busy hub, tried again
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict) or answer.get("subscribed") != tenant:
+                raise _Refused(f"{url} did not answer as a notification hub")
+            print(announce, file=sys.stderr, flush=True)
             for raw in hub:
-                message = json.loads(raw)
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    message = None
+                if not isinstance(message, dict):
+                    shown = printable(raw[:200])
+                    print(f"rag-assets watch: skipped a message that is not a JSON object: {shown}", file=sys.stderr)
+                    continue
                 if args.json:
-                    print(json.dumps(message), flush=True)
+                    print(json.dumps(message), flush=True)  # JSON escapes every control character
                     continue
                 tqdm.write(watch_line(message), file=sys.stdout)
-                run_id, kind, detail = message["run_id"], message["type"], message.get("detail") or {}
-                if kind == "started" and detail.get("documents", 1) > 1 and run_id not in bars:
-                    bars[run_id] = tqdm(total=detail["documents"], unit="doc", desc=f"run {run_id[:8]}", file=sys.stderr, disable=None)
+                run_id, kind, detail = str(message.get("run_id")), message.get("type"), message.get("detail")
+                documents = detail.get("documents") if isinstance(detail, dict) else None
+                if kind == "started" and isinstance(documents, int) and documents > 1 and run_id not in bars:
+                    desc = f"run {printable(run_id[:8])}"
+                    bars[run_id] = tqdm(total=documents, unit="doc", desc=desc, file=sys.stderr, disable=None)
                 elif kind in ("ingested", "unchanged", "failed") and run_id in bars:
                     bars[run_id].update(1)
                     if bars[run_id].n >= bars[run_id].total:
                         bars.pop(run_id).close()
+        return "the hub closed the connection"
+    except ConnectionClosed as e:
+        if e.rcvd is not None and e.rcvd.code == 1008:
+            raise _Refused(e.rcvd.reason or "no reason given") from None
+        return f"lost the hub ({printable(e)})"
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow one tenant's notifications with its watch token (RAG_NOTIFY_TOKEN), reconnecting
+    with backoff while the hub is not there; a refusal (a bad token) is final."""
+    from websockets.exceptions import InvalidHandshake, InvalidURI
+
+    from rag_assets.lib.display import printable
+    from rag_assets.lib.keys import BadTenant, check_tenant
+    from rag_assets.lib.notifications import parse_duration
+
+    url = args.url or os.environ.get("RAG_NOTIFY") or ""
+    if not url.startswith(("ws://", "wss://")):
+        print("rag-assets watch: give --url ws://HOST:PORT or set RAG_NOTIFY to the hub's ws:// address",
+              file=sys.stderr)  # fmt: skip
+        return WATCH_USAGE
+    token = os.environ.get("RAG_NOTIFY_TOKEN", "").strip()
+    try:
+        tenant = check_tenant(args.tenant)
+        if not token:
+            raise ValueError("set RAG_NOTIFY_TOKEN to the tenant's watch token (an operator makes it: notify-token)")
+        retry_for = parse_duration(args.retry_for) if args.retry_for else None
+    except (BadTenant, ValueError) as e:
+        print(f"rag-assets watch: {e}", file=sys.stderr)
+        return WATCH_USAGE
+    delay, connected = args.backoff_seconds, False
+    give_up = time.monotonic() + retry_for if retry_for else None
+    watching = f"watching tenant {tenant!r} at {printable(url)} (Ctrl-C to stop)"
+    try:
+        while True:
+            announce = watching if not connected else f"reconnected: {watching}; what was sent meanwhile is missed"
+            try:
+                problem = _watch_once(url, tenant, token, args, announce)
+                connected, delay, what = True, args.backoff_seconds, "reconnecting"  # it was subscribed
+                give_up = time.monotonic() + retry_for if retry_for else None
+            except _Refused as e:
+                print(f"rag-assets watch: refused: {printable(e)}", file=sys.stderr)
+                return WATCH_REFUSED
+            except InvalidURI as e:
+                print(f"rag-assets watch: {printable(e)}", file=sys.stderr)
+                return WATCH_USAGE
+            except (OSError, TimeoutError, InvalidHandshake) as e:
+                problem, what = f"hub not reachable ({printable(url)}: {printable(e)})", "retrying"
+            if give_up is not None and time.monotonic() + delay > give_up:
+                print(f"rag-assets watch: {problem}; gave up after {args.retry_for}", file=sys.stderr)
+                return WATCH_UNREACHABLE
+            print(f"rag-assets watch: {problem}, {what} in {delay:g}s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(delay * 2, args.backoff_max_seconds)
     except KeyboardInterrupt:
         return 0
-    except (OSError, ConnectionClosed) as e:
-        print(f"rag-assets watch: {url}: {e}", file=sys.stderr)
-        return 1
+
+
+def cmd_notify_token(args: argparse.Namespace) -> int:
+    """Print a tenant's watch token (for `rag-assets watch`, RAG_NOTIFY_TOKEN), made from
+    RAG_NOTIFY_SECRET and RAG_NOTIFY_KEY_ID; its id, expiry and how to revoke it on stderr."""
+    from rag_assets.lib.keys import BadTenant
+    from rag_assets.lib.notifications import parse_duration, token_id, watch_token
+    from rag_assets.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        if not settings.notify_secret:
+            raise ValueError("set RAG_NOTIFY_SECRET (the hub's): tokens are signed with it")
+        expires = int(time.time()) + parse_duration(args.ttl)
+        token = watch_token(settings.notify_secret, args.tenant, expires, settings.notify_key_id)
+    except (BadTenant, ValueError) as e:
+        print(f"rag-assets notify-token: {e}", file=sys.stderr)
+        return 2
+    print(token)
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+    print(
+        f"tenant {args.tenant!r}, key id {settings.notify_key_id}, valid until {until}; token id {token_id(token)} "
+        "(to revoke this token alone, add its id to the file RAG_NOTIFY_REVOKED names)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -297,11 +395,23 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--wait", action="store_true", help="poll until over; exit 1 if something failed or canceled")
     status.add_argument("--poll-seconds", type=float, default=2.0, help=argparse.SUPPRESS)
     status.set_defaults(func=cmd_status, remote=True)
-    watch = sub.add_parser("watch", help="print one tenant's progress notifications as they arrive (the RAG_NOTIFY hub)")
+    watch_help = "print one tenant's progress notifications as they arrive (the RAG_NOTIFY hub, RAG_NOTIFY_TOKEN)"
+    watch = sub.add_parser("watch", help=watch_help)
     watch.add_argument("--tenant", required=True)
-    watch.add_argument("--url", help="the hub (default RAG_NOTIFY, a ws:// address); RAG_NOTIFY_SECRET gives the tenant's token")
+    watch.add_argument("--url", help="the hub (default RAG_NOTIFY): ws://HOST:PORT or wss://HOST:PORT")
     watch.add_argument("--json", action="store_true", help="one message per line, as sent")
+    retry_help = "while the hub cannot be reached, try this long (30s, 5m), then exit 3 (default: forever)"
+    watch.add_argument("--retry-for", metavar="DURATION", help=retry_help)
+    watch.add_argument("--backoff-seconds", type=float, default=0.5, help=argparse.SUPPRESS)
+    watch.add_argument("--backoff-max-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     watch.set_defaults(func=cmd_watch, remote=True)
+    from rag_assets.lib.notifications import DEFAULT_TTL
+
+    token = sub.add_parser("notify-token", help="print a tenant's watch token for `watch` (made with RAG_NOTIFY_SECRET)")
+    token.add_argument("--tenant", required=True)
+    ttl_help = f"how long it is valid: 30s, 15m, 12h, 7d (default {DEFAULT_TTL}, at most 366d)"
+    token.add_argument("--ttl", default=DEFAULT_TTL, metavar="DURATION", help=ttl_help)
+    token.set_defaults(func=cmd_notify_token, remote=True)
     return p
 
 

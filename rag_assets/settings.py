@@ -49,7 +49,9 @@ class Settings:
     embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
     model_cache: str | None = None  # where local:MODEL+int8 keeps its ONNX export (default ~/.cache/rag_assets/models)
     notify: str | None = None  # progress notifications: none, webhook:URL, apigateway:ENDPOINT?table=T, ws://HOST:PORT
-    notify_secret: str | None = None  # signs webhooks; the hub's tokens are derived from it
+    notify_secret: str | None = None  # signs webhooks and the hub's watch tokens (rag-assets notify-token)
+    notify_key_id: str = "1"  # the hub accepts watch tokens of this key id only: change it to refuse all older ones
+    notify_revoked: str | None = None  # a file of revoked watch token ids, one a line (the hub re-reads it)
     openai_requests_per_second: float = 20.0  # the account's limits: the catchup pipeline's by default
     openai_tokens_per_minute: float = 1_000_000.0
 
@@ -109,6 +111,8 @@ class Settings:
             model_cache=env.get("RAG_MODEL_CACHE") or None,
             notify=env.get("RAG_NOTIFY") or None,
             notify_secret=env.get("RAG_NOTIFY_SECRET") or None,
+            notify_key_id=env.get("RAG_NOTIFY_KEY_ID") or d.notify_key_id,
+            notify_revoked=env.get("RAG_NOTIFY_REVOKED") or None,
             openai_requests_per_second=float(env.get("RAG_OPENAI_REQUESTS_PER_SECOND") or d.openai_requests_per_second),
             openai_tokens_per_minute=float(env.get("RAG_OPENAI_TOKENS_PER_MINUTE") or d.openai_tokens_per_minute),
         )

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import dagster as dg
 
 from rag_assets.lib.errors import describe_error
-from rag_assets.lib.notifications import SIGNATURE_HEADER, Notification, publisher_token, signature
+from rag_assets.lib.notifications import SIGNATURE_HEADER, Notification, publisher_token, sign_webhook
 
 
 @dataclass
@@ -73,8 +73,9 @@ class _Retryable(Exception):
 
 
 class WebhookNotifier(Notifier):
-    """An HTTP POST of each message's JSON, signed: `X-Rag-Signature: sha256=HMAC(secret, body)`
-    (RAG_NOTIFY_SECRET), its id in `X-Rag-Message-Id`. 429, 5xx and connection errors are
+    """An HTTP POST of each message's JSON, signed with the time it is sent:
+    `X-Rag-Signature: t=UNIX,v1=HMAC(secret, "UNIX." + body)` (RAG_NOTIFY_SECRET; a receiver
+    refuses an old timestamp: a replay), its id in `X-Rag-Message-Id`. 429, 5xx and connection errors are
     retried with backoff; once a message cannot be delivered the rest of the tick's are
     dropped too (the receiver is down: trying each would only hold the tick)."""
 
@@ -91,11 +92,11 @@ class WebhookNotifier(Notifier):
             for n, message in enumerate(messages):
                 body = message.body()
                 headers = {"Content-Type": "application/json", "X-Rag-Message-Id": message.id}
-                if self.secret:
-                    headers[SIGNATURE_HEADER] = signature(self.secret, body)
                 try:
                     for attempt in _retrying(deadline, self.attempts, (httpx.TransportError, _Retryable)):
                         with attempt:
+                            if self.secret:  # each attempt signed when it is sent
+                                headers[SIGNATURE_HEADER] = sign_webhook(self.secret, body, int(time.time()))
                             response = client.post(self.url, content=body, headers=headers)
                             if response.status_code == 429 or response.status_code >= 500:
                                 raise _Retryable(f"HTTP {response.status_code}")

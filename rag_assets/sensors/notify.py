@@ -19,6 +19,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from rag_assets.assets.documents import ingest_documents_job
 from rag_assets.ingest import failed_documents
 from rag_assets.lib.catchup import load_catchup_config
+from rag_assets.lib.display import printable
 from rag_assets.lib.errors import error_chain, error_summary
 from rag_assets.lib.keys import split_partition_key
 from rag_assets.lib.notifications import (
@@ -31,6 +32,7 @@ from rag_assets.lib.notifications import (
     Notification,
     in_order,
     notification,
+    run_failure_reason,
     safe_cursor,
 )
 from rag_assets.lib.reconcile import partitions_in_ranges
@@ -111,21 +113,23 @@ class Reader:
             if kind == FAILED:
                 named = failed_documents(self.instance, run.run_id)
                 if named is not None:  # unreadable documents, named; the others run again (queued anew)
-                    for failed in named:
-                        tenant = split_partition_key(failed["partition"]).tenant
-                        yield notification(sid, FAILED, tenant, failed["key"], run.run_id, at, reason=failed["reason"])
+                    for failed in named:  # each reason is its own document's, to its tenant only
+                        tenant, reason = split_partition_key(failed["partition"]).tenant, printable(failed["reason"])
+                        yield notification(sid, FAILED, tenant, failed["key"], run.run_id, at, reason=reason)
                     return
+                # The run's error may quote any of its documents: told only to a run of one tenant.
+                error = printable(self.run_error(run.run_id))
+                reason = run_failure_reason(run.run_id, error, {tenant for _, tenant, _ in documents})
                 done = self._materialized(run.run_id)
-                documents = [d for d in documents if d[0] not in done]
-                reason = self.run_error(run.run_id)
-                for _, tenant, key in documents:
-                    yield notification(sid, FAILED, tenant, key, run.run_id, at, reason=reason)
+                for partition, tenant, key in documents:
+                    if partition not in done:
+                        yield notification(sid, FAILED, tenant, key, run.run_id, at, reason=reason)
                 return
             for n, (_, tenant, key) in enumerate(documents, start=1):
                 yield notification(sid, kind, tenant, key, run.run_id, at, documents=len(documents), position=n)
         elif (catchup := self.catchup_of(run)) and catchup[2]:  # a date of a source of one tenant
             name, date, tenant = catchup
-            detail = {"reason": self.run_error(run.run_id)} if kind == FAILED else {}
+            detail = {"reason": printable(self.run_error(run.run_id))} if kind == FAILED else {}  # one tenant's run
             yield notification(sid, kind, tenant, f"{name}/{date}", run.run_id, at, **detail)
 
     def _materialization(self, run: dg.DagsterRun, materialization, sid: int, at: float) -> Iterator[Notification]:

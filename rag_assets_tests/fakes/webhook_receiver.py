@@ -4,8 +4,11 @@
     ... RAG_NOTIFY=webhook:{receiver.url} ...
     receiver.messages, receiver.arrived     # what came, signed right, and when (time.time())
 
-A body whose `X-Rag-Signature` is not HMAC-SHA256(secret, body) is answered 401 and
-counted in `rejected`; `fail_next = n` answers the next n requests 500.
+It verifies as the README tells a receiver to (lib.notifications.verify_webhook): a request
+whose `X-Rag-Signature` does not sign its body, or whose timestamp is more than `tolerance`
+seconds from the receiver's clock (a replay), is answered 401 and counted in `rejected` (why
+in `refusals`); what it accepts is kept with its headers in `requests`. `fail_next = n`
+answers the next n requests 500.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ import time
 from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rag_assets.lib.notifications import SIGNATURE_HEADER, verify
+from rag_assets.lib.notifications import SIGNATURE_HEADER, WEBHOOK_TOLERANCE_SECONDS, WebhookRefused, verify_webhook
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, tolerance: float = WEBHOOK_TOLERANCE_SECONDS):
         self.messages: list[dict] = []
         self.arrived: list[float] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []  # (headers, body) of what was accepted
         self.rejected = 0
+        self.refusals: list[str] = []
         self.fail_next = 0
         receiver = self
 
@@ -33,13 +38,18 @@ class WebhookReceiver:
                 if receiver.fail_next:
                     receiver.fail_next -= 1
                     self.send_response(500)
-                elif not verify(secret, body, self.headers.get(SIGNATURE_HEADER)):
-                    receiver.rejected += 1
-                    self.send_response(401)
                 else:
-                    receiver.messages.append(json.loads(body))
-                    receiver.arrived.append(time.time())
-                    self.send_response(204)
+                    try:
+                        verify_webhook(secret, self.headers.get(SIGNATURE_HEADER), body, time.time(), tolerance)
+                    except WebhookRefused as e:
+                        receiver.rejected += 1
+                        receiver.refusals.append(str(e))
+                        self.send_response(401)
+                    else:
+                        receiver.messages.append(json.loads(body))
+                        receiver.arrived.append(time.time())
+                        receiver.requests.append((dict(self.headers), body))
+                        self.send_response(204)
                 self.end_headers()
 
             def log_message(self, *args):
