@@ -112,7 +112,7 @@ class Reader:
             documents = self.documents_of(run)
             if kind == FAILED:
                 named = failed_documents(self.instance, run.run_id)
-                if named is not None:  # unreadable documents, named; the others run again (queued anew)
+                if named is not None:  # unreadable documents, named; the others were written in the same run
                     for failed in named:  # each reason is its own document's, to its tenant only
                         tenant, reason = split_partition_key(failed["partition"]).tenant, printable(failed["reason"])
                         yield notification(sid, FAILED, tenant, failed["key"], run.run_id, at, reason=reason)
