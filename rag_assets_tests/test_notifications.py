@@ -709,16 +709,15 @@ def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance,
     from rag_assets.ingest import discover, ingest
     from rag_assets.resources.object_store import ObjectStore
 
+    from rag_assets.resources.vector_stores import LanceDBStore
+
     inbox = local_source(tmp_path, monkeypatch, {"acme/merger-plans.txt": "Confidential.", "globex/b.txt": "Magnets."})
     private = str(inbox / "acme/merger-plans.txt")
-    read = ObjectStore.read
 
-    def read_or_refuse(self, uri):  # the store refuses acme's file: a step error, no document named
-        if uri == private:
-            raise PermissionError(13, "Permission denied", uri)
-        return read(self, uri)
+    def refuse(self, model_id, dimension, documents, held=None):  # a store error quoting acme's file: a step error, no document named
+        raise RuntimeError(f"cannot write the rows of {private}")
 
-    monkeypatch.setattr(ObjectStore, "read", read_or_refuse)
+    monkeypatch.setattr(LanceDBStore, "replace_documents", refuse)
     sensor, notifier = build_notification_sensor({}, ON), WebhookNotifier(url=receiver.url, secret=SECRET)
     cursor = notify_tick(instance, sensor, notifier, None)
     refs, _ = discover([str(inbox)], ObjectStore(), None, "segment:0")
@@ -736,7 +735,7 @@ def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance,
     notify_tick(instance, sensor, notifier, cursor)
     told = [m for m in receiver.messages if m["type"] == "failed" and m["run_id"] == alone.runs[0]]
     assert [m["tenant"] for m in told] == ["acme"]  # a run of acme's documents only: the error itself
-    assert told[0]["detail"]["reason"].startswith("PermissionError: [Errno 13] Permission denied") and private in told[0]["detail"]["reason"]
+    assert told[0]["detail"]["reason"] == f"RuntimeError: cannot write the rows of {private}"
 
 
 # --- a real daemon ----------------------------------------------------------------------------

@@ -18,9 +18,14 @@ def pipeline_fingerprint(chunk_tokens: int, chunk_overlap: int, csv_text_column:
     return _digest("pipeline", PARSER_VERSION, chunk_tokens, chunk_overlap, csv_text_column)
 
 
+# Bump when where or how an image's thumbnail is written changes: every image is read again
+# (its analysis comes from the cache). 2: under .rag-thumbnails/ (docs/architecture.md, Tenancy).
+THUMBNAIL_LAYOUT = "2"
+
+
 def image_pipeline(pipeline: str, analyzer: str) -> str:
-    """An image's pipeline: how its analysis is cut, and which analyzer made it."""
-    return _digest("image", pipeline, analyzer)
+    """An image's pipeline: how its analysis is cut, which analyzer made it, where its thumbnail is."""
+    return _digest("image", pipeline, analyzer, THUMBNAIL_LAYOUT)
 
 
 def index_identity(index_uri: str, model_id: str, pipeline: str) -> str:
