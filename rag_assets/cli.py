@@ -3,27 +3,93 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+
+from rag_assets.lib.display import printable
+
+# The first use of a DAGSTER_HOME (open_instance): this lock is held while its storage is
+# created (or migrated after a Dagster upgrade), then the marker names the Dagster version
+# that set it up, and later commands skip the lock.
+INSTANCE_LOCK, INSTANCE_READY = ".rag-instance.lock", ".rag-instance-ready"
+FIRST_USE_WAIT_SECONDS = 300
 
 
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to ./.dagster (as the Makefile sets it) with the project's
-    instance settings, so runs and lineage land where `make dev` shows them."""
+    instance settings, so runs and lineage land where `make dev` shows them. The settings
+    file is written whole or not at all (another command may be reading it)."""
     from rag_assets.settings import INSTANCE_YAML
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML.read_text())
+        with tempfile.NamedTemporaryFile("w", dir=home, prefix=".dagster.yaml.", delete=False) as out:
+            out.write(INSTANCE_YAML.read_text())
+        os.replace(out.name, config)
     return home
+
+
+@contextlib.contextmanager
+def open_instance() -> Iterator:
+    """The Dagster instance of DAGSTER_HOME, for every command that uses it.
+
+    Dagster creates an instance's storage (SQLite: runs.db, the event log's index.db,
+    schedules.db, their alembic stamps) the first time it is opened, and two processes doing it
+    at once break it for good ("more than one head present") or crash ("table job_ticks already
+    exists"). So the first use of a DAGSTER_HOME, and the first after a Dagster upgrade, holds
+    the file lock DAGSTER_HOME/.rag-instance.lock while the instance is opened and each of its
+    storages read once; the marker .rag-instance-ready then lets later commands skip the lock."""
+    import dagster as dg
+    from filelock import FileLock, Timeout
+
+    home = ensure_dagster_home()
+    marker, stamp = home / INSTANCE_READY, f"dagster {dg.__version__}"
+    lock = None
+    if _read_marker(marker) != stamp:
+        lock = FileLock(str(home / INSTANCE_LOCK))
+        try:
+            lock.acquire(timeout=FIRST_USE_WAIT_SECONDS)
+        except Timeout:
+            raise SystemExit(
+                f"rag-assets: DAGSTER_HOME {printable(home)} is being set up by another process "
+                f"(waited {FIRST_USE_WAIT_SECONDS} s for {INSTANCE_LOCK})"
+            ) from None
+    try:
+        instance = dg.DagsterInstance.get()
+        if lock is not None and _read_marker(marker) != stamp:
+            try:
+                instance.get_run_records(limit=1)
+                instance.event_log_storage.get_maximum_record_id()
+                instance.all_instigator_state()
+            except BaseException:
+                instance.dispose()
+                raise
+            with tempfile.NamedTemporaryFile("w", dir=home, prefix=f"{INSTANCE_READY}.", delete=False) as out:
+                out.write(stamp + "\n")
+            os.replace(out.name, marker)
+    finally:
+        if lock is not None:
+            lock.release()
+    with instance:
+        yield instance
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def _quiet() -> None:
@@ -32,7 +98,6 @@ def _quiet() -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    import dagster as dg
     from tqdm import tqdm
 
     from rag_assets.definitions import build_definitions
@@ -43,9 +108,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     refs, unfound = discover(args.sources, ObjectStore(), args.tenant, settings.tenant_from_key)
     defs = build_definitions(settings)
-    with dg.DagsterInstance.get() as instance, tqdm(
-        total=len(refs), unit="doc", desc="ingest", file=sys.stderr, disable=None
-    ) as bar:
+    with (
+        open_instance() as instance,
+        tqdm(total=len(refs), unit="doc", desc="ingest", file=sys.stderr, disable=None) as bar,
+    ):
         report = ingest(refs, defs=defs, instance=instance, batch_size=args.batch_size or settings.batch_size, on_progress=bar.update)
     report.failed = unfound + report.failed
     if args.json:
