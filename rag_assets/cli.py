@@ -97,6 +97,26 @@ def _quiet() -> None:
     logging.getLogger("dagster").setLevel(logging.ERROR)
 
 
+def _tenant(text: str) -> str:
+    """--tenant: a valid tenant name (lib.keys.check_tenant), else argparse's one-line error."""
+    from rag_assets.lib.keys import BadTenant, check_tenant
+
+    try:
+        return check_tenant(text)
+    except BadTenant as exc:
+        raise argparse.ArgumentTypeError(printable(exc)) from None
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -127,14 +147,51 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _without_password(uri: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        secret = urlsplit(uri).password
+    except ValueError:  # not a URL (a LanceDB path)
+        return uri
+    return uri.replace(f":{secret}@", ":***@", 1) if secret else uri
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost cause of `exc`: what went wrong, without the layers."""
+    from rag_assets.lib.errors import first_line
+
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return first_line(str(exc)) or type(exc).__name__
+
+
 def cmd_query(args: argparse.Namespace) -> int:
-    from rag_assets.definitions import build_resources
+    from rag_assets.resources.embedders import embedder_from_spec
+    from rag_assets.resources.vector_stores import vector_store_from_uri
     from rag_assets.settings import Settings
 
-    resources = build_resources(Settings.from_env())
-    embedder, store = resources["embedder"], resources["vector_store"]
-    vector = embedder.embed([args.text])[0]
-    hits = store.query(embedder.model_id, embedder.dimension, vector, tenant=args.tenant, k=args.k)
+    settings = Settings.from_env()
+    where = _without_password(settings.index_uri)
+
+    def failed(what: str, exc: Exception) -> int:
+        reason = _root_cause(exc).replace(settings.index_uri, where)
+        print(f"rag-assets query: {what}: {printable(reason)}", file=sys.stderr)
+        return 1
+
+    try:
+        store = vector_store_from_uri(settings.index_uri)
+    except Exception as exc:
+        return failed(f"cannot reach the index at {printable(where)}", exc)
+    embedder = embedder_from_spec(settings.embedder, settings)
+    try:
+        vector = embedder.embed([args.text])[0]
+    except Exception as exc:
+        return failed(f"cannot embed the text with {printable(settings.embedder)}", exc)
+    try:
+        hits = store.query(embedder.model_id, embedder.dimension, vector, tenant=args.tenant, k=args.k)
+    except Exception as exc:  # a store that is down, refuses us, or is not what the URI says
+        return failed(f"cannot reach the index at {printable(where)}", exc)
     rows = [
         {"key": h.key, "tenant": h.tenant, "page": h.page, "score": round(h.score, 4), "text": h.text}
         | ({"thumbnail": thumbnail_uri(h)} if "thumbnail_key" in (h.metadata or {}) else {})
@@ -146,9 +203,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no hits for tenant {args.tenant!r}")
     for n, row in enumerate(rows, start=1):
-        where = row["key"] + (f" p.{row['page']}" if row["page"] else "")
+        where_found = row["key"] + (f" p.{row['page']}" if row["page"] else "")
         snippet = textwrap.shorten(" ".join(row["text"].split()), width=160, placeholder=" ...")
-        print(f"{n:2}. {row['score']:.3f}  {where}\n      {snippet}")
+        print(f"{n:2}. {row['score']:.3f}  {where_found}\n      {snippet}")
         if "thumbnail" in row:
             print(f"      thumbnail: {row['thumbnail']}")
     return 0
@@ -332,14 +389,16 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ingest = sub.add_parser("ingest", help="materialize documents (files, folders, s3:// prefixes) through Dagster")
     ingest.add_argument("sources", nargs="+", metavar="SOURCE")
-    ingest.add_argument("--tenant", help="tenant of every document (default: read from each key, RAG_TENANT_FROM_KEY)")
-    ingest.add_argument("--batch-size", type=int, help="documents per run (default RAG_BATCH_SIZE or 50)")
+    ingest.add_argument(
+        "--tenant", type=_tenant, help="tenant of every document (default: read from each key, RAG_TENANT_FROM_KEY)"
+    )
+    ingest.add_argument("--batch-size", type=_at_least_one, help="documents per run (default RAG_BATCH_SIZE or 50)")
     ingest.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     ingest.set_defaults(func=cmd_ingest)
     query = sub.add_parser("query", help="top hits of one tenant for a text")
     query.add_argument("text")
-    query.add_argument("--tenant", required=True)
-    query.add_argument("-k", type=int, default=5)
+    query.add_argument("--tenant", required=True, type=_tenant)
+    query.add_argument("-k", type=_at_least_one, default=5, help="how many hits (default 5)")
     query.add_argument("--json", action="store_true")
     query.set_defaults(func=cmd_query)
     url_help = (

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 import lancedb
+import pytest
 
 from rag_assets.resources.vector_stores import table_name
-from rag_assets_tests.conftest import make_pdf
+from rag_assets_tests.conftest import free_port, make_pdf
 
 CLI = [sys.executable, "-m", "rag_assets.cli"]
 
@@ -100,3 +101,41 @@ def test_a_killed_ingest_rerun_leaves_exactly_one_copy_of_each_chunk(rag_env, in
     assert len(per_doc) == 12
     assert all(ordinals == set(range(len(ordinals))) for ordinals in per_doc.values())
     assert Path(rag_env.index_uri).exists()
+
+
+@pytest.mark.parametrize(
+    "args, refusal",
+    [
+        (["query", "charging", "--tenant", ""], "argument --tenant: a tenant name is a non-empty string"),
+        (["query", "charging", "--tenant", "acme corp"], "argument --tenant: tenant 'acme corp' is not a valid tenant name"),
+        (["query", "charging", "--tenant", "\x1b]0;pwned\x07"], "argument --tenant: tenant '\\x1b]0;pwned\\x07' is not"),
+        (["query", "charging", "--tenant", "acme", "-k", "0"], "argument -k: must be at least 1, not 0"),
+        (["query", "charging", "--tenant", "acme", "-k", "-3"], "argument -k: must be at least 1, not -3"),
+        (["ingest", "inbox", "--tenant", "../etc"], "argument --tenant: tenant '../etc' is not a valid tenant name"),
+        (["ingest", "inbox", "--batch-size", "0"], "argument --batch-size: must be at least 1, not 0"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(tmp_path, args, refusal):
+    home = tmp_path / "dagster_home"
+    done = run_cli(*args, env={**os.environ, "DAGSTER_HOME": str(home)})
+    assert done.returncode == 2 and done.stdout == ""
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"rag-assets {args[0]}: error: {refusal}"), done.stderr
+    assert "Traceback" not in done.stderr and "\x1b" not in done.stderr
+    assert not home.exists()  # refused before the instance was touched
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "pinecone"])
+def test_an_index_out_of_reach_is_one_line_naming_it(rag_env, kind):
+    if kind == "postgresql":  # nothing listens there; the password is not shown
+        uri, shown = f"postgresql://rag:s3cret@127.0.0.1:{free_port()}/rag", "postgresql://rag:***@127.0.0.1:"
+    else:  # no PINECONE_API_KEY
+        uri, shown = "pinecone://docs?namespace=v1", "pinecone://docs?namespace=v1"
+    env = {k: v for k, v in os.environ.items() if k != "PINECONE_API_KEY"} | {"RAG_INDEX_URI": uri}
+    done = run_cli("query", "charging", "--tenant", "acme", env=env)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"rag-assets query: cannot reach the index at {shown}"), done.stderr
+    assert "s3cret" not in done.stderr
+    assert ("Connection refused" if kind == "postgresql" else "PINECONE_API_KEY") in done.stderr
+
