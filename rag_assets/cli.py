@@ -111,7 +111,7 @@ def _at_least_one(text: str) -> int:
     try:
         number = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
     return number
@@ -142,8 +142,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{report.chunks} chunks, {report.vectors} vectors written, {report.embedding_calls} embedding call(s)"
         )
         for failure in report.failed:
-            print(f"  FAILED {failure['key']}: {failure['reason']}")
-        print(f"Runs recorded in {os.environ['DAGSTER_HOME']} ({len(report.runs)} run(s)); see them with `make dev`.")
+            print(f"  FAILED {printable(failure['key'])}: {printable(failure['reason'])}")
+        home = printable(os.environ["DAGSTER_HOME"])
+        print(f"Runs recorded in {home} ({len(report.runs)} run(s)); see them with `make dev`.")
     return 1 if report.failed else 0
 
 
@@ -203,11 +204,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no hits for tenant {args.tenant!r}")
     for n, row in enumerate(rows, start=1):
-        where_found = row["key"] + (f" p.{row['page']}" if row["page"] else "")
-        snippet = textwrap.shorten(" ".join(row["text"].split()), width=160, placeholder=" ...")
+        where_found = printable(row["key"]) + (f" p.{row['page']}" if row["page"] else "")
+        snippet = textwrap.shorten(printable(" ".join(row["text"].split())), width=160, placeholder=" ...")
         print(f"{n:2}. {row['score']:.3f}  {where_found}\n      {snippet}")
         if "thumbnail" in row:
-            print(f"      thumbnail: {row['thumbnail']}")
+            print(f"      thumbnail: {printable(row['thumbnail'])}")
     return 0
 
 
@@ -249,7 +250,7 @@ def _remote_error(command: str, exc: Exception) -> int:
     from rag_assets.graphql_client import DagsterUnreachable
 
     hint = " (is `make dev` running? else give --url or RAG_DAGSTER_URL)" if isinstance(exc, DagsterUnreachable) else ""
-    print(f"rag-assets {command}: {exc}{hint}", file=sys.stderr)
+    print(f"rag-assets {command}: {printable(exc)}{hint}", file=sys.stderr)
     return 1
 
 
@@ -270,22 +271,27 @@ def cmd_catchup(args: argparse.Namespace) -> int:
         print(json.dumps({"backfill_id": backfill_id, "partitions": dates}))
     else:
         span = dates[0] if len(dates) == 1 else f"{dates[0]}..{dates[-1]}"
-        print(backfill_id)
-        follow = f"rag-assets status {backfill_id} --wait"
-        print(f"{job}: {len(dates)} date(s) {span}; follow it with `{follow}`", file=sys.stderr)
+        print(printable(backfill_id))
+        follow = f"rag-assets status {printable(backfill_id)} --wait"
+        print(f"{printable(job)}: {len(dates)} date(s) {span}; follow it with `{follow}`", file=sys.stderr)
     return 0
 
 
 def _print_status(report: dict) -> None:
+    """The status for people: every text from the server escaped (lib.display.printable); a
+    reason of several lines (a run naming each document it could not read) one line each."""
     parts = report["partitions"]
-    print(f"{report['id']}: {report['status']}")
+    print(f"{printable(report['id'])}: {printable(report['status'])}")
     print(
         f"  partitions: {parts['total']} total, {parts['done']} done, {parts['failed']} failed, "
         f"{parts['in_progress']} in progress"
     )
     print(f"  records: {report['records']}")
     for failure in report["failures"]:
-        print(f"  FAILED {failure['partition'] or '(backfill)'}: {failure['reason']}")
+        first, *more = str(failure["reason"]).split("\n")
+        print(f"  FAILED {printable(failure['partition'] or '(backfill)')}: {printable(first)}")
+        for line in more:
+            print(f"    {printable(line.strip())}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -298,7 +304,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             from tqdm import tqdm
 
-            with tqdm(unit="partition", desc=args.id, file=sys.stderr, disable=None) as bar:
+            with tqdm(unit="partition", desc=printable(args.id), file=sys.stderr, disable=None) as bar:
                 last_line = None
 
                 def progress(current: dict) -> None:
@@ -310,7 +316,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     )
                     if bar.disable:  # not a terminal: a line whenever something changed
                         if line != last_line:
-                            print(f"{args.id} {line}", file=sys.stderr, flush=True)
+                            print(f"{printable(args.id)} {line}", file=sys.stderr, flush=True)
                     else:
                         bar.total = parts["total"]
                         bar.n = parts["done"] + parts["failed"]
@@ -322,7 +328,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (DagsterAPIError, ValueError) as exc:
         return _remote_error("status", exc)
     except KeyboardInterrupt:
-        print(f"rag-assets status: stopped waiting (it goes on: rag-assets status {args.id})", file=sys.stderr)
+        again = f"rag-assets status {printable(args.id)}"
+        print(f"rag-assets status: stopped waiting (it goes on: {again})", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(report))

@@ -139,3 +139,29 @@ def test_an_index_out_of_reach_is_one_line_naming_it(rag_env, kind):
     assert "s3cret" not in done.stderr
     assert ("Connection refused" if kind == "postgresql" else "PINECONE_API_KEY") in done.stderr
 
+
+TITLE, RED = "\x1b]0;pwned\x07", "\x1b[31m"  # retitles the terminal; turns what follows red
+
+
+def test_keys_reasons_and_texts_from_outside_are_printed_escaped(rag_env, tmp_path):
+    inbox = tmp_path / "inbox" / "acme"
+    inbox.mkdir(parents=True)
+    (inbox / f"empty{TITLE}.txt").write_text("")
+    (inbox / f"{RED}rows.csv").write_text(f"id,{TITLE}note\n1,hello\n")  # no formatted_text column: its header is named
+    (inbox / f"{RED}skates.txt").write_text(f"Charging the rocket skates {RED}takes two hours{TITLE}.")
+
+    done = run_cli("ingest", str(tmp_path / "inbox"))
+    assert done.returncode == 1, done.stderr
+    assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout + done.stderr
+    assert "  FAILED acme/empty\\x1b]0;pwned\\x07.txt: empty file (0 bytes)" in done.stdout
+    header = "columns: id, \\x1b]0;pwned\\x07note"
+    assert f"  FAILED acme/\\x1b[31mrows.csv: CSV has no 'formatted_text' column ({header})" in done.stdout
+
+    found = run_cli("query", "how long does charging take", "--tenant", "acme")
+    assert found.returncode == 0, found.stderr
+    assert "\x1b" not in found.stdout + found.stderr and "\x07" not in found.stdout
+    assert " 1. " in found.stdout and "acme/\\x1b[31mskates.txt" in found.stdout
+
+    as_json = run_cli("query", "how long does charging take", "--tenant", "acme", "--json")
+    assert "\x1b" not in as_json.stdout  # json.dumps escapes it: \u001b
+    assert json.loads(as_json.stdout)[0]["key"] == f"acme/{RED}skates.txt"
