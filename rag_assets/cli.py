@@ -227,9 +227,12 @@ def _dagster_url(args: argparse.Namespace) -> str:
 
 
 def _date_range(start: str, end: str | None) -> list[str]:
-    """YYYY-MM-DD dates from start to end inclusive; ValueError with a message for people."""
+    """YYYY-MM-DD dates from start to end inclusive, at most MAX_BACKFILL_PARTITIONS of them;
+    ValueError with a message for people."""
     import re
     from datetime import date, timedelta
+
+    from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
 
     def parse(option: str, text: str) -> date:
         try:
@@ -243,7 +246,13 @@ def _date_range(start: str, end: str | None) -> list[str]:
     last = parse("--end-date", end) if end else first
     if last < first:
         raise ValueError(f"--end-date {last} is before --start-date {first}")
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    days = (last - first).days + 1
+    if days > MAX_BACKFILL_PARTITIONS:
+        raise ValueError(
+            f"{first}..{last} is {days:,} dates; a catchup launches at most {MAX_BACKFILL_PARTITIONS:,} "
+            "(about 10 years) at a time: split the range"
+        )
+    return [(first + timedelta(days=n)).isoformat() for n in range(days)]
 
 
 def _remote_error(command: str, exc: Exception) -> int:
@@ -392,6 +401,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
+
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     ingest = sub.add_parser("ingest", help="materialize documents (files, folders, s3:// prefixes) through Dagster")
@@ -415,7 +426,8 @@ def parser() -> argparse.ArgumentParser:
     catchup = sub.add_parser("catchup", help="launch a backfill of the dates of one catchup source (job NAME_catchup)")
     catchup.add_argument("name", metavar="NAME", help="the catchup source: its job is NAME_catchup")
     catchup.add_argument("--start-date", required=True, metavar="YYYY-MM-DD")
-    catchup.add_argument("--end-date", metavar="YYYY-MM-DD", help="last date, inclusive (default: the start date)")
+    end_help = f"last date, inclusive (default: the start date; at most {MAX_BACKFILL_PARTITIONS:,} dates)"
+    catchup.add_argument("--end-date", metavar="YYYY-MM-DD", help=end_help)
     catchup.add_argument("--url", help=url_help)
     catchup.add_argument("--json", action="store_true", help='print {"backfill_id": ID, "partitions": [DATES]}')
     catchup.set_defaults(func=cmd_catchup, remote=True)

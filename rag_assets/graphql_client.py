@@ -35,6 +35,11 @@ COOKIE_ENV = "RAG_DAGSTER_COOKIE"
 REQUESTED, IN_PROGRESS, COMPLETED, FAILED, CANCELED = "REQUESTED", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELED"
 FINAL = frozenset({COMPLETED, FAILED, CANCELED})
 
+# The most partitions one backfill may ask for: 3,660 dates, about ten years of a daily source.
+# The webserver holds a backfill's partitions in memory (3.65 M dates took it from 165 to
+# 779 MB), so a longer range is launched in parts.
+MAX_BACKFILL_PARTITIONS = 3660
+
 PARTITION_TAG = "dagster/partition"
 BACKFILL_TAG = "dagster/backfill"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -328,9 +333,12 @@ def launch_backfill(url: str, job_name: str, partition_keys: list[str]) -> str:
     """Launch a backfill of `partition_keys` of the job `job_name` (a job backfill: one run per
     partition key, submitted by the daemon); returns the backfill id. An unknown job, a
     partition key the job does not have or any other error of the server raises DagsterAPIError
-    with the server's message; no webserver at `url`, DagsterUnreachable."""
+    with the server's message; no webserver at `url`, DagsterUnreachable; more than
+    MAX_BACKFILL_PARTITIONS keys, ValueError (before any request)."""
     if not partition_keys:
         raise ValueError("no partitions to launch")
+    if len(partition_keys) > MAX_BACKFILL_PARTITIONS:
+        raise ValueError(f"{len(partition_keys):,} partitions: a backfill takes at most {MAX_BACKFILL_PARTITIONS:,}")
     conn = connect(url)
     repository_selector, partition_set = find_job(conn, job_name)
     params = {
