@@ -276,6 +276,10 @@ def test_status_of_a_run_id(launched, dagster_url):
     }
 
 
+FAILURE = "dagster._core.definitions.events.Failure"
+LISTED = [f"d{n}.txt: empty file (0 bytes)" for n in range(25)]
+
+
 @pytest.mark.parametrize(
     "error, summary",
     [
@@ -290,6 +294,14 @@ def test_status_of_a_run_id(launched, dagster_url):
             "ValueError: bad row 3",
         ),
         ({"message": "Error occurred while executing op \"x\":"}, 'Error occurred while executing op "x":'),
+        (  # a document run's failure: the documents it could not read follow, at most 20 of them
+            {"message": f"{FAILURE}: 2 of 9 document(s) could not be read:\n  a.pdf: encrypted\n  b.txt: empty\n"},
+            "2 of 9 document(s) could not be read:\na.pdf: encrypted\nb.txt: empty",
+        ),
+        (
+            {"message": "\n".join([f"{FAILURE}: 25 of 25 document(s) could not be read:", *LISTED])},
+            "\n".join(["25 of 25 document(s) could not be read:", *LISTED[:20], "... and 5 more"]),
+        ),
     ],
 )
 def test_error_summary(error, summary):
