@@ -148,16 +148,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _without_password(uri: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        secret = urlsplit(uri).password
-    except ValueError:  # not a URL (a LanceDB path)
-        return uri
-    return uri.replace(f":{secret}@", ":***@", 1) if secret else uri
-
-
 def _root_cause(exc: BaseException) -> str:
     """The first line of the innermost cause of `exc`: what went wrong, without the layers."""
     from rag_assets.lib.errors import first_line
@@ -169,11 +159,12 @@ def _root_cause(exc: BaseException) -> str:
 
 def cmd_query(args: argparse.Namespace) -> int:
     from rag_assets.resources.embedders import embedder_from_spec
+    from rag_assets.resources.pgvector_store import redact
     from rag_assets.resources.vector_stores import vector_store_from_uri
     from rag_assets.settings import Settings
 
     settings = Settings.from_env()
-    where = _without_password(settings.index_uri)
+    where = redact(settings.index_uri)  # without its password
 
     def failed(what: str, exc: Exception) -> int:
         reason = _root_cause(exc).replace(settings.index_uri, where)
