@@ -65,6 +65,8 @@ def open_instance() -> Iterator:
                 f"rag-assets: DAGSTER_HOME {printable(home)} is being set up by another process "
                 f"(waited {FIRST_USE_WAIT_SECONDS} s for {INSTANCE_LOCK})"
             ) from None
+        except PermissionError:  # a read-only DAGSTER_HOME (a deployment's mounted settings): not ours to set up
+            lock = None
     try:
         instance = dg.DagsterInstance.get()
         if lock is not None and _read_marker(marker) != stamp:
