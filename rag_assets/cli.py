@@ -3,27 +3,95 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+
+from rag_assets.lib.display import printable
+
+# The first use of a DAGSTER_HOME (open_instance): this lock is held while its storage is
+# created (or migrated after a Dagster upgrade), then the marker names the Dagster version
+# that set it up, and later commands skip the lock.
+INSTANCE_LOCK, INSTANCE_READY = ".rag-instance.lock", ".rag-instance-ready"
+FIRST_USE_WAIT_SECONDS = 300
 
 
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME, defaulting to ./.dagster (as the Makefile sets it) with the project's
-    instance settings, so runs and lineage land where `make dev` shows them."""
+    instance settings, so runs and lineage land where `make dev` shows them. The settings
+    file is written whole or not at all (another command may be reading it)."""
     from rag_assets.settings import INSTANCE_YAML
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML.read_text())
+        with tempfile.NamedTemporaryFile("w", dir=home, prefix=".dagster.yaml.", delete=False) as out:
+            out.write(INSTANCE_YAML.read_text())
+        os.replace(out.name, config)
     return home
+
+
+@contextlib.contextmanager
+def open_instance() -> Iterator:
+    """The Dagster instance of DAGSTER_HOME, for every command that uses it.
+
+    Dagster creates an instance's storage (SQLite: runs.db, the event log's index.db,
+    schedules.db, their alembic stamps) the first time it is opened, and two processes doing it
+    at once break it for good ("more than one head present") or crash ("table job_ticks already
+    exists"). So the first use of a DAGSTER_HOME, and the first after a Dagster upgrade, holds
+    the file lock DAGSTER_HOME/.rag-instance.lock while the instance is opened and each of its
+    storages read once; the marker .rag-instance-ready then lets later commands skip the lock."""
+    import dagster as dg
+    from filelock import FileLock, Timeout
+
+    home = ensure_dagster_home()
+    marker, stamp = home / INSTANCE_READY, f"dagster {dg.__version__}"
+    lock = None
+    if _read_marker(marker) != stamp:
+        lock = FileLock(str(home / INSTANCE_LOCK))
+        try:
+            lock.acquire(timeout=FIRST_USE_WAIT_SECONDS)
+        except Timeout:
+            raise SystemExit(
+                f"rag-assets: DAGSTER_HOME {printable(home)} is being set up by another process "
+                f"(waited {FIRST_USE_WAIT_SECONDS} s for {INSTANCE_LOCK})"
+            ) from None
+        except PermissionError:  # a read-only DAGSTER_HOME (a deployment's mounted settings): not ours to set up
+            lock = None
+    try:
+        instance = dg.DagsterInstance.get()
+        if lock is not None and _read_marker(marker) != stamp:
+            try:
+                instance.get_run_records(limit=1)
+                instance.event_log_storage.get_maximum_record_id()
+                instance.all_instigator_state()
+            except BaseException:
+                instance.dispose()
+                raise
+            with tempfile.NamedTemporaryFile("w", dir=home, prefix=f"{INSTANCE_READY}.", delete=False) as out:
+                out.write(stamp + "\n")
+            os.replace(out.name, marker)
+    finally:
+        if lock is not None:
+            lock.release()
+    with instance:
+        yield instance
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def _quiet() -> None:
@@ -31,8 +99,27 @@ def _quiet() -> None:
     logging.getLogger("dagster").setLevel(logging.ERROR)
 
 
+def _tenant(text: str) -> str:
+    """--tenant: a valid tenant name (lib.keys.check_tenant), else argparse's one-line error."""
+    from rag_assets.lib.keys import BadTenant, check_tenant
+
+    try:
+        return check_tenant(text)
+    except BadTenant as exc:
+        raise argparse.ArgumentTypeError(printable(exc)) from None
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
-    import dagster as dg
     from tqdm import tqdm
 
     from rag_assets.definitions import build_definitions
@@ -43,9 +130,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     refs, unfound = discover(args.sources, ObjectStore(), args.tenant, settings.tenant_from_key)
     defs = build_definitions(settings)
-    with dg.DagsterInstance.get() as instance, tqdm(
-        total=len(refs), unit="doc", desc="ingest", file=sys.stderr, disable=None
-    ) as bar:
+    with (
+        open_instance() as instance,
+        tqdm(total=len(refs), unit="doc", desc="ingest", file=sys.stderr, disable=None) as bar,
+    ):
         report = ingest(refs, defs=defs, instance=instance, batch_size=args.batch_size or settings.batch_size, on_progress=bar.update)
     report.failed = unfound + report.failed
     if args.json:
@@ -56,19 +144,48 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"{report.chunks} chunks, {report.vectors} vectors written, {report.embedding_calls} embedding call(s)"
         )
         for failure in report.failed:
-            print(f"  FAILED {failure['key']}: {failure['reason']}")
-        print(f"Runs recorded in {os.environ['DAGSTER_HOME']} ({len(report.runs)} run(s)); see them with `make dev`.")
+            print(f"  FAILED {printable(failure['key'])}: {printable(failure['reason'])}")
+        home = printable(os.environ["DAGSTER_HOME"])
+        print(f"Runs recorded in {home} ({len(report.runs)} run(s)); see them with `make dev`.")
     return 1 if report.failed else 0
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost cause of `exc`: what went wrong, without the layers."""
+    from rag_assets.lib.errors import first_line
+
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return first_line(str(exc)) or type(exc).__name__
+
+
 def cmd_query(args: argparse.Namespace) -> int:
-    from rag_assets.definitions import build_resources
+    from rag_assets.resources.embedders import embedder_from_spec
+    from rag_assets.resources.pgvector_store import redact
+    from rag_assets.resources.vector_stores import vector_store_from_uri
     from rag_assets.settings import Settings
 
-    resources = build_resources(Settings.from_env())
-    embedder, store = resources["embedder"], resources["vector_store"]
-    vector = embedder.embed([args.text])[0]
-    hits = store.query(embedder.model_id, embedder.dimension, vector, tenant=args.tenant, k=args.k)
+    settings = Settings.from_env()
+    where = redact(settings.index_uri)  # without its password
+
+    def failed(what: str, exc: Exception) -> int:
+        reason = _root_cause(exc).replace(settings.index_uri, where)
+        print(f"rag-assets query: {what}: {printable(reason)}", file=sys.stderr)
+        return 1
+
+    try:
+        store = vector_store_from_uri(settings.index_uri)
+    except Exception as exc:
+        return failed(f"cannot reach the index at {printable(where)}", exc)
+    embedder = embedder_from_spec(settings.embedder, settings)
+    try:
+        vector = embedder.embed([args.text])[0]
+    except Exception as exc:
+        return failed(f"cannot embed the text with {printable(settings.embedder)}", exc)
+    try:
+        hits = store.query(embedder.model_id, embedder.dimension, vector, tenant=args.tenant, k=args.k)
+    except Exception as exc:  # a store that is down, refuses us, or is not what the URI says
+        return failed(f"cannot reach the index at {printable(where)}", exc)
     rows = [
         {"key": h.key, "tenant": h.tenant, "page": h.page, "score": round(h.score, 4), "text": h.text}
         | ({"thumbnail": thumbnail_uri(h)} if "thumbnail_key" in (h.metadata or {}) else {})
@@ -80,11 +197,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no hits for tenant {args.tenant!r}")
     for n, row in enumerate(rows, start=1):
-        where = row["key"] + (f" p.{row['page']}" if row["page"] else "")
-        snippet = textwrap.shorten(" ".join(row["text"].split()), width=160, placeholder=" ...")
-        print(f"{n:2}. {row['score']:.3f}  {where}\n      {snippet}")
+        where_found = printable(row["key"]) + (f" p.{row['page']}" if row["page"] else "")
+        snippet = textwrap.shorten(printable(" ".join(row["text"].split())), width=160, placeholder=" ...")
+        print(f"{n:2}. {row['score']:.3f}  {where_found}\n      {snippet}")
         if "thumbnail" in row:
-            print(f"      thumbnail: {row['thumbnail']}")
+            print(f"      thumbnail: {printable(row['thumbnail'])}")
     return 0
 
 
@@ -106,9 +223,12 @@ def _dagster_url(args: argparse.Namespace) -> str:
 
 
 def _date_range(start: str, end: str | None) -> list[str]:
-    """YYYY-MM-DD dates from start to end inclusive; ValueError with a message for people."""
+    """YYYY-MM-DD dates from start to end inclusive, at most MAX_BACKFILL_PARTITIONS of them;
+    ValueError with a message for people."""
     import re
     from datetime import date, timedelta
+
+    from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
 
     def parse(option: str, text: str) -> date:
         try:
@@ -122,14 +242,20 @@ def _date_range(start: str, end: str | None) -> list[str]:
     last = parse("--end-date", end) if end else first
     if last < first:
         raise ValueError(f"--end-date {last} is before --start-date {first}")
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    days = (last - first).days + 1
+    if days > MAX_BACKFILL_PARTITIONS:
+        raise ValueError(
+            f"{first}..{last} is {days:,} dates; a catchup launches at most {MAX_BACKFILL_PARTITIONS:,} "
+            "(about 10 years) at a time: split the range"
+        )
+    return [(first + timedelta(days=n)).isoformat() for n in range(days)]
 
 
 def _remote_error(command: str, exc: Exception) -> int:
     from rag_assets.graphql_client import DagsterUnreachable
 
     hint = " (is `make dev` running? else give --url or RAG_DAGSTER_URL)" if isinstance(exc, DagsterUnreachable) else ""
-    print(f"rag-assets {command}: {exc}{hint}", file=sys.stderr)
+    print(f"rag-assets {command}: {printable(exc)}{hint}", file=sys.stderr)
     return 1
 
 
@@ -150,22 +276,27 @@ def cmd_catchup(args: argparse.Namespace) -> int:
         print(json.dumps({"backfill_id": backfill_id, "partitions": dates}))
     else:
         span = dates[0] if len(dates) == 1 else f"{dates[0]}..{dates[-1]}"
-        print(backfill_id)
-        follow = f"rag-assets status {backfill_id} --wait"
-        print(f"{job}: {len(dates)} date(s) {span}; follow it with `{follow}`", file=sys.stderr)
+        print(printable(backfill_id))
+        follow = f"rag-assets status {printable(backfill_id)} --wait"
+        print(f"{printable(job)}: {len(dates)} date(s) {span}; follow it with `{follow}`", file=sys.stderr)
     return 0
 
 
 def _print_status(report: dict) -> None:
+    """The status for people: every text from the server escaped (lib.display.printable); a
+    reason of several lines (a run naming each document it could not read) one line each."""
     parts = report["partitions"]
-    print(f"{report['id']}: {report['status']}")
+    print(f"{printable(report['id'])}: {printable(report['status'])}")
     print(
         f"  partitions: {parts['total']} total, {parts['done']} done, {parts['failed']} failed, "
         f"{parts['in_progress']} in progress"
     )
     print(f"  records: {report['records']}")
     for failure in report["failures"]:
-        print(f"  FAILED {failure['partition'] or '(backfill)'}: {failure['reason']}")
+        first, *more = str(failure["reason"]).split("\n")
+        print(f"  FAILED {printable(failure['partition'] or '(backfill)')}: {printable(first)}")
+        for line in more:
+            print(f"    {printable(line.strip())}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -178,7 +309,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             from tqdm import tqdm
 
-            with tqdm(unit="partition", desc=args.id, file=sys.stderr, disable=None) as bar:
+            with tqdm(unit="partition", desc=printable(args.id), file=sys.stderr, disable=None) as bar:
                 last_line = None
 
                 def progress(current: dict) -> None:
@@ -190,7 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     )
                     if bar.disable:  # not a terminal: a line whenever something changed
                         if line != last_line:
-                            print(f"{args.id} {line}", file=sys.stderr, flush=True)
+                            print(f"{printable(args.id)} {line}", file=sys.stderr, flush=True)
                     else:
                         bar.total = parts["total"]
                         bar.n = parts["done"] + parts["failed"]
@@ -202,7 +333,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (DagsterAPIError, ValueError) as exc:
         return _remote_error("status", exc)
     except KeyboardInterrupt:
-        print(f"rag-assets status: stopped waiting (it goes on: rag-assets status {args.id})", file=sys.stderr)
+        again = f"rag-assets status {printable(args.id)}"
+        print(f"rag-assets status: stopped waiting (it goes on: {again})", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(report))
@@ -363,18 +495,22 @@ def cmd_notify_token(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
+
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     ingest = sub.add_parser("ingest", help="materialize documents (files, folders, s3:// prefixes) through Dagster")
     ingest.add_argument("sources", nargs="+", metavar="SOURCE")
-    ingest.add_argument("--tenant", help="tenant of every document (default: read from each key, RAG_TENANT_FROM_KEY)")
-    ingest.add_argument("--batch-size", type=int, help="documents per run (default RAG_BATCH_SIZE or 50)")
+    ingest.add_argument(
+        "--tenant", type=_tenant, help="tenant of every document (default: read from each key, RAG_TENANT_FROM_KEY)"
+    )
+    ingest.add_argument("--batch-size", type=_at_least_one, help="documents per run (default RAG_BATCH_SIZE or 50)")
     ingest.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     ingest.set_defaults(func=cmd_ingest)
     query = sub.add_parser("query", help="top hits of one tenant for a text")
     query.add_argument("text")
-    query.add_argument("--tenant", required=True)
-    query.add_argument("-k", type=int, default=5)
+    query.add_argument("--tenant", required=True, type=_tenant)
+    query.add_argument("-k", type=_at_least_one, default=5, help="how many hits (default 5)")
     query.add_argument("--json", action="store_true")
     query.set_defaults(func=cmd_query)
     url_help = (
@@ -384,7 +520,8 @@ def parser() -> argparse.ArgumentParser:
     catchup = sub.add_parser("catchup", help="launch a backfill of the dates of one catchup source (job NAME_catchup)")
     catchup.add_argument("name", metavar="NAME", help="the catchup source: its job is NAME_catchup")
     catchup.add_argument("--start-date", required=True, metavar="YYYY-MM-DD")
-    catchup.add_argument("--end-date", metavar="YYYY-MM-DD", help="last date, inclusive (default: the start date)")
+    end_help = f"last date, inclusive (default: the start date; at most {MAX_BACKFILL_PARTITIONS:,} dates)"
+    catchup.add_argument("--end-date", metavar="YYYY-MM-DD", help=end_help)
     catchup.add_argument("--url", help=url_help)
     catchup.add_argument("--json", action="store_true", help='print {"backfill_id": ID, "partitions": [DATES]}')
     catchup.set_defaults(func=cmd_catchup, remote=True)

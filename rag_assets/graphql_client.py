@@ -35,6 +35,14 @@ COOKIE_ENV = "RAG_DAGSTER_COOKIE"
 REQUESTED, IN_PROGRESS, COMPLETED, FAILED, CANCELED = "REQUESTED", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELED"
 FINAL = frozenset({COMPLETED, FAILED, CANCELED})
 
+# The most partitions one backfill may ask for: 3,660 dates, about ten years of a daily source.
+# The webserver holds a backfill's partitions in memory (3.65 M dates took it from 165 to
+# 779 MB), so a longer range is launched in parts.
+MAX_BACKFILL_PARTITIONS = 3660
+# The most lines of a failure's listing (a run naming each document it could not read) kept
+# in a reason; the rest is counted ("... and N more").
+MAX_REASON_LINES = 20
+
 PARTITION_TAG = "dagster/partition"
 BACKFILL_TAG = "dagster/backfill"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
@@ -122,9 +130,11 @@ query RagBackfill($backfillId: String!) {
 
 _RUN_FIELDS = """
   runId
+  jobName
   status
   creationTime
   tags { key value }
+  assetSelection { path }
   assetMaterializations {
     assetKey { path }
     partition
@@ -160,6 +170,28 @@ query RagRuns($filter: RunsFilter!) {
 }
 """
 )
+
+JOB_ASSETS_QUERY = """
+query RagJobAssets($pipeline: PipelineSelector!) {
+  assetNodes(pipeline: $pipeline) { assetKey { path } isPartitioned }
+}
+"""
+
+PARTITION_KEYS_PAGE = 10_000
+
+ASSET_PARTITION_KEYS_QUERY = f"""
+query RagAssetPartitionKeys($assetKey: AssetKeyInput!, $cursor: String) {{
+  assetNodeOrError(assetKey: $assetKey) {{
+    __typename
+    ... on AssetNode {{
+      partitionKeyConnection(limit: {PARTITION_KEYS_PAGE}, ascending: true, cursor: $cursor) {{
+        results cursor hasMore
+      }}
+    }}
+    ... on Error {{ message }}
+  }}
+}}
+"""
 
 _ERROR_FIELDS = "message className errorChain { error { message className } }"
 
@@ -328,9 +360,12 @@ def launch_backfill(url: str, job_name: str, partition_keys: list[str]) -> str:
     """Launch a backfill of `partition_keys` of the job `job_name` (a job backfill: one run per
     partition key, submitted by the daemon); returns the backfill id. An unknown job, a
     partition key the job does not have or any other error of the server raises DagsterAPIError
-    with the server's message; no webserver at `url`, DagsterUnreachable."""
+    with the server's message; no webserver at `url`, DagsterUnreachable; more than
+    MAX_BACKFILL_PARTITIONS keys, ValueError (before any request)."""
     if not partition_keys:
         raise ValueError("no partitions to launch")
+    if len(partition_keys) > MAX_BACKFILL_PARTITIONS:
+        raise ValueError(f"{len(partition_keys):,} partitions: a backfill takes at most {MAX_BACKFILL_PARTITIONS:,}")
     conn = connect(url)
     repository_selector, partition_set = find_job(conn, job_name)
     params = {
@@ -364,8 +399,10 @@ def status(url: str, id: str) -> dict[str, Any]:
     `*_vector_index` asset partition the backfill's runs made (0 when none did).
 
     `failures` holds each failed partition and the first line of its run's error (the user
-    code's exception when a step failed, else the run's failure); a backfill the daemon could
-    not process (Dagster's FAILED/FAILING) adds an entry whose partition is None.
+    code's exception when a step failed, else the run's failure), with the lines that follow
+    it when it introduces a list (a document run's "2 of 22 document(s) could not be read:"
+    and one line per document, at most MAX_REASON_LINES); a backfill the daemon could not
+    process (Dagster's FAILED/FAILING) adds an entry whose partition is None.
 
     `status` maps Dagster's backfill status onto five:
 
@@ -382,9 +419,13 @@ def status(url: str, id: str) -> dict[str, Any]:
     the partitions: IN_PROGRESS while some are not over, then FAILED if any failed, else
     COMPLETED.
 
-    A run id: one run, its partition from its `dagster/partition` tag (or its partition range);
-    QUEUED/NOT_STARTED/MANAGED -> REQUESTED, STARTING/STARTED/CANCELING -> IN_PROGRESS,
-    SUCCESS -> COMPLETED, FAILURE -> FAILED, CANCELED -> CANCELED.
+    A run id: one run, its partition from its `dagster/partition` tag, or its partition range
+    (the `dagster/asset_partition_range_start`/`_end` tags): the dates from start to end, or
+    (a batch of documents) the keys from start to end of its assets' partitions, as the
+    webserver lists them; QUEUED/NOT_STARTED/MANAGED -> REQUESTED, STARTING/STARTED/CANCELING
+    -> IN_PROGRESS, SUCCESS -> COMPLETED, FAILURE -> FAILED, CANCELED -> CANCELED. All its
+    partitions count as the run does; its failure is one entry, whose partition is the range
+    `START...END` for a ranged run.
     """
     conn = connect(url)
     backfill = conn.execute(BACKFILL_QUERY, {"backfillId": id})["partitionBackfillOrError"]
@@ -477,24 +518,90 @@ def _asset_backfill_counts(backfill: dict[str, Any], latest_runs: dict[str, dict
 
 
 def _run_status(conn: Connection, run: dict[str, Any]) -> dict[str, Any]:
-    partitions = _run_partitions(run) or [None]
+    tags = _tags(run)
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    ranged = PARTITION_TAG not in tags and bool(start and end)
+    partitions = _run_partitions(run)
+    if ranged and partitions == [f"{start}...{end}"]:  # not dates: its assets' keys from start to end
+        partitions = _range_partitions(conn, run, start, end) or partitions
+    count = len(partitions) or 1  # an unpartitioned run: one
     state = run["status"]
     if state in _RUN_DONE:
-        mapped, counts = COMPLETED, {"done": len(partitions), "failed": 0, "in_progress": 0}
+        mapped, counts = COMPLETED, {"done": count, "failed": 0, "in_progress": 0}
     elif state in _RUN_FAILED:
         mapped = CANCELED if state == "CANCELED" else FAILED
-        counts = {"done": 0, "failed": len(partitions), "in_progress": 0}
+        counts = {"done": 0, "failed": count, "in_progress": 0}
     else:
         mapped = REQUESTED if state in ("QUEUED", "NOT_STARTED", "MANAGED") else IN_PROGRESS
-        counts = {"done": 0, "failed": 0, "in_progress": len(partitions)}
+        counts = {"done": 0, "failed": 0, "in_progress": count}
     reason = _failure_reason(conn, run["runId"], state) if state in _RUN_FAILED else None
+    label = f"{start}...{end}" if ranged else tags.get(PARTITION_TAG)
     return {
         "id": run["runId"],
         "status": mapped,
-        "partitions": {"total": len(partitions), **counts},
+        "partitions": {"total": count, **counts},
         "records": _records([run]),
-        "failures": [{"partition": p, "reason": reason} for p in partitions] if reason else [],
+        "failures": [{"partition": label, "reason": reason}] if reason else [],
     }
+
+
+# The partition keys of ranged runs, by (endpoint, run id): a run's range does not change, and
+# `wait` asks for the status again and again.
+_RANGES: dict[tuple[str, str], list[str]] = {}
+
+
+def _range_partitions(conn: Connection, run: dict[str, Any], start: str, end: str) -> list[str] | None:
+    """The keys from `start` to `end` of the partitions of a ranged run's assets (a batch of
+    documents: dynamic partitions, in the order they were added), read once per run; None when
+    the webserver cannot say (the run's job is not in its workspace, the keys are gone)."""
+    cache_key = (conn.endpoint, run["runId"])
+    if cache_key not in _RANGES:
+        keys = _read_range(conn, run, start, end)
+        if keys is None:
+            return None
+        _RANGES[cache_key] = keys
+    return _RANGES[cache_key]
+
+
+def _read_range(conn: Connection, run: dict[str, Any], start: str, end: str) -> list[str] | None:
+    # A run launched by the webserver names its assets; one run in a process of its own (the
+    # command line's execute_in_process) does not: its job's assets then.
+    assets = [a["path"] for a in run.get("assetSelection") or []]
+    if not assets and run.get("jobName"):
+        for selector in _repositories_of_job(conn, run["jobName"]):
+            job = {**selector, "pipelineName": run["jobName"]}
+            nodes = conn.execute(JOB_ASSETS_QUERY, {"pipeline": job})["assetNodes"]
+            assets += [node["assetKey"]["path"] for node in nodes if node["isPartitioned"]]
+    for path in assets:  # the assets of a ranged run share their partitions: the first partitioned one says
+        keys, cursor, inside = [], None, False
+        while True:
+            variables = {"assetKey": {"path": path}, "cursor": cursor}
+            node = conn.execute(ASSET_PARTITION_KEYS_QUERY, variables)["assetNodeOrError"]
+            page = node.get("partitionKeyConnection") if node["__typename"] == "AssetNode" else None
+            if page is None:
+                break  # not partitioned (or not found): the next asset
+            for key in page["results"]:
+                inside = inside or key == start
+                if inside:
+                    keys.append(key)
+                    if key == end:
+                        return keys
+            if not page["hasMore"]:
+                return None
+            cursor = page["cursor"]
+    return None
+
+
+def _repositories_of_job(conn: Connection, job_name: str) -> list[dict[str, str]]:
+    """Repository selectors of the loaded code locations that have the job `job_name`."""
+    workspace = _ok(conn.execute(WORKSPACE_QUERY)["workspaceOrError"], "Workspace")
+    return [
+        {"repositoryLocationName": location["name"], "repositoryName": repo["name"]}
+        for entry in workspace["locationEntries"]
+        if (location := entry.get("locationOrLoadError") or {}).get("__typename") == "RepositoryLocation"
+        for repo in location["repositories"]
+        if job_name in {p["name"] for p in repo["pipelines"]}
+    ]
 
 
 def _tags(run: dict[str, Any]) -> dict[str, str]:
@@ -552,11 +659,26 @@ def _records(runs: Iterable[dict[str, Any]]) -> int:
 
 
 def _error_summary(error: dict[str, Any] | None) -> str | None:
-    """The summary (lib.errors.error_summary) of a GraphQL PythonError and its chain."""
+    """The summary (lib.errors.error_summary) of a GraphQL PythonError and its chain; when
+    that line introduces a list (it ends with ':', as a document run's "2 of 22 document(s)
+    could not be read:" does), the lines of the list follow it (at most MAX_REASON_LINES)."""
     if not error:
         return None
     chain = [error] + [link["error"] for link in error.get("errorChain") or [] if link.get("error")]
-    return error_summary([err.get("message") for err in chain])
+    messages = [err.get("message") for err in chain]
+    summary = error_summary(messages)
+    if summary and summary.endswith(":"):
+        for message in messages:
+            lines = [line.strip() for line in (message or "").strip().splitlines() if line.strip()]
+            if len(lines) > 1 and lines[0].endswith(summary):
+                return "\n".join([summary, *_capped(lines[1:])])
+    return summary
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_REASON_LINES:
+        return lines
+    return [*lines[:MAX_REASON_LINES], f"... and {len(lines) - MAX_REASON_LINES} more"]
 
 
 # Reasons of runs that are over, by (endpoint, run id, run status): they do not change, and

@@ -124,6 +124,43 @@ def test_bad_dates_exit_2():
     assert missing.returncode == 2 and "--start-date" in missing.stderr
 
 
+@pytest.mark.parametrize(
+    "start, end, dates",
+    [
+        ("2025-01-01", None, 1),
+        ("2016-01-01", "2026-01-07", 3660),  # the most a catchup launches
+        ("2016-01-01", "2026-01-08", None),
+        ("0001-01-01", "9999-12-31", None),
+    ],
+)
+def test_date_range_is_bounded(start, end, dates):
+    from rag_assets.cli import _date_range
+
+    if dates is not None:
+        assert len(_date_range(start, end)) == dates
+    else:
+        with pytest.raises(ValueError, match=f"at most {graphql_client.MAX_BACKFILL_PARTITIONS:,}"):
+            _date_range(start, end)
+
+
+def test_a_range_past_the_bound_is_refused_before_any_request():
+    handler = type("Nobody", (_RecordingProxy,), {"upstream": "", "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        done = run_cli("catchup", "demo", "--start-date", "0001-01-01", "--end-date", "9999-12-31", "--url", url)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        assert done.stderr.count("\n") == 1 and "3,652,059 dates" in done.stderr and "at most 3,660" in done.stderr
+        too_many = [f"2025-01-01#{n}" for n in range(graphql_client.MAX_BACKFILL_PARTITIONS + 1)]
+        with pytest.raises(ValueError, match="at most"):
+            graphql_client.launch_backfill(url, "demo_catchup", too_many)
+        assert handler.seen == []  # nothing was asked of the webserver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_wrong_url_exits_1_naming_it():
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     for args in (["catchup", "demo", "--start-date", "2025-01-01"], ["status", "abcdefgh"]):
@@ -239,6 +276,10 @@ def test_status_of_a_run_id(launched, dagster_url):
     }
 
 
+FAILURE = "dagster._core.definitions.events.Failure"
+LISTED = [f"d{n}.txt: empty file (0 bytes)" for n in range(25)]
+
+
 @pytest.mark.parametrize(
     "error, summary",
     [
@@ -253,6 +294,14 @@ def test_status_of_a_run_id(launched, dagster_url):
             "ValueError: bad row 3",
         ),
         ({"message": "Error occurred while executing op \"x\":"}, 'Error occurred while executing op "x":'),
+        (  # a document run's failure: the documents it could not read follow, at most 20 of them
+            {"message": f"{FAILURE}: 2 of 9 document(s) could not be read:\n  a.pdf: encrypted\n  b.txt: empty\n"},
+            "2 of 9 document(s) could not be read:\na.pdf: encrypted\nb.txt: empty",
+        ),
+        (
+            {"message": "\n".join([f"{FAILURE}: 25 of 25 document(s) could not be read:", *LISTED])},
+            "\n".join(["25 of 25 document(s) could not be read:", *LISTED[:20], "... and 5 more"]),
+        ),
     ],
 )
 def test_error_summary(error, summary):
