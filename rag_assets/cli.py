@@ -188,7 +188,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         return failed(f"cannot reach the index at {printable(where)}", exc)
     rows = [
         {"key": h.key, "tenant": h.tenant, "page": h.page, "score": round(h.score, 4), "text": h.text}
-        | ({"thumbnail": thumbnail_uri(h)} if "thumbnail_key" in (h.metadata or {}) else {})
+        | ({"thumbnail": thumbnail_uri(h)} if is_image(h.key) else {})
         for h in hits
     ]
     if args.json:

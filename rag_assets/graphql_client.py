@@ -16,6 +16,7 @@ through the same transport. When `RAG_DAGSTER_TOKEN` is set it is sent as
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -204,7 +205,10 @@ query RagRunLogs($runId: ID!, $afterCursor: String) {{
       hasMore
       events {{
         __typename
-        ... on ExecutionStepFailureEvent {{ stepKey message error {{ {_ERROR_FIELDS} }} }}
+        ... on ExecutionStepFailureEvent {{
+          stepKey message error {{ {_ERROR_FIELDS} }}
+          failureMetadata {{ metadataEntries {{ label ... on JsonMetadataEntry {{ jsonString }} }} }}
+        }}
         ... on RunFailureEvent {{ message error {{ {_ERROR_FIELDS} }} }}
         ... on EngineEvent {{ message error {{ {_ERROR_FIELDS} }} }}
       }}
@@ -530,7 +534,10 @@ def _run_status(conn: Connection, run: dict[str, Any]) -> dict[str, Any]:
         mapped, counts = COMPLETED, {"done": count, "failed": 0, "in_progress": 0}
     elif state in _RUN_FAILED:
         mapped = CANCELED if state == "CANCELED" else FAILED
-        counts = {"done": 0, "failed": count, "in_progress": 0}
+        # A document run that named its unreadable documents wrote the others first.
+        named = _documents_named(conn, run["runId"], state) if ranged else None
+        failed = count if named is None else min(named, count)
+        counts = {"done": count - failed, "failed": failed, "in_progress": 0}
     else:
         mapped = REQUESTED if state in ("QUEUED", "NOT_STARTED", "MANAGED") else IN_PROGRESS
         counts = {"done": 0, "failed": 0, "in_progress": count}
@@ -684,6 +691,11 @@ def _capped(lines: list[str]) -> list[str]:
 # Reasons of runs that are over, by (endpoint, run id, run status): they do not change, and
 # `wait` asks for the status again and again.
 _REASONS: dict[tuple[str, str, str], str] = {}
+# How many documents a failed run named as unreadable (the others were written in the same
+# run), by (endpoint, run id, state); None when it failed for another reason.
+_NAMED: dict[tuple[str, str, str], int | None] = {}
+# The step failure's metadata naming a document run's unreadable documents (assets.pipeline.FAILED_PARTITIONS).
+FAILED_PARTITIONS = "failed_partitions"
 
 
 def _failure_reason(conn: Connection, run_id: str | None, state: str) -> str:
@@ -692,12 +704,18 @@ def _failure_reason(conn: Connection, run_id: str | None, state: str) -> str:
         return f"no run ({state.lower()})"
     key = (conn.endpoint, run_id, state)
     if key not in _REASONS:
-        _REASONS[key] = _read_failure_reason(conn, run_id, state)
+        _REASONS[key], _NAMED[key] = _read_failure_reason(conn, run_id, state)
     return _REASONS[key]
 
 
-def _read_failure_reason(conn: Connection, run_id: str, state: str) -> str:
-    step_failure = run_failure = engine_error = None
+def _documents_named(conn: Connection, run_id: str, state: str) -> int | None:
+    """How many documents a failed document run named as unreadable; None: it failed otherwise."""
+    _failure_reason(conn, run_id, state)
+    return _NAMED[(conn.endpoint, run_id, state)]
+
+
+def _read_failure_reason(conn: Connection, run_id: str, state: str) -> tuple[str, int | None]:
+    step_failure = run_failure = engine_error = named = None
     cursor = None
     while True:
         logs = conn.execute(RUN_LOGS_QUERY, {"runId": run_id, "afterCursor": cursor})["logsForRun"]
@@ -708,6 +726,9 @@ def _read_failure_reason(conn: Connection, run_id: str, state: str) -> str:
             if kind == "ExecutionStepFailureEvent" and step_failure is None:
                 summary = _error_summary(event.get("error")) or first_line(event.get("message"))
                 step_failure = f"{event['stepKey']}: {summary}" if event.get("stepKey") else summary
+                for entry in (event.get("failureMetadata") or {}).get("metadataEntries") or []:
+                    if entry.get("label") == FAILED_PARTITIONS and entry.get("jsonString"):
+                        named = len(json.loads(entry["jsonString"]))
             elif kind == "RunFailureEvent":
                 run_failure = _error_summary(event.get("error")) or first_line(event.get("message"))
             elif kind == "EngineEvent" and event.get("error") and engine_error is None:
@@ -716,8 +737,8 @@ def _read_failure_reason(conn: Connection, run_id: str, state: str) -> str:
             break
         cursor = logs["cursor"]
     if state == "CANCELED":
-        return "run canceled" + (f" ({step_failure})" if step_failure else "")
-    return step_failure or engine_error or run_failure or f"run {run_id} failed (no error in its event log)"
+        return "run canceled" + (f" ({step_failure})" if step_failure else ""), None
+    return step_failure or engine_error or run_failure or f"run {run_id} failed (no error in its event log)", named
 
 
 # --------------------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_definitions_load_with_the_asset_graph_jobs_and_sensors():
     assert keys == {"raw_documents", "chunks", "embeddings", "vector_index", "index_reconciliation", *catchup}  # catchup.yaml's
     for job in ("ingest_documents", "purge_documents", "record_reconciliation", "exports_catchup", "tickets_catchup"):
         assert defs.resolve_job_def(job) is not None
-    assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "ingest_failure_sensor", "notifications"}
+    assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "notifications"}
     for asset in ("raw_documents", "chunks", "embeddings", "vector_index"):  # a UI backfill: ranged runs of RAG_BATCH_SIZE
         assert defs.resolve_assets_def(asset).backfill_policy == dg.BackfillPolicy.multi_run(50)
     graph = defs.resolve_asset_graph()

@@ -21,7 +21,7 @@ from rag_assets.lib.reconcile import (
     wanted_documents,
 )
 from rag_assets.resources.vector_stores import IndexedDocument
-from rag_assets.sensors.s3 import listing_prefix, range_tags, settled, split_requests
+from rag_assets.sensors.s3 import listing_prefix, settled
 
 ROOT = "s3://docs"
 PIPE = pipeline_fingerprint(160, 32, "formatted_text")
@@ -212,15 +212,6 @@ def test_runs_in_flight_cover_their_ranges():
     assert partitions_in_ranges(ordered, [("p2", "p3"), ("p5", "p5"), ("gone", "p4")]) == {"p2", "p3", "p5"}
 
 
-def test_a_batch_with_unreadable_documents_is_split_around_them():
-    ordered = ["p1", "p2", "p3", "p4"]
-    run = SimpleNamespace(run_id="r1", tags=range_tags("p1", "p4"))
-    requests = split_requests(run, ["p2"], ordered, batch_size=10)
-    ranges = [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in requests]
-    assert ranges == [("p1", "p1"), ("p3", "p4")]
-    assert split_requests(SimpleNamespace(run_id="r2", tags={}), ["p2"], ordered, 10) == []
-
-
 @pytest.mark.parametrize(
     "key, prefix",
     [("a/report.pdf", "a/report."), ("a/report.meta.json", "a/report."), ("a/report.pdf.meta.json", "a/report."),
@@ -261,3 +252,27 @@ def test_the_command_line_skips_only_current_documents(etag, indexed, materializ
     ref = DocRef("acme", ROOT, "acme/a.pdf")
     found = current_documents({ref: etag}, index(*indexed), PIPE, {part("acme/a.pdf")} if materialized else set())
     assert found == ({part("acme/a.pdf"): indexed[0]} if current else {})
+
+
+@pytest.mark.parametrize(
+    "attempt, retry, sizes",
+    [
+        (0, False, [50, 50]),  # asked for the first time: batches of RAG_BATCH_SIZE
+        (5, False, [50, 50]),  # a new version: the same
+        (1, True, [25, 25, 25, 25]),  # asked for again: halved at each attempt...
+        (3, True, [6] * 16 + [4]),
+        (6, True, [1] * 100),  # ...until each runs alone: a culprit fails alone, the rest are written
+    ],
+)
+def test_documents_asked_for_again_run_in_ever_smaller_batches(attempt, retry, sizes):
+    ordered = [f"p{n:03}" for n in range(100)]
+    targets = [Target(p, p, "v1", "changed", attempt, retry) for p in ordered]
+    batches = ingest_batches(targets, ordered, 50, "i1")
+    assert [len(b.members) for b in batches] == sizes
+    assert sorted(m for b in batches for m in b.members) == ordered  # every target, once
+
+
+def test_fresh_and_retried_documents_are_batched_apart():
+    ordered = [f"p{n}" for n in range(6)]
+    targets = [Target(p, p, "v1", "new", 0, False) for p in ordered[:3]] + [Target(p, p, "v1", "changed", 2, True) for p in ordered[3:]]
+    assert [b.members for b in ingest_batches(targets, ordered, 4, "i1")] == [("p0", "p1", "p2"), ("p3",), ("p4",), ("p5",)]

@@ -264,17 +264,30 @@ class Batch:
     run_key: str
 
 
+def batch_size_for(target: Target, batch_size: int) -> int:
+    """How many documents may share a run with this one: all of `batch_size` the first time;
+    a document asked for again (its version's earlier run did not write it) runs in a batch of
+    batch_size / 2**attempt, at least 1, so a batch that keeps failing for one document's
+    sake is split until the others are written and the culprit fails alone."""
+    return max(1, batch_size >> min(target.attempt, 30)) if target.retry else batch_size
+
+
 def ingest_batches(targets: Sequence[Target], ordered: Sequence[str], batch_size: int, identity: str) -> list[Batch]:
     """Ranged runs over `ordered` partitions (existing and to-be-added) covering exactly the
-    targets, at most `batch_size` each; a run key per batch from each member's partition,
-    version and attempt, under the index identity."""
+    targets, at most `batch_size` each (smaller for documents asked for again:
+    `batch_size_for`); a run key per batch from each member's partition, version and attempt,
+    under the index identity."""
     by_partition = {t.partition: t for t in targets}
     position = {p: i for i, p in enumerate(ordered)}
+    by_size: dict[int, set[str]] = {}
+    for t in targets:
+        by_size.setdefault(batch_size_for(t, batch_size), set()).add(t.partition)
     batches = []
-    for first, last in plan_batches(ordered, set(by_partition), batch_size):
-        members = tuple(ordered[position[first] : position[last] + 1])
-        parts = [f"{m}@{by_partition[m].version}#{by_partition[m].attempt}" for m in members]
-        batches.append(Batch(first, last, members, run_key("ingest", identity, parts)))
+    for size, partitions in sorted(by_size.items(), reverse=True):
+        for first, last in plan_batches(ordered, partitions, size):
+            members = tuple(ordered[position[first] : position[last] + 1])
+            parts = [f"{m}@{by_partition[m].version}#{by_partition[m].attempt}" for m in members]
+            batches.append(Batch(first, last, members, run_key("ingest", identity, parts)))
     return batches
 
 

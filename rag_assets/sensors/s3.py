@@ -3,8 +3,6 @@
 - `s3_event_sensor`: S3 event notifications from SQS (RAG_SQS_QUEUE_URL): the fast path.
 - `listing_sensor`: lists the source and compares it with what the index holds: pass after
   pass without a queue; with one, a full pass every RAG_RECONCILE_SECONDS as the safety net.
-- `ingest_failure_sensor`: a batch that failed on unreadable documents runs again at once
-  without them.
 
 Sensors only decide (lib.reconcile plans, from the source, the index and the runs in
 flight); runs do the work (ingest_documents, purge_documents). See docs/architecture.md.
@@ -23,8 +21,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from rag_assets.assets.documents import RAW_DOCUMENTS, ingest_documents_job
 from rag_assets.assets.maintenance import PURGED_TAG, purge_documents_job, purge_run_config
-from rag_assets.ingest import LAUNCHED_BY_TAG, failed_documents
-from rag_assets.lib.batching import plan_batches
+from rag_assets.ingest import LAUNCHED_BY_TAG
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.identity import index_identity, source_etag, split_source_etag
 from rag_assets.lib.images import is_thumbnail
@@ -59,8 +56,6 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-# Launchers that re-plan their own failed batches (rag_assets.ingest.materialize_documents).
-SELF_SPLITTING = {"cli"}
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
@@ -469,48 +464,11 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     return listing_sensor
 
 
-# --- failed batches -------------------------------------------------------------------------
-
-
-def split_requests(run: dg.DagsterRun, unreadable: list[str], ordered: Sequence[str], batch_size: int) -> list[dg.RunRequest]:
-    """The batch of a run that failed on unreadable documents, without them, as ranged runs."""
-    first, last = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
-    if first is None or first not in ordered or last not in ordered:
-        return []
-    position = {k: i for i, k in enumerate(ordered)}
-    rest = [m for m in ordered[position[first] : position[last] + 1] if m not in set(unreadable)]
-    return [
-        dg.RunRequest(
-            job_name=ingest_documents_job.name,
-            run_key=f"split:{run.run_id}:{a}",
-            tags={**range_tags(a, b), LAUNCHED_BY_TAG: "ingest_failure_sensor"},
-        )
-        for a, b in plan_batches(ordered, rest, batch_size)
-    ]
-
-
-@dg.run_failure_sensor(
-    monitored_jobs=[ingest_documents_job],
-    request_job=ingest_documents_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Runs a batch that failed on unreadable documents again at once, without them.",
-)
-def ingest_failure_sensor(context: dg.RunFailureSensorContext, sync_config: SyncConfig):
-    run = context.dagster_run
-    if run.tags.get(LAUNCHED_BY_TAG) in SELF_SPLITTING:
-        return []  # the command line re-plans its own batches
-    failed = failed_documents(context.instance, run.run_id)
-    if not failed:
-        return []  # not the documents' fault: the planners ask for them again, backing off
-    ordered = context.instance.get_dynamic_partitions(documents_partitions.name)
-    return split_requests(run, [f["partition"] for f in failed], ordered, sync_config.batch_size)
-
-
 def sensor_definitions(event_mode: bool) -> dg.Definitions:
     """The event sensor runs when a queue is configured; the listing sensor always (pass after
     pass without a queue, a reconciliation pass every RAG_RECONCILE_SECONDS with one)."""
     running, stopped = dg.DefaultSensorStatus.RUNNING, dg.DefaultSensorStatus.STOPPED
     return dg.Definitions(
-        sensors=[build_s3_event_sensor(running if event_mode else stopped), build_listing_sensor(running), ingest_failure_sensor]
+        sensors=[build_s3_event_sensor(running if event_mode else stopped), build_listing_sensor(running)]
     )
 
