@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-anchor install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-anchor bench-csv install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,6 +97,9 @@ bench-notify: install-test
 bench-ui: install-test
 	bash scripts/install-chromium.sh
 	$(BIN)/python benchmarks/ui.py
+
+bench-csv: install-test
+	$(BIN)/python benchmarks/csv_reading.py
 
 bench-quality: install-test
 	$(BIN)/python benchmarks/quality.py --embedders local:all-MiniLM-L6-v2,local:all-MiniLM-L6-v2+int8

@@ -160,6 +160,7 @@ def _root_cause(exc: BaseException) -> str:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from rag_assets.lib.images import is_image
     from rag_assets.resources.embedders import embedder_from_spec
     from rag_assets.resources.pgvector_store import redact
     from rag_assets.resources.vector_stores import vector_store_from_uri

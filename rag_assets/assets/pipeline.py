@@ -475,7 +475,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         )
         # Batch-wide figures are named batch_*: each partition's own metadata is merged over
         # them and would shadow a shared name.
-        unread = {key: items for key, items in documents.items() if isinstance(items, Unread)}
+        order = {key: n for n, key in enumerate(context.partition_keys)}  # the failures in the partitions' order
+        unread = {key: documents[key] for key in sorted(documents, key=order.get) if isinstance(documents[key], Unread)}
         yield dg.MaterializeResult(
             metadata={
                 "batch_documents": len(every),
