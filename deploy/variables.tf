@@ -55,6 +55,18 @@ variable "work_bucket_name" {
   default     = null
 }
 
+variable "log_bucket_name" {
+  description = "Bucket of the load balancer's access logs; null: <name>-logs-<account id>."
+  type        = string
+  default     = null
+}
+
+variable "access_log_expiry_days" {
+  description = "Days after which the load balancer's access logs expire."
+  type        = number
+  default     = 90
+}
+
 variable "force_destroy" {
   description = "Let `terraform destroy` delete non-empty buckets and ECR repositories (tests; never in production)."
   type        = bool
