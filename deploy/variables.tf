@@ -270,9 +270,14 @@ variable "db_skip_final_snapshot" {
 }
 
 variable "secret_recovery_window_days" {
-  description = "Recovery window of the API key secrets on destroy; 0 deletes at once (a re-apply can recreate the same names)."
+  description = "Days a destroyed secret (API keys, database roles' passwords) can still be restored; 7-30."
   type        = number
-  default     = 0
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30
+    error_message = "secret_recovery_window_days: 7 to 30 (0, deletion without recovery, is not offered)."
+  }
 }
 
 # ---- sign-in -----------------------------------------------------------------------------
@@ -292,6 +297,17 @@ variable "cognito_domain_prefix" {
   description = "Prefix of the Cognito hosted sign-in domain (<prefix>.auth.<region>.amazoncognito.com); null: <name>-<account id>."
   type        = string
   default     = null
+}
+
+variable "cognito_mfa" {
+  description = "Cognito MFA (authenticator app, TOTP): ON (every user) or OPTIONAL (each user chooses)."
+  type        = string
+  default     = "ON"
+
+  validation {
+    condition     = contains(["ON", "OPTIONAL"], var.cognito_mfa)
+    error_message = "cognito_mfa must be \"ON\" or \"OPTIONAL\"."
+  }
 }
 
 variable "session_timeout_seconds" {
