@@ -1,7 +1,8 @@
 # One execution role (ECS: pull the image, write the logs, inject the secrets) and one task
-# role per service, each with only what that process calls. Resource "*" only where the
-# action has no resource-level permissions: ecr:GetAuthorizationToken,
-# ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces (deploy/README.md).
+# role per service, each with only what that process calls (the db-setup task has none).
+# Resource "*" only where the action has no resource-level permissions:
+# ecr:GetAuthorizationToken, ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces
+# (deploy/README.md).
 
 locals {
   cluster_name   = var.name
@@ -59,7 +60,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "InjectSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.task_secret_arns
+    resources = local.referenced_secret_arns # access.tf: exactly those the task definitions name
   }
 }
 
@@ -311,10 +312,14 @@ data "aws_iam_policy_document" "embed" {
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.work.arn}/work/_pipes/*"]
   }
-  statement {
-    sid       = "OpenAIKey"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.openai_secret_arn]
+  # The OpenAI key, read at a cold start (OPENAI_API_KEY_SECRET_ARN), only with an OpenAI embedder.
+  dynamic "statement" {
+    for_each = local.embeds_with_openai ? [local.openai_secret_arn] : []
+    content {
+      sid       = "OpenAIKey"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
   }
   statement {
     sid       = "OwnLogs"

@@ -41,6 +41,17 @@ variable "alb_ingress_cidrs" {
   default     = ["0.0.0.0/0"]
 }
 
+variable "extra_internet_egress" {
+  description = "Services whose tasks may reach the internet (HTTPS) whatever is configured (deploy/README.md, Egress)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(setsubtract(var.extra_internet_egress, ["webserver", "daemon", "code-location", "run"])) == 0
+    error_message = "extra_internet_egress: a list of webserver, daemon, code-location, run."
+  }
+}
+
 # ---- buckets and queue -------------------------------------------------------------------
 
 variable "document_bucket_name" {
@@ -141,7 +152,7 @@ variable "metabase_url" {
 }
 
 variable "extra_environment" {
-  description = "More environment variables for the four Dagster containers (e.g. RAG_EMBED_TEXTS_PER_CALL)."
+  description = "More environment for the four Dagster containers (e.g. RAG_NOTIFY); it decides secrets and egress too."
   type        = map(string)
   default     = {}
 }
@@ -248,9 +259,35 @@ variable "db_allocated_storage" {
 }
 
 variable "db_username" {
-  description = "Master user of the RDS instance (its password: an RDS-managed secret)."
+  description = "Master user of the RDS instance (its password: an RDS-managed secret); only the db-setup task uses it."
   type        = string
   default     = "rag"
+}
+
+variable "db_storage_username" {
+  description = "Role owning Dagster's storage (runs, events, schedules) in database dagster (deploy/db-roles.sql)."
+  type        = string
+  default     = "dagster_storage"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_storage_username))
+    error_message = "db_storage_username: lower-case letters, digits and underscores, not starting with a digit."
+  }
+}
+
+variable "db_vectors_username" {
+  description = "Role owning the vector rows, embedding cache and image analyses in database rag (deploy/db-roles.sql)."
+  type        = string
+  default     = "rag_vectors"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_vectors_username))
+    error_message = "db_vectors_username: lower-case letters, digits and underscores, not starting with a digit."
+  }
+  validation {
+    condition     = length(toset([var.db_username, var.db_storage_username, var.db_vectors_username])) == 3
+    error_message = "db_username, db_storage_username and db_vectors_username must be three different roles."
+  }
 }
 
 variable "db_multi_az" {
