@@ -248,11 +248,12 @@ data "aws_iam_policy_document" "run" {
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.documents.arn}/*"]
   }
-  # An image's thumbnail is written beside it, {tenant}/thumbnails/..., and purged with it.
+  # Images' thumbnails go under the project's own prefix at the source's root,
+  # .rag-thumbnails/{tenant}/... (docs/architecture.md, Images), and are purged with their image.
   statement {
     sid       = "WriteThumbnails"
     actions   = ["s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.documents.arn}/*/thumbnails/*"]
+    resources = ["${aws_s3_bucket.documents.arn}/.rag-thumbnails/*"]
   }
   statement {
     sid       = "ListWork"
