@@ -14,6 +14,13 @@ resource "aws_lb" "main" {
   security_groups            = [aws_security_group.alb.id]
   drop_invalid_header_fields = true
   idle_timeout               = 120
+  access_logs {
+    bucket  = aws_s3_bucket.logs.id
+    prefix  = local.alb_log_prefix
+    enabled = true
+  }
+  # The load balancer checks that it may write to the bucket when logging is enabled.
+  depends_on = [aws_s3_bucket_policy.buckets]
 }
 
 resource "aws_lb_target_group" "webserver" {

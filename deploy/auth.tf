@@ -5,7 +5,8 @@ resource "aws_cognito_user_pool" "main" {
   name                     = var.name
   username_attributes      = ["email"]
   auto_verified_attributes = ["email"]
-  mfa_configuration        = "OPTIONAL"
+  # ON by default: every user sets up an authenticator app (TOTP) at the first sign-in.
+  mfa_configuration = var.cognito_mfa
 
   software_token_mfa_configuration {
     enabled = true

@@ -1,6 +1,7 @@
 # The ECS cluster (Fargate): services for the webserver, the daemon and the code location
-# (found through Cloud Map), and the run task definition that the daemon's EcsRunLauncher
-# (deploy/dagster.yaml) launches, one task per run (and per step with RAG_EXECUTOR=ecs).
+# (found through Cloud Map), the run task definition that the daemon's EcsRunLauncher
+# (deploy/dagster.yaml) launches, one task per run (and per step with RAG_EXECUTOR=ecs), and
+# the one-off db-setup task (deploy/db-roles.sql). Each container's secrets: access.tf.
 
 resource "aws_ecs_cluster" "main" {
   name = local.cluster_name
@@ -16,7 +17,7 @@ resource "aws_ecs_cluster_capacity_providers" "main" {
 }
 
 resource "aws_cloudwatch_log_group" "ecs" {
-  for_each          = toset(["webserver", "daemon", "code-location", "run"])
+  for_each          = toset(["webserver", "daemon", "code-location", "run", "db-setup"])
   name              = "/ecs/${var.name}/${each.key}"
   retention_in_days = var.log_retention_days
 }
@@ -56,8 +57,8 @@ locals {
     DAGSTER_HOME                = "/opt/dagster/dagster_home"
     DAGSTER_PG_HOST             = local.db_address
     DAGSTER_PG_PORT             = "5432"
-    DAGSTER_PG_DB               = "dagster"
-    DAGSTER_PG_USERNAME         = var.db_username
+    DAGSTER_PG_DB               = local.db_roles.storage.database
+    DAGSTER_PG_USERNAME         = var.db_storage_username
     DAGSTER_RUN_TASK_DEFINITION = local.run_family # the family: its latest ACTIVE revision
     DAGSTER_COMPUTE_LOG_BUCKET  = aws_s3_bucket.work.bucket
     DAGSTER_CODE_LOCATION_HOST  = local.code_location_host # deploy/workspace.yaml
@@ -78,7 +79,6 @@ locals {
   }, var.extra_environment)
 
   environment_list = [for k in sort(keys(local.dagster_environment)) : { name = k, value = local.dagster_environment[k] }]
-  secrets_list     = [for k in sort(keys(local.task_secrets)) : { name = k, valueFrom = local.task_secrets[k] }]
 
   workspace = "/opt/dagster/app/deploy/workspace.yaml"
 
@@ -139,7 +139,7 @@ resource "aws_ecs_task_definition" "service" {
       essential    = true
       command      = each.value.command
       environment  = local.environment_list
-      secrets      = local.secrets_list
+      secrets      = local.container_secrets[each.key]
       portMappings = each.value.port == null ? [] : [{ containerPort = each.value.port, protocol = "tcp" }]
       logConfiguration = {
         logDriver = "awslogs"
@@ -176,13 +176,56 @@ resource "aws_ecs_task_definition" "run" {
     image       = local.dagster_image
     essential   = true
     environment = local.environment_list
-    secrets     = local.secrets_list
+    secrets     = local.container_secrets["run"]
     logConfiguration = {
       logDriver = "awslogs"
       options = {
         awslogs-group         = aws_cloudwatch_log_group.ecs["run"].name
         awslogs-region        = local.region
         awslogs-stream-prefix = "run"
+      }
+    }
+  }])
+}
+
+# The database roles (deploy/db-roles.sql), run once by the operator (aws ecs run-task,
+# deploy/README.md) and again after a role's password changes: psql as the master user, the
+# only task that gets its password. No task role: it calls no AWS API.
+resource "aws_ecs_task_definition" "db_setup" {
+  family                   = "${var.name}-db-setup"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = 256
+  memory                   = 512
+  execution_role_arn       = aws_iam_role.execution.arn
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+  container_definitions = jsonencode([{
+    name      = "db-setup"
+    image     = local.dagster_image
+    essential = true
+    command   = ["psql", "--no-psqlrc", "--set=ON_ERROR_STOP=1", "--file=/opt/dagster/app/deploy/db-roles.sql"]
+    environment = [for k, v in {
+      PGHOST                  = local.db_address
+      PGPORT                  = "5432"
+      PGDATABASE              = local.db_roles.vectors.database # RDS made it (db_name)
+      PGUSER                  = var.db_username
+      PGSSLMODE               = "require"
+      PGCONNECT_TIMEOUT       = "20"
+      RAG_DB_STORAGE_ROLE     = local.db_roles.storage.role
+      RAG_DB_STORAGE_DATABASE = local.db_roles.storage.database
+      RAG_DB_VECTORS_ROLE     = local.db_roles.vectors.role
+      RAG_DB_VECTORS_DATABASE = local.db_roles.vectors.database
+    } : { name = k, value = v }]
+    secrets = local.db_setup_secrets
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.ecs["db-setup"].name
+        awslogs-region        = local.region
+        awslogs-stream-prefix = "db-setup"
       }
     }
   }])

@@ -1,7 +1,8 @@
 # One execution role (ECS: pull the image, write the logs, inject the secrets) and one task
-# role per service, each with only what that process calls. Resource "*" only where the
-# action has no resource-level permissions: ecr:GetAuthorizationToken,
-# ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces (deploy/README.md).
+# role per service, each with only what that process calls (the db-setup task has none).
+# Resource "*" only where the action has no resource-level permissions:
+# ecr:GetAuthorizationToken, ecs:DescribeTaskDefinition, ec2:DescribeNetworkInterfaces
+# (deploy/README.md).
 
 locals {
   cluster_name   = var.name
@@ -59,7 +60,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "InjectSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = local.task_secret_arns
+    resources = local.referenced_secret_arns # access.tf: exactly those the task definitions name
   }
 }
 
@@ -247,11 +248,12 @@ data "aws_iam_policy_document" "run" {
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.documents.arn}/*"]
   }
-  # An image's thumbnail is written beside it, {tenant}/thumbnails/..., and purged with it.
+  # Images' thumbnails go under the project's own prefix at the source's root,
+  # .rag-thumbnails/{tenant}/... (docs/architecture.md, Images), and are purged with their image.
   statement {
     sid       = "WriteThumbnails"
     actions   = ["s3:PutObject", "s3:DeleteObject"]
-    resources = ["${aws_s3_bucket.documents.arn}/*/thumbnails/*"]
+    resources = ["${aws_s3_bucket.documents.arn}/.rag-thumbnails/*"]
   }
   statement {
     sid       = "ListWork"
@@ -311,10 +313,14 @@ data "aws_iam_policy_document" "embed" {
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${aws_s3_bucket.work.arn}/work/_pipes/*"]
   }
-  statement {
-    sid       = "OpenAIKey"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.openai_secret_arn]
+  # The OpenAI key, read at a cold start (OPENAI_API_KEY_SECRET_ARN), only with an OpenAI embedder.
+  dynamic "statement" {
+    for_each = local.embeds_with_openai ? [local.openai_secret_arn] : []
+    content {
+      sid       = "OpenAIKey"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
   }
   statement {
     sid       = "OwnLogs"

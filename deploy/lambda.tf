@@ -1,6 +1,7 @@
 # The embed step's Lambda (Dagster Pipes, rag_assets.pipes_embed.lambda_handler), invoked by
 # run tasks when RAG_EMBED_ON=lambda:<name>. No VPC: it reads and writes the work bucket and
-# calls OpenAI; its OpenAI key is read from Secrets Manager at cold start (*_SECRET_ARN).
+# calls OpenAI; its OpenAI key (an OpenAI embedder only) is read from Secrets Manager at cold
+# start (*_SECRET_ARN).
 
 locals {
   embed_function_name = "${var.name}-embed"
@@ -31,12 +32,15 @@ resource "aws_lambda_function" "embed" {
   }
 
   environment {
-    variables = {
-      RAG_EMBEDDER              = var.embedder
-      RAG_MODEL_CACHE           = "/tmp/models"
-      HF_HUB_OFFLINE            = "1"
-      OPENAI_API_KEY_SECRET_ARN = local.openai_secret_arn
-    }
+    variables = merge(
+      {
+        RAG_EMBEDDER    = var.embedder
+        RAG_MODEL_CACHE = "/tmp/models"
+        HF_HUB_OFFLINE  = "1"
+      },
+      # The OpenAI key only for an OpenAI embedder (access.tf): a local model needs no secret.
+      local.embeds_with_openai ? { OPENAI_API_KEY_SECRET_ARN = local.openai_secret_arn } : {},
+    )
   }
 
   depends_on = [aws_cloudwatch_log_group.embed, aws_iam_role_policy.embed, aws_ecr_repository_policy.lambda]

@@ -1,5 +1,7 @@
 # A VPC of two public subnets (load balancer, NAT gateway) and two private subnets (tasks,
-# database) in two AZs. The tasks reach AWS APIs, ECR, OpenAI and Pinecone through the NAT.
+# database) in two AZs. The tasks reach AWS through VPC endpoints (S3: gateway; the others:
+# interface endpoints), the internet (through the NAT) only where access.tf says their
+# configuration names an external API (deploy/README.md, Egress).
 
 data "aws_availability_zones" "available" {
   state = "available"
@@ -93,9 +95,30 @@ resource "aws_vpc_endpoint" "s3" {
   tags              = { Name = "${var.name}-s3" }
 }
 
+# Interface endpoints of the AWS APIs the tasks call: ECR (image pulls), Logs (awslogs; ECS
+# Pipes reads step logs), Secrets Manager (secrets injected at start), SQS (the events queue),
+# ECS and EC2 (launching and watching run tasks: EcsRunLauncher, ecs_executor), Lambda (the
+# embed function). Private DNS: the SDKs' usual host names resolve to them in the VPC.
+locals {
+  interface_endpoints = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs", "ecs", "ec2", "lambda"]
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each            = toset(local.interface_endpoints)
+  vpc_id              = aws_vpc.main.id
+  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+  private_dns_enabled = true
+  tags                = { Name = "${var.name}-${each.key}" }
+}
+
 # ---- security groups ----------------------------------------------------------------------
-# alb -> webserver:3000; webserver, daemon, run -> code location:4000; all tasks -> db:5432.
-# Outbound: the tasks reach AWS APIs and the embedding/vector services over HTTPS.
+# In:  alb -> webserver:3000; webserver, daemon, run -> code location:4000; the five task
+#      groups -> db:5432 and -> endpoints:443.
+# Out: every task -> endpoints:443, S3 (the gateway endpoint's prefix list):443, db:5432;
+#      webserver, daemon, run -> code location:4000; the internet only as access.tf says.
 
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
@@ -127,9 +150,21 @@ resource "aws_security_group" "run" {
   vpc_id      = aws_vpc.main.id
 }
 
+resource "aws_security_group" "db_setup" {
+  name        = "${var.name}-db-setup"
+  description = "The one-off database set-up task: no inbound"
+  vpc_id      = aws_vpc.main.id
+}
+
 resource "aws_security_group" "db" {
   name        = "${var.name}-db"
-  description = "PostgreSQL: port 5432 from the Dagster tasks only"
+  description = "PostgreSQL: port 5432 from the Dagster tasks and the db-setup task only"
+  vpc_id      = aws_vpc.main.id
+}
+
+resource "aws_security_group" "endpoints" {
+  name        = "${var.name}-endpoints"
+  description = "VPC interface endpoints: HTTPS from the tasks only"
   vpc_id      = aws_vpc.main.id
 }
 
@@ -181,7 +216,30 @@ locals {
     daemon    = aws_security_group.daemon.id
     run       = aws_security_group.run.id
   }
-  db_clients = merge(local.grpc_clients, { code_location = aws_security_group.code_location.id })
+  task_groups = merge(local.grpc_clients, {
+    code-location = aws_security_group.code_location.id
+    db-setup      = aws_security_group.db_setup.id
+  })
+  # Every task's way out: AWS APIs (interface endpoints), S3 (gateway endpoint), PostgreSQL.
+  task_egress = merge([
+    for task, group in local.task_groups : {
+      "${task}:endpoints" = {
+        group = group, port = 443, to_group = aws_security_group.endpoints.id, description = "AWS APIs (endpoints)"
+      }
+      "${task}:db" = { group = group, port = 5432, to_group = aws_security_group.db.id, description = "PostgreSQL" }
+    }
+  ]...)
+  grpc_egress = {
+    for task, group in local.grpc_clients : "${task}:code-location" => {
+      group = group, port = 4000, to_group = aws_security_group.code_location.id, description = "The code location"
+    }
+  }
+  internet_groups = {
+    webserver     = aws_security_group.webserver.id
+    daemon        = aws_security_group.daemon.id
+    code-location = aws_security_group.code_location.id
+    run           = aws_security_group.run.id
+  }
 }
 
 resource "aws_security_group_rule" "code_location_grpc" {
@@ -196,7 +254,7 @@ resource "aws_security_group_rule" "code_location_grpc" {
 }
 
 resource "aws_security_group_rule" "db_postgres" {
-  for_each                 = local.db_clients
+  for_each                 = local.task_groups
   type                     = "ingress"
   security_group_id        = aws_security_group.db.id
   source_security_group_id = each.value
@@ -206,13 +264,49 @@ resource "aws_security_group_rule" "db_postgres" {
   description              = "PostgreSQL from ${each.key}"
 }
 
-resource "aws_security_group_rule" "tasks_out" {
-  for_each          = local.db_clients
+resource "aws_security_group_rule" "endpoints_https" {
+  for_each                 = local.task_groups
+  type                     = "ingress"
+  security_group_id        = aws_security_group.endpoints.id
+  source_security_group_id = each.value
+  protocol                 = "tcp"
+  from_port                = 443
+  to_port                  = 443
+  description              = "HTTPS from ${each.key}"
+}
+
+resource "aws_security_group_rule" "task_to_group" {
+  for_each                 = merge(local.task_egress, local.grpc_egress)
+  type                     = "egress"
+  security_group_id        = each.value.group
+  source_security_group_id = each.value.to_group
+  protocol                 = "tcp"
+  from_port                = each.value.port
+  to_port                  = each.value.port
+  description              = each.value.description
+}
+
+# S3 (documents, work files, compute logs, image layers from ECR) through the gateway endpoint.
+resource "aws_security_group_rule" "task_to_s3" {
+  for_each          = local.task_groups
   type              = "egress"
   security_group_id = each.value
+  prefix_list_ids   = [aws_vpc_endpoint.s3.prefix_list_id]
+  protocol          = "tcp"
+  from_port         = 443
+  to_port           = 443
+  description       = "S3 (gateway endpoint)"
+}
+
+# The internet, through the NAT: only the ports of the external APIs a service's configuration
+# names (access.tf), and extra_internet_egress.
+resource "aws_security_group_rule" "task_to_internet" {
+  for_each          = local.internet_egress
+  type              = "egress"
+  security_group_id = local.internet_groups[each.value.service]
   cidr_blocks       = ["0.0.0.0/0"]
-  protocol          = "-1"
-  from_port         = 0
-  to_port           = 0
-  description       = "AWS APIs, ECR, OpenAI, Pinecone, Metabase, the database and the code location"
+  protocol          = "tcp"
+  from_port         = each.value.port
+  to_port           = each.value.port
+  description       = "External APIs of ${each.value.service} (deploy/README.md, Egress)"
 }

@@ -49,9 +49,29 @@ output "rds_address" {
   value = aws_db_instance.main.address
 }
 
+output "log_bucket" {
+  description = "The load balancer's access logs (alb/AWSLogs/<account id>/...)."
+  value       = aws_s3_bucket.logs.bucket
+}
+
 output "db_password_secret_arn" {
-  description = "The RDS-managed secret of the master user (JSON: username, password)."
+  description = "The RDS-managed secret of the master user (JSON: username, password); only the db-setup task reads it."
   value       = local.db_secret_arn
+}
+
+output "db_role_secret_arns" {
+  description = "Passwords of the database roles (deploy/db-roles.sql, values put by the operator): storage, vectors."
+  value       = { for k, _ in local.db_roles : k => aws_secretsmanager_secret.db_roles[k].arn }
+}
+
+output "container_secrets" {
+  description = "The secrets each container gets (access.tf; deploy/README.md says why)."
+  value       = { for c, names in local.container_secret_names : c => sort(names) }
+}
+
+output "internet_egress" {
+  description = "Services whose tasks may reach the internet, and on which ports (access.tf)."
+  value       = local.internet_ports_granted
 }
 
 output "api_key_secret_arns" {
@@ -69,6 +89,22 @@ output "cluster_name" {
 
 output "run_task_definition_family" {
   value = aws_ecs_task_definition.run.family
+}
+
+output "db_setup_task_definition_family" {
+  description = "The one-off task creating the database roles (deploy/db-roles.sql)."
+  value       = aws_ecs_task_definition.db_setup.family
+}
+
+output "db_setup_network_configuration" {
+  description = "--network-configuration of the db-setup task (aws ecs run-task)."
+  value = jsonencode({
+    awsvpcConfiguration = {
+      subnets        = aws_subnet.private[*].id
+      securityGroups = [aws_security_group.db_setup.id]
+      assignPublicIp = "DISABLED"
+    }
+  })
 }
 
 output "run_task_network_configuration" {

@@ -41,6 +41,17 @@ variable "alb_ingress_cidrs" {
   default     = ["0.0.0.0/0"]
 }
 
+variable "extra_internet_egress" {
+  description = "Services whose tasks may reach the internet (HTTPS) whatever is configured (deploy/README.md, Egress)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(setsubtract(var.extra_internet_egress, ["webserver", "daemon", "code-location", "run"])) == 0
+    error_message = "extra_internet_egress: a list of webserver, daemon, code-location, run."
+  }
+}
+
 # ---- buckets and queue -------------------------------------------------------------------
 
 variable "document_bucket_name" {
@@ -53,6 +64,18 @@ variable "work_bucket_name" {
   description = "Bucket of intermediates, compute logs and Pipes messages; null: <name>-work-<account id>."
   type        = string
   default     = null
+}
+
+variable "log_bucket_name" {
+  description = "Bucket of the load balancer's access logs; null: <name>-logs-<account id>."
+  type        = string
+  default     = null
+}
+
+variable "access_log_expiry_days" {
+  description = "Days after which the load balancer's access logs expire."
+  type        = number
+  default     = 90
 }
 
 variable "force_destroy" {
@@ -129,7 +152,7 @@ variable "metabase_url" {
 }
 
 variable "extra_environment" {
-  description = "More environment variables for the four Dagster containers (e.g. RAG_EMBED_TEXTS_PER_CALL)."
+  description = "More environment for the four Dagster containers (e.g. RAG_NOTIFY); it decides secrets and egress too."
   type        = map(string)
   default     = {}
 }
@@ -236,9 +259,35 @@ variable "db_allocated_storage" {
 }
 
 variable "db_username" {
-  description = "Master user of the RDS instance (its password: an RDS-managed secret)."
+  description = "Master user of the RDS instance (its password: an RDS-managed secret); only the db-setup task uses it."
   type        = string
   default     = "rag"
+}
+
+variable "db_storage_username" {
+  description = "Role owning Dagster's storage (runs, events, schedules) in database dagster (deploy/db-roles.sql)."
+  type        = string
+  default     = "dagster_storage"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_storage_username))
+    error_message = "db_storage_username: lower-case letters, digits and underscores, not starting with a digit."
+  }
+}
+
+variable "db_vectors_username" {
+  description = "Role owning the vector rows, embedding cache and image analyses in database rag (deploy/db-roles.sql)."
+  type        = string
+  default     = "rag_vectors"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.db_vectors_username))
+    error_message = "db_vectors_username: lower-case letters, digits and underscores, not starting with a digit."
+  }
+  validation {
+    condition     = length(toset([var.db_username, var.db_storage_username, var.db_vectors_username])) == 3
+    error_message = "db_username, db_storage_username and db_vectors_username must be three different roles."
+  }
 }
 
 variable "db_multi_az" {
@@ -258,9 +307,14 @@ variable "db_skip_final_snapshot" {
 }
 
 variable "secret_recovery_window_days" {
-  description = "Recovery window of the API key secrets on destroy; 0 deletes at once (a re-apply can recreate the same names)."
+  description = "Days a destroyed secret (API keys, database roles' passwords) can still be restored; 7-30."
   type        = number
-  default     = 0
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30
+    error_message = "secret_recovery_window_days: 7 to 30 (0, deletion without recovery, is not offered)."
+  }
 }
 
 # ---- sign-in -----------------------------------------------------------------------------
@@ -280,6 +334,17 @@ variable "cognito_domain_prefix" {
   description = "Prefix of the Cognito hosted sign-in domain (<prefix>.auth.<region>.amazoncognito.com); null: <name>-<account id>."
   type        = string
   default     = null
+}
+
+variable "cognito_mfa" {
+  description = "Cognito MFA (authenticator app, TOTP): ON (every user) or OPTIONAL (each user chooses)."
+  type        = string
+  default     = "ON"
+
+  validation {
+    condition     = contains(["ON", "OPTIONAL"], var.cognito_mfa)
+    error_message = "cognito_mfa must be \"ON\" or \"OPTIONAL\"."
+  }
 }
 
 variable "session_timeout_seconds" {

@@ -12,8 +12,19 @@ back by that id, so a second instance on a shared server would be mistaken for t
 Real AWS is out of reach on purpose: the AWS SDK's proxy is a closed port (only 127.0.0.1 is
 exempt), so a service missing from the override fails at once instead of calling AWS.
 
-About three minutes, most of it the AWS provider's own fixed waits (RDS: a minute before it
+About five minutes, most of it the AWS provider's own fixed waits (RDS: a minute before it
 first looks at a new instance, then three polls 10 s apart; the load balancer: a minute).
+
+The deployment is applied once with every external API configured (an OpenAI embedder,
+Metabase, webhook notifications): the least-privilege checks (deploy/README.md, "Secrets per
+container" and "Egress") then see each secret and each way out at its most; two plans of
+other configurations (nothing external; Pinecone) show what each container gets there.
+
+moto evaluates a bucket policy's Deny on object requests without looking at its condition:
+`aws:SecureTransport` would refuse every object request, TLS or not. This module teaches
+moto's evaluation that one condition (`moto_reads_secure_transport`): moto's server speaks
+plain HTTP to everyone, so a request marked with the PLAIN_HTTP header stands for plain HTTP,
+every other one for the TLS that the AWS SDKs and the provider use against AWS.
 """
 
 from __future__ import annotations
@@ -25,8 +36,10 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote_plus
 
@@ -36,6 +49,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 PROVIDER = "registry.terraform.io/hashicorp/aws/5.100.0"
+
+# The configuration applied: every external API named, so that each secret and each way to
+# the internet is granted somewhere (the checks show where, and where not).
+CONFIGURED = {
+    "embedder": "openai:text-embedding-3-small",
+    "metabase_url": "https://metabase.example.com:8443",  # its own port: the run tasks' egress names it
+    "extra_environment": '{RAG_NOTIFY="webhook:https://hooks.example.com/rag"}',
+}
+# What each container gets under CONFIGURED (deploy/access.tf; deploy/README.md says why).
+CONFIGURED_SECRETS = {
+    "webserver": {"DAGSTER_PG_PASSWORD"},
+    "daemon": {"DAGSTER_PG_PASSWORD"},
+    "code-location": {"DAGSTER_PG_PASSWORD", "PGPASSWORD", "RAG_NOTIFY_SECRET"},
+    "run": {"DAGSTER_PG_PASSWORD", "PGPASSWORD", "OPENAI_API_KEY", "METABASE_API_KEY"},
+}
+CONFIGURED_INTERNET = {"webserver": set(), "daemon": set(), "code-location": {443}, "run": {443, 8443}}
+# Secrets that are never the webserver's, whatever the configuration.
+NOT_THE_WEBSERVERS = {"OPENAI_API_KEY", "PINECONE_API_KEY", "METABASE_API_KEY", "RAG_NOTIFY_SECRET", "PGPASSWORD"}
+# The AWS APIs the tasks reach through VPC interface endpoints (deploy/network.tf).
+INTERFACE_ENDPOINTS = {"ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs", "ecs", "ec2", "lambda"}
+TASK_GROUPS = ["webserver", "daemon", "code-location", "run", "db-setup"]
+
+# A request to moto's S3 carrying this header stands for plain HTTP (see the module's docstring).
+PLAIN_HTTP = "X-Rag-Test-Transport"
 
 # Every AWS service deploy/*.tf talks to (the provider's endpoint names).
 MOTO_SERVICES = [
@@ -62,7 +99,6 @@ CONTRACT_ENV = {
     "RAG_INDEX_URI", "RAG_WORK_URI", "RAG_WORK_DIR", "RAG_EMBEDDING_CACHE_URI", "RAG_EMBEDDER",
     "RAG_EMBED_ON", "RAG_EXECUTOR", "METABASE_URL",
 }  # fmt: skip
-CONTRACT_SECRETS = {"DAGSTER_PG_PASSWORD", "PGPASSWORD", "OPENAI_API_KEY", "PINECONE_API_KEY", "METABASE_API_KEY", "RAG_NOTIFY_SECRET"}
 
 
 # ---- terraform and its provider ------------------------------------------------------------
@@ -151,6 +187,64 @@ provider "aws" {{
 """
 
 
+_transport = threading.local()
+
+
+@contextmanager
+def moto_reads_secure_transport():
+    """moto's S3 evaluating a bucket policy's `aws:SecureTransport` condition: a request with
+    the PLAIN_HTTP header is plain HTTP (a Deny conditioned on it applies), any other one is
+    TLS (such a Deny does not apply). Everything else is moto's own evaluation."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.s3.models import FakeBucket
+    from moto.s3.responses import S3Response
+
+    key_response, get_permission = S3Response._key_response, FakeBucket.get_permission
+    plain_only = {"Bool": {"aws:SecureTransport": "false"}}
+
+    def transport_aware_key_response(self, request, full_url):
+        _transport.plain = request.headers.get(PLAIN_HTTP) == "plain"
+        try:
+            return key_response(self, request, full_url)
+        finally:
+            _transport.plain = False
+
+    def transport_aware_permission(self, action, resource):
+        if self.policy is None:
+            return get_permission(self, action, resource)
+        policy = json.loads(self.policy)
+        kept = []
+        for statement in _list_of(policy["Statement"]):
+            if statement.get("Condition") == plain_only:
+                if not getattr(_transport, "plain", False):
+                    continue
+                statement = {k: v for k, v in statement.items() if k != "Condition"}
+            kept.append(statement)
+        if not kept:
+            return PermissionResult.NEUTRAL
+        return IAMPolicy(json.dumps({**policy, "Statement": kept})).is_action_permitted(action, resource)
+
+    S3Response._key_response, FakeBucket.get_permission = transport_aware_key_response, transport_aware_permission
+    try:
+        yield
+    finally:
+        S3Response._key_response, FakeBucket.get_permission = key_response, get_permission
+
+
+def _list_of(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def over_plain_http(client):
+    """The client's S3 requests stand for plain HTTP (moto_reads_secure_transport)."""
+
+    def mark(request, **_):
+        request.headers[PLAIN_HTTP] = "plain"
+
+    client.meta.events.register("before-sign.s3.*", mark)
+    return client
+
+
 class Deployment:
     def __init__(self, workdir: Path, endpoint: str, prefix: str, env: dict, variables: dict):
         self.workdir, self.endpoint, self.prefix, self.env, self.variables = workdir, endpoint, prefix, env, variables
@@ -174,9 +268,25 @@ class Deployment:
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
 
+    def state_resources(self) -> list[dict]:
+        """The applied state's resources (terraform show -json)."""
+        return json.loads(self.tf("show", "-json").stdout)["values"]["root_module"]["resources"]
+
+    def plan_of(self, **variables) -> list[dict]:
+        """The resources as a plan of another configuration would leave them (no refresh, not applied)."""
+        name = f"other-{uuid.uuid4().hex[:6]}.plan"
+        self.tf("plan", "-refresh=false", "-input=false", f"-out={name}", *self.var_args(**variables))
+        return json.loads(self.tf("show", "-json", name).stdout)["planned_values"]["root_module"]["resources"]
+
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory) -> Deployment:
+def secure_transport():
+    with moto_reads_secure_transport():
+        yield
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, secure_transport) -> Deployment:
     from moto.server import ThreadedMotoServer
 
     from rag_assets_tests.conftest import free_port
@@ -216,6 +326,7 @@ def deployment(tmp_path_factory) -> Deployment:
             "force_destroy": "true",
             "db_deletion_protection": "false",
             "db_skip_final_snapshot": "true",
+            **CONFIGURED,
         }
         dep = Deployment(workdir, endpoint, prefix, env, variables)
         dep.tf("init", "-input=false", "-lockfile=readonly")
@@ -302,9 +413,33 @@ def test_apply_from_nothing_and_outputs(deployment):
     assert not unexpected, f"a second plan would change: {sorted(unexpected)}"
 
 
-def test_the_executor_is_validated(deployment):
-    bad = deployment.tf("plan", "-refresh=false", "-input=false", *deployment.var_args(executor="celery"), check=False)
-    assert bad.returncode != 0 and "executor must be" in bad.stderr
+def refused_plan(deployment, **variables) -> str:
+    """A plan with these variables, which must fail: its error, on one line."""
+    bad = deployment.tf("plan", "-no-color", "-refresh=false", "-input=false", *deployment.var_args(**variables), check=False)
+    assert bad.returncode != 0, variables
+    return " ".join(bad.stderr.replace("│", " ").split())
+
+
+def test_variables_are_validated(deployment):
+    """One plan with every variable wrong: Terraform reports each."""
+    refused = refused_plan(
+        deployment,
+        executor="celery",
+        cognito_mfa="OFF",
+        extra_internet_egress='["db"]',
+        db_storage_username="rag",  # the master user's name
+        db_vectors_username="Robert'); DROP",
+        secret_recovery_window_days="0",
+    )
+    for says in [
+        "executor must be",
+        'cognito_mfa must be "ON" or "OPTIONAL"',
+        "extra_internet_egress: a list of",
+        "db_vectors_username: lower-case letters",
+        "must be three different roles",
+        "secret_recovery_window_days: 7 to 30",
+    ]:
+        assert says in refused, says
 
 
 def test_buckets_and_the_queue(deployment):
@@ -326,7 +461,7 @@ def test_buckets_and_the_queue(deployment):
     assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == f"arn:aws:s3:::{docs}"
 
     assert s3.get_bucket_versioning(Bucket=docs)["Status"] == "Enabled"
-    for bucket in (docs, work):
+    for bucket in (docs, work, out["log_bucket"]):
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert all(block.values()) and len(block) == 4, bucket
         rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
@@ -354,6 +489,71 @@ def test_buckets_and_the_queue(deployment):
     ], events
 
 
+def test_every_bucket_refuses_plain_http(deployment):
+    """A policy on each bucket denies every request not made over TLS (moto enforces it on
+    object requests, with the transport as moto_reads_secure_transport tells it)."""
+    from botocore.exceptions import ClientError
+
+    out = deployment.outputs
+    s3, plain = deployment.client("s3"), over_plain_http(deployment.client("s3"))
+    buckets = [out["document_bucket"], out["work_bucket"], out["log_bucket"]]
+    listed = {b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(deployment.prefix)}
+    assert listed == set(buckets)
+    for bucket in buckets:
+        statements = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+        (deny,) = [s for s in statements if s["Effect"] == "Deny"]
+        assert deny["Principal"] == "*" and _list_of(deny["Action"]) == ["s3:*"], bucket
+        assert set(_list_of(deny["Resource"])) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        key = "acme/tls-probe.txt"
+        with pytest.raises(ClientError) as refused:
+            plain.put_object(Bucket=bucket, Key=key, Body=b"over plain HTTP")
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, bucket
+        version = s3.put_object(Bucket=bucket, Key=key, Body=b"over TLS").get("VersionId")
+        with pytest.raises(ClientError) as refused:
+            plain.get_object(Bucket=bucket, Key=key)
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, bucket
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"over TLS"
+        s3.delete_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
+
+
+def test_the_load_balancer_logs_to_its_own_bucket(deployment):
+    out, p = deployment.outputs, deployment.prefix
+    s3, elb = deployment.client("s3"), deployment.client("elbv2")
+    account = deployment.client("sts").get_caller_identity()["Account"]
+    logs = out["log_bucket"]
+    (lb,) = elb.describe_load_balancers(Names=[p])["LoadBalancers"]
+    found = elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]
+    attributes = {a["Key"]: a["Value"] for a in found}
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == logs and attributes["access_logs.s3.prefix"] == "alb"
+    # Log delivery may write under alb/AWSLogs/<account>/ only: as the service (regions since
+    # August 2022) and as us-east-1's Elastic Load Balancing account (older regions).
+    statements = json.loads(s3.get_bucket_policy(Bucket=logs)["Policy"])["Statement"]
+    (delivery,) = [s for s in statements if s["Effect"] == "Allow"]
+    assert delivery["Principal"] == {
+        "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+        "AWS": "arn:aws:iam::127311923021:root",
+    }
+    assert _list_of(delivery["Action"]) == ["s3:PutObject"]
+    assert _list_of(delivery["Resource"]) == [f"arn:aws:s3:::{logs}/alb/AWSLogs/{account}/*"]
+    (expiry,) = s3.get_bucket_lifecycle_configuration(Bucket=logs)["Rules"]
+    assert expiry["Status"] == "Enabled" and expiry["Expiration"]["Days"] == 90
+    rule = s3.get_bucket_encryption(Bucket=logs)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"  # the only one ALB logs take
+
+
+def test_secrets_can_be_restored_for_seven_days(deployment):
+    """Secrets Manager keeps no recovery window on a secret (it is an argument of DeleteSecret):
+    the applied state says it here, and test_destroy_leaves_nothing_behind sees moto schedule
+    each deletion 7 days ahead."""
+    secrets = [r for r in deployment.state_resources() if r["type"] == "aws_secretsmanager_secret"]
+    names = {r["values"]["name"].removeprefix(deployment.prefix + "/") for r in secrets}
+    assert names == {"openai-api-key", "pinecone-api-key", "metabase-api-key", "notify-secret",
+                     "db-storage-password", "db-vectors-password"}  # fmt: skip
+    assert {r["values"]["recovery_window_in_days"] for r in secrets} == {7}  # fewer is refused (test_variables_are_validated)
+
+
 @pytest.fixture(scope="module")
 def policies(deployment) -> dict[str, list[dict]]:
     iam = deployment.client("iam")
@@ -361,6 +561,11 @@ def policies(deployment) -> dict[str, list[dict]]:
     names = {"ecs-execution", "webserver", "daemon", "code-location", "run", "embed"}
     assert sorted(roles) == sorted(f"{deployment.prefix}-{n}" for n in names)
     return {n: role_statements(iam, f"{deployment.prefix}-{n}") for n in names}
+
+
+def task_definition_arn(deployment, family: str) -> str:
+    found = deployment.client("ecs").describe_task_definition(taskDefinition=family)
+    return found["taskDefinition"]["taskDefinitionArn"]
 
 
 @pytest.fixture(scope="module")
@@ -378,6 +583,7 @@ def arns(deployment) -> dict[str, str]:
             "taskDefinitionArn"
         ],
         "webserver_td": f"{ecs_base}:task-definition/{p}-webserver:1",
+        "db_setup_td": task_definition_arn(deployment, f"{p}-db-setup"),
         "task": f"{ecs_base}:task/{p}/0123456789abcdef",
         "other_cluster_task": f"{ecs_base}:task/someone-else/0123456789abcdef",
         "embed": deployment.client("lambda").get_function(FunctionName=out["embed_function_name"])["Configuration"][
@@ -417,6 +623,7 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
 
     daemon = policies["daemon"]
     assert allows(daemon, "ecs:RunTask", a["run_td"]) and not allows(daemon, "ecs:RunTask", a["webserver_td"])
+    assert not allows(daemon, "ecs:RunTask", a["db_setup_td"])  # the master password's task: the operator's only
     assert allows(daemon, "ecs:TagResource", a["task"]) and allows(daemon, "ec2:DescribeNetworkInterfaces", "*")
     assert allows(daemon, "iam:PassRole", a["role"]("run")) and allows(daemon, "iam:PassRole", a["role"]("ecs-execution"))
     assert not allows(daemon, "iam:PassRole", a["role"]("daemon")) and not allows(daemon, "iam:PassRole", a["role"]("webserver"))
@@ -435,12 +642,17 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
 
     run = policies["run"]
     assert allows(run, "s3:GetObject", f"{a['docs']}/acme/handbook.txt") and not allows(run, "s3:PutObject", f"{a['docs']}/x")
-    for action in ["s3:PutObject", "s3:DeleteObject"]:  # an image's thumbnail, beside it; nothing else
-        assert allows(run, action, f"{a['docs']}/acme/thumbnails/boat.jpg") and not allows(run, action, f"{a['docs']}/acme/boat.jpg")
+    # Images' thumbnails, under the project's own prefix; nothing else.
+    for action in ["s3:PutObject", "s3:DeleteObject"]:
+        assert allows(run, action, f"{a['docs']}/.rag-thumbnails/acme/boat.jpg"), action
+        assert not allows(run, action, f"{a['docs']}/acme/boat.jpg"), action
+        assert not allows(run, action, f"{a['docs']}/acme/thumbnails/boat.jpg"), action
+        assert not allows(run, action, f"{a['docs']}/acme/.rag-thumbnails/boat.jpg"), action
     for action in ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]:
         assert allows(run, action, work_file) and allows(run, action, compute_log), action
     assert allows(run, "lambda:InvokeFunction", a["embed"]) and not allows(run, "lambda:InvokeFunction", a["other_function"])
     assert allows(run, "ecs:RunTask", a["run_td"]) and not allows(run, "ecs:RunTask", a["webserver_td"])
+    assert not allows(run, "ecs:RunTask", a["db_setup_td"])
     assert allows(run, "iam:PassRole", a["role"]("run")) and not allows(run, "iam:PassRole", a["role"]("daemon"))
     assert allows(run, "logs:GetLogEvents", f"arn:aws:logs:us-east-1:123456789012:log-group:/ecs/{deployment.prefix}/run:log-stream:run/run/abc")
     assert not allows(run, "sqs:ReceiveMessage", a["queue"]) and not allows(run, "secretsmanager:GetSecretValue", a["openai"])
@@ -456,15 +668,18 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
         assert not allows(embed, action, a["queue"]), action
     assert not allows(embed, "ecs:RunTask", a["run_td"]) and not allows(embed, "lambda:InvokeFunction", a["embed"])
 
-    # The execution role reads exactly the secrets the task definitions reference.
+    # The execution role reads exactly the secrets the task definitions reference: here the
+    # two roles' passwords, the master's (db-setup), OpenAI, Metabase and the notify secret;
+    # not Pinecone's, which no container gets in this configuration.
     ecs = deployment.client("ecs")
     referenced = set()
-    for family in ["run", "webserver", "daemon", "code-location"]:
+    for family in ["run", "webserver", "daemon", "code-location", "db-setup"]:
         td = ecs.describe_task_definition(taskDefinition=f"{deployment.prefix}-{family}")["taskDefinition"]
         referenced |= {re.sub(r":password::$", "", s["valueFrom"]) for s in td["containerDefinitions"][0]["secrets"]}
     execution = policies["ecs-execution"]
     readable = {r for s in execution if "secretsmanager:GetSecretValue" in s["Action"] for r in s["Resource"]}
-    assert readable == referenced and len(referenced) == 5
+    assert readable == referenced and len(referenced) == 6
+    assert a["pinecone"] not in readable and deployment.outputs["db_password_secret_arn"] in readable
     assert not allows(execution, "s3:GetObject", f"{a['docs']}/x") and not allows(execution, "ecs:RunTask", a["run_td"])
 
     iam = deployment.client("iam")
@@ -513,6 +728,10 @@ def test_the_ui_and_graphql_need_a_cognito_sign_in(deployment):
 
     pool = idp.describe_user_pool(UserPoolId=pool_id)["UserPool"]
     assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    # MFA required (cognito_mfa defaults to ON), with an authenticator app.
+    assert pool["MfaConfiguration"] == "ON"
+    mfa = idp.get_user_pool_mfa_config(UserPoolId=pool_id)
+    assert mfa["MfaConfiguration"] == "ON" and mfa["SoftwareTokenMfaConfiguration"] == {"Enabled": True}
     client = idp.describe_user_pool_client(UserPoolId=pool_id, ClientId=auth["UserPoolClientId"])["UserPoolClient"]
     assert client.get("ClientSecret") and client["AllowedOAuthFlows"] == ["code"]
     assert client["AllowedOAuthFlowsUserPoolClient"] is True
@@ -521,28 +740,41 @@ def test_the_ui_and_graphql_need_a_cognito_sign_in(deployment):
     assert domain["UserPoolId"] == pool_id
 
 
+def security_groups(deployment) -> dict[str, dict]:
+    p = deployment.prefix
+    found = deployment.client("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{p}-*"]}])
+    return {g["GroupName"].removeprefix(p + "-"): g for g in found["SecurityGroups"]}
+
+
+def rules(group: dict, direction: str, names: dict[str, str]) -> set[tuple]:
+    """(protocol, from port, to port, where) of each rule: where is a group's name, pl:<id> or a CIDR."""
+    out = set()
+    for r in group["IpPermissionsEgress" if direction == "egress" else "IpPermissions"]:
+        ports = (r["IpProtocol"], r.get("FromPort"), r.get("ToPort"))
+        out |= {(*ports, names.get(pair["GroupId"], pair["GroupId"])) for pair in r.get("UserIdGroupPairs", [])}
+        out |= {(*ports, f"pl:{pl['PrefixListId']}") for pl in r.get("PrefixListIds", [])}
+        out |= {(*ports, cidr["CidrIp"]) for cidr in r.get("IpRanges", [])}
+        out |= {(*ports, cidr["CidrIpv6"]) for cidr in r.get("Ipv6Ranges", [])}
+    return out
+
+
 def test_network_isolation(deployment):
     ec2, rds = deployment.client("ec2"), deployment.client("rds")
     p = deployment.prefix
-    groups = {
-        g["GroupName"].removeprefix(p + "-"): g
-        for g in ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{p}-*"]}])["SecurityGroups"]
-    }
+    groups = security_groups(deployment)
     ids = {name: g["GroupId"] for name, g in groups.items()}
-    assert set(ids) == {"alb", "webserver", "daemon", "code-location", "run", "db"}
+    names = {i: name for name, i in ids.items()}
+    assert set(ids) == {"alb", "webserver", "daemon", "code-location", "run", "db-setup", "db", "endpoints"}
 
     def ingress(name):
-        return sorted(
-            (r["FromPort"], r["ToPort"], pair["GroupId"])
-            for r in groups[name]["IpPermissions"]
-            for pair in r["UserIdGroupPairs"]
-        ), [r for r in groups[name]["IpPermissions"] if r.get("IpRanges") or r.get("Ipv6Ranges")]
+        return rules(groups[name], "ingress", names)
 
-    assert ingress("webserver") == ([(3000, 3000, ids["alb"])], [])
-    assert ingress("code-location") == (sorted((4000, 4000, ids[n]) for n in ["webserver", "daemon", "run"]), [])
-    assert ingress("db") == (sorted((5432, 5432, ids[n]) for n in ["webserver", "daemon", "run", "code-location"]), [])
-    assert ingress("daemon") == ([], []) and ingress("run") == ([], [])
-    assert {r["FromPort"] for r in groups["alb"]["IpPermissions"]} == {80, 443}
+    assert ingress("webserver") == {("tcp", 3000, 3000, "alb")}
+    assert ingress("code-location") == {("tcp", 4000, 4000, n) for n in ["webserver", "daemon", "run"]}
+    assert ingress("db") == {("tcp", 5432, 5432, n) for n in TASK_GROUPS}
+    assert ingress("endpoints") == {("tcp", 443, 443, n) for n in TASK_GROUPS}
+    assert ingress("daemon") == ingress("run") == ingress("db-setup") == set()
+    assert {r[1] for r in ingress("alb")} == {80, 443}
 
     (db,) = rds.describe_db_instances(DBInstanceIdentifier=f"{p}-db")["DBInstances"]
     assert db["Engine"] == "postgres" and db["EngineVersion"].split(".")[0] in {"15", "16"}
@@ -556,6 +788,48 @@ def test_network_isolation(deployment):
     assert db["MasterUserSecret"]["SecretArn"] == deployment.outputs["db_password_secret_arn"]
 
 
+def test_egress_only_to_what_is_configured(deployment):
+    """Every task reaches AWS through the VPC endpoints and PostgreSQL; the internet (through
+    the NAT) only where its configuration names an external API, on that API's port."""
+    ec2, p = deployment.client("ec2"), deployment.prefix
+    groups = security_groups(deployment)
+    names = {g["GroupId"]: name for name, g in groups.items()}
+    (vpc,) = ec2.describe_vpcs(Filters=[{"Name": "tag:Project", "Values": [p]}])["Vpcs"]
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["VpcEndpoints"]
+    by_service = {e["ServiceName"].removeprefix("com.amazonaws.us-east-1."): e for e in endpoints}
+    assert set(by_service) == INTERFACE_ENDPOINTS | {"s3"}
+    subnets = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{p}-private-*"]}])["Subnets"]
+    private = {s["SubnetId"] for s in subnets}
+    for service in INTERFACE_ENDPOINTS:
+        endpoint = by_service[service]
+        assert endpoint["VpcEndpointType"] == "Interface" and endpoint["PrivateDnsEnabled"] is True, service
+        assert [g["GroupId"] for g in endpoint["Groups"]] == [groups["endpoints"]["GroupId"]], service
+        assert set(endpoint["SubnetIds"]) == private, service
+    assert by_service["s3"]["VpcEndpointType"] == "Gateway"
+    s3_name = {"Name": "prefix-list-name", "Values": ["com.amazonaws.us-east-1.s3"]}
+    (s3_list,) = ec2.describe_prefix_lists(Filters=[s3_name])["PrefixLists"]
+    s3 = f"pl:{s3_list['PrefixListId']}"
+    (private_routes,) = ec2.describe_route_tables(Filters=[{"Name": "tag:Name", "Values": [f"{p}-private"]}])[
+        "RouteTables"
+    ]
+    assert any(r.get("DestinationPrefixListId") == s3_list["PrefixListId"] for r in private_routes["Routes"])
+
+    base = {("tcp", 443, 443, "endpoints"), ("tcp", 443, 443, s3), ("tcp", 5432, 5432, "db")}
+    grpc = {("tcp", 4000, 4000, "code-location")}
+    expected = {
+        "webserver": base | grpc,
+        "daemon": base | grpc,
+        "run": base | grpc | {("tcp", port, port, "0.0.0.0/0") for port in CONFIGURED_INTERNET["run"]},
+        "code-location": base | {("tcp", port, port, "0.0.0.0/0") for port in CONFIGURED_INTERNET["code-location"]},
+        "db-setup": base,
+        "alb": {("tcp", 3000, 3000, "webserver"), ("tcp", 443, 443, "0.0.0.0/0")},  # Cognito's endpoints
+        "db": set(),
+        "endpoints": set(),
+    }
+    assert {name: rules(g, "egress", names) for name, g in groups.items()} == expected
+    assert {k: set(v) for k, v in deployment.outputs["internet_egress"].items()} == CONFIGURED_INTERNET
+
+
 def test_task_definitions_services_and_the_lambda(deployment):
     ecs, sd, lam = deployment.client("ecs"), deployment.client("servicediscovery"), deployment.client("lambda")
     p, out = deployment.prefix, deployment.outputs
@@ -565,19 +839,20 @@ def test_task_definitions_services_and_the_lambda(deployment):
         "DAGSTER_PG_HOST": address,
         "DAGSTER_PG_PORT": "5432",
         "DAGSTER_PG_DB": "dagster",
-        "DAGSTER_PG_USERNAME": "rag",
+        "DAGSTER_PG_USERNAME": "dagster_storage",  # the storage role, not the master user
         "DAGSTER_RUN_TASK_DEFINITION": f"{p}-run",
         "DAGSTER_COMPUTE_LOG_BUCKET": out["work_bucket"],
         "RAG_SOURCE_URI": f"s3://{out['document_bucket']}/",
         "RAG_SQS_QUEUE_URL": out["queue_url"],
-        "RAG_INDEX_URI": f"postgresql://rag@{address}:5432/rag?sslmode=require",
-        "RAG_EMBEDDING_CACHE_URI": f"postgresql://rag@{address}:5432/rag?sslmode=require",
+        "RAG_INDEX_URI": f"postgresql://rag_vectors@{address}:5432/rag?sslmode=require",  # the vectors role
+        "RAG_EMBEDDING_CACHE_URI": f"postgresql://rag_vectors@{address}:5432/rag?sslmode=require",
         "RAG_WORK_URI": f"s3://{out['work_bucket']}/work",
         "RAG_WORK_DIR": "/tmp/rag",
-        "RAG_EMBEDDER": "local:all-MiniLM-L6-v2",
+        "RAG_EMBEDDER": "openai:text-embedding-3-small",
         "RAG_EMBED_ON": f"lambda:{out['embed_function_name']}",
         "RAG_EXECUTOR": "in_process",
-        "METABASE_URL": "",
+        "METABASE_URL": "https://metabase.example.com:8443",
+        "RAG_NOTIFY": "webhook:https://hooks.example.com/rag",
         "DAGSTER_CODE_LOCATION_HOST": f"code-location.{p}.internal",
     }
     assert CONTRACT_ENV <= set(expected)
@@ -592,13 +867,39 @@ def test_task_definitions_services_and_the_lambda(deployment):
         assert container["name"] == family and container["image"] == image
         env = {e["name"]: e["value"] for e in container["environment"]}
         assert {k: env.get(k) for k in expected} == expected, family
+        # Each container only the secrets its code reads; never the master password.
         secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
-        assert set(secrets) == CONTRACT_SECRETS, family
-        assert all(v.startswith("arn:aws:secretsmanager:us-east-1:") for v in secrets.values())
-        assert secrets["DAGSTER_PG_PASSWORD"] == secrets["PGPASSWORD"] == out["db_password_secret_arn"] + ":password::"
-        assert secrets["OPENAI_API_KEY"] == out["api_key_secret_arns"]["OPENAI_API_KEY"]
-        assert not any(k in env for k in CONTRACT_SECRETS), "a secret in plain environment"
+        assert set(secrets) == CONFIGURED_SECRETS[family], family
+        assert secrets["DAGSTER_PG_PASSWORD"] == out["db_role_secret_arns"]["storage"]
+        if "PGPASSWORD" in secrets:
+            assert secrets["PGPASSWORD"] == out["db_role_secret_arns"]["vectors"]
+        for name in set(secrets) & set(out["api_key_secret_arns"]):
+            assert secrets[name] == out["api_key_secret_arns"][name], (family, name)
+        assert not any(v.startswith(out["db_password_secret_arn"]) for v in secrets.values()), family
+        in_plain_sight = {"PGPASSWORD", "DAGSTER_PG_PASSWORD", *out["api_key_secret_arns"]} & set(env)
+        assert not in_plain_sight, f"a secret in plain environment: {in_plain_sight}"
         commands[family] = container.get("command")
+    assert out["container_secrets"] == {k: sorted(v) for k, v in CONFIGURED_SECRETS.items()}
+    assert not NOT_THE_WEBSERVERS & CONFIGURED_SECRETS["webserver"]
+
+    # The db-setup task: psql running deploy/db-roles.sql as the master user; no task role.
+    td = ecs.describe_task_definition(taskDefinition=f"{p}-db-setup")["taskDefinition"]
+    assert td["executionRoleArn"].endswith(f"role/{p}-ecs-execution") and not td.get("taskRoleArn")
+    (container,) = td["containerDefinitions"]
+    assert container["name"] == "db-setup" and container["image"] == image
+    assert container["command"] == [
+        "psql", "--no-psqlrc", "--set=ON_ERROR_STOP=1", "--file=/opt/dagster/app/deploy/db-roles.sql"
+    ]  # fmt: skip
+    assert {e["name"]: e["value"] for e in container["environment"]} == {
+        "PGHOST": address, "PGPORT": "5432", "PGDATABASE": "rag", "PGUSER": "rag", "PGSSLMODE": "require",
+        "PGCONNECT_TIMEOUT": "20", "RAG_DB_STORAGE_ROLE": "dagster_storage", "RAG_DB_STORAGE_DATABASE": "dagster",
+        "RAG_DB_VECTORS_ROLE": "rag_vectors", "RAG_DB_VECTORS_DATABASE": "rag",
+    }  # fmt: skip
+    assert {s["name"]: s["valueFrom"] for s in container["secrets"]} == {
+        "PGPASSWORD": out["db_password_secret_arn"] + ":password::",
+        "RAG_DB_STORAGE_PASSWORD": out["db_role_secret_arns"]["storage"],
+        "RAG_DB_VECTORS_PASSWORD": out["db_role_secret_arns"]["vectors"],
+    }
     assert commands["run"] is None  # EcsRunLauncher gives each run its command
     assert commands["webserver"] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", "/opt/dagster/app/deploy/workspace.yaml"]
     assert commands["daemon"] == ["dagster-daemon", "run", "-w", "/opt/dagster/app/deploy/workspace.yaml"]
@@ -625,12 +926,61 @@ def test_task_definitions_services_and_the_lambda(deployment):
     )
     assert fn["ImageConfigResponse"]["ImageConfig"]["Command"] == ["rag_assets.pipes_embed.lambda_handler"]
     assert fn["Environment"]["Variables"] == {
-        "RAG_EMBEDDER": "local:all-MiniLM-L6-v2",
+        "RAG_EMBEDDER": "openai:text-embedding-3-small",
         "RAG_MODEL_CACHE": "/tmp/models",
         "HF_HUB_OFFLINE": "1",
         "OPENAI_API_KEY_SECRET_ARN": out["api_key_secret_arns"]["OPENAI_API_KEY"],
     }
     assert fn["Role"].endswith(f"role/{p}-embed")
+
+
+def planned_access(deployment, **variables) -> tuple[dict, dict, dict]:
+    """Under another configuration (a plan, not applied): each container's secrets, each task
+    group's internet ports, and the Lambda's environment."""
+    resources = deployment.plan_of(**variables)
+    groups = {g["GroupId"]: name for name, g in security_groups(deployment).items()}
+    secrets = {}
+    for r in resources:
+        if r["type"] == "aws_ecs_task_definition":
+            (container,) = json.loads(r["values"]["container_definitions"])
+            secrets[container["name"]] = {s["name"] for s in container.get("secrets", [])}
+    internet = {name: set() for name in groups.values()}
+    for r in resources:
+        v = r["values"]
+        if r["type"] == "aws_security_group_rule" and v["type"] == "egress" and v.get("cidr_blocks"):
+            assert v["cidr_blocks"] == ["0.0.0.0/0"]
+            internet[groups[v["security_group_id"]]].add(v["from_port"])
+    (fn,) = [r for r in resources if r["type"] == "aws_lambda_function"]
+    return secrets, internet, fn["values"]["environment"][0]["variables"]
+
+
+def test_other_configurations_get_only_what_they_name(deployment):
+    """Nothing external configured: no container gets an API key, no task the internet, the
+    Lambda no secret. With Pinecone as the index: its key and HTTPS out for the code location
+    (sensors list the index) and the run tasks, the vectors role's password for the run tasks
+    only (the embedding cache stays in PostgreSQL)."""
+    secrets, internet, lambda_env = planned_access(
+        deployment, embedder="local:all-MiniLM-L6-v2", metabase_url="", extra_environment="{}"
+    )
+    assert secrets == {
+        "webserver": {"DAGSTER_PG_PASSWORD"},
+        "daemon": {"DAGSTER_PG_PASSWORD"},
+        "code-location": {"DAGSTER_PG_PASSWORD", "PGPASSWORD"},
+        "run": {"DAGSTER_PG_PASSWORD", "PGPASSWORD"},
+        "db-setup": {"PGPASSWORD", "RAG_DB_STORAGE_PASSWORD", "RAG_DB_VECTORS_PASSWORD"},
+    }
+    assert internet == {name: set() for name in internet} | {"alb": {443}}  # the load balancer: Cognito only
+    assert "OPENAI_API_KEY_SECRET_ARN" not in lambda_env
+
+    pinecone = '{RAG_INDEX_URI="pinecone://rag"}'
+    secrets, internet, _ = planned_access(
+        deployment, embedder="local:all-MiniLM-L6-v2", metabase_url="", extra_environment=pinecone
+    )
+    assert secrets["code-location"] == {"DAGSTER_PG_PASSWORD", "PINECONE_API_KEY"}
+    assert secrets["run"] == {"DAGSTER_PG_PASSWORD", "PGPASSWORD", "PINECONE_API_KEY"}
+    assert secrets["webserver"] == secrets["daemon"] == {"DAGSTER_PG_PASSWORD"}
+    assert internet["code-location"] == internet["run"] == {443}
+    assert internet["webserver"] == internet["daemon"] == internet["db-setup"] == set()
 
 
 def test_destroy_leaves_nothing_behind(deployment):
@@ -660,11 +1010,12 @@ def test_destroy_leaves_nothing_behind(deployment):
             for d in c("rds").describe_db_instances()["DBInstances"]
             if d["DBInstanceIdentifier"].startswith(p)
         ],
-        # The API keys and the RDS-managed password (rds!db-...: this server holds no other).
+        # The RDS-managed password (rds!db-...: this server holds no other) goes with the
+        # instance; the others are checked below.
         "secrets": [
             s["Name"]
             for s in c("secretsmanager").list_secrets(IncludePlannedDeletion=True)["SecretList"]
-            if s["Name"].startswith(p) or s["Name"].startswith("rds!")
+            if s["Name"].startswith(p) and not s.get("DeletedDate") or s["Name"].startswith("rds!")
         ],
         "load balancers": [
             x["LoadBalancerName"] for x in c("elbv2").describe_load_balancers()["LoadBalancers"] if x["LoadBalancerName"].startswith(p)
@@ -689,5 +1040,17 @@ def test_destroy_leaves_nothing_behind(deployment):
         ],
     }
     assert {k: v for k, v in left.items() if v} == {}
+    # The API keys and the roles' passwords are scheduled for deletion in 7 days
+    # (secret_recovery_window_days): restorable until then.
+    scheduled = {
+        s["Name"].removeprefix(p + "/"): s["DeletedDate"]
+        for s in c("secretsmanager").list_secrets(IncludePlannedDeletion=True)["SecretList"]
+        if s["Name"].startswith(p + "/")
+    }
+    assert set(scheduled) == {"openai-api-key", "pinecone-api-key", "metabase-api-key", "notify-secret",
+                              "db-storage-password", "db-vectors-password"}  # fmt: skip
+    now = datetime.datetime.now(datetime.UTC)
+    for name, when in scheduled.items():
+        assert datetime.timedelta(days=6, hours=23) < when - now <= datetime.timedelta(days=7), (name, when)
     state = json.loads(deployment.tf("show", "-json").stdout)
     assert not state.get("values", {}).get("root_module", {}).get("resources")
