@@ -24,7 +24,9 @@ from rag_assets.lib.parsing import BadDocument, stream_csv  # noqa: E402
 
 
 def export(megabytes: int) -> bytes:
-    row = "{n},Product {n}: a kettle that whistles when the water boils; steel, 1.7 litres. Ships in two days.,kitchen\n"
+    row = (
+        "{n},Product {n}: a kettle that whistles when the water boils; steel, 1.7 litres. Ships in two days.,kitchen\n"
+    )
     out, n = io.StringIO(), 0
     out.write("id,formatted_text,category\n")
     while out.tell() < megabytes << 20:

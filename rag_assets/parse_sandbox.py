@@ -68,7 +68,9 @@ class ParseSandbox:
 
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(_PRELOADED)
-            self._pool = ProcessPool(max_workers=1, context=context, initializer=_limit_memory, initargs=(self.memory_mb,))
+            self._pool = ProcessPool(
+                max_workers=1, context=context, initializer=_limit_memory, initargs=(self.memory_mb,)
+            )
         return self._pool
 
     def parse(self, name: str, data: bytes, **options) -> ParsedDocument:
@@ -92,7 +94,9 @@ class ParseSandbox:
         except BadDocument:
             raise
         except FutureTimeout:
-            raise BadDocument(name, f"took more than {self.seconds:g} s to read (RAG_MAX_SECONDS_PER_DOCUMENT)") from None
+            raise BadDocument(
+                name, f"took more than {self.seconds:g} s to read (RAG_MAX_SECONDS_PER_DOCUMENT)"
+            ) from None
         except MemoryError:
             raise BadDocument(name, f"needed more than {self.memory_mb} MiB to read (RAG_MAX_MEMORY_MB)") from None
         except (ProcessExpired, BrokenProcessPool) as e:
@@ -100,7 +104,9 @@ class ParseSandbox:
             # kernel's OOM killer, a crash in a C library. The next document gets a new pool.
             self.__exit__()
             raise BadDocument(
-                name, f"its reader process died while reading it ({e}); the memory limit is {self.memory_mb} MiB (RAG_MAX_MEMORY_MB)"
+                name,
+                f"its reader process died while reading it ({e}); "
+                f"the memory limit is {self.memory_mb} MiB (RAG_MAX_MEMORY_MB)",
             ) from None
         except Exception as e:  # what crossing processes can raise (a result that does not unpickle, ...)
             raise BadDocument(name, f"could not be read ({describe_error(e)})") from None

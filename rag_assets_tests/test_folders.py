@@ -36,7 +36,9 @@ def test_a_plain_file_is_read_with_its_status(root):
     assert data == b"acme's note" and status.st_size == len(data)
 
 
-@pytest.mark.parametrize("key", ["acme/steal.txt", "acme/outside.txt", "acme/env.txt", "acme/dangling.txt", "acme/linked/payroll.txt"])
+@pytest.mark.parametrize(
+    "key", ["acme/steal.txt", "acme/outside.txt", "acme/env.txt", "acme/dangling.txt", "acme/linked/payroll.txt"]
+)
 def test_nothing_is_read_through_a_link(root, key):
     with pytest.raises(NotFollowed) as caught:
         folders.read_file(str(root / key))
@@ -88,7 +90,10 @@ def test_writes_never_go_through_a_link(root, tmp_path):
     # A link at the name itself is replaced by the file, its target untouched.
     folders.write_file(str(root / "acme" / "outside.txt"), b"a thumbnail")
     assert (tmp_path / "secret.txt").read_text() == "outside the root"
-    assert not (root / "acme" / "outside.txt").is_symlink() and (root / "acme" / "outside.txt").read_bytes() == b"a thumbnail"
+    assert (
+        not (root / "acme" / "outside.txt").is_symlink()
+        and (root / "acme" / "outside.txt").read_bytes() == b"a thumbnail"
+    )
     folders.write_file(str(root / ".rag-thumbnails" / "acme" / "x.png"), b"png")  # folders are made
     assert (root / ".rag-thumbnails" / "acme" / "x.png").read_bytes() == b"png"
 

@@ -86,7 +86,12 @@ def test_a_folder_source_never_follows_a_link(rag_env, instance, tmp_path):
         ("evil/steal.txt", "evil/env.txt", "evil/outside.txt"), NOT_FOLLOWED
     )
     assert reasons["evil/logo.png"].startswith("its thumbnail could not be written (NotFollowed")
-    assert set(reasons) == {"evil/steal.txt", "evil/env.txt", "evil/outside.txt", "evil/logo.png"}  # evil/linked/* never listed
+    assert set(reasons) == {
+        "evil/steal.txt",
+        "evil/env.txt",
+        "evil/outside.txt",
+        "evil/logo.png",
+    }  # evil/linked/* never listed
     assert sorted(report["ingested"]) == ["evil/notes.txt", "globex/logo.png", "globex/payroll.txt"]
     for text in ("chief executive salary payroll", "vault code", "PATH HOME environment"):
         assert not [h for h in query(text, "evil") if h["key"] != "evil/notes.txt"], text
@@ -136,7 +141,12 @@ def test_one_bad_document_fails_alone_across_tenants_and_is_recorded(rag_env, in
 
 
 def test_a_sidecar_cannot_set_the_projects_own_fields(rag_env, instance, tmp_path):
-    claims = {"thumbnail_key": "globex/secret.txt", "tenant": "globex", "document_id": "globex:s3://x/y", "department": "sales"}
+    claims = {
+        "thumbnail_key": "globex/secret.txt",
+        "tenant": "globex",
+        "document_id": "globex:s3://x/y",
+        "department": "sales",
+    }
     inbox = write(
         tmp_path / "inbox",
         {
@@ -158,7 +168,11 @@ def test_a_sidecar_cannot_set_the_projects_own_fields(rag_env, instance, tmp_pat
     assert not {"thumbnail_key", "tenant", "document_id"} & set(rows["acme/plan.md"])
     assert rows["acme/ferry.png"]["thumbnail_key"] == ".rag-thumbnails/acme/acme/ferry.png"
     record = latest_metadata(instance, "vector_index", encode_partition_key(DocRef("acme", str(inbox), "acme/plan.md")))
-    assert record["sidecar_fields"] == ["department"] and record["sidecar_fields_refused"] == ["document_id", "tenant", "thumbnail_key"]
+    assert record["sidecar_fields"] == ["department"] and record["sidecar_fields_refused"] == [
+        "document_id",
+        "tenant",
+        "thumbnail_key",
+    ]
 
 
 def test_tenants_that_break_the_rule_are_refused_by_name(rag_env, instance, tmp_path, monkeypatch):
@@ -191,11 +205,15 @@ def test_tenants_that_break_the_rule_are_refused_by_name(rag_env, instance, tmp_
 
 
 def test_a_catchup_date_keeps_a_folder_document_under_the_same_key_prefix(rag_env, instance, tmp_path, monkeypatch):
-    inbox = write(tmp_path / "inbox", {"exports/2025-01-02/report.txt": "A folder document whose key looks like an export's."})
+    inbox = write(
+        tmp_path / "inbox", {"exports/2025-01-02/report.txt": "A folder document whose key looks like an export's."}
+    )
     assert ingest(inbox)[1]["ingested"] == ["exports/2025-01-02/report.txt"]
     day = tmp_path / "exports" / "2025-01-02.csv"
     write_csv(day, [{"id": f"p{n}", "formatted_text": f"Product {n}: a kettle that whistles."} for n in range(3)])
-    monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"exports": csv_source("exports/{date}.csv")})))
+    monkeypatch.setenv(
+        "RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"exports": csv_source("exports/{date}.csv")}))
+    )
 
     run_date(instance, "exports", "2025-01-02")
     write_csv(day, [{"id": "p0", "formatted_text": "Product 0: a kettle that whistles."}])  # p1 and p2 leave the date
@@ -208,7 +226,11 @@ def test_a_catchup_date_keeps_a_folder_document_under_the_same_key_prefix(rag_en
 
 @pytest.mark.slow
 def test_an_image_is_read_within_the_time_limit_like_any_document(rag_env, instance, tmp_path):
-    inbox = write(tmp_path / "inbox", {"acme/ferry.png": text_image(FERRY), "acme/note.txt": "A note that still reads."})
+    inbox = write(
+        tmp_path / "inbox", {"acme/ferry.png": text_image(FERRY), "acme/note.txt": "A note that still reads."}
+    )
     code, report = ingest(inbox, RAG_MAX_SECONDS_PER_DOCUMENT="0.2")
     assert code == 1 and report["ingested"] == ["acme/note.txt"]
-    assert report["failed"] == [{"key": "acme/ferry.png", "reason": "took more than 0.2 s to read (RAG_MAX_SECONDS_PER_DOCUMENT)"}]
+    assert report["failed"] == [
+        {"key": "acme/ferry.png", "reason": "took more than 0.2 s to read (RAG_MAX_SECONDS_PER_DOCUMENT)"}
+    ]

@@ -69,7 +69,13 @@ def test_an_invalid_tenant_is_refused_by_name(tenant):
         raise AssertionError(f"{tenant!r} was accepted")
 
 
-@given(st.lists(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(AWKWARD), min_size=1, max_size=40), min_size=2, max_size=6))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(AWKWARD), min_size=1, max_size=40),
+        min_size=2,
+        max_size=6,
+    )
+)
 def test_a_key_gives_a_valid_tenant_or_a_clear_error(segments):
     key = "/".join(segments)
     try:

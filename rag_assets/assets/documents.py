@@ -75,10 +75,14 @@ def _read_error(ref: DocRef, error: Exception) -> BadDocument:
     if isinstance(error, folders.NotFollowed):
         return BadDocument(ref.key, error.reason)
     if isinstance(error, folders.TooLarge):
-        return BadDocument(ref.key, f"{error.size:,} bytes, more than the limit of {error.limit >> 20:,} MiB (RAG_MAX_DOCUMENT_MB)")
+        return BadDocument(
+            ref.key, f"{error.size:,} bytes, more than the limit of {error.limit >> 20:,} MiB (RAG_MAX_DOCUMENT_MB)"
+        )
     if getattr(error, "errno", None) in (errno.ENAMETOOLONG, errno.EINVAL, errno.EISDIR):
         return BadDocument(ref.key, f"cannot be read ({describe_error(error)})")
-    return BadDocument(ref.key, f"could not be fetched ({describe_error(error)}); a later run tries again", transient=True)
+    return BadDocument(
+        ref.key, f"could not be fetched ({describe_error(error)}); a later run tries again", transient=True
+    )
 
 
 def load_document(
@@ -117,7 +121,9 @@ def load_document(
         e.etag = etag
         raise
     except Exception as e:  # the analysis store, the analyzer's client...: not the document's fault
-        error = BadDocument(ref.key, f"could not be read ({describe_error(e)}); a later run tries again", transient=True)
+        error = BadDocument(
+            ref.key, f"could not be read ({describe_error(e)}); a later run tries again", transient=True
+        )
         error.etag = etag
         raise error from None
     return SourceDocument(
@@ -139,7 +145,13 @@ def unreadable_observation(partition: str, reason: str, etag: str | None, pipeli
     return dg.AssetObservation(
         asset_key=RAW_DOCUMENTS,
         partition=partition,
-        metadata={"status": "unreadable", "reason": reason, "source_etag": etag or "", "pipeline": pipeline, "readers": READERS},
+        metadata={
+            "status": "unreadable",
+            "reason": reason,
+            "source_etag": etag or "",
+            "pipeline": pipeline,
+            "readers": READERS,
+        },
     )
 
 
@@ -178,7 +190,8 @@ def read_partition(
         context.log.info(f"{printable(ref.uri)}: deleted since it was asked for; the purge removes it")
         return []
     if doc.refused_fields:
-        context.log.warning(f"{printable(ref.key)}: its sidecar may not set {', '.join(map(printable, doc.refused_fields))} (the project's own fields)")
+        refused = ", ".join(map(printable, doc.refused_fields))
+        context.log.warning(f"{printable(ref.key)}: its sidecar may not set {refused} (the project's own fields)")
     if doc.parsed.warnings:
         context.log.info(f"{printable(ref.key)}: pypdf reported {doc.parsed.warnings} decoding warning(s)")
     return [doc]
@@ -256,6 +269,8 @@ def document_definitions(settings: Settings) -> dg.Definitions:
     ranged runs of RAG_BATCH_SIZE documents each (the model loads once per run)."""
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.batch_size)
     raw = build_raw_documents(policy)
-    family = Family(partitions_def=documents_partitions, backfill_policy=policy, store_kind=store_kind(settings.index_uri))
+    family = Family(
+        partitions_def=documents_partitions, backfill_policy=policy, store_kind=store_kind(settings.index_uri)
+    )
     pipeline = build_index_pipeline(source=raw, family=family)
     return dg.Definitions(assets=[raw, *pipeline], jobs=[ingest_documents_job])

@@ -35,16 +35,27 @@ def read_image_document(
     thumb = thumbnail_key(ref.tenant, ref.key)
     identity, sha = analyzer.identity, image_sha256(data)
     latest = analyses.latest(ref.document_id)
-    version = next_version((latest.version, latest.image_sha256, latest.analyzer) if latest else None, sha, identity.fingerprint)
+    version = next_version(
+        (latest.version, latest.image_sha256, latest.analyzer) if latest else None, sha, identity.fingerprint
+    )
     analysis = None if version is None else analyses.cached(sha, identity.fingerprint)
     due = version is not None and analysis is None
     reading = sandbox.run(
-        read_image, ref.key, ref.key, data, max_pixels, thumb, ocr=due and analyzer.reads_text, jpeg=due and not analyzer.reads_text
+        read_image,
+        ref.key,
+        ref.key,
+        data,
+        max_pixels,
+        thumb,
+        ocr=due and analyzer.reads_text,
+        jpeg=due and not analyzer.reads_text,
     )
     try:
         object_store.write(DocRef(ref.tenant, ref.root, thumb).uri, reading.thumbnail)
     except Exception as e:  # the place, not the image: a later run tries again
-        raise BadDocument(ref.key, f"its thumbnail could not be written ({describe_error(e)})", transient=True) from None
+        raise BadDocument(
+            ref.key, f"its thumbnail could not be written ({describe_error(e)})", transient=True
+        ) from None
     if version is None:
         version, analysis = latest.version, latest.analysis
     else:
@@ -63,7 +74,9 @@ def read_image_document(
     return ParsedDocument(kind="image", units=[Unit(text=analysis_text(analysis), metadata=metadata)])
 
 
-def forget_images(object_store: ObjectStore, analyses: AnalysisStore, uri: str, key: str, document_ids: Sequence[str]) -> int:
+def forget_images(
+    object_store: ObjectStore, analyses: AnalysisStore, uri: str, key: str, document_ids: Sequence[str]
+) -> int:
     """After an image's rows are purged: delete its thumbnail and its analyses, under every
     tenant it was indexed as. Returns the analyses deleted. A thumbnail that cannot be deleted
     (a link on its way) is logged and left: the rows are gone either way."""

@@ -144,7 +144,9 @@ def write_file(path: str, data: bytes) -> None:
     folder = open_folder(folders, create=True)
     try:
         partial = f".{name[:200]}.{os.getpid()}.partial"  # listings skip dot files
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+        fd = os.open(
+            partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder
+        )
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(partial, name, src_dir_fd=folder, dst_dir_fd=folder)
