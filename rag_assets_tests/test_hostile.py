@@ -123,7 +123,7 @@ def test_one_bad_document_fails_alone_across_tenants_and_is_recorded(rag_env, in
     reasons = {f["key"]: f["reason"] for f in report["failed"]}
     assert reasons == {
         "acme/deep.json": "JSON nested too deeply to read (more levels than Python's recursion limit)",
-        "acme/report.md": "sidecar is nested too deeply to read",
+        "acme/report.md": "its sidecar acme/report.md.meta.json is nested too deeply to read",
         "globex/wide.csv": f"line 1 is longer than {MAX_CSV_LINE_CHARS:,} characters (the limit of a CSV line)",
     }
     assert sorted(report["ingested"]) == sorted(["acme/good.md", "globex/good.txt", long_name])

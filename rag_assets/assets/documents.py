@@ -60,11 +60,11 @@ def sidecar_fields(key: str, data: bytes) -> tuple[dict, list[str]]:
     try:
         fields = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BadDocument(key, f"sidecar is not valid JSON ({e})") from None
+        raise BadDocument(key, f"its sidecar {key} is not valid JSON ({e})") from None
     except RecursionError:
-        raise BadDocument(key, "sidecar is nested too deeply to read") from None
+        raise BadDocument(key, f"its sidecar {key} is nested too deeply to read") from None
     if not isinstance(fields, dict):
-        raise BadDocument(key, "sidecar must hold a JSON object")
+        raise BadDocument(key, f"its sidecar {key} must hold a JSON object")
     return user_fields(fields)
 
 
