@@ -495,6 +495,77 @@ def cmd_notify_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """What the deletion guard holds under ROOT; with --confirm, a person's word that it was
+    deleted on purpose: the confirm_deletions job (as from the UI), whose success lets the
+    sensors purge what is held. Purges nothing itself."""
+    from collections import Counter
+
+    import dagster as dg
+
+    from rag_assets.assets.maintenance import (
+        CONFIRM_JOB,
+        CONFIRM_OP,
+        confirm_command,
+        confirm_run_config,
+        guard_root,
+        held_deletions,
+    )
+    from rag_assets.definitions import build_definitions
+    from rag_assets.ingest import LAUNCHED_BY_TAG
+    from rag_assets.lib.keys import tenant_from_key
+    from rag_assets.settings import Settings
+
+    try:
+        root = guard_root(args.root)
+    except ValueError as exc:
+        print(f"rag-assets purge: error: {printable(exc)}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
+    r = defs.resources
+    held = held_deletions(r["sync_config"], r["embedder"], r["rag_config"], root)
+    if not held:
+        print(f"the deletion guard holds nothing under {printable(root)}")
+        return 1 if args.confirm else 0
+
+    def tenant(key: str) -> str:
+        try:
+            return tenant_from_key(key, settings.tenant_from_key)
+        except ValueError:
+            return "?"
+
+    tenants = Counter(tenant(k) for k in held)
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(held.values())))
+    print(
+        f"{len(held)} deletion(s) held under {printable(root)} since {since} "
+        f"({', '.join(f'{printable(t)} {n}' for t, n in sorted(tenants.items()))}):"
+    )
+    for key in sorted(held)[:10]:  # keys from outside: their control characters shown, not obeyed
+        print(f"  {printable(key)}")
+    if len(held) > 10:
+        print(f"  ... and {len(held) - 10} more")
+    if not args.confirm:
+        confirm = printable(confirm_command(root))
+        print(f"Nothing is purged until the objects come back or you confirm: {confirm}", file=sys.stderr)
+        return 1
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(CONFIRM_JOB).execute_in_process(
+            run_config=confirm_run_config(root),
+            instance=instance,
+            tags={LAUNCHED_BY_TAG: "cli"},
+            raise_on_error=False,
+        )
+    if not result.success:
+        failure = result.failure_data_for_node(CONFIRM_OP)
+        reason = failure.user_failure_data.description if failure and failure.user_failure_data else None
+        reason = reason or (failure.error.message.strip() if failure and failure.error else "the run failed")
+        print(f"rag-assets purge: not confirmed: {printable(reason, newlines=True)}", file=sys.stderr)
+        return 1
+    print(f"confirmed (run {result.run_id}): the sensors purge these {len(held)} deletion(s) on their next tick")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
 
@@ -550,6 +621,10 @@ def parser() -> argparse.ArgumentParser:
     ttl_help = f"how long it is valid: 30s, 15m, 12h, 7d (default {DEFAULT_TTL}, at most 366d)"
     token.add_argument("--ttl", default=DEFAULT_TTL, metavar="DURATION", help=ttl_help)
     token.set_defaults(func=cmd_notify_token, remote=True)
+    purge = sub.add_parser("purge", help="what the deletion guard holds under ROOT; --confirm purges it")
+    purge.add_argument("root", metavar="ROOT", help="as the sensors name it: s3://BUCKET or a folder (or the source)")
+    purge.add_argument("--confirm", action="store_true", help="deleted on purpose: the sensors purge what is held now")
+    purge.set_defaults(func=cmd_purge)
     return p
 
 

@@ -58,6 +58,8 @@ def build_resources(settings: Settings) -> dict:
             batch_size=settings.batch_size,
             reconcile_interval_seconds=settings.reconcile_seconds if settings.sqs_queue_url else 0.0,
             state_dir=str(work / "state"),
+            purge_guard_fraction=settings.purge_guard_fraction,
+            purge_guard_min_documents=settings.purge_guard_min_documents,
         ),
         "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
         "metabase": MetabaseClient(),

@@ -45,6 +45,8 @@ class Settings:
     chunk_tokens: int = 160
     chunk_overlap: int = 32
     reconcile_seconds: float = 3600.0  # with an event queue: how often a full pass compares source and index
+    purge_guard_fraction: float = 0.5  # more of a source's documents gone at once is held until confirmed (1: no guard)
+    purge_guard_min_documents: int = 10  # ...once the index holds this many under the source
     catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
     embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
     model_cache: str | None = None  # where local:MODEL+int8 keeps its ONNX export (default ~/.cache/rag_assets/models)
@@ -106,6 +108,8 @@ class Settings:
             chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
             chunk_overlap=int(env.get("RAG_CHUNK_OVERLAP") or d.chunk_overlap),
             reconcile_seconds=float(env.get("RAG_RECONCILE_SECONDS") or d.reconcile_seconds),
+            purge_guard_fraction=float(env.get("RAG_PURGE_GUARD_FRACTION") or d.purge_guard_fraction),
+            purge_guard_min_documents=int(env.get("RAG_PURGE_GUARD_MIN_DOCUMENTS") or d.purge_guard_min_documents),
             catchup_config=env.get("RAG_CATCHUP_CONFIG") or d.catchup_config,
             embed_service_url=env.get("RAG_EMBED_SERVICE_URL") or None,
             model_cache=env.get("RAG_MODEL_CACHE") or None,

@@ -207,3 +207,11 @@ def sensor_has_ticked(instance: dg.DagsterInstance, name: str) -> bool:
 
 def runs_started(instance: dg.DagsterInstance, job: str = "ingest_documents") -> int:
     return len(instance.get_run_records(dg.RunsFilter(job_name=job, statuses=[dg.DagsterRunStatus.STARTED])))
+
+
+def guard_evaluations(instance: dg.DagsterInstance) -> list[bool]:
+    """The deletion guard's check evaluations (index_reconciliation's deletion_guard), oldest
+    first: passed or not."""
+    key = dg.AssetCheckKey(dg.AssetKey("index_reconciliation"), "deletion_guard")
+    records = instance.event_log_storage.get_asset_check_execution_history(key, limit=100)
+    return [r.event.dagster_event.event_specific_data.passed for r in reversed(records)]

@@ -1,5 +1,6 @@
 """The planner (lib.reconcile): the source against the index, the runs in flight and what
-each sensor asked for before; batches, run keys and the failure sensor's split."""
+each sensor asked for before; the deletion guard; batches, run keys and the failure
+sensor's split."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from rag_assets.lib.identity import index_identity, pipeline_fingerprint, source
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.lib.reconcile import (
     Backoff,
+    PurgeGuard,
     PurgeTarget,
     Request,
     Target,
     Wanted,
+    guard_purges,
+    guard_releases,
     ingest_batches,
     partitions_in_ranges,
     plan_documents,
@@ -276,3 +280,100 @@ def test_fresh_and_retried_documents_are_batched_apart():
     ordered = [f"p{n}" for n in range(6)]
     targets = [Target(p, p, "v1", "new", 0, False) for p in ordered[:3]] + [Target(p, p, "v1", "changed", 2, True) for p in ordered[3:]]
     assert [b.members for b in ingest_batches(targets, ordered, 4, "i1")] == [("p0", "p1", "p2"), ("p3",), ("p4",), ("p5",)]
+
+
+# --- the deletion guard -----------------------------------------------------------------------------
+
+
+def docs(n: int, tenant: str = "acme") -> list[str]:
+    return [f"{tenant}/d{i:02}.txt" for i in range(n)]
+
+
+def gone_targets(keys) -> list[PurgeTarget]:
+    return [PurgeTarget(k, f"{ROOT}/{k}", (DocRef(k.split("/")[0], ROOT, k).document_id,), (part(k),)) for k in keys]
+
+
+@pytest.mark.parametrize(
+    "held, gone, guard, holds",
+    [
+        (9, 9, PurgeGuard(), False),  # fewer than 10 documents: every deletion is ordinary
+        (10, 6, PurgeGuard(), True),  # more than half of 10
+        (10, 5, PurgeGuard(), False),  # half is not more than half
+        (20, 1, PurgeGuard(), False),  # an ordinary delete
+        (20, 20, PurgeGuard(), True),  # an unmounted share, a wrong prefix: everything gone
+        (20, 5, PurgeGuard(fraction=0.2), True),  # the fraction is a setting
+        (20, 20, PurgeGuard(fraction=1.0), False),  # 1: no guard
+        (5, 5, PurgeGuard(min_documents=3), True),  # so is the minimum
+        (2, 2, PurgeGuard(min_documents=3), False),
+    ],
+)
+def test_the_guard_holds_a_purge_of_more_than_the_fraction_once_the_index_holds_enough(held, gone, guard, holds):
+    keys = docs(held)
+    purge = gone_targets(keys[:gone])
+    decision = guard_purges(purge, indexed=set(keys), guard=guard)
+    assert (decision.gone, decision.of, decision.holding) == (gone, held, holds)
+    assert decision.purge == ([] if holds else purge) and decision.held == (purge if holds else [])
+
+
+def test_copies_under_another_tenant_are_not_deletions():
+    keys = docs(10)
+    copies = [PurgeTarget(k, f"{ROOT}/{k}", (DocRef("old", ROOT, k).document_id,), (), if_gone=False) for k in keys]
+    decision = guard_purges(copies, indexed=set(keys), guard=PurgeGuard())  # a tenant rule changed: every copy goes
+    assert decision.purge == copies and not decision.holding and decision.gone == 0
+    # ...and go while the deletions beside them are held
+    decision = guard_purges([*copies[:2], *gone_targets(keys[:6])], indexed=set(keys), guard=PurgeGuard())
+    assert decision.purge == copies[:2] and [t.key for t in decision.held] == keys[:6]
+
+
+def test_deletes_within_the_window_and_those_held_before_count_together():
+    keys = docs(20)
+    # 8 purged unconfirmed within the window (no longer in the index) and 3 gone now: 11 of 20
+    decision = guard_purges(gone_targets(keys[8:11]), indexed=set(keys[8:]), recent=set(keys[:8]), guard=PurgeGuard())
+    assert (decision.gone, decision.of, decision.holding) == (11, 20, True)
+    # 11 held before (the event sensor's earlier ticks) and one more delete: held too
+    decision = guard_purges(gone_targets(keys[11:12]), indexed=set(keys), held=set(keys[:11]), guard=PurgeGuard())
+    assert decision.holding and [t.key for t in decision.held] == keys[11:12]
+    # a trickle: one delete, with one purged before in the window, of 20
+    decision = guard_purges(gone_targets(keys[1:2]), indexed=set(keys[1:]), recent={keys[0]}, guard=PurgeGuard())
+    assert not decision.holding and (decision.gone, decision.of) == (2, 20)
+
+
+def test_a_confirmation_lets_exactly_the_confirmed_purge_through():
+    keys = docs(30)
+    held = set(keys[:16])  # held and confirmed: 16 of 30
+    later = keys[16:24]  # 8 more gone since the confirmation: 8 of the 14 left
+    decision = guard_purges(gone_targets([*keys[:16], *later]), indexed=set(keys), held=held, confirmed=held, guard=PurgeGuard())
+    assert sorted(t.key for t in decision.purge) == sorted(held) == sorted(t.key for t in decision.confirmed)
+    assert [t.key for t in decision.held] == later and (decision.gone, decision.of) == (8, 14)
+    # without the later ones, the confirmed purge goes alone, and nothing is held
+    decision = guard_purges(gone_targets(keys[:16]), indexed=set(keys), held=held, confirmed=held, guard=PurgeGuard())
+    assert len(decision.purge) == 16 and not decision.holding
+
+
+def test_objects_coming_back_clear_the_guard():
+    keys = docs(10)
+    held = set(keys[:6])
+    # a complete pass that sees them all again: nothing is gone, every held key is let go
+    decision = guard_purges([], indexed=set(keys), guard=PurgeGuard())
+    assert guard_releases(held, None, decision) == held
+    # 5 come back: 1 of 10 gone is an ordinary delete, purged, and let go of too
+    decision = guard_purges(gone_targets(keys[5:6]), indexed=set(keys), guard=PurgeGuard())
+    assert not decision.holding and guard_releases(held, None, decision) == held
+    # an event tick that saw two of them back: only those are let go of (the rest were not looked at)
+    decision = guard_purges([], indexed=set(keys), held=held - set(keys[:2]), guard=PurgeGuard())
+    assert guard_releases(held, set(keys[:2]), decision) == set(keys[:2])
+    # still gone: held, not let go of; nor are those a purge run is working on
+    decision = guard_purges(gone_targets(keys[2:6]), indexed=set(keys), held=held, guard=PurgeGuard())
+    assert decision.holding and guard_releases(held, None, decision, purging=set(keys[:2])) == set()
+    # nor a confirmed one being purged (a failed purge is tried again under the same confirmation)
+    keys = docs(20)
+    held = set(keys[:12])
+    decision = guard_purges(gone_targets(keys[:12]), indexed=set(keys), held=held, confirmed={keys[0]}, guard=PurgeGuard())
+    assert [t.key for t in decision.confirmed] == [keys[0]] and decision.holding
+    assert guard_releases(held, None, decision) == set()
+
+
+@pytest.mark.parametrize("gone, at_least, may", [(5, 0, False), (6, 0, True), (6, 12, False), (7, 12, True)])
+def test_the_index_is_counted_only_when_a_mass_delete_is_possible(gone, at_least, may):
+    assert PurgeGuard().may_trip(gone, at_least) is may
+    assert not PurgeGuard(fraction=1).may_trip(1000, 0)

@@ -16,6 +16,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from dagster._daemon.sensor import fetch_existing_runs
 
 from rag_assets.assets.documents import INTERMEDIATE_ASSETS
+from rag_assets.assets.maintenance import confirm_run_config, deletion_guard, index_reconciliation
 from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.ingest import failed_documents
 from rag_assets.lib.keys import DocRef, encode_partition_key
@@ -26,6 +27,7 @@ from rag_assets.resources.vector_stores import VectorRow
 from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor
 from rag_assets.settings import Settings
 from rag_assets_tests.conftest import make_pdf
+from rag_assets_tests.live import guard_evaluations
 
 ON = dg.DefaultSensorStatus.RUNNING
 
@@ -83,10 +85,10 @@ def local_source(tmp_path: Path, monkeypatch, files: dict[str, str | bytes]) -> 
 
 
 class Harness:
-    """Evaluates a sensor as the daemon does: its partitions first, then each run request,
-    unless Dagster already has a run of this sensor with that run key (found with the
-    daemon's own lookup, dagster._daemon.sensor.fetch_existing_runs); launched runs carry the
-    daemon's tags and are executed in process, one after the other."""
+    """Evaluates a sensor as the daemon does: its asset events reported, its partitions
+    added, then each run request, unless Dagster already has a run of this sensor with that
+    run key (found with the daemon's own lookup, dagster._daemon.sensor.fetch_existing_runs);
+    launched runs carry the daemon's tags and are executed in process, one after the other."""
 
     def __init__(self, instance: dg.DagsterInstance, sensor: dg.SensorDefinition, **resource_overrides):
         self.instance, self.sensor = instance, sensor
@@ -105,6 +107,8 @@ class Harness:
             return dg.SensorResult(skip_reason=result)
         if lost:
             return result
+        for event in result.asset_events or []:  # the daemon reports them before it records the tick
+            self.instance.report_runless_asset_event(event)
         for request in result.dynamic_partitions_requests or []:
             self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         self.cursor = result.cursor
@@ -349,3 +353,153 @@ def test_the_daily_record_counts_what_the_planners_asked_for(instance, tmp_path,
     (mat,) = result.asset_materializations_for_node("index_reconciliation")
     assert mat.metadata["by_launcher_and_reason"].value == {"listing_sensor: changed": 1, "listing_sensor: new": 2}
     assert mat.metadata["purged"].value == 1 and mat.metadata["repairs"].value == 0
+
+
+# --- the deletion guard -----------------------------------------------------------------------------
+
+def guard_observations(instance: dg.DagsterInstance) -> list[dict]:
+    records = instance.fetch_observations(dg.AssetKey("vector_index"), limit=100).records
+    metas = [{k: v.value for k, v in r.event_log_entry.asset_observation.metadata.items()} for r in reversed(records)]
+    return [m for m in metas if str(m.get("status", "")).startswith("deletion guard")]
+
+
+def put_away(inbox: Path, keys: list[str], attic: Path) -> None:
+    """Files moved out of the source (mtimes kept: put back, they are the same versions)."""
+    for key in keys:
+        (attic / key).parent.mkdir(parents=True, exist_ok=True)
+        (inbox / key).rename(attic / key)
+
+
+def put_back(inbox: Path, keys: list[str], attic: Path) -> None:
+    for key in keys:
+        (attic / key).rename(inbox / key)
+
+
+def ingest_runs(instance: dg.DagsterInstance) -> int:
+    return len(instance.get_run_records(dg.RunsFilter(job_name="ingest_documents")))
+
+
+def test_the_listing_sensor_holds_an_emptied_folder_until_it_comes_back_or_a_person_confirms(
+    instance, tmp_path, monkeypatch, rag_env, capsys
+):
+    from rag_assets import cli
+
+    keys = [f"acme/doc{n:02}.txt" for n in range(8)] + [f"globex/doc{n:02}.txt" for n in range(4)]
+    inbox = local_source(tmp_path, monkeypatch, {k: f"Document {k} about harbour cranes." for k in keys})
+    attic = tmp_path / "attic"
+    h = Harness(instance, build_listing_sensor(ON))
+    h.tick()
+    assert h.indexed_keys() | h.indexed_keys("globex") == set(keys)
+
+    put_away(inbox, keys[:1], attic)  # 1 of 12: an ordinary delete, purged as ever
+    assert [r.job_name for r in h.tick().run_requests] == ["purge_documents"]
+    assert guard_evaluations(instance) == []
+
+    rest = keys[1:]
+    put_away(inbox, rest, attic)  # the share is unmounted: the folder is there, and empty
+    held = h.tick()
+    assert held.run_requests == [] and "deletion guard: holding 11 deletion(s)" in held.skip_reason.skip_message
+    # 11 gone now, and the one purged within the window: 12 of 12
+    said = held.skip_reason.skip_message
+    assert "(acme 7, globex 4)" in said and "12 of the 12 document(s)" in said
+    assert f"rag-assets purge --confirm {inbox}" in held.skip_reason.skip_message
+    assert guard_evaluations(instance) == [False]
+    (observed,) = guard_observations(instance)
+    assert (observed["status"], observed["held"], observed["of"], observed["tenants"]) == (
+        "deletion guard: held", 11, 12, {"acme": 7, "globex": 4}
+    )
+    again = h.tick()
+    assert again.run_requests == [] and "holding 11 deletion(s)" in again.skip_reason.skip_message
+    assert guard_evaluations(instance) == [False]  # no new evaluation while nothing changes
+    assert h.indexed_keys() | h.indexed_keys("globex") == set(rest)  # nothing purged
+
+    put_back(inbox, rest, attic)  # mounted again: the same files
+    runs = ingest_runs(instance)
+    cleared = h.tick()
+    assert cleared.run_requests == [] and ingest_runs(instance) == runs  # nothing to re-embed, nothing asked for
+    assert guard_evaluations(instance) == [False, True]
+    assert h.indexed_keys() | h.indexed_keys("globex") == set(rest)
+
+    put_away(inbox, rest, attic)  # a real mass delete this time
+    assert h.tick().run_requests == [] and guard_evaluations(instance) == [False, True, False]
+    assert cli.main(["purge", str(inbox)]) == 1  # says what is held, confirms nothing
+    shown = capsys.readouterr()
+    assert f"11 deletion(s) held under {inbox}" in shown.out and "(acme 7, globex 4)" in shown.out
+    assert "acme/doc01.txt" in shown.out and "rag-assets purge --confirm" in shown.err
+    assert h.tick().run_requests == []  # still held: a look is not a confirmation
+    assert cli.main(["purge", "--confirm", str(inbox)]) == 0
+    purge = h.tick()
+    (request,) = purge.run_requests
+    assert request.job_name == "purge_documents" and request.tags["rag/confirmed"] == "11"
+    assert h.indexed_keys() | h.indexed_keys("globex") == set()
+    assert h.tick().run_requests == [] and guard_evaluations(instance) == [False, True, False, True]
+    assert [o["status"] for o in guard_observations(instance)] == [
+        "deletion guard: held", "deletion guard: cleared", "deletion guard: held", "deletion guard: confirmed",
+        "deletion guard: cleared",
+    ]  # fmt: skip
+
+    # the confirmation was for what was held then: a later mass delete is held again
+    put_back(inbox, rest, attic)
+    h.tick()
+    put_away(inbox, rest, attic)
+    assert h.tick().run_requests == [] and guard_evaluations(instance)[-1] is False
+    assert cli.main(["purge", "--confirm", "/no/such/folder"]) == 1  # nothing held there: nothing confirmed
+    # the check executed from the UI reads what is held now
+    checked = dg.materialize([index_reconciliation, deletion_guard], selection=dg.AssetSelection.checks(deletion_guard),
+                             instance=instance, resources=h.resources)  # fmt: skip
+    (evaluation,) = checked.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.metadata["held"].value == 11
+
+
+def bucket_source(bucket) -> str:
+    return f"s3://{bucket.name}/acme/"
+
+
+def test_the_event_sensor_counts_a_burst_of_deletes_over_several_ticks(instance, bucket):
+    h = Harness(instance, build_s3_event_sensor(ON))
+    keys = [f"acme/doc{n:02}.txt" for n in range(12)]
+    bodies = {k: f"Document {k} about harbour cranes." for k in keys}
+    for key in keys:
+        bucket.put(key, bodies[key])
+    h.tick()
+    assert h.indexed_keys() == set(keys)
+
+    for key in keys[:4]:  # 4 of 12: purged
+        bucket.s3.delete_object(Bucket=bucket.name, Key=key)
+    assert [r.job_name for r in h.tick().run_requests] == ["purge_documents"]
+    for key in keys[4:7]:  # 3 more within the window: 7 of 12, held
+        bucket.s3.delete_object(Bucket=bucket.name, Key=key)
+    held = h.tick()
+    assert held.run_requests == [] and "7 of the 12 document(s)" in held.skip_reason.skip_message
+    assert guard_evaluations(instance) == [False]
+    bucket.s3.delete_object(Bucket=bucket.name, Key=keys[7])  # and one more: held with them
+    assert h.tick().run_requests == [] and guard_evaluations(instance) == [False, False]
+    assert h.indexed_keys() == set(keys[4:])
+
+    runs = ingest_runs(instance)
+    for key in keys[4:8]:  # they come back, the same bytes: nothing to ingest, the guard lets go
+        bucket.put(key, bodies[key])
+    assert h.tick().run_requests == [] and ingest_runs(instance) == runs
+    assert guard_evaluations(instance) == [False, False, True] and h.indexed_keys() == set(keys[4:])
+
+    for key in keys[4:]:  # all of them: held, then confirmed with the bucket as the sensors name it
+        bucket.s3.delete_object(Bucket=bucket.name, Key=key)
+    assert h.tick().run_requests == [] and guard_evaluations(instance)[-1] is False
+    # the job a person launches from the UI, given the source URI rather than the root
+    confirm = h.defs.resolve_job_def("confirm_deletions")
+    assert confirm.execute_in_process(run_config=confirm_run_config(bucket_source(bucket)), instance=instance).success
+    (request,) = h.tick().run_requests
+    assert request.tags["rag/confirmed"] == "8" and h.indexed_keys() == set()
+    assert h.tick().run_requests == [] and guard_evaluations(instance)[-1] is True
+
+
+def test_the_guard_is_a_setting(instance, tmp_path, monkeypatch, rag_env):
+    monkeypatch.setenv("RAG_PURGE_GUARD_FRACTION", "1")  # no guard
+    keys = [f"acme/doc{n:02}.txt" for n in range(10)]
+    inbox = local_source(tmp_path, monkeypatch, {k: f"Document {k}." for k in keys})
+    h = Harness(instance, build_listing_sensor(ON))
+    assert h.resources["sync_config"].purge_guard.off
+    h.tick()
+    put_away(inbox, keys, tmp_path / "attic")
+    assert [r.job_name for r in h.tick().run_requests] == ["purge_documents"] and h.indexed_keys() == set()
+    assert guard_evaluations(instance) == []

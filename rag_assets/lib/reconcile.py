@@ -4,7 +4,8 @@ The pure core of every sensor and of the daily record (docs/architecture.md, The
 the truth). The source says what should be indexed (`Wanted`), the store says what is
 (`IndexedDocument`), Dagster says what is being done (runs in flight, documents found
 unreadable); `plan_documents` turns the three into partitions to add, documents to ingest
-and documents to purge, and `ingest_batches` into ranged runs with run keys.
+and documents to purge, `guard_purges` holds a purge too large to take on trust (the
+deletion guard), and `ingest_batches` turns the ingests into ranged runs with run keys.
 """
 
 from __future__ import annotations
@@ -247,6 +248,90 @@ def plan_documents(
         if ids or names:
             plan.purge.append(PurgeTarget(key, f"{root.rstrip('/')}/{key}", ids, names))
     return plan
+
+
+@dataclass(frozen=True)
+class PurgeGuard:
+    """When deletions are too many to take on trust: more than `fraction` of the documents the
+    index holds under a source gone at once (in one listing pass, or within `window_seconds`
+    of delete events and passes), once it holds `min_documents` or more. An unmounted share,
+    a wrong prefix or a credential that lists nothing looks like that; so does a real mass
+    delete, which a person confirms. A fraction of 1 or more turns the guard off."""
+
+    fraction: float = 0.5
+    min_documents: int = 10
+    window_seconds: float = 3600.0
+
+    @property
+    def off(self) -> bool:
+        return self.fraction >= 1.0
+
+    def trips(self, gone: int, of: int) -> bool:
+        """`gone` of the `of` documents under a source are too many to purge unconfirmed."""
+        return not self.off and of >= self.min_documents and gone > self.fraction * of
+
+    def may_trip(self, gone: int, of_at_least: int) -> bool:
+        """Whether `gone` could trip the guard over an index that holds at least `of_at_least`
+        documents (when not, there is no need to count them all)."""
+        return not self.off and gone > self.fraction * max(of_at_least, self.min_documents)
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """What of a plan's purge may go, and what the deletion guard holds."""
+
+    purge: list[PurgeTarget]  # copies, ordinary deletions and confirmed ones: to purge now
+    held: list[PurgeTarget]  # deletions held: nothing of them is purged
+    confirmed: list[PurgeTarget]  # held deletions a person confirmed (part of `purge`)
+    gone: int  # documents counted gone: the plan's deletions, those held before, those purged in the window
+    of: int  # of the documents the index holds under the source (and those purged in the window)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.held)
+
+
+def guard_purges(
+    purge: Sequence[PurgeTarget],
+    *,
+    indexed: Set[str],
+    guard: PurgeGuard,
+    held: Set[str] = frozenset(),
+    recent: Set[str] = frozenset(),
+    confirmed: Set[str] = frozenset(),
+) -> GuardDecision:
+    """Hold a plan's deletions (`PurgeTarget.if_gone`) when, with the deletions held before
+    (`held`, still gone) and those purged unconfirmed within the guard's window (`recent`),
+    they are more than the guard's fraction of what the index holds under the source
+    (`indexed`: the object keys it holds rows or partitions of, with `recent`). All or none:
+    a held plan purges none of its deletions.
+
+    Copies under another tenant (`if_gone=False`) are not deletions (the object is there, and
+    indexed under its own tenant): never counted, never held. Deletions a person confirmed
+    (`confirmed`, keys held at the time of a confirmation) go, and are left out of both
+    counts: what is gone besides them is judged on its own."""
+    confirmed = set(confirmed)
+    copies = [t for t in purge if not t.if_gone]
+    yes = [t for t in purge if t.if_gone and t.key in confirmed]
+    rest = [t for t in purge if t.if_gone and t.key not in confirmed]
+    of = (set(indexed) | set(recent)) - confirmed
+    gone = ({t.key for t in rest} | set(held) | set(recent)) & of
+    if rest and guard.trips(len(gone), len(of)):
+        return GuardDecision([*copies, *yes], rest, yes, len(gone), len(of))
+    return GuardDecision(list(purge), [], yes, len(gone), len(of))
+
+
+def guard_releases(
+    before: Set[str], examined: Set[str] | None, decision: GuardDecision, purging: Set[str] = frozenset()
+) -> set[str]:
+    """The held keys the guard lets go of: those a plan looked at (`examined`; None: every
+    one, a complete listing pass) and found no longer to hold (the object is back, or its rows
+    and partitions are gone), or purged unconfirmed now that the guard no longer trips. Held
+    keys a purge run is working on, and confirmed ones being purged, stay held until done: a
+    purge that fails is tried again under the same confirmation."""
+    keep = {t.key for t in decision.held} | {t.key for t in decision.confirmed} | set(purging)
+    looked = set(before) if examined is None else set(before) & set(examined)
+    return looked - keep
 
 
 def run_key(kind: str, identity: str, parts: Iterable[str]) -> str:

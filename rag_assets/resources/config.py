@@ -4,7 +4,7 @@ import dagster as dg
 
 from rag_assets.lib.identity import image_pipeline, pipeline_fingerprint
 from rag_assets.lib.images import DEFAULT_MAX_IMAGE_PIXELS, analyzer_identity, is_image
-from rag_assets.lib.reconcile import Backoff
+from rag_assets.lib.reconcile import Backoff, PurgeGuard
 
 
 class RagConfig(dg.ConfigurableResource):
@@ -63,7 +63,18 @@ class SyncConfig(dg.ConfigurableResource):
     # (at most retry_cap_seconds) before the next one: a failed run, a lost write.
     retry_base_seconds: float = 30.0
     retry_cap_seconds: float = 3600.0
+    # The deletion guard (lib.reconcile.PurgeGuard): more than this fraction of the documents
+    # under the source gone at once (a pass, or the deletes of the window) is held until a
+    # person confirms it (`rag-assets purge --confirm ROOT`), once the index holds at least
+    # purge_guard_min_documents there. 1: no guard.
+    purge_guard_fraction: float = 0.5
+    purge_guard_min_documents: int = 10
+    purge_guard_window_seconds: float = 3600.0
 
     @property
     def backoff(self) -> Backoff:
         return Backoff(self.retry_base_seconds, self.retry_cap_seconds)
+
+    @property
+    def purge_guard(self) -> PurgeGuard:
+        return PurgeGuard(self.purge_guard_fraction, self.purge_guard_min_documents, self.purge_guard_window_seconds)

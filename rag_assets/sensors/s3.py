@@ -5,14 +5,16 @@
   pass without a queue; with one, a full pass every RAG_RECONCILE_SECONDS as the safety net.
 
 Sensors only decide (lib.reconcile plans, from the source, the index and the runs in
-flight); runs do the work (ingest_documents, purge_documents). See docs/architecture.md.
+flight); runs do the work (ingest_documents, purge_documents). Both sensors pass their
+purges through the deletion guard (lib.reconcile.guard_purges): a mass delete is held
+until the objects come back or a person confirms it (confirm_deletions). See
+docs/architecture.md.
 """
 
-import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,18 +22,40 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from rag_assets.assets.documents import RAW_DOCUMENTS, ingest_documents_job
-from rag_assets.assets.maintenance import PURGED_TAG, purge_documents_job, purge_run_config
+from rag_assets.assets.maintenance import (
+    GUARD_CHECK,
+    INDEX_KEY,
+    PURGED_TAG,
+    confirm_command,
+    confirmed_at,
+    guard_metadata,
+    index_reconciliation,
+    purge_documents_job,
+    purge_run_config,
+)
 from rag_assets.ingest import LAUNCHED_BY_TAG
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
-from rag_assets.lib.identity import index_identity, source_etag, split_source_etag
+from rag_assets.lib.identity import source_etag, split_source_etag
 from rag_assets.lib.images import is_thumbnail
-from rag_assets.lib.keys import DocRef, is_sidecar, root_alias, sidecar_keys, split_partition_key, tenant_from_key
+from rag_assets.lib.keys import (
+    DocRef,
+    document_tenant,
+    is_sidecar,
+    root_alias,
+    sidecar_keys,
+    split_partition_key,
+    tenant_from_key,
+)
 from rag_assets.lib.parsing import READERS
 from rag_assets.lib.reconcile import (
     Plan,
+    PurgeTarget,
     Request,
     Target,
     Wanted,
+    guard_purges,
+    guard_releases,
+    indexed_by_key,
     ingest_batches,
     partitions_by_key,
     partitions_in_ranges,
@@ -46,7 +70,7 @@ from rag_assets.resources.embedders import Embedder
 from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.object_store import ObjectStore, StoredObject, source_root, split_s3_uri
 from rag_assets.resources.vector_stores import VectorStore
-from rag_assets.sensors.state import PendingAcks, SourceState
+from rag_assets.sensors.state import PendingAcks, SourceState, identity_of, state_file
 
 # Runs some run is still working on: their documents are not asked for again meanwhile.
 IN_FLIGHT = [
@@ -56,19 +80,11 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
+CONFIRMED_TAG = "rag/confirmed"  # how many of a purge run's deletions a person confirmed (the deletion guard)
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-
-
-def identity_of(sync_config: SyncConfig, embedder: Embedder, rag_config: RagConfig) -> str:
-    return index_identity(sync_config.index_uri, embedder.model_id, f"{rag_config.pipeline} {rag_config.image_pipeline}")
-
-
-def state_file(sync_config: SyncConfig, kind: str, *names: str) -> Path:
-    """A sensor state file, one per source and index identity (or per queue)."""
-    return Path(sync_config.state_dir, f"{kind}-{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:12]}.sqlite")
 
 
 # --- what Dagster knows -------------------------------------------------------------------
@@ -129,6 +145,113 @@ def candidate_ids(root: str, keys: Iterable[str], by_key: Mapping[str, list[str]
     return sorted(ids)
 
 
+# --- the deletion guard -------------------------------------------------------------------------
+
+
+def guard_memory(instance: dg.DagsterInstance, state: SourceState, root: str) -> tuple[dict[str, float], set[str]]:
+    """The deletions the guard holds under `root` (key -> since when), and those of them a
+    person has confirmed (held when the newest confirmation for `root` started)."""
+    held = state.held()
+    cutoff = confirmed_at(instance, root) if held else None
+    return held, {k for k, at in held.items() if cutoff is not None and at <= cutoff}
+
+
+def guard_plan(
+    context: dg.SensorEvaluationContext,
+    plan: Plan,
+    *,
+    root: str,
+    scope: str,
+    wanted: Mapping[str, Wanted],
+    indexed: Mapping,
+    by_key: Mapping[str, list[str]],
+    examined: Set[str] | None,
+    list_index: Callable[[], Mapping] | None,
+    held_before: Mapping[str, float],
+    confirmed: Set[str],
+    purging: Set[str],
+    state: SourceState,
+    tick: int,
+    now: float,
+    sync_config: SyncConfig,
+) -> tuple[list[PurgeTarget], str | None, list]:
+    """A plan's purge through the deletion guard (lib.reconcile.guard_purges), counting what
+    the index holds under the source (`indexed`, complete unless `list_index` lists it all);
+    the holds and releases noted in `state` under `tick`. Returns what to purge, what the
+    guard holds in words (a log line; the tick's skip reason if it requests no run), and the
+    asset events to report: the deletion_guard check failed and an observation on
+    vector_index when it holds more, passed when it held and holds nothing any more.
+    `examined`: the held keys the plan looked at (None: all under the scope)."""
+    guard = sync_config.purge_guard
+    deletions = {t.key for t in plan.purge if t.if_gone}
+    if not deletions and not held_before:
+        return plan.purge, None, []
+
+    def under(keys: Iterable[str]) -> set[str]:
+        return {k for k in keys if k.startswith(scope)}
+
+    recent = state.purged_since(now - guard.window_seconds) - set(wanted)
+    looked = under(held_before) if examined is None else set(held_before) & set(examined)
+    still = set(held_before) - (looked - deletions - set(purging))  # held, and not seen back or gone from the index
+    holds = under(set(by_key) | set(indexed_by_key(indexed, root)))
+    gone = (deletions | still | recent) - confirmed
+    if list_index is not None and guard.may_trip(len(gone), len((holds | recent) - confirmed)):
+        holds |= under(indexed_by_key(list_index(), root))  # a mass delete is possible: count all the index holds
+    decision = guard_purges(plan.purge, indexed=holds, guard=guard, held=still, recent=recent, confirmed=confirmed)
+    release = guard_releases(held_before, looked, decision, purging)
+    hold = {t.key for t in decision.held}
+    purged = [t.key for t in decision.purge if t.if_gone and t.key not in confirmed]
+    state.guard(tick, hold, release, purged, now)
+    after = (set(held_before) | hold) - release
+    where = f"{root}/{scope}" if scope else root
+    if decision.confirmed:
+        context.log.info(f"deletion guard: {len(decision.confirmed)} confirmed deletion(s) under {root} to purge")
+    if not after:
+        if not held_before:
+            return decision.purge, None, []
+        context.log.info(f"deletion guard: holds nothing under {where} any more (came back, or confirmed and purged)")
+        meta = guard_metadata(root, (), let_go=len(held_before))
+        return decision.purge, None, guard_events(False, "deletion guard: cleared", meta, f"nothing held under {where}")
+    targets = {t.key: t for t in decision.held}
+    tenants = Counter()
+    for key in after:  # whose documents they are: their partitions' tenants, else their rows'
+        names = {split_partition_key(p).tenant for p in by_key.get(key, [])}
+        if not names and key in targets:
+            names = {document_tenant(d, targets[key].uri) for d in targets[key].document_ids}
+        tenants.update(names or {"?"})
+    by_tenant = ", ".join(f"{t} {n}" for t, n in sorted(tenants.items()))
+    confirm = f"{confirm_command(root)} (or launch the confirm_deletions job with root {root})"
+    if decision.holding:
+        counted = " (with those purged within the guard's window)" if recent - confirmed else ""
+        message = (
+            f"deletion guard: holding {len(after)} deletion(s) under {where} ({by_tenant}), none purged: "
+            f"{decision.gone} of the {decision.of} document(s) the index holds there are gone{counted}, "
+            f"more than {guard.fraction:.0%}. "
+            f"If they were deleted on purpose: {confirm}; if not, bring them back and the guard lets go."
+        )
+    else:
+        message = f"deletion guard: still holding {len(after)} deletion(s) under {where} ({by_tenant}); {confirm}"
+    context.log.warning(message)
+    if not hold - set(held_before):
+        return decision.purge, message, []
+    meta = guard_metadata(root, after, tenants, gone=decision.gone, of=decision.of, fraction=guard.fraction)
+    return decision.purge, message, guard_events(True, "deletion guard: held", meta, message)
+
+
+def guard_events(holding: bool, status: str, metadata: dict, description: str) -> list:
+    """The deletion_guard check's evaluation (failed while holding) and an observation on vector_index."""
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=index_reconciliation.key,
+            check_name=GUARD_CHECK,
+            passed=not holding,
+            metadata=metadata,
+            description=description,
+        ),
+        dg.AssetObservation(asset_key=INDEX_KEY, metadata={"status": status, **metadata}),
+    ]
+
+
 # --- from a plan to a sensor result ----------------------------------------------------------
 
 
@@ -156,10 +279,15 @@ def plan_and_result(
     sync_config: SyncConfig,
     rag_config: RagConfig,
     identity: str,
+    held: tuple[Mapping[str, float], Set[str]] = ({}, frozenset()),
+    examined: Set[str] | None = None,
+    list_index: Callable[[], Mapping] | None = None,
 ) -> dg.SensorResult:
     """Plan the documents under `root` against the index and the runs in flight (`work_in_flight`),
-    note the requests in `state` (pending under `tick`), and make the sensor's result: new
-    partitions, one ranged run per batch, one purge run."""
+    pass the purge through the deletion guard (`held`: `guard_memory`; `examined`, `list_index`:
+    `guard_plan`), note the requests and the guard's holds in `state` (pending under `tick`),
+    and make the sensor's result: new partitions, one ranged run per batch, one purge run,
+    and the guard's asset events."""
     in_flight, purging = in_flight
     now = time.time()
     by_key = partitions_by_key(known, root)
@@ -189,6 +317,24 @@ def plan_and_result(
     if suspects := [t.partition for t in plan.ingest if t.reason != "new"]:
         plan = plan_with(unreadable_documents(context.instance, suspects, rag_config.pipeline_for))
     state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick)
+    plan.purge, held_message, asset_events = guard_plan(
+        context,
+        plan,
+        root=root,
+        scope=scope,
+        wanted=wanted,
+        indexed=indexed,
+        by_key=by_key,
+        examined=examined,
+        list_index=list_index,
+        held_before=held[0],
+        confirmed=held[1],
+        purging=purging,
+        state=state,
+        tick=tick,
+        now=now,
+        sync_config=sync_config,
+    )
     ordered = [*known, *plan.add]
     targets = {t.partition: t for t in plan.ingest}
     run_requests = [
@@ -200,12 +346,17 @@ def plan_and_result(
         for batch in ingest_batches(plan.ingest, ordered, sync_config.batch_size, identity)
     ]
     if plan.purge:
+        confirmed = sum(1 for t in plan.purge if t.if_gone and t.key in held[1])
         run_requests.append(
             dg.RunRequest(
                 job_name=purge_documents_job.name,
                 run_key=run_key("purge", identity, [f"{sensor}:{tick}", *(t.uri for t in plan.purge)]),
                 run_config=purge_run_config(plan.purge),
-                tags={LAUNCHED_BY_TAG: sensor, PURGED_TAG: str(len(plan.purge))},
+                tags={
+                    LAUNCHED_BY_TAG: sensor,
+                    PURGED_TAG: str(len(plan.purge)),
+                    **({CONFIRMED_TAG: str(confirmed)} if confirmed else {}),
+                },
             )
         )
     for key, reason in plan.skipped:
@@ -225,7 +376,16 @@ def plan_and_result(
         if registry:
             adds.append(dg.AddDynamicPartitionsRequest(ROOT_REGISTRY, registry))
         adds.append(dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add))
-    return dg.SensorResult(run_requests=run_requests, dynamic_partitions_requests=adds, cursor=cursor)
+    # A tick that holds deletions and asks for no run says why in its result (Dagster takes a
+    # skip reason or run requests, not both: otherwise the log line says it).
+    skip = held_message if held_message and not run_requests else None
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=adds,
+        cursor=cursor,
+        asset_events=asset_events,
+        skip_reason=skip,
+    )
 
 
 # --- the event sensor ---------------------------------------------------------------------------
@@ -310,6 +470,10 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
             state.commit(recorded)
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
             work = work_in_flight(context.instance, known, root)
+            # Deletions the guard holds wait for their objects' create events, or for a person:
+            # confirmed ones are planned as gone (the purge checks each is still gone).
+            holding = guard_memory(context.instance, state, root)
+            confirmed = sorted(holding[1] - work[1])
             # Documents requested before, with no run on them now, are looked at again (and,
             # if still out of date, asked for again, backing off): a failed run, a lost write.
             due = state.due(time.time(), sync_config.backoff, sync_config.max_messages_per_tick, skip=work[0])
@@ -321,7 +485,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
             now = head_all(object_store, root, documents)
             by_key = partitions_by_key(known, root)
             sidecar_docs = sidecar_neighbourhood(object_store, root, [k for k in touched if is_sidecar(k)])
-            keys = sorted({*documents, *sidecar_docs})
+            keys = sorted({*documents, *sidecar_docs, *confirmed})
             indexed = vector_store.list_documents(
                 embedder.model_id, embedder.dimension, document_ids=candidate_ids(root, keys, by_key, sync_config.tenant_rule)
             )
@@ -335,7 +499,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
                 side = split_source_etag(held[key])[1] if key in held else None
                 version = obj.version + (f"#{sequencers[key]}" if sequencers.get(key) else "")
                 wanted[key] = Wanted(key, source_etag(obj.etag, side), version)
-            gone = [k for k, obj in now.items() if obj is None]
+            gone = [k for k, obj in now.items() if obj is None] + [k for k in confirmed if k not in now]
             if messages:
                 context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(sequencers)} object(s)")
             result = plan_and_result(
@@ -344,6 +508,7 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
                 root=root,
                 wanted=wanted,
                 gone=gone,
+                scope=prefix,
                 indexed=indexed,
                 known=known,
                 in_flight=work,
@@ -353,6 +518,9 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
                 sync_config=sync_config,
                 rag_config=rag_config,
                 identity=identity,
+                held=holding,
+                examined={*documents, *sidecar_docs, *confirmed},
+                list_index=lambda: vector_store.list_documents(embedder.model_id, embedder.dimension),
             )
         finally:
             state.close()
@@ -456,6 +624,9 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
                 sync_config=sync_config,
                 rag_config=rag_config,
                 identity=identity,
+                # A complete pass judges every held deletion under the scope; a page, the documents it found.
+                held=guard_memory(context.instance, state, root),
+                examined=None if finished else set(wanted),
             )
         finally:
             state.close()

@@ -1,9 +1,11 @@
 """What the sensors keep between ticks (SQLite files under RAG_WORK_DIR/state).
 
 Every file is a cache, never a claim about the index: a source's file is per index
-identity (store, model, pipeline) and holds what the current listing pass has seen and the
-last request per document; the truth is the store's listing, read again by each plan.
-Lose a file and the next pass rebuilds it.
+identity (store, model, pipeline) and holds what the current listing pass has seen, the
+last request per document, and the deletion guard's memory (deletions held, deletions
+purged lately); the truth is the store's listing, read again by each plan. Lose a file and
+the next pass rebuilds it (a lost hold is found again by the next pass that sees the same
+objects gone).
 
 A tick's writes are *pending* under the tick's number and applied only by a later tick whose
 cursor names that number, i.e. once Dagster has recorded the tick that made them (its runs,
@@ -13,11 +15,25 @@ pending rows that are dropped, and its work is found again.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 
+from rag_assets.lib.identity import index_identity
 from rag_assets.lib.reconcile import Backoff, Request
 from rag_assets.lib.sqlite import open_sqlite
+from rag_assets.resources.config import RagConfig, SyncConfig
+from rag_assets.resources.embedders import Embedder
+
+
+def identity_of(sync_config: SyncConfig, embedder: Embedder, rag_config: RagConfig) -> str:
+    pipelines = f"{rag_config.pipeline} {rag_config.image_pipeline}"
+    return index_identity(sync_config.index_uri, embedder.model_id, pipelines)
+
+
+def state_file(sync_config: SyncConfig, kind: str, *names: str) -> Path:
+    """A sensor state file, one per source and index identity (or per queue)."""
+    return Path(sync_config.state_dir, f"{kind}-{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:12]}.sqlite")
 
 
 class _SQLite:
@@ -37,8 +53,10 @@ class _SQLite:
 class SourceState(_SQLite):
     """What the sensors of one source know for one index identity, each sensor's writes
     pending under its own ticks: the objects the current listing pass has seen (key ->
-    etag, version, pass) and the last request per document (partition -> version, attempt,
-    time, and whether a planner has since seen the document current)."""
+    etag, version, pass), the last request per document (partition -> version, attempt,
+    time, and whether a planner has since seen the document current), and for the deletion
+    guard the deletions it holds (key -> since when) and those purged unconfirmed (key ->
+    when: the guard's window)."""
 
     def __init__(self, path: str | Path, sensor: str):
         super().__init__(
@@ -52,6 +70,11 @@ class SourceState(_SQLite):
                 # version NULL: the request is done (the document was seen current).
                 "CREATE TABLE IF NOT EXISTS pending_requests (sensor TEXT, tick INTEGER, partition TEXT, version TEXT, "
                 "attempt INTEGER, at REAL, PRIMARY KEY (sensor, tick, partition))",
+                "CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, at REAL)",
+                "CREATE TABLE IF NOT EXISTS purged (key TEXT PRIMARY KEY, at REAL)",
+                # what: 'hold' (since at), 'release', or 'purged' (at).
+                "CREATE TABLE IF NOT EXISTS pending_guard (sensor TEXT, tick INTEGER, key TEXT, what TEXT, at REAL, "
+                "PRIMARY KEY (sensor, tick, key, what))",
             ],
         )
         self.sensor = sensor
@@ -75,8 +98,14 @@ class SourceState(_SQLite):
                 "(SELECT partition FROM pending_requests WHERE sensor = ? AND tick = ? AND version IS NULL)",
                 args,
             )
+            # A key held again keeps the time it was first held (a confirmation covers it).
+            mine = "FROM pending_guard WHERE sensor = ? AND tick = ? AND what = "
+            self._conn.execute(f"INSERT OR IGNORE INTO held SELECT key, at {mine} 'hold'", args)
+            self._conn.execute(f"DELETE FROM held WHERE key IN (SELECT key {mine} 'release')", args)
+            self._conn.execute(f"INSERT OR REPLACE INTO purged SELECT key, at {mine} 'purged'", args)
             self._conn.execute("DELETE FROM pending_seen WHERE sensor = ?", (self.sensor,))
             self._conn.execute("DELETE FROM pending_requests WHERE sensor = ?", (self.sensor,))
+            self._conn.execute("DELETE FROM pending_guard WHERE sensor = ?", (self.sensor,))
             self._conn.execute("DELETE FROM seen WHERE pass < (SELECT max(pass) FROM seen) - 1")
 
     def observe(self, objects: Iterable[tuple[str, str, str]], pass_id: int, tick: int) -> None:
@@ -129,6 +158,31 @@ class SourceState(_SQLite):
             rows += [(self.sensor, tick, p, None, None, None) for (p,) in outstanding]
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO pending_requests VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def held(self, pending: bool = False) -> dict[str, float]:
+        """The deletions the guard holds: key -> since when. With `pending`, also those that
+        ticks not yet recorded hold (what a person is shown), less those they release."""
+        held = dict(self._conn.execute("SELECT key, at FROM held"))
+        if pending:
+            for key, what, at in self._conn.execute("SELECT key, what, at FROM pending_guard ORDER BY tick"):
+                if what == "hold":
+                    held.setdefault(key, at)
+                elif what == "release":
+                    held.pop(key, None)
+        return held
+
+    def purged_since(self, since: float) -> set[str]:
+        """Keys purged without a confirmation at `since` or later (the guard's window)."""
+        with self._conn:
+            self._conn.execute("DELETE FROM purged WHERE at < ?", (since,))  # out of every window from now on
+        return {k for (k,) in self._conn.execute("SELECT key FROM purged")}
+
+    def guard(self, tick: int, hold: Iterable[str], release: Iterable[str], purged: Iterable[str], at: float) -> None:
+        """Note what `tick` held (since `at`, unless held before), let go of, and purged unconfirmed."""
+        kinds = (("hold", hold), ("release", release), ("purged", purged))
+        rows = [(self.sensor, tick, k, what, at) for what, keys in kinds for k in keys]
+        with self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO pending_guard VALUES (?, ?, ?, ?, ?)", rows)
 
 
 class PendingAcks(_SQLite):
