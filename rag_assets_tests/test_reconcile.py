@@ -259,18 +259,18 @@ def test_the_command_line_skips_only_current_documents(etag, indexed, materializ
 
 
 @pytest.mark.parametrize(
-    "attempt, retry, sizes",
+    "attempt, unwritten, sizes",
     [
         (0, False, [50, 50]),  # asked for the first time: batches of RAG_BATCH_SIZE
-        (5, False, [50, 50]),  # a new version: the same
+        (5, False, [50, 50]),  # a new version, or rows lost after a write: the same
         (1, True, [25, 25, 25, 25]),  # asked for again: halved at each attempt...
         (3, True, [6] * 16 + [4]),
         (6, True, [1] * 100),  # ...until each runs alone: a culprit fails alone, the rest are written
     ],
 )
-def test_documents_asked_for_again_run_in_ever_smaller_batches(attempt, retry, sizes):
+def test_documents_asked_for_again_run_in_ever_smaller_batches(attempt, unwritten, sizes):
     ordered = [f"p{n:03}" for n in range(100)]
-    targets = [Target(p, p, "v1", "changed", attempt, retry) for p in ordered]
+    targets = [Target(p, p, "v1", "changed", attempt, unwritten, unwritten) for p in ordered]
     batches = ingest_batches(targets, ordered, 50, "i1")
     assert [len(b.members) for b in batches] == sizes
     assert sorted(m for b in batches for m in b.members) == ordered  # every target, once
@@ -278,7 +278,7 @@ def test_documents_asked_for_again_run_in_ever_smaller_batches(attempt, retry, s
 
 def test_fresh_and_retried_documents_are_batched_apart():
     ordered = [f"p{n}" for n in range(6)]
-    targets = [Target(p, p, "v1", "new", 0, False) for p in ordered[:3]] + [Target(p, p, "v1", "changed", 2, True) for p in ordered[3:]]
+    targets = [Target(p, p, "v1", "new", 0, False) for p in ordered[:3]] + [Target(p, p, "v1", "changed", 2, True, True) for p in ordered[3:]]
     assert [b.members for b in ingest_batches(targets, ordered, 4, "i1")] == [("p0", "p1", "p2"), ("p3",), ("p4",), ("p5",)]
 
 
@@ -377,3 +377,11 @@ def test_objects_coming_back_clear_the_guard():
 def test_the_index_is_counted_only_when_a_mass_delete_is_possible(gone, at_least, may):
     assert PurgeGuard().may_trip(gone, at_least) is may
     assert not PurgeGuard(fraction=1).may_trip(1000, 0)
+
+
+@pytest.mark.parametrize("done, unwritten", [(False, True), (True, False)])
+def test_a_document_whose_run_never_wrote_it_is_marked_for_a_smaller_batch(done, unwritten):
+    partition = part("acme/a.pdf")
+    earlier = Request("e1@1", 3, at=0.0, done=done)  # asked for before; done: seen current since (rows lost later)
+    (target,) = plan(wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: earlier}, now=1e9).ingest
+    assert (target.retry, target.unwritten, target.attempt) == (True, unwritten, 4)

@@ -119,6 +119,7 @@ class Target:
     reason: str
     attempt: int = 0
     retry: bool = False  # the same version was asked for before (its run failed, or its rows were lost)
+    unwritten: bool = False  # ...and its run never wrote it (failed, or never ran): see batch_size_for
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def plan_documents(
         else:
             reason = "changed" if held.source_etag != want.etag else "pipeline"
         retry = previous is not None and previous.version == want.version
-        plan.ingest.append(Target(partition, key, want.version, reason, attempt, retry))
+        plan.ingest.append(Target(partition, key, want.version, reason, attempt, retry, retry and not previous.done))
     for key in sorted(gone - set(purging)):
         ids = tuple(sorted(d.document_id for d in in_index.get(key, [])))
         names = tuple(by_key.get(key, []))
@@ -350,11 +351,11 @@ class Batch:
 
 
 def batch_size_for(target: Target, batch_size: int) -> int:
-    """How many documents may share a run with this one: all of `batch_size` the first time;
-    a document asked for again (its version's earlier run did not write it) runs in a batch of
-    batch_size / 2**attempt, at least 1, so a batch that keeps failing for one document's
-    sake is split until the others are written and the culprit fails alone."""
-    return max(1, batch_size >> min(target.attempt, 30)) if target.retry else batch_size
+    """How many documents may share a run with this one: all of `batch_size`, unless its
+    version was asked for before and its run never wrote it: then batch_size / 2**attempt, at
+    least 1, so a batch that keeps failing for one document's sake is split until the others
+    are written and the culprit fails alone. (Rows lost after a write are not a failed run.)"""
+    return max(1, batch_size >> min(target.attempt, 30)) if target.unwritten else batch_size
 
 
 def ingest_batches(targets: Sequence[Target], ordered: Sequence[str], batch_size: int, identity: str) -> list[Batch]:
