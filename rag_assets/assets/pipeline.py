@@ -43,7 +43,7 @@ FAILED_PARTITIONS = "failed_partitions"
 class Unread(list):
     """A partition's value when its document could not be read: no documents, and why. The
     steps pass it on as an empty list; vector_index records the reason and, once the batch's
-    other documents are written, fails the run naming it (docs/architecture.md, Bad input)."""
+    other documents are written, fails the run naming it (docs/decisions.md D27)."""
 
     def __init__(self, key: str, reason: str, transient: bool = False):
         super().__init__()
