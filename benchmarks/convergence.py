@@ -123,6 +123,7 @@ def floor(root: Path) -> dict[str, float]:
     from rag_assets.lib.chunking import chunk_units
     from rag_assets.lib.identity import pipeline_fingerprint
     from rag_assets.lib.keys import DocRef
+    from rag_assets.parse_sandbox import ParseSandbox
     from rag_assets.resources.embedders import LocalEmbedder
     from rag_assets.resources.object_store import ObjectStore
     from rag_assets.resources.vector_stores import LanceDBStore
@@ -137,7 +138,7 @@ def floor(root: Path) -> dict[str, float]:
         path.write_text(f"Probe {n}: the walrus sings at nine.")
         ref = DocRef("acme", str(root / "floor"), "acme/probe.txt")
         start = time.perf_counter()
-        doc = load_document(objects, ref, "formatted_text")
+        doc = load_document(objects, ref, "formatted_text", ParseSandbox(0, 0))  # no limits: read in this process
         chunks = chunk_units(ref.document_id, doc.parsed.units)
         vectors = embedder.embed([c.text for c in chunks])
         emb = DocumentEmbeddings(embedder.model_id, embedder.dimension, vectors, len(chunks), 0, 1)
