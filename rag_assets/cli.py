@@ -347,8 +347,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def watch_line(message: dict) -> str:
     """One notification for a person: when, what, which document, and the figures or reason;
     whatever the hub sent, its control characters made visible (lib.display.printable)."""
-    from rag_assets.lib.display import printable
-
     detail = message.get("detail") if isinstance(message.get("detail"), dict) else {}
     shown = {k: v for k, v in detail.items() if k not in ("documents", "position") and v is not None}
     extra = "  " + ", ".join(f"{k} {v}" for k, v in shown.items()) if shown else ""
@@ -372,8 +370,6 @@ def _watch_once(url: str, tenant: str, token: str, args: argparse.Namespace, ann
     from tqdm import tqdm
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
-
-    from rag_assets.lib.display import printable
 
     bars: dict[str, tqdm] = {}  # run id -> the progress of its batch
     try:
@@ -423,7 +419,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     with backoff while the hub is not there; a refusal (a bad token) is final."""
     from websockets.exceptions import InvalidHandshake, InvalidURI
 
-    from rag_assets.lib.display import printable
     from rag_assets.lib.keys import BadTenant, check_tenant
     from rag_assets.lib.notifications import parse_duration
 
@@ -501,8 +496,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
     sensors purge what is held. Purges nothing itself."""
     from collections import Counter
 
-    import dagster as dg
-
     from rag_assets.assets.maintenance import (
         CONFIRM_JOB,
         CONFIRM_OP,
@@ -549,7 +542,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         confirm = printable(confirm_command(root))
         print(f"Nothing is purged until the objects come back or you confirm: {confirm}", file=sys.stderr)
         return 1
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         result = defs.resolve_job_def(CONFIRM_JOB).execute_in_process(
             run_config=confirm_run_config(root),
             instance=instance,

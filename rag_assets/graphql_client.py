@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from rag_assets.lib.errors import error_summary, first_line
+from rag_assets.lib.errors import FAILED_PARTITIONS, error_summary, first_line
 
 TOKEN_ENV = "RAG_DAGSTER_TOKEN"
 # A load balancer's sign-in session (deploy/: the ALB's Cognito cookies, `name=value; ...`
@@ -688,14 +688,10 @@ def _capped(lines: list[str]) -> list[str]:
     return [*lines[:MAX_REASON_LINES], f"... and {len(lines) - MAX_REASON_LINES} more"]
 
 
-# Reasons of runs that are over, by (endpoint, run id, run status): they do not change, and
-# `wait` asks for the status again and again.
-_REASONS: dict[tuple[str, str, str], str] = {}
-# How many documents a failed run named as unreadable (the others were written in the same
-# run), by (endpoint, run id, state); None when it failed for another reason.
-_NAMED: dict[tuple[str, str, str], int | None] = {}
-# The step failure's metadata naming a document run's unreadable documents (assets.pipeline.FAILED_PARTITIONS).
-FAILED_PARTITIONS = "failed_partitions"
+# Failures of runs that are over, by (endpoint, run id, run status): they do not change, and
+# `wait` asks for the status again and again. Each is the reason, and how many documents the
+# run named as unreadable (the others were written in the same run; None: it failed otherwise).
+_FAILURES: dict[tuple[str, str, str], tuple[str, int | None]] = {}
 
 
 def _failure_reason(conn: Connection, run_id: str | None, state: str) -> str:
@@ -703,15 +699,15 @@ def _failure_reason(conn: Connection, run_id: str | None, state: str) -> str:
     if not run_id:
         return f"no run ({state.lower()})"
     key = (conn.endpoint, run_id, state)
-    if key not in _REASONS:
-        _REASONS[key], _NAMED[key] = _read_failure_reason(conn, run_id, state)
-    return _REASONS[key]
+    if key not in _FAILURES:
+        _FAILURES[key] = _read_failure_reason(conn, run_id, state)
+    return _FAILURES[key][0]
 
 
 def _documents_named(conn: Connection, run_id: str, state: str) -> int | None:
     """How many documents a failed document run named as unreadable; None: it failed otherwise."""
     _failure_reason(conn, run_id, state)
-    return _NAMED[(conn.endpoint, run_id, state)]
+    return _FAILURES[(conn.endpoint, run_id, state)][1]
 
 
 def _read_failure_reason(conn: Connection, run_id: str, state: str) -> tuple[str, int | None]:

@@ -14,9 +14,8 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from rag_assets.assets.pipeline import FAILED_PARTITIONS
 from rag_assets.lib.batching import plan_batches
-from rag_assets.lib.errors import error_chain, error_summary
+from rag_assets.lib.errors import FAILED_PARTITIONS, error_chain, error_summary
 from rag_assets.lib.folders import NOT_FOLLOWED
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
 from rag_assets.lib.reconcile import is_current, pipeline_of, wanted_documents

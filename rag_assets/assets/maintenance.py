@@ -15,6 +15,7 @@ import dagster as dg
 from rag_assets.assets.documents import INTERMEDIATE_ASSETS, ingest_documents_job
 from rag_assets.assets.images import forget_images
 from rag_assets.assets.pipeline import INDEX_WRITERS
+from rag_assets.lib.errors import describe_error
 from rag_assets.lib.keys import document_tenant
 from rag_assets.lib.reconcile import PurgeTarget
 from rag_assets.partitions import daily_partitions, documents_partitions
@@ -189,7 +190,7 @@ def confirm_held_deletions(
     try:
         object_store.list_page(where)
     except Exception as e:  # an expired credential, a bucket gone: nothing to confirm against
-        raise dg.Failure(f"{where} cannot be listed ({type(e).__name__}: {e}): nothing confirmed") from e
+        raise dg.Failure(f"{where} cannot be listed ({describe_error(e)}): nothing confirmed") from e
     record = context.instance.get_run_record_by_id(context.run_id)
     cutoff = (record.start_time if record else None) or time.time()
     held = {k: at for k, at in held_deletions(sync_config, embedder, rag_config, root).items() if at <= cutoff}

@@ -20,6 +20,7 @@ import numpy as np
 from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.lib.chunking import Chunk, chunk_units
 from rag_assets.lib.display import printable
+from rag_assets.lib.errors import FAILED_PARTITIONS
 from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import ParsedDocument
 from rag_assets.resources.config import RagConfig
@@ -35,9 +36,6 @@ warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", categor
 # Every step that writes or deletes index rows takes a slot of this pool; dagster.yaml gives
 # it one slot, so an ingest's write and a purge of the same document never interleave.
 INDEX_WRITERS = "rag_index_writers"
-# The step failure's metadata naming the documents of a run that could not be read
-# ({partition, key, reason}): what the command line, the notifications and `status` report.
-FAILED_PARTITIONS = "failed_partitions"
 
 
 class Unread(list):

@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+# The step failure's metadata that names the documents of a run that could not be read
+# ({partition, key, reason}): written by vector_index (assets.pipeline), read by the command
+# line, the notifications and `rag-assets status` (over GraphQL).
+FAILED_PARTITIONS = "failed_partitions"
+
 
 def first_line(text: str | None) -> str:
     lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
