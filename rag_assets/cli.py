@@ -164,6 +164,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from rag_assets.resources.embedders import embedder_from_spec
     from rag_assets.resources.pgvector_store import redact
     from rag_assets.resources.vector_stores import vector_store_from_uri
+    from rag_assets.search import search
     from rag_assets.settings import Settings
 
     settings = Settings.from_env()
@@ -180,11 +181,11 @@ def cmd_query(args: argparse.Namespace) -> int:
         return failed(f"cannot reach the index at {printable(where)}", exc)
     embedder = embedder_from_spec(settings.embedder, settings)
     try:
-        vector = embedder.embed([args.text])[0]
+        vectors = embedder.embed([args.text])
     except Exception as exc:
         return failed(f"cannot embed the text with {printable(settings.embedder)}", exc)
     try:
-        hits = store.query(embedder.model_id, embedder.dimension, vector, tenant=args.tenant, k=args.k)
+        [hits] = search(store, embedder, args.tenant, [args.text], k=args.k, vectors=vectors)
     except Exception as exc:  # a store that is down, refuses us, or is not what the URI says
         return failed(f"cannot reach the index at {printable(where)}", exc)
     rows = [
