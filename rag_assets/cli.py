@@ -256,10 +256,8 @@ def query_lines(args: argparse.Namespace, index: _Index) -> int:
             return index.unreachable(exc)
         out = []
         for number, query, error in batch:
-            if error is not None:
-                out.append(json.dumps({"error": error, "line": number}, separators=(",", ":")))
-            else:
-                out.append(json.dumps([hit_row(h) for h in next(found)] if query is not None else [], separators=(",", ":")))
+            answered = [hit_row(h) for h in next(found)] if query is not None else []
+            out.append(json.dumps({"error": error, "line": number} if error is not None else answered, separators=(",", ":")))
         sys.stdout.write("\n".join(out) + "\n")
         sys.stdout.flush()
         batch.clear()
