@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rag_assets.definitions import build_definitions
+from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.ingest import discover, ingest
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.settings import Settings
@@ -205,7 +205,7 @@ def test_the_golden_set_of_each_tenant_written_is_checked_and_a_drop_warns(rag_e
 
     # The first evaluation: acme's documents were written, and globex's golden set is not asked.
     evaluation, meta = run_ingest(root, instance)
-    assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN and not evaluation.blocking
     assert meta["tenants"] == ["acme"] and meta["mode"] == "vector" and "globex/mrr" not in meta
     assert (meta["acme/recall@5"], meta["acme/mrr"], meta["acme/ndcg@10"], meta["acme/queries"]) == (1.0, 1.0, 1.0, 2)
     assert meta["previous"] == {"acme": None} and meta["regressions"] == []
@@ -258,3 +258,13 @@ def test_a_golden_set_that_cannot_be_read_warns_and_the_run_goes_on(rag_env, ins
     evaluation, meta = run_ingest(root, instance)
     assert not evaluation.passed
     assert evaluation.description == f"not evaluated: ValueError: RAG_GOLDEN_SETS {tmp_path / 'nowhere'} is not a folder"
+
+
+def test_the_check_is_there_only_when_configured_and_bad_floors_fail_by_name(tmp_path):
+    catchup = {"RAG_CATCHUP_CONFIG": str(Path(__file__).resolve().parents[1] / "catchup.yaml")}
+    assert CHECK not in build_definitions(Settings.from_env(catchup)).resolve_asset_graph().asset_check_keys
+    configured = Settings.from_env({**catchup, "RAG_GOLDEN_SETS": str(tmp_path)})
+    checks = build_definitions(configured).resolve_asset_graph().asset_check_keys
+    assert CHECK in checks and dg.AssetCheckKey(dg.AssetKey("exports_vector_index"), "golden_sets") in checks  # catchup's too
+    with pytest.raises(ValueError, match="RAG_GOLDEN_FLOORS: 'mrr=2'"):
+        build_resources(Settings.from_env({"RAG_GOLDEN_SETS": str(tmp_path), "RAG_GOLDEN_FLOORS": "mrr=2"}))
