@@ -9,13 +9,15 @@ reported.
 
 Scores are by document: the ranked chunks are folded to the ranked list of distinct
 documents (each at its best chunk's rank). recall@5 is the share of queries with a relevant
-document among the first five; nDCG@10 rewards relevant documents ranked first.
+document among the first five; nDCG@10 rewards relevant documents ranked first. The metrics
+are rag_assets.lib.retrieval_eval's, the ones `rag-assets eval` reports.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+
+from rag_assets.lib.retrieval_eval import distinct_documents, ndcg_at, recall_at
 
 LEFT_OUT = {"compound", "specialnames", "else"}
 
@@ -96,21 +98,6 @@ def documents() -> dict[str, str]:
 def split_queries() -> tuple[list[tuple[str, frozenset[str]]], list[tuple[str, frozenset[str]]]]:
     """(tuning queries, held-out queries)."""
     return QUERIES[0::2], QUERIES[1::2]
-
-
-def distinct_documents(ranked: Sequence[str]) -> list[str]:
-    """Documents in the order of their best-ranked chunk."""
-    return list(dict.fromkeys(ranked))
-
-
-def recall_at(ranked_docs: Sequence[str], relevant: frozenset[str], k: int = 5) -> float:
-    return 1.0 if relevant & set(ranked_docs[:k]) else 0.0
-
-
-def ndcg_at(ranked_docs: Sequence[str], relevant: frozenset[str], k: int = 10) -> float:
-    gain = sum(1.0 / math.log2(rank + 2) for rank, doc in enumerate(ranked_docs[:k]) if doc in relevant)
-    ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(k, len(relevant))))
-    return gain / ideal
 
 
 def scores(ranked_chunks_docs: Sequence[Sequence[str]], queries: Sequence[tuple[str, frozenset[str]]]) -> dict[str, float]:

@@ -159,40 +159,63 @@ def _root_cause(exc: BaseException) -> str:
     return first_line(str(exc)) or type(exc).__name__
 
 
-def cmd_query(args: argparse.Namespace) -> int:
-    from rag_assets.lib.images import is_image
-    from rag_assets.resources.embedders import embedder_from_spec
-    from rag_assets.resources.pgvector_store import redact
-    from rag_assets.resources.vector_stores import vector_store_from_uri
-    from rag_assets.search import search
-    from rag_assets.settings import Settings
+class _Index:
+    """The index and the model a command searches with (RAG_INDEX_URI, RAG_EMBEDDER), and its
+    one-line errors, the index named without its password."""
 
-    settings = Settings.from_env()
-    where = redact(settings.index_uri)  # without its password
+    def __init__(self, command: str):
+        from rag_assets.resources.embedders import embedder_from_spec
+        from rag_assets.resources.pgvector_store import redact
+        from rag_assets.resources.vector_stores import vector_store_from_uri
+        from rag_assets.settings import Settings
 
-    def failed(what: str, exc: Exception) -> int:
-        reason = _root_cause(exc).replace(settings.index_uri, where)
-        print(f"rag-assets query: {what}: {printable(reason)}", file=sys.stderr)
+        settings = Settings.from_env()
+        self.command, self._uri, self.where = command, settings.index_uri, redact(settings.index_uri)
+        self.model = settings.embedder
+        try:
+            self.store = vector_store_from_uri(settings.index_uri)
+        except Exception as exc:
+            raise SystemExit(self.unreachable(exc)) from None
+        self.embedder = embedder_from_spec(settings.embedder, settings)
+
+    def failed(self, what: str, exc: Exception) -> int:
+        reason = _root_cause(exc).replace(self._uri, self.where)
+        print(f"rag-assets {self.command}: {what}: {printable(reason)}", file=sys.stderr)
         return 1
 
+    def unreachable(self, exc: Exception) -> int:  # a store that is down, refuses us, or is not what the URI says
+        return self.failed(f"cannot reach the index at {printable(self.where)}", exc)
+
+    def cannot_embed(self, what: str, exc: Exception) -> int:
+        return self.failed(f"cannot embed {what} with {printable(self.model)}", exc)
+
+
+def hit_row(hit) -> dict:
+    """A hit as `query --json` prints it."""
+    from rag_assets.lib.images import is_image
+
+    row = {"key": hit.key, "tenant": hit.tenant, "page": hit.page, "score": round(hit.score, 4), "text": hit.text}
+    return row | ({"thumbnail": thumbnail_uri(hit)} if is_image(hit.key) else {})
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from rag_assets.search import search
+
+    if args.text == "-" and not args.json:
+        print("rag-assets query: TEXT - reads a query a line and prints a JSON line each: add --json", file=sys.stderr)
+        return 2
+    index = _Index("query")
+    if args.text == "-":
+        return query_lines(args, index)
     try:
-        store = vector_store_from_uri(settings.index_uri)
+        vectors = index.embedder.embed([args.text])
     except Exception as exc:
-        return failed(f"cannot reach the index at {printable(where)}", exc)
-    embedder = embedder_from_spec(settings.embedder, settings)
+        return index.cannot_embed("the text", exc)
     try:
-        vectors = embedder.embed([args.text])
+        [hits] = search(index.store, index.embedder, args.tenant, [args.text], k=args.k, mode=args.mode, vectors=vectors)
     except Exception as exc:
-        return failed(f"cannot embed the text with {printable(settings.embedder)}", exc)
-    try:
-        [hits] = search(store, embedder, args.tenant, [args.text], k=args.k, vectors=vectors)
-    except Exception as exc:  # a store that is down, refuses us, or is not what the URI says
-        return failed(f"cannot reach the index at {printable(where)}", exc)
-    rows = [
-        {"key": h.key, "tenant": h.tenant, "page": h.page, "score": round(h.score, 4), "text": h.text}
-        | ({"thumbnail": thumbnail_uri(h)} if is_image(h.key) else {})
-        for h in hits
-    ]
+        return index.unreachable(exc)
+    rows = [hit_row(h) for h in hits]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -204,6 +227,92 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"{n:2}. {row['score']:.3f}  {where_found}\n      {snippet}")
         if "thumbnail" in row:
             print(f"      thumbnail: {printable(row['thumbnail'])}")
+    return 0
+
+
+def query_lines(args: argparse.Namespace, index: _Index) -> int:
+    """`query -`: a query per line of stdin, a JSON line per query on stdout, in order: the
+    hits (`[]` for a blank line), or `{"error": REASON, "line": N}` for a line that is not a
+    query (longer than MAX_QUERY_BYTES, not UTF-8), named on stderr too; exit 1 if there was
+    one. Lines are embedded EVAL_BATCH at a time, and a batch is answered as soon as no more
+    input is waiting (a script may write a line and wait for its answer). A model or index
+    that fails stops the output there (exit 1)."""
+    from rag_assets.lib.lines import BoundedLines, decode_line
+    from rag_assets.lib.retrieval_eval import MAX_QUERY_BYTES
+    from rag_assets.search import EVAL_BATCH, search
+
+    batch: list[tuple[int, str | None, str | None]] = []  # (line number, query, why it is not one)
+
+    def answer() -> int:
+        texts = [query for _, query, _ in batch if query is not None]
+        lines = f"line(s) {batch[0][0]}-{batch[-1][0]}"
+        try:
+            vectors = index.embedder.embed(texts) if texts else None
+        except Exception as exc:
+            return index.cannot_embed(lines, exc)
+        try:
+            found = iter(search(index.store, index.embedder, args.tenant, texts, k=args.k, mode=args.mode, vectors=vectors))
+        except Exception as exc:
+            return index.unreachable(exc)
+        out = []
+        for number, query, error in batch:
+            answered = [hit_row(h) for h in next(found)] if query is not None else []
+            out.append(json.dumps({"error": error, "line": number} if error is not None else answered, separators=(",", ":")))
+        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.flush()
+        batch.clear()
+        return 0
+
+    refused = 0
+    lines = BoundedLines(sys.stdin.buffer, MAX_QUERY_BYTES)
+    try:
+        for number, line in enumerate(lines, start=1):
+            try:
+                text = decode_line(line, MAX_QUERY_BYTES)
+                batch.append((number, text if text.strip() else None, None))
+            except ValueError as e:
+                refused += 1
+                print(f"rag-assets query: line {number}: {e}; answered with an error line", file=sys.stderr)
+                batch.append((number, None, str(e)))
+            if (len(batch) >= EVAL_BATCH or not lines.ready()) and answer():
+                return 1
+        if batch and answer():
+            return 1
+    except BrokenPipeError:  # the reader went away (`| head`): nobody to answer
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 1 if refused else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Retrieval quality of a tenant's index on an eval file, in every search mode."""
+    from tqdm import tqdm
+
+    from rag_assets.lib.retrieval_eval import BadEvalFile, read_eval_file
+    from rag_assets.search import MODES, evaluate
+
+    try:
+        queries = read_eval_file(args.file)
+    except BadEvalFile as e:
+        print(f"rag-assets eval: {printable(e)}", file=sys.stderr)
+        return 2
+    index = _Index("eval")
+    with tqdm(total=len(queries), unit="query", desc="eval", file=sys.stderr, disable=None) as bar:
+        try:
+            results = evaluate(index.store, index.embedder, args.tenant, queries, k=args.k, modes=MODES, on_progress=bar.update)
+        except Exception as exc:
+            return index.failed(f"cannot search the index at {printable(index.where)} with {printable(index.model)}", exc)
+    rounded = {mode: {name: round(value, 4) for name, value in scores.items()} for mode, scores in results.items()}
+    if args.json:
+        print(json.dumps({"tenant": args.tenant, "queries": len(queries), "k": args.k, "modes": rounded}))
+        return 0
+    names = list(next(iter(rounded.values())))
+    print(f"tenant {args.tenant}: {len(queries)} queries, scored by document")
+    print(f"{'mode':<10}" + "".join(f"{name:>10}" for name in names))
+    for mode, scores in rounded.items():
+        print(f"{mode:<10}" + "".join(f"{scores[name]:>10.3f}" for name in names))
     return 0
 
 
@@ -562,6 +671,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
+    from rag_assets.search import DEFAULT_MODE, MODES
 
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -573,12 +683,19 @@ def parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-size", type=_at_least_one, help="documents per run (default RAG_BATCH_SIZE or 50)")
     ingest.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     ingest.set_defaults(func=cmd_ingest)
-    query = sub.add_parser("query", help="top hits of one tenant for a text")
-    query.add_argument("text")
+    query = sub.add_parser("query", help="top hits of one tenant for a text (or for each line of stdin: TEXT -)")
+    query.add_argument("text", metavar="TEXT", help="the query; - reads one query a line from stdin (with --json)")
     query.add_argument("--tenant", required=True, type=_tenant)
     query.add_argument("-k", type=_at_least_one, default=5, help="how many hits (default 5)")
-    query.add_argument("--json", action="store_true")
+    query.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help=f"how to search (default {DEFAULT_MODE})")
+    query.add_argument("--json", action="store_true", help="JSON on stdout (with TEXT -: a JSON line per query)")
     query.set_defaults(func=cmd_query)
+    evaluate = sub.add_parser("eval", help="recall@k, MRR and nDCG@10 of a tenant's index on labelled queries, by mode")
+    evaluate.add_argument("file", metavar="FILE.jsonl", help='one JSON object a line: {"query": TEXT, "expected": [DOCUMENT KEY...]}')
+    evaluate.add_argument("--tenant", required=True, type=_tenant)
+    evaluate.add_argument("-k", type=_at_least_one, default=5, help="recall@k (default 5)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.set_defaults(func=cmd_eval)
     url_help = (
         f"the Dagster webserver (default RAG_DAGSTER_URL or {DEFAULT_DAGSTER_URL}); "
         "RAG_DAGSTER_TOKEN, if set, is sent as a bearer token"

@@ -10,7 +10,8 @@ from rag_assets.assets.catchup import catchup_definitions
 from rag_assets.assets.documents import document_definitions
 from rag_assets.assets.maintenance import maintenance_definitions
 from rag_assets.lib.keys import check_tenant_rule
-from rag_assets.resources.config import RagConfig, SyncConfig
+from rag_assets.lib.retrieval_eval import parse_floors
+from rag_assets.resources.config import GoldenConfig, RagConfig, SyncConfig
 from rag_assets.resources.embedders import embedder_from_spec, embedding_cache_from_uri
 from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.image_analysis import analysis_store_from_uri, image_analyzer_from_spec
@@ -64,6 +65,22 @@ def build_resources(settings: Settings) -> dict:
         "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
         "metabase": MetabaseClient(),
         "notifier": notifier_from_spec(settings.notify, settings.notify_secret),
+    } | golden_resources(settings)
+
+
+def golden_resources(settings: Settings) -> dict:
+    """The golden_sets checks' configuration, when RAG_GOLDEN_SETS names a folder (a bad
+    RAG_GOLDEN_FLOORS fails here, by name)."""
+    if not settings.golden_sets:
+        return {}
+    parse_floors(settings.golden_floors)
+    return {
+        "golden_config": GoldenConfig(
+            folder=settings.golden_sets,
+            floors=settings.golden_floors or "",
+            tolerance=settings.golden_tolerance,
+            state_dir=str(Path(settings.work_dir) / "state"),
+        )
     }
 
 

@@ -54,6 +54,9 @@ class Settings:
     notify_secret: str | None = None  # signs webhooks and the hub's watch tokens (rag-assets notify-token)
     notify_key_id: str = "1"  # the hub accepts watch tokens of this key id only: change it to refuse all older ones
     notify_revoked: str | None = None  # a file of revoked watch token ids, one a line (the hub re-reads it)
+    golden_sets: str | None = None  # a folder of TENANT.jsonl golden sets, evaluated after each index write
+    golden_floors: str | None = None  # recall@5=0.8,mrr=0.6,ndcg@10=0.7: below one is a warning
+    golden_tolerance: float = 0.01  # a metric lower than the previous evaluation's by more is a warning
     openai_requests_per_second: float = 20.0  # the account's limits: the catchup pipeline's by default
     openai_tokens_per_minute: float = 1_000_000.0
 
@@ -117,6 +120,9 @@ class Settings:
             notify_secret=env.get("RAG_NOTIFY_SECRET") or None,
             notify_key_id=env.get("RAG_NOTIFY_KEY_ID") or d.notify_key_id,
             notify_revoked=env.get("RAG_NOTIFY_REVOKED") or None,
+            golden_sets=env.get("RAG_GOLDEN_SETS") or None,
+            golden_floors=env.get("RAG_GOLDEN_FLOORS") or None,
+            golden_tolerance=float(env.get("RAG_GOLDEN_TOLERANCE") or d.golden_tolerance),
             openai_requests_per_second=float(env.get("RAG_OPENAI_REQUESTS_PER_SECOND") or d.openai_requests_per_second),
             openai_tokens_per_minute=float(env.get("RAG_OPENAI_TOKENS_PER_MINUTE") or d.openai_tokens_per_minute),
         )

@@ -132,6 +132,7 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
             owns=lambda date, name=name: (f"{name}/{date}/", catchup_root(name)),
             describe=date_record,
             parallel_parts=source.parallel_chunks,
+            golden_sets=bool(settings.golden_sets),
         )
         records = build_records(name, source, partitions_def)
         family_assets = [records, *build_index_pipeline(source=records, family=family)]

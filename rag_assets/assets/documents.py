@@ -270,7 +270,10 @@ def document_definitions(settings: Settings) -> dg.Definitions:
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.batch_size)
     raw = build_raw_documents(policy)
     family = Family(
-        partitions_def=documents_partitions, backfill_policy=policy, store_kind=store_kind(settings.index_uri)
+        partitions_def=documents_partitions,
+        backfill_policy=policy,
+        store_kind=store_kind(settings.index_uri),
+        golden_sets=bool(settings.golden_sets),
     )
     pipeline = build_index_pipeline(source=raw, family=family)
     return dg.Definitions(assets=[raw, *pipeline], jobs=[ingest_documents_job])

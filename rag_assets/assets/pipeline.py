@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import numpy as np
 
+from rag_assets.assets.golden_sets import TENANTS_WRITTEN, build_golden_check
 from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.lib.chunking import Chunk, chunk_units
 from rag_assets.lib.display import printable
@@ -259,11 +260,12 @@ class Family:
     # partition metadata from its outcomes, the model, the pipeline and the rows deleted
     describe: Callable[[Sequence[Outcome], str, str, int], dict] = lineage_record
     parallel_parts: int = 1  # parts embedded at a time
+    golden_sets: bool = False  # RAG_GOLDEN_SETS is set: vector_index has the golden_sets check (assets.golden_sets)
 
 
 def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list[dg.AssetsDefinition]:
     """chunks, embeddings and vector_index assets downstream of `source` (names get the
-    family's prefix)."""
+    family's prefix), and vector_index's golden_sets check when the family has it."""
     common = dict(partitions_def=family.partitions_def, backfill_policy=family.backfill_policy, group_name=family.group_name)
     chunks_name, embeddings_name, index_name = (f"{family.prefix}{n}" for n in ("chunks", "embeddings", "vector_index"))
 
@@ -385,6 +387,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         mismatched, written, deleted = [], 0, dict.fromkeys(documents, 0)
 
         expected: dict[str, tuple] = {}  # document id -> what the index must hold after the write
+        tenants_deleted: set[str] = set()  # of the rows a partition that owns a key prefix deleted
 
         def write(group: list[tuple[str, SourceDocument, list[Chunk], DocumentEmbeddings]], before: Mapping) -> None:
             """One write of a group of documents (partition key, document, chunks, embeddings),
@@ -455,6 +458,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             kept = set(ids)
             gone = [doc_id for doc_id, held in after.items() if doc_id not in kept and owned_by(held, root)]
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
+            tenants_deleted.update(after[doc_id].tenant for doc_id in gone)
             context.log.info(f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s")
         described = {
             key: unread_record(documents[key])
@@ -483,6 +487,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 "batch_documents_superseded": superseded_count,
                 "batch_documents_deleted": sum(deleted.values()),
                 "batch_vectors_written": written,
+                TENANTS_WRITTEN: dg.MetadataValue.json(sorted(tenants_deleted | {o.tenant for o in every if o.status == "ingested"})),
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -504,4 +509,6 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 allow_retries=False,
             )
 
+    if family.golden_sets:
+        return [chunks, embeddings, vector_index, build_golden_check(vector_index, family.store_key, family.embedder_key)]
     return [chunks, embeddings, vector_index]

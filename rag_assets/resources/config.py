@@ -78,3 +78,13 @@ class SyncConfig(dg.ConfigurableResource):
     @property
     def purge_guard(self) -> PurgeGuard:
         return PurgeGuard(self.purge_guard_fraction, self.purge_guard_min_documents, self.purge_guard_window_seconds)
+
+
+class GoldenConfig(dg.ConfigurableResource):
+    """Each tenant's golden set (RAG_GOLDEN_SETS: a folder of TENANT.jsonl eval files) and how
+    the golden_sets check judges an evaluation (assets.golden_sets)."""
+
+    folder: str
+    floors: str = ""  # RAG_GOLDEN_FLOORS: recall@5=0.8,mrr=0.6,ndcg@10=0.7 (lib.retrieval_eval.parse_floors)
+    tolerance: float = 0.01  # RAG_GOLDEN_TOLERANCE
+    state_dir: str = "./.rag/state"  # where the previous evaluation of each tenant is kept

@@ -1,4 +1,5 @@
-"""What the sensors keep between ticks (SQLite files under RAG_WORK_DIR/state).
+"""What the sensors keep between ticks (SQLite files under RAG_WORK_DIR/state), and the
+golden-set check between its evaluations (`GoldenState`).
 
 Every file is a cache, never a claim about the index: a source's file is per index
 identity (store, model, pipeline) and holds what the current listing pass has seen, the
@@ -16,6 +17,8 @@ pending rows that are dropped, and its work is found again.
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from collections.abc import Iterable, Mapping, Set
 from pathlib import Path
 
@@ -203,3 +206,33 @@ class PendingAcks(_SQLite):
     def put(self, tick: int, handles: Iterable[str]) -> None:
         with self._conn:
             self._conn.executemany("INSERT INTO acks VALUES (?, ?)", [(tick, h) for h in handles])
+
+
+class GoldenState(_SQLite):
+    """The golden-set check's last evaluation of each tenant (per check: a family's index),
+    what the next one is compared with. The baseline of a golden set holds for that set's
+    content and search mode: a changed file or mode starts again. Lose the file and the next
+    evaluation has nothing to compare with (the floors still hold)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(
+            path,
+            [
+                "CREATE TABLE IF NOT EXISTS evaluations (check_key TEXT, tenant TEXT, mode TEXT, digest TEXT, "
+                "metrics TEXT, run_id TEXT, at REAL, PRIMARY KEY (check_key, tenant))"
+            ],
+        )
+
+    def previous(self, check_key: str, tenant: str, mode: str, digest: str) -> dict[str, float] | None:
+        row = self._conn.execute(
+            "SELECT metrics FROM evaluations WHERE check_key = ? AND tenant = ? AND mode = ? AND digest = ?",
+            (check_key, tenant, mode, digest),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def record(self, check_key: str, tenant: str, mode: str, digest: str, metrics: Mapping[str, float], run_id: str) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (check_key, tenant, mode, digest, json.dumps(dict(metrics)), run_id, time.time()),
+            )
