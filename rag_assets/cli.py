@@ -163,8 +163,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from rag_assets.lib.images import is_image
     from rag_assets.resources.embedders import embedder_from_spec
     from rag_assets.resources.pgvector_store import redact
-    from rag_assets.resources.vector_stores import vector_store_from_uri
-    from rag_assets.search import search
+    from rag_assets.resources.vector_stores import UnsupportedSearch, vector_store_from_uri
+    from rag_assets.search import mode_for, search
     from rag_assets.settings import Settings
 
     settings = Settings.from_env()
@@ -179,13 +179,20 @@ def cmd_query(args: argparse.Namespace) -> int:
         store = vector_store_from_uri(settings.index_uri)
     except Exception as exc:
         return failed(f"cannot reach the index at {printable(where)}", exc)
+    try:
+        mode = mode_for(store, args.mode)
+    except UnsupportedSearch as exc:  # a mode this store has no index for: nothing to retry
+        print(f"rag-assets query: {exc}", file=sys.stderr)
+        return 2
     embedder = embedder_from_spec(settings.embedder, settings)
+    vectors = None
+    if mode != "keyword":  # keyword search needs no embedding (nor the model loaded)
+        try:
+            vectors = embedder.embed([args.text])
+        except Exception as exc:
+            return failed(f"cannot embed the text with {printable(settings.embedder)}", exc)
     try:
-        vectors = embedder.embed([args.text])
-    except Exception as exc:
-        return failed(f"cannot embed the text with {printable(settings.embedder)}", exc)
-    try:
-        [hits] = search(store, embedder, args.tenant, [args.text], k=args.k, vectors=vectors)
+        [hits] = search(store, embedder, args.tenant, [args.text], k=args.k, mode=mode, vectors=vectors)
     except Exception as exc:  # a store that is down, refuses us, or is not what the URI says
         return failed(f"cannot reach the index at {printable(where)}", exc)
     rows = [
@@ -562,6 +569,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
+    from rag_assets.search import DEFAULT_MODE, MODES
 
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -577,6 +585,13 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("text")
     query.add_argument("--tenant", required=True, type=_tenant)
     query.add_argument("-k", type=_at_least_one, default=5, help="how many hits (default 5)")
+    query.add_argument(
+        "--mode",
+        choices=MODES,
+        help=f"hybrid: vector and keyword hits fused by rank (score: 1.0 = first in both); vector: nearest "
+        f"embeddings (score: cosine); keyword: the text's words, full-text index (score: BM25 or ts_rank_cd). "
+        f"Default: {DEFAULT_MODE} where the index has it, else vector (Pinecone has vector only)",
+    )
     query.add_argument("--json", action="store_true")
     query.set_defaults(func=cmd_query)
     url_help = (
