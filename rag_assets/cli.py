@@ -199,18 +199,26 @@ def hit_row(hit) -> dict:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from rag_assets.search import search
+    from rag_assets.resources.vector_stores import UnsupportedSearch
+    from rag_assets.search import mode_for, search
 
     if args.text == "-" and not args.json:
         print("rag-assets query: TEXT - reads a query a line and prints a JSON line each: add --json", file=sys.stderr)
         return 2
     index = _Index("query")
+    try:
+        args.mode = mode_for(index.store, args.mode)
+    except UnsupportedSearch as exc:  # a mode this store has no index for: nothing to retry
+        print(f"rag-assets query: {exc}", file=sys.stderr)
+        return 2
     if args.text == "-":
         return query_lines(args, index)
-    try:
-        vectors = index.embedder.embed([args.text])
-    except Exception as exc:
-        return index.cannot_embed("the text", exc)
+    vectors = None
+    if args.mode != "keyword":  # keyword search needs no embedding (nor the model loaded)
+        try:
+            vectors = index.embedder.embed([args.text])
+        except Exception as exc:
+            return index.cannot_embed("the text", exc)
     try:
         [hits] = search(index.store, index.embedder, args.tenant, [args.text], k=args.k, mode=args.mode, vectors=vectors)
     except Exception as exc:
@@ -247,7 +255,7 @@ def query_lines(args: argparse.Namespace, index: _Index) -> int:
         texts = [query for _, query, _ in batch if query is not None]
         lines = f"line(s) {batch[0][0]}-{batch[-1][0]}"
         try:
-            vectors = index.embedder.embed(texts) if texts else None
+            vectors = index.embedder.embed(texts) if texts and args.mode != "keyword" else None
         except Exception as exc:
             return index.cannot_embed(lines, exc)
         try:
@@ -291,7 +299,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rag_assets.lib.retrieval_eval import BadEvalFile, read_eval_file
-    from rag_assets.search import MODES, evaluate
+    from rag_assets.search import evaluate
 
     try:
         queries = read_eval_file(args.file)
@@ -301,7 +309,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     index = _Index("eval")
     with tqdm(total=len(queries), unit="query", desc="eval", file=sys.stderr, disable=None) as bar:
         try:
-            results = evaluate(index.store, index.embedder, args.tenant, queries, k=args.k, modes=MODES, on_progress=bar.update)
+            results = evaluate(index.store, index.embedder, args.tenant, queries, k=args.k, on_progress=bar.update)
         except Exception as exc:
             return index.failed(f"cannot search the index at {printable(index.where)} with {printable(index.model)}", exc)
     rounded = {mode: {name: round(value, 4) for name, value in scores.items()} for mode, scores in results.items()}
@@ -687,7 +695,13 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("text", metavar="TEXT", help="the query; - reads one query a line from stdin (with --json)")
     query.add_argument("--tenant", required=True, type=_tenant)
     query.add_argument("-k", type=_at_least_one, default=5, help="how many hits (default 5)")
-    query.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help=f"how to search (default {DEFAULT_MODE})")
+    query.add_argument(
+        "--mode",
+        choices=MODES,
+        help=f"hybrid: vector and keyword hits fused by rank (score: 1.0 = first in both); vector: nearest "
+        f"embeddings (score: cosine); keyword: the text's words, full-text index (score: BM25 or ts_rank_cd). "
+        f"Default: {DEFAULT_MODE} where the index has it, else vector (Pinecone has vector only)",
+    )
     query.add_argument("--json", action="store_true", help="JSON on stdout (with TEXT -: a JSON line per query)")
     query.set_defaults(func=cmd_query)
     evaluate = sub.add_parser("eval", help="recall@k, MRR and nDCG@10 of a tenant's index on labelled queries, by mode")

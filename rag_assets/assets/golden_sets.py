@@ -12,7 +12,7 @@ from rag_assets.lib.errors import describe_error
 from rag_assets.lib.keys import is_valid_tenant
 from rag_assets.lib.retrieval_eval import BadEvalFile, eval_digest, parse_floors, read_eval_file, regressions
 from rag_assets.resources.config import GoldenConfig
-from rag_assets.search import DEFAULT_MODE, evaluate
+from rag_assets.search import evaluate, mode_for
 from rag_assets.sensors.state import GoldenState
 
 GOLDEN_CHECK = "golden_sets"
@@ -60,7 +60,8 @@ def evaluate_golden_sets(
     written = tenants_written(context.instance, context.run.run_id, index_key)
     tenants = sorted(files) if written is None else sorted(set(files).intersection(written))
     check_key = f"{index_key.to_user_string()}:{GOLDEN_CHECK}"
-    metadata: dict = {"mode": DEFAULT_MODE, "tenants": dg.MetadataValue.json(tenants)}
+    mode = mode_for(store)  # the store's default mode: what `rag-assets query` searches with
+    metadata: dict = {"mode": mode, "tenants": dg.MetadataValue.json(tenants)}
     found, errors, previous = [], [], {}
     with GoldenState(Path(config.state_dir) / "golden-sets.sqlite") as state:
         for tenant in tenants:
@@ -70,11 +71,11 @@ def evaluate_golden_sets(
                 errors.append(f"{tenant}: {e}")
                 continue
             # The tenant is the file's name: a golden set searches its own tenant's rows only.
-            now = evaluate(store, embedder, tenant, queries, k=GOLDEN_K, modes=[DEFAULT_MODE])[DEFAULT_MODE]
+            now = evaluate(store, embedder, tenant, queries, k=GOLDEN_K, modes=[mode])[mode]
             digest = eval_digest(queries)
-            before = state.previous(check_key, tenant, DEFAULT_MODE, digest)
+            before = state.previous(check_key, tenant, mode, digest)
             found += [f"{tenant}: {problem}" for problem in regressions(now, before, floors, config.tolerance)]
-            state.record(check_key, tenant, DEFAULT_MODE, digest, now, context.run.run_id)
+            state.record(check_key, tenant, mode, digest, now, context.run.run_id)
             metadata |= {f"{tenant}/{name}": round(value, 4) for name, value in now.items()}
             metadata[f"{tenant}/queries"] = len(queries)
             previous[tenant] = before and {name: round(value, 4) for name, value in before.items()}

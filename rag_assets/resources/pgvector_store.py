@@ -3,9 +3,11 @@
 `RAG_INDEX_URI=postgresql://USER@HOST:PORT/DB?sslmode=require` (a libpq URI, handed to psycopg
 as is). One table per embedding model and dimension, its columns a superset of the embedding
 processor's `content_embeddings` (id, content, key, embedding, metadata, created_at), an HNSW
-cosine index, btree indexes on tenant and document_id. Writes COPY the rows in binary; a batch of documents
-is replaced in one transaction. Tables made before rows kept their source version and pipeline
-get those columns on first use (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`). See docs/stores.md.
+cosine index, btree indexes on tenant and document_id, and a full-text index: `content_tsv`, a
+tsvector generated from the text, under GIN. Writes COPY the rows in binary; a batch of documents
+is replaced in one transaction. Tables made before rows kept their source version and pipeline,
+or before the full-text column, get those columns (and its index) on first use (`ALTER TABLE ...
+ADD COLUMN IF NOT EXISTS`). See docs/stores.md.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -31,6 +34,7 @@ from rag_assets.resources.vector_stores import (
     VectorStore,
     admitted,
     check_key_prefix,
+    check_query_text,
     check_query_vector,
     check_rows,
     check_where,
@@ -51,8 +55,31 @@ COPY_COLUMNS = (
 COLUMNS = tuple(c for c, _ in COPY_COLUMNS)
 COLUMN_LIST = ", ".join(f'"{c}"' for c in COLUMNS)
 COPY_TYPES = [t for _, t in COPY_COLUMNS]
+# The text search configuration of the full-text column and of every keyword query: English
+# stemming and stop words, as LanceDB's index (docs/stores.md, D31). Changing it needs the
+# column rewritten (dropped and added again), not just this constant.
+TS_CONFIG = "english"
+TSV_COLUMN = "content_tsv"
+TSV_DEFINITION = f"tsvector GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}', content)) STORED"
 # Columns added after the first release: (name, definition), added in place to older tables.
-ADDED_COLUMNS = (("source_etag", "text NOT NULL DEFAULT ''"), ("pipeline", "text NOT NULL DEFAULT ''"))
+ADDED_COLUMNS = (
+    ("source_etag", "text NOT NULL DEFAULT ''"),
+    ("pipeline", "text NOT NULL DEFAULT ''"),
+    (TSV_COLUMN, TSV_DEFINITION),
+)
+
+
+# A keyword query's text as "any of its words" (see PgVectorStore.keyword_sql).
+TSQUERY = f"replace(plainto_tsquery('{TS_CONFIG}', %(text)s)::text, ' & ', ' | ')::tsquery"
+
+
+def tsv_index(table: str) -> str:
+    return f"{table}_tsv"
+
+
+def _filters(where: bool) -> list[str]:
+    """The conditions every search applies before ranking: the tenant, the model, `where`."""
+    return ["tenant = %(tenant)s", "model = %(model)s"] + (["metadata @> %(where)s"] if where else [])
 
 
 def pg_table_name(model_id: str, dimension: int) -> str:
@@ -99,6 +126,8 @@ class PgVectorStore(VectorStore):
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
     ef_search: int = 100  # raised to k when k is larger (pgvector's hnsw.ef_search, max 1000)
+
+    search_modes: ClassVar[tuple[str, ...]] = ("hybrid", "vector", "keyword")
 
     _conns: dict = PrivateAttr(default_factory=dict)
     _ready: dict = PrivateAttr(default_factory=dict)  # table -> True once created/verified here
@@ -182,14 +211,15 @@ class PgVectorStore(VectorStore):
         gets the columns added since it was made."""
         row = conn.execute(
             "SELECT format_type(a.atttypid, a.atttypmod), obj_description(c.oid, 'pg_class'), "
-            "ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped) "
+            "ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped), "
+            "to_regclass(%s) IS NOT NULL "
             "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE c.oid = to_regclass(%s) AND a.attname = 'embedding'",
-            (table,),
+            (tsv_index(table), table),
         ).fetchone()
         if row is None:
             raise RuntimeError(f"pgvector store: table {table} exists but has no `embedding` column")
-        column_type, comment, columns = row
+        column_type, comment, columns, has_tsv_index = row
         if dimension is not None and column_type != f"vector({dimension})":
             raise DimensionMismatch(f"table {table} holds {column_type}, not vector({dimension}) (model {model_id})")
         if model_id is not None and comment and comment != f"rag_assets model={model_id}":
@@ -198,28 +228,36 @@ class PgVectorStore(VectorStore):
                 "same table name: rename one of the models"
             )
         missing = [(name, definition) for name, definition in ADDED_COLUMNS if name not in columns]
-        if missing:
+        if missing or not has_tsv_index:
             self._add_columns(conn, table, missing)
         self._ready[table] = True
 
     def _add_columns(self, conn, table: str, missing: Sequence[tuple[str, str]]) -> None:
         """Migrate a table made before these columns existed, in place (empty values: such rows
-        compare as out of date and are rewritten once)."""
+        compare as out of date and are rewritten once; the full-text column is computed for
+        every row, which rewrites the table once), and give it the full-text index (as every
+        new table gets it: `_ensure_table` leaves it to this)."""
         import psycopg
 
+        statements = [f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{n}" {d}' for n, d in missing]
+        statements.append(self._tsv_index_sql(table))
         try:
             with conn.transaction():
                 # The lock of table creation: concurrent first users migrate one after the other.
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("create table", table),))
-                for name, definition in missing:
-                    conn.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{name}" {definition}')
+                for statement in statements:
+                    conn.execute(statement)
         except psycopg.errors.InsufficientPrivilege as e:
-            columns = ", ".join(f'ADD COLUMN IF NOT EXISTS "{n}" {d}' for n, d in missing)
             raise RuntimeError(
-                f"pgvector store: table {table} predates the columns {[n for n, _ in missing]} and this user may not "
-                f"add them; run `ALTER TABLE {table} {columns}` as its owner"
+                f"pgvector store: table {table} predates the columns {[n for n, _ in missing]} or the full-text index "
+                f"and this user may not add them; run `{'; '.join(statements)}` as its owner"
             ) from e
-        log.info("%s: added the column(s) %s", table, ", ".join(n for n, _ in missing))
+        if missing:
+            log.info("%s: added the column(s) %s", table, ", ".join(n for n, _ in missing))
+
+    @staticmethod
+    def _tsv_index_sql(table: str) -> str:
+        return f"CREATE INDEX IF NOT EXISTS {tsv_index(table)} ON {table} USING gin ({TSV_COLUMN})"
 
     def _ensure_table(self, conn, model_id: str, dimension: int) -> str:
         table = pg_table_name(model_id, dimension)
@@ -245,7 +283,8 @@ class PgVectorStore(VectorStore):
                     content_hash text NOT NULL,
                     model text NOT NULL,
                     source_etag text NOT NULL DEFAULT '',
-                    pipeline text NOT NULL DEFAULT ''
+                    pipeline text NOT NULL DEFAULT '',
+                    {TSV_COLUMN} {TSV_DEFINITION}
                 )"""
             )
             if self._comment(conn, table) is None:
@@ -260,6 +299,8 @@ class PgVectorStore(VectorStore):
                 log.warning("%s: %d dimensions is over pgvector's HNSW limit; queries scan exactly", table, dimension)
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_tenant ON {table} (tenant)")
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_document ON {table} (document_id)")
+        # The full-text index comes with _verify's migration: an older table met here has no
+        # column to index yet.
         self._verify(conn, table, model_id, dimension)
         return table
 
@@ -367,14 +408,14 @@ class PgVectorStore(VectorStore):
     @staticmethod
     def query_sql(table: str, where: bool = False) -> str:
         """The nearest-rows query, with %(vector)s %(tenant)s %(model)s %(k)s [%(where)s]."""
-        filters = ["tenant = %(tenant)s", "model = %(model)s"] + (["metadata @> %(where)s"] if where else [])
+        filters = " AND ".join(_filters(where))
         # relaxed_order may return rows slightly out of order: the outer query sorts them.
         return f"""
             WITH nearest AS MATERIALIZED (
                 SELECT id, key, tenant, page, content, document_id, metadata,
                        embedding <=> %(vector)s AS distance
                 FROM {table}
-                WHERE {' AND '.join(filters)}
+                WHERE {filters}
                 ORDER BY embedding <=> %(vector)s
                 LIMIT %(k)s
             )
@@ -414,6 +455,93 @@ class PgVectorStore(VectorStore):
                 metadata=metadata,
             )
             for chunk_id, key, row_tenant, page, text, document_id, metadata, distance in found
+        )
+        return admitted(hits, tenant, where)
+
+    @staticmethod
+    def keyword_sql(table: str, where: bool = False) -> str:
+        """The best text matches, with %(text)s %(tenant)s %(model)s %(k)s [%(where)s].
+
+        `plainto_tsquery` reads the text as words (no operators: quotes, `&`, `|`, `!`, `:*`
+        are text; stop words and punctuation drop out; it never fails on what it is given) and
+        ANDs them; its output, a quoted tsquery, has ` & ` only between terms, so replacing it
+        with ` | ` asks for any of the words, ranked (a question rarely holds all of its words
+        in one chunk). ts_rank_cd: cover density, which rewards terms close together."""
+        filters = " AND ".join(_filters(where))
+        return f"""
+            SELECT id, key, tenant, page, content, document_id, metadata, ts_rank_cd({TSV_COLUMN}, words.q) AS score
+            FROM {table}, (SELECT {TSQUERY} AS q) AS words
+            WHERE {filters} AND {TSV_COLUMN} @@ words.q
+            ORDER BY score DESC, id
+            LIMIT %(k)s"""
+
+    @classmethod
+    def hybrid_sql(cls, table: str, where: bool = False) -> str:
+        """Hybrid search in one statement, for applications that query the table themselves:
+        the %(depth)s nearest rows and the %(depth)s best text matches fused by reciprocal rank
+        (1 / (60 + rank), summed), the same order and scores as `rag_assets.search.search`
+        in hybrid mode (scores scaled so that first in both lists is 1.0); parameters those of
+        `query_sql` and `keyword_sql` plus %(depth)s."""
+        from rag_assets.lib.fusion import RRF_K
+
+        filters = " AND ".join(_filters(where))
+        return f"""
+            WITH vector AS MATERIALIZED (
+                SELECT id, row_number() OVER (ORDER BY distance, id) AS rank
+                FROM (SELECT id, embedding <=> %(vector)s AS distance FROM {table}
+                      WHERE {filters}
+                      ORDER BY embedding <=> %(vector)s LIMIT %(depth)s) AS nearest
+            ), keyword AS MATERIALIZED (
+                SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank
+                FROM (SELECT id, ts_rank_cd({TSV_COLUMN}, words.q) AS score
+                      FROM {table}, (SELECT {TSQUERY} AS q) AS words
+                      WHERE {filters} AND {TSV_COLUMN} @@ words.q
+                      ORDER BY score DESC, id LIMIT %(depth)s) AS matched
+            ), fused AS (
+                SELECT id,
+                       (coalesce(1.0 / ({RRF_K} + vector.rank), 0) + coalesce(1.0 / ({RRF_K} + keyword.rank), 0))
+                           * {RRF_K + 1} / 2 AS score,
+                       least(vector.rank, keyword.rank) AS best_rank,
+                       CASE WHEN vector.rank <= keyword.rank OR keyword.rank IS NULL THEN 0 ELSE 1 END AS best_list
+                FROM vector FULL OUTER JOIN keyword USING (id)
+            )
+            SELECT t.id, t.key, t.tenant, t.page, t.content, t.document_id, t.metadata, fused.score
+            FROM fused JOIN {table} AS t USING (id)
+            ORDER BY fused.score DESC, fused.best_rank, fused.best_list, t.id
+            LIMIT %(k)s"""
+
+    def keyword_query(self, model_id, dimension, text, tenant, k=5, where=None):
+        require_tenant(tenant)
+        where = check_where(where)
+        text = check_query_text(text)
+        k = int(k)
+        if k < 1 or not text.strip():
+            return []
+        conn = self._conn()
+        table = pg_table_name(model_id, dimension)
+        if not self._exists(conn, table):  # an older table gets the full-text column here, once
+            return []
+        # NUL, which SQL text cannot hold, separates words in a query (stored text has U+FFFD).
+        params = {"tenant": tenant, "model": model_id, "text": text.replace("\x00", " "), "k": k}
+        if where:
+            params["where"] = _jsonb(_clean(where))
+        with conn.transaction():
+            # A text of stop words only is an empty query (no rows), which the server says in
+            # a NOTICE: not a message for whoever searched.
+            conn.execute("SET LOCAL client_min_messages = warning")
+            found = conn.execute(self.keyword_sql(table, bool(where)), params).fetchall()
+        hits = (
+            Hit(
+                key=key,
+                tenant=row_tenant,
+                page=page,
+                score=float(score),
+                text=content,
+                document_id=document_id,
+                chunk_id=chunk_id,
+                metadata=metadata,
+            )
+            for chunk_id, key, row_tenant, page, content, document_id, metadata, score in found
         )
         return admitted(hits, tenant, where)
 

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -183,7 +184,13 @@ def _batches(items: Sequence[dict], count: int, size: int) -> Iterable[list[dict
 
 
 class PineconeStore(VectorStore):
-    """Pinecone: one index per embedding dimension, the model id kept in metadata and ids."""
+    """Pinecone: one index per embedding dimension, the model id kept in metadata and ids.
+    Vector search only (docs/stores.md, D31)."""
+
+    vector_only_reason: ClassVar[str] = (
+        "a Pinecone index is vector-only here (it holds dense vectors under cosine; keyword search would "
+        "need sparse vectors in a dotproduct index, docs/stores.md)"
+    )
 
     index_name: str
     namespace: str = ""  # a fixed namespace, or a pattern with {tenant}; "" = the default namespace

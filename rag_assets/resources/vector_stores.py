@@ -12,6 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import dagster as dg
 import numpy as np
@@ -126,6 +127,18 @@ def require_tenant(tenant: str) -> str:
     return tenant
 
 
+def check_query_text(text) -> str:
+    """A keyword query is any string: quotes, operators, NUL and the empty string are text (no
+    query syntax is read from it); an empty or all-stop-word text matches nothing."""
+    if not isinstance(text, str):
+        raise TypeError(f"a keyword query is a string, not {type(text).__name__}")
+    return text
+
+
+class UnsupportedSearch(ValueError):
+    """A search mode the store has no index for (Pinecone: keyword and hybrid)."""
+
+
 def check_query_vector(vector, dimension: int) -> np.ndarray:
     vector = np.asarray(vector, dtype=np.float32)
     if vector.shape != (dimension,):
@@ -180,6 +193,12 @@ def admitted(hits: Iterable[Hit], tenant: str, where: Mapping[str, Scalar]) -> l
 class VectorStore(dg.ConfigurableResource, ABC):
     """Where vectors live. A table (or namespace) per embedding model and dimension."""
 
+    # The search modes (rag_assets.search.MODES) this store has an index for; a keyword
+    # index is kept by the same writes as the vectors.
+    search_modes: ClassVar[tuple[str, ...]] = ("vector",)
+    # Why a store has vector search only: the end of the one-line error for the other modes.
+    vector_only_reason: ClassVar[str] = "this store keeps no keyword index"
+
     @abstractmethod
     def replace_documents(
         self,
@@ -227,6 +246,21 @@ class VectorStore(dg.ConfigurableResource, ABC):
         equality conditions on metadata fields (see `check_where`).
         """
 
+    def keyword_query(
+        self,
+        model_id: str,
+        dimension: int,
+        text: str,
+        tenant: str,
+        k: int = 5,
+        where: Mapping[str, Scalar] | None = None,
+    ) -> list[Hit]:
+        """The k rows of `tenant` whose text best matches the words of `text` (any of them),
+        best first; score = the store's text rank (LanceDB: BM25; pgvector: ts_rank_cd), to
+        compare only within one query. Tenant and `where` as in `query`. The text is words,
+        never query syntax: quotes, operators and the empty string cannot make it fail."""
+        raise UnsupportedSearch(f"keyword search: {self.vector_only_reason}")
+
 
 def table_name(model_id: str, dimension: int) -> str:
     return f"chunks__{re.sub(r'[^a-z0-9]+', '_', model_id.lower()).strip('_')}__{dimension}"
@@ -243,11 +277,32 @@ def check_key_prefix(key_prefix: str | None) -> str | None:
     return key_prefix
 
 
+FTS_COLUMN = "text"
+
+
+def fts_config():
+    """The LanceDB full-text index of the chunk text. English: lower case, ASCII folding,
+    stemming, stop words out, tokens split on whitespace and punctuation (as pgvector's
+    'english' configuration); no positions (no phrase queries)."""
+    from lancedb.index import FTS
+
+    return FTS(
+        with_position=False, base_tokenizer="simple", language="English", lower_case=True,
+        stem=True, remove_stop_words=True, ascii_folding=True,
+    )  # fmt: skip
+
+
 class LanceDBStore(VectorStore):
-    """LanceDB at a local path or URI (`./.rag/index`, `s3://bucket/index`)."""
+    """LanceDB at a local path or URI (`./.rag/index`, `s3://bucket/index`), with a full-text
+    (BM25) index on the chunk text beside the vectors."""
 
     uri: str
     compact_every: int = 50  # table versions between compactions
+    # Rows written since the full-text index last took them in, past which a write runs
+    # optimize() (compaction + the index's update). Until then queries scan them unindexed.
+    fts_reindex_rows: int = 10_000
+
+    search_modes: ClassVar[tuple[str, ...]] = ("hybrid", "vector", "keyword")
 
     def _db(self):
         import lancedb
@@ -284,13 +339,33 @@ class LanceDBStore(VectorStore):
         except (FileNotFoundError, ValueError):
             if not create:
                 return None
-            return db.create_table(name, schema=self._schema(dimension), exist_ok=True)
+            table = db.create_table(name, schema=self._schema(dimension), exist_ok=True)
         # Tables written before the index kept each row's source version and pipeline get the
         # columns (empty: such rows compare as out of date and are rewritten once).
         missing = [f for f in ("source_etag", "pipeline") if f not in table.schema.names]
         if missing:
             table.add_columns({f: "CAST('' AS STRING)" for f in missing})
         return table
+
+    @staticmethod
+    def _fts_index(table):
+        """The table's full-text index on the chunk text (`fts_config`), created (on an older
+        table, over its rows) when it has none."""
+
+        def find():
+            return next((i for i in table.list_indices() if i.index_type == "FTS" and i.columns == [FTS_COLUMN]), None)
+
+        found = find()
+        if found is None:
+            try:
+                table.create_index(FTS_COLUMN, config=fts_config())
+            except (RuntimeError, ValueError, OSError):
+                found = find()  # a concurrent first writer made it
+                if found is None:
+                    raise
+            else:
+                found = find()
+        return found
 
     def replace_documents(self, model_id, dimension, documents, held=None):
         import pyarrow as pa
@@ -300,6 +375,7 @@ class LanceDBStore(VectorStore):
         if not documents:
             return 0
         table = self._table(model_id, dimension, create=True)
+        fts = self._fts_index(table)  # kept from the table's first write on
         data = pa.Table.from_pylist(
             [
                 {
@@ -331,7 +407,12 @@ class LanceDBStore(VectorStore):
             .when_not_matched_by_source_delete(f"document_id IN ({ids})")
             .execute(data)
         )
-        if self.compact_every and table.version % self.compact_every == 0:
+        # New rows are searched by keyword before the index takes them in (unindexed rows are
+        # scanned, ~5 ms per 1,000 here); optimize() folds them into the index incrementally,
+        # with the compaction, once enough have piled up (docs/stores.md, D31).
+        stats = table.index_stats(fts.name)
+        unindexed = (stats.num_unindexed_rows or 0) if stats is not None else 0
+        if (self.compact_every and table.version % self.compact_every == 0) or unindexed >= self.fts_reindex_rows:
             table.optimize()
         return len(rows)
 
@@ -379,14 +460,40 @@ class LanceDBStore(VectorStore):
         table = self._table(model_id, dimension)
         if table is None:
             return []
-        condition = " AND ".join([f"tenant = {sql_quote(tenant)}", *(_lance_metadata_condition(f, v) for f, v in where.items())])
+        condition = self._condition(tenant, where)
         found = table.search(vector).distance_type("cosine").where(condition, prefilter=True).limit(k).to_list()
-        hits = (
+        return admitted(self._hits(found, lambda r: float(1.0 - r["_distance"])), tenant, where)
+
+    def keyword_query(self, model_id, dimension, text, tenant, k=5, where=None):
+        from lancedb.query import MatchQuery
+
+        require_tenant(tenant)
+        where = check_where(where)
+        text = check_query_text(text)
+        k = int(k)
+        table = self._table(model_id, dimension)
+        if table is None or k < 1 or not text.strip():
+            return []
+        self._fts_index(table)  # a table written before the index existed gets it here, once
+        condition = self._condition(tenant, where)
+        # A MatchQuery: the text is words to match (any of them), never parsed as query syntax.
+        query = MatchQuery(text, FTS_COLUMN)
+        found = table.search(query, query_type="fts").where(condition, prefilter=True).limit(k).to_list()
+        found.sort(key=lambda r: (-r["_score"], r["id"]))  # ties in a fixed order
+        return admitted(self._hits(found, lambda r: float(r["_score"])), tenant, where)
+
+    @staticmethod
+    def _condition(tenant: str, where: Mapping[str, Scalar]) -> str:
+        return " AND ".join([f"tenant = {sql_quote(tenant)}", *(_lance_metadata_condition(f, v) for f, v in where.items())])
+
+    @staticmethod
+    def _hits(found: Iterable[Mapping], score) -> Iterable[Hit]:
+        return (
             Hit(
                 key=r["document_key"],
                 tenant=r["tenant"],
                 page=r["page"],
-                score=float(1.0 - r["_distance"]),
+                score=score(r),
                 text=r["text"],
                 document_id=r["document_id"],
                 chunk_id=r["id"],
@@ -394,7 +501,6 @@ class LanceDBStore(VectorStore):
             )
             for r in found
         )
-        return admitted(hits, tenant, where)
 
 
 def _like_escape(text: str) -> str:
