@@ -7,8 +7,10 @@ Each instance is a fresh SQLite DAGSTER_HOME with that many document partitions 
 beforehand (not timed); then `rag_assets.ingest` runs the batch (short text documents, the
 model loaded beforehand, so that bookkeeping is most of the work). Sizes alternate within a
 repetition, medians quoted. Printed a size: seconds, per document, events per document, and
-the seconds spent loading partition keys and storing events (cProfile of the same run), so
-the ratio between sizes shows what grows with the partition count (docs/decisions.md D7, D20).
+the seconds spent loading partition keys and storing events (cProfile of the same run) and
+per event stored, so the ratio between sizes shows what grows with the partition count
+(docs/decisions.md D7, D20); then the events by kind (planned, materializations, step
+events, log messages...) per ingest and per document (D33).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +37,24 @@ def seconds_in(profile: cProfile.Profile, function: str, file: str = "") -> floa
     """Cumulative seconds in `function` (of a file whose path ends with `file`)."""
     stats = pstats.Stats(profile)
     return sum(v[3] for (path, _, name), v in stats.stats.items() if name == function and path.endswith(file))
+
+
+KINDS = {
+    "ASSET_MATERIALIZATION_PLANNED": "planned",
+    "ASSET_MATERIALIZATION": "materializations",
+    "ASSET_OBSERVATION": "observations",
+    "ASSET_CHECK_EVALUATION_PLANNED": "asset checks",
+    "ASSET_CHECK_EVALUATION": "asset checks",
+}
+
+
+def event_kind(entry) -> str:
+    """An event log entry's kind, as the table counts them: log messages, planned events,
+    materializations, observations, asset checks, step events and run events."""
+    if entry.dagster_event is None:
+        return "log messages"
+    name = entry.dagster_event.event_type_value
+    return KINDS.get(name) or ("step events" if entry.dagster_event.step_key else "run events")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - started
                 if report.failed or len(report.ingested) != args.docs:
                     raise SystemExit(f"{n} partitions: {len(report.ingested)} ingested, failures {report.failed[:2]}")
-                events = sum(len(instance.all_logs(run_id)) for run_id in report.runs)
+                logs = [entry for run_id in report.runs for entry in instance.all_logs(run_id)]
+                events = len(logs)
                 if rep < 0:
                     bar.update()
                     continue
@@ -109,20 +131,31 @@ def main(argv: list[str] | None = None) -> int:
                 figures.setdefault("loading_keys", []).append(keys)
                 figures.setdefault("store_event", []).append(seconds_in(profile, "store_event"))
                 figures.setdefault("events", []).append(events)
+                for kind, count in Counter(map(event_kind, logs)).items():
+                    figures.setdefault(f"events: {kind}", []).append(count)
                 figures.setdefault("partitions_after", []).append(len(instance.get_dynamic_partitions(documents_partitions.name)))
             bar.update()
     bar.close()
 
     medians = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
     print(f"{args.docs} text documents (600 characters each) ingested into an instance already holding N partitions; medians of {args.repeat}")
-    print(f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'loading keys':>14}{'in store_event':>16}{'vs first N':>12}")
+    print(
+        f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'loading keys':>14}{'in store_event':>16}{'ms/event':>10}"
+        f"{'vs first N':>12}"
+    )
     first = medians[sizes[0]]["seconds"]
     for n in sizes:
         m = medians[n]
         print(
             f"{n:>9,}{m['seconds']:>10.2f}{1000 * m['seconds'] / args.docs:>9.0f}{m['events'] / args.docs:>12.1f}"
-            f"{m['loading_keys']:>12.2f} s{m['store_event']:>14.2f} s{m['seconds'] / first:>11.2f}x"
+            f"{m['loading_keys']:>12.2f} s{m['store_event']:>14.2f} s{1000 * m['store_event'] / m['events']:>10.1f}"
+            f"{m['seconds'] / first:>11.2f}x"
         )
+    kinds = sorted({k for m in medians.values() for k in m if k.startswith("events: ")}, key=lambda k: -medians[sizes[0]].get(k, 0))
+    print("Events stored, by kind (all runs of an ingest; per document in brackets):")
+    for n in sizes:
+        m = medians[n]
+        print(f"{n:>9,}  " + ", ".join(f"{k.removeprefix('events: ')} {m.get(k, 0):.0f} ({m.get(k, 0) / args.docs:.2f})" for k in kinds))
     if args.json:
         print(json.dumps({"docs": args.docs, "medians": medians, "all": results}, indent=2))
     return 0

@@ -167,6 +167,30 @@ def partition_keys_read_once(instance: dg.DagsterInstance, names: Set[str]) -> I
         del instance.get_dynamic_partitions
 
 
+# Dagster's opt-in (dagster-io/dagster#29288): a ranged run plans each asset in one event that
+# names its partitions, instead of one event per partition and asset.
+PLANNED_SUBSET_ENV = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+
+
+@contextlib.contextmanager
+def planned_once_per_asset() -> Iterator[None]:
+    """While this process creates a ranged run: one ASSET_MATERIALIZATION_PLANNED event per
+    asset, not one per document and asset (4 of the ~10 events a document cost in the SQLite
+    event log, docs/decisions.md D33). Dagster reads the variable when it creates a run. What
+    it costs: the UI does not mark the partitions of a command line run in progress while it
+    runs, nor failed if it fails (the command names each failure itself). Runs the daemon or
+    the UI launch keep Dagster's default: there the UI's marks are what a person watches."""
+    before = os.environ.get(PLANNED_SUBSET_ENV)
+    os.environ[PLANNED_SUBSET_ENV] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PLANNED_SUBSET_ENV]
+        else:
+            os.environ[PLANNED_SUBSET_ENV] = before
+
+
 def materialize_documents(
     keys: Iterable[str],
     *,
@@ -192,7 +216,7 @@ def materialize_documents(
     position = {k: i for i, k in enumerate(ordered)}
     for first, last in plan_batches(ordered, set(keys), batch_size):
         batch = ordered[position[first] : position[last] + 1]
-        with partition_keys_read_once(instance, {documents_partitions.name}):
+        with partition_keys_read_once(instance, {documents_partitions.name}), planned_once_per_asset():
             result = job.execute_in_process(
                 instance=instance,
                 run_config=QUIET_RUN_CONFIG,

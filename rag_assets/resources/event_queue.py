@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
 
 import dagster as dg
+
+from rag_assets.resources.object_store import aws_client
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,9 @@ class EventQueue(dg.ConfigurableResource):
     queue_url: str | None = None
     visibility_timeout: int = 300  # long enough for the next tick to acknowledge
 
-    @cached_property
+    @property
     def _sqs(self):
-        import boto3
-
-        # A session of its own: boto3's default session is not safe across threads.
-        return boto3.session.Session().client("sqs")
+        return aws_client("sqs")
 
     def receive(self, max_messages: int, budget_seconds: float = float("inf")) -> list[Message]:
         """Up to `max_messages` messages, within about `budget_seconds`, hidden from other

@@ -4,10 +4,10 @@ lib.folders: no symbolic link is ever followed)."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,6 +54,26 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+# What a boto3 client takes from the environment when it is made: a client is kept per value.
+AWS_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
+
+
+def aws_client(service: str, endpoint_url: str | None = None):
+    """One boto3 client per process, service, endpoint and AWS environment (clients are
+    thread-safe). Making one reads botocore's service models, ~0.1-0.3 s of CPU, and Dagster
+    builds a sensor's resources anew at every tick: a client kept on the resource was made
+    again at every tick (docs/decisions.md D33)."""
+    return _aws_client(service, endpoint_url, tuple(os.environ.get(name) for name in AWS_ENVIRONMENT))
+
+
+@functools.cache
+def _aws_client(service: str, endpoint_url: str | None, environment: tuple):
+    import boto3
+
+    # A session of its own: boto3's default session is not safe across threads.
+    return boto3.session.Session().client(service, endpoint_url=endpoint_url)
+
+
 def local_etag(stat: os.stat_result) -> str:
     """Size and modification time: changes when the file does, without reading it."""
     return f"{stat.st_size:x}-{stat.st_mtime_ns:x}"
@@ -68,13 +88,9 @@ class ObjectStore(dg.ConfigurableResource):
 
     endpoint_url: str | None = None
 
-    @cached_property
+    @property
     def _s3(self):
-        import boto3
-
-        # A session of its own: boto3's default session is not safe across threads (the
-        # sensors HEAD many objects at once).
-        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url or None)
+        return aws_client("s3", self.endpoint_url or None)  # thread-safe: the sensors HEAD many objects at once
 
     def read(self, uri: str, max_bytes: int | None = None) -> tuple[bytes, StoredObject]:
         """The object's bytes and what they are (its `key` is the URI). Raises

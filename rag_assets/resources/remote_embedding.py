@@ -9,6 +9,7 @@ cost back through Pipes (rag_assets.pipes_embed).
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import string
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
-from dagster_aws.pipes import PipesECSClient, PipesLambdaClient, PipesS3MessageReader
 
 from rag_assets.pipes_embed import REQUEST, decode_vectors
 from rag_assets.resources.embedders import Embedder, EmbedStats
@@ -61,18 +61,31 @@ def merge_results(stats: EmbedStats, batches: Sequence[range], results: Sequence
         stats.batches.extend([[batch.start + i for i in b] for b in result["batches"]])
 
 
-class WorkMessageReader(PipesS3MessageReader):
-    """Pipes messages under the work location's `_pipes/messages/` (not at the bucket's root:
-    the remote workers may write only below the work prefix), read every second."""
+@functools.cache
+def _work_message_reader_class() -> type:
+    # dagster_aws is imported only by a step that sends its texts away: importing it costs every
+    # process that loads the code location (each run the daemon launches) ~1 s (D33).
+    from dagster_aws.pipes import PipesS3MessageReader
 
-    def __init__(self, *, work_uri: str):
-        bucket, self.prefix = split_s3_uri(join(work_uri, "_pipes", "messages"))
-        super().__init__(bucket=bucket, client=s3_client(), interval=1)
+    class WorkMessageReader(PipesS3MessageReader):
+        """Pipes messages under the work location's `_pipes/messages/` (not at the bucket's root:
+        the remote workers may write only below the work prefix), read every second."""
 
-    @contextmanager
-    def get_params(self) -> Iterator[dict]:
-        with super().get_params() as params:
-            yield {**params, "key_prefix": f"{self.prefix}/{''.join(random.choices(string.ascii_letters, k=24))}"}
+        def __init__(self, *, work_uri: str):
+            bucket, self.prefix = split_s3_uri(join(work_uri, "_pipes", "messages"))
+            super().__init__(bucket=bucket, client=s3_client(), interval=1)
+
+        @contextmanager
+        def get_params(self) -> Iterator[dict]:
+            with super().get_params() as params:
+                yield {**params, "key_prefix": f"{self.prefix}/{''.join(random.choices(string.ascii_letters, k=24))}"}
+
+    return WorkMessageReader
+
+
+def work_message_reader(work_uri: str):
+    """A Pipes message reader of the work location (a dagster_aws PipesS3MessageReader)."""
+    return _work_message_reader_class()(work_uri=work_uri)
 
 
 class EmbedRunner(dg.ConfigurableResource, ABC):
@@ -158,10 +171,11 @@ class LambdaEmbedRunner(PipesEmbedRunner):
     def invoke(self, context, request: dict) -> dg.PipesClientCompletedInvocation:
         import boto3
         from botocore.config import Config
+        from dagster_aws.pipes import PipesLambdaClient
 
         # A synchronous invocation may take Lambda's 15 minutes.
         client = boto3.session.Session().client("lambda", config=Config(read_timeout=960, retries={"mode": "standard"}))
-        pipes = PipesLambdaClient(client=client, message_reader=WorkMessageReader(work_uri=self.work_uri))
+        pipes = PipesLambdaClient(client=client, message_reader=work_message_reader(self.work_uri))
         try:
             return pipes.run(function_name=self.function_name, event={REQUEST: request}, context=context)
         except Exception as e:
@@ -195,6 +209,7 @@ class EcsEmbedRunner(PipesEmbedRunner):
 
     def invoke(self, context, request: dict) -> dg.PipesClientCompletedInvocation:
         import boto3
+        from dagster_aws.pipes import PipesECSClient
 
         params: dict = {
             "taskDefinition": self.task_definition,
@@ -210,7 +225,7 @@ class EcsEmbedRunner(PipesEmbedRunner):
             params["networkConfiguration"] = {
                 "awsvpcConfiguration": {"subnets": self.subnets, "securityGroups": self.security_groups, "assignPublicIp": "DISABLED"}
             }
-        pipes = PipesECSClient(client=boto3.session.Session().client("ecs"), message_reader=WorkMessageReader(work_uri=self.work_uri))
+        pipes = PipesECSClient(client=boto3.session.Session().client("ecs"), message_reader=work_message_reader(self.work_uri))
         return pipes.run(context=context, run_task_params=params, extras={REQUEST: request})
 
 

@@ -422,7 +422,9 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
     @dg.sensor(
         name="s3_event_sensor",
         jobs=[ingest_documents_job, purge_documents_job],
-        minimum_interval_seconds=5,
+        # Evaluated at each round of the daemon's sensor loop (every 5 s): an idle tick is one
+        # SQS receive and a read of the sensor's state (docs/decisions.md D33).
+        minimum_interval_seconds=1,
         default_status=default_status,
         description="Follows S3 event notifications from SQS: uploads are ingested, deletes purged.",
     )
@@ -468,6 +470,10 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         state = SourceState(state_file(sync_config, "source", root, identity), "s3_event_sensor")
         try:
             state.commit(recorded)
+            # An idle tick (no message, no document due to be looked at again, no deletion held)
+            # ends here: it reads no partition keys, runs or index (docs/decisions.md D33).
+            if not messages and not state.held() and not state.due(time.time(), sync_config.backoff, 1):
+                return dg.SensorResult(cursor=json.dumps({"tick": tick}), skip_reason="no S3 event, nothing to look at again")
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
             work = work_in_flight(context.instance, known, root)
             # Deletions the guard holds wait for their objects' create events, or for a person:
@@ -542,7 +548,9 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     @dg.sensor(
         name="listing_sensor",
         jobs=[ingest_documents_job, purge_documents_job],
-        minimum_interval_seconds=10,
+        # Evaluated at each round of the daemon's sensor loop (every 5 s; a tick still running
+        # is not started again): a pass over a small source costs milliseconds (docs/decisions.md D33).
+        minimum_interval_seconds=1,
         default_status=default_status,
         description=(
             "Lists the source (RAG_SOURCE_URI) and compares it with what the index holds: ingests what is missing or "
