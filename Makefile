@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-anchor bench-csv install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-runtime bench-anchor bench-csv install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,9 @@ bench-csv: install-test
 
 bench-quality: install-test
 	$(BIN)/python benchmarks/quality.py --embedders local:all-MiniLM-L6-v2,local:all-MiniLM-L6-v2+int8
+
+bench-runtime: install-test
+	$(BIN)/python benchmarks/runtime.py
 
 # rag_assets beside the LangChain Indexing API script (in its own venv, made on first use).
 bench-anchor: install-test

@@ -3,11 +3,13 @@ serving the OpenAI embeddings API on a local port (`make dev` starts it; runs fi
 RAG_EMBED_SERVICE_URL). A run of a few documents otherwise spends most of its time loading
 the model (docs/architecture.md, A warm model).
 
-    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8766] [--model all-MiniLM-L6-v2[+int8]]
+    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8766] [--model all-MiniLM-L6-v2[+float32|+bf16|+int8]]
 
 POST /v1/embeddings {"input": [texts], "model": MODEL_ID, "encoding_format": "base64"} answers
 {"object": "list", "model": MODEL_ID, "data": [{"index": i, "embedding": BASE64 float32}],
-"usage": {...}}; GET /health answers {"model": MODEL_ID, "dimension": N, "served": texts}.
+"usage": {...}, "runtime": "torch-float32", "bf16_probe_cosine_min": null} (the last two are
+ours: what computed the vectors, for the runs' lineage); GET /health answers {"model":
+MODEL_ID, "dimension": N, "served": texts}.
 The vectors are those of `LocalEmbedder.embed` in the run's own process: the same code.
 """
 
@@ -21,7 +23,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from rag_assets.resources.embedders import Embedder, embedder_from_spec, encode_vectors
+from rag_assets.resources.embedders import Embedder, EmbedStats, embedder_from_spec, encode_vectors
 from rag_assets.settings import Settings
 
 log = logging.getLogger("rag_assets.embed_service")
@@ -71,11 +73,22 @@ class _Handler(BaseHTTPRequestHandler):
         embedder = self.server.embedder
         if body.get("model") not in (None, embedder.model_id):
             return self._reply(400, {"error": {"message": f"this service embeds with {embedder.model_id}, not {body['model']}"}})
+        stats = EmbedStats()
         with self.server.lock:  # the model uses every core already
-            vectors = embedder.embed(texts)
+            vectors = embedder.embed(texts, stats)
             self.server.served += len(texts)
         data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encode_vectors(vectors))]
-        self._reply(200, {"object": "list", "model": embedder.model_id, "data": data, "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        self._reply(
+            200,
+            {
+                "object": "list",
+                "model": embedder.model_id,
+                "data": data,
+                "usage": {"prompt_tokens": 0, "total_tokens": 0},
+                "runtime": ", ".join(sorted(stats.runtimes)) or None,
+                "bf16_probe_cosine_min": stats.bf16_probe_cosine_min,
+            },
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s embed_service %(message)s")
     embedder = embedder_from_spec(f"local:{args.model}", settings)
-    embedder.embed(["load the model now, not at the first request"])
+    loaded = EmbedStats()
+    embedder.embed(["load the model now, not at the first request"], loaded)
     with EmbedService((args.host, args.port), embedder) as server:
-        log.info("%s ready on http://%s:%d", embedder.model_id, args.host, server.server_address[1])
+        runtime = ", ".join(sorted(loaded.runtimes))
+        log.info("%s (%s) ready on http://%s:%d", embedder.model_id, runtime, args.host, server.server_address[1])
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -91,6 +91,8 @@ def embed_request(request: dict) -> dict:
         "tokens": stats.tokens,
         "seconds_waited": stats.seconds_waited,
         "batches": stats.batches,
+        "runtimes": sorted(stats.runtimes),
+        "bf16_probe_cosine_min": stats.bf16_probe_cosine_min,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

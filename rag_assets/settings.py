@@ -49,7 +49,7 @@ class Settings:
     purge_guard_min_documents: int = 10  # ...once the index holds this many under the source
     catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
     embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
-    model_cache: str | None = None  # where local:MODEL+int8 keeps its ONNX export (default ~/.cache/rag_assets/models)
+    model_cache: str | None = None  # the +int8 ONNX export and the bf16 probe's verdict (default ~/.cache/rag_assets/models)
     notify: str | None = None  # progress notifications: none, webhook:URL, apigateway:ENDPOINT?table=T, ws://HOST:PORT
     notify_secret: str | None = None  # signs webhooks and the hub's watch tokens (rag-assets notify-token)
     notify_key_id: str = "1"  # the hub accepts watch tokens of this key id only: change it to refuse all older ones

@@ -81,6 +81,8 @@ def test_ingest_records_lineage_and_answers_queries(rag_env, instance, tmp_path)
     assert meta["vectors_written"] == meta["chunks"] >= 3
     assert len(meta["content_hash"]) == 64 and meta["kind"] == "pdf"
     assert meta["embedded"] == meta["chunks"] and meta["cache_hits"] == 0
+    embedded = latest_metadata(instance, "embeddings", handbook)
+    assert embedded["embed_runtime"] in ("torch-float32", "torch-bfloat16")  # auto: float32 here (no bf16 instructions)
     raw = latest_metadata(instance, "raw_documents", handbook)  # the batch's figures
     assert raw["batch_documents"] == 4 and raw["batch_pages"] == 3
 

@@ -3,11 +3,12 @@ through it, and a run that embeds through it."""
 
 from __future__ import annotations
 
+import dagster as dg
 import httpx
 import numpy as np
 import pytest
 
-from rag_assets.resources.embedders import LocalEmbedder, decode_vectors, encode_vectors
+from rag_assets.resources.embedders import EmbedStats, LocalEmbedder, decode_vectors, encode_vectors
 from rag_assets_tests.conftest import free_port
 from rag_assets_tests.live import embed_service
 
@@ -37,8 +38,10 @@ def served(url: str) -> int:
 
 def test_the_service_gives_the_vectors_of_the_model_in_process(service):
     before = served(service)
-    remote = LocalEmbedder(service_url=service).embed(TEXTS)
+    stats = EmbedStats()
+    remote = LocalEmbedder(service_url=service).embed(TEXTS, stats)
     assert served(service) == before + len(TEXTS)  # it did come from the service
+    assert stats.runtimes <= {"torch-float32", "torch-bfloat16"} and len(stats.runtimes) == 1  # the service's own
     local = LocalEmbedder().embed(TEXTS)
     assert remote.dtype == np.float32 and remote.shape == local.shape == (4, 384)
     assert float(np.min(np.sum(remote * local, axis=1))) > 1 - 1e-5
@@ -74,3 +77,6 @@ def test_a_run_embeds_through_the_service(service, rag_env, instance, tmp_path, 
     report = ingest(refs, defs=build_definitions(settings), instance=instance)
     assert report.ingested == ["acme/a.md"] and report.vectors == 1
     assert served(service) == before + 1
+    # The embeddings step records what the service computed the vectors with.
+    (record,) = instance.fetch_materializations(dg.AssetKey("embeddings"), limit=1).records
+    assert record.asset_materialization.metadata["embed_runtime"].value in ("torch-float32", "torch-bfloat16")

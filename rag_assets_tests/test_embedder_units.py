@@ -193,6 +193,8 @@ def test_split_by_document(counts, batches, expected):
     [
         ("local:all-MiniLM-L6-v2", "LocalEmbedder", "local:all-MiniLM-L6-v2", 384),
         ("local:all-MiniLM-L6-v2+int8", "LocalEmbedder", "local:all-MiniLM-L6-v2+int8", 384),
+        ("local:all-MiniLM-L6-v2+float32", "LocalEmbedder", "local:all-MiniLM-L6-v2", 384),
+        ("local:all-MiniLM-L6-v2+bf16", "LocalEmbedder", "local:all-MiniLM-L6-v2", 384),
         ("openai:text-embedding-3-small", "OpenAIEmbedder", "openai:text-embedding-3-small", 1536),
         ("openai:text-embedding-3-small@256", "OpenAIEmbedder", "openai:text-embedding-3-small@256", 256),
     ],
@@ -205,7 +207,8 @@ def test_embedder_specs(spec, kind, model_id, dimension):
 
 
 @pytest.mark.parametrize(
-    "spec", ["openai:text-embedding-3-small@big", "cohere:x", "local:", "nothing", "local:all-MiniLM-L6-v2+fp16"]
+    "spec",
+    ["openai:text-embedding-3-small@big", "cohere:x", "local:", "nothing", "local:all-MiniLM-L6-v2+fp16", "local:all-MiniLM-L6-v2+"],
 )
 def test_bad_embedder_specs(spec):
     from rag_assets.resources.embedders import embedder_from_spec

@@ -50,12 +50,13 @@ def test_split_batches_even_and_within_the_limit(count, per_call, sizes):
 def test_merge_results_offsets_each_invocations_batches():
     stats = EmbedStats(calls=1, batches=[[0]])
     reported = [
-        {"calls": 2, "retries": 0, "tokens": 10, "seconds_waited": 0.5, "batches": [[0, 1], [2]]},
-        {"calls": 1, "retries": 1, "tokens": 4, "seconds_waited": 0.0, "batches": [[1, 0]]},
+        {"calls": 2, "retries": 0, "tokens": 10, "seconds_waited": 0.5, "batches": [[0, 1], [2]], "runtimes": ["torch-bfloat16"], "bf16_probe_cosine_min": 0.9999},
+        {"calls": 1, "retries": 1, "tokens": 4, "seconds_waited": 0.0, "batches": [[1, 0]]},  # a worker of an older image
     ]
     merge_results(stats, [range(0, 3), range(3, 5)], reported)
     assert (stats.calls, stats.retries, stats.tokens, stats.seconds_waited) == (4, 1, 14, 0.5)
     assert stats.batches == [[0], [0, 1], [2], [4, 3]]
+    assert (stats.runtimes, stats.bf16_probe_cosine_min) == ({"torch-bfloat16"}, 0.9999)
 
 
 def test_vectors_round_trip_as_npy():
@@ -154,6 +155,7 @@ def test_lambda_embedding_gives_the_in_process_index(rag_env, instance, local_la
     # The step's materialization says what the workers reported, as in-process.
     meta = latest_metadata(instance, "embeddings", encode_partition_key(DocRef("acme", str(root), "acme/faq.md")))
     assert meta["model"] == MODEL and meta["batch_embedding_calls"] >= len(invocations) and meta["batch_cache_hits"] == 0
+    assert meta["embed_runtime"] in ("torch-float32", "torch-bfloat16")  # as the workers reported it
     # Intermediates are in S3; the texts and vectors exchanged are gone; the workers' log lines reached Dagster.
     keys = s3_keys("work", "rag/")
     assert any(k.startswith("rag/embeddings/") for k in keys) and any(k.startswith("rag/chunks/") for k in keys)

@@ -313,6 +313,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         embedder = context.resources.embed_runner.embedder_for(context, getattr(context.resources, family.embedder_key))
         cache, work_area = context.resources.embedding_cache, context.resources.work_area
         totals = {"vectors": 0, "hits": 0, "calls": 0, "retries": 0, "tokens": 0, "waited": 0.0}
+        ran = EmbedStats()  # what computed the vectors embedded now (none: all from the cache)
 
         def embed(chunk_lists: list) -> list[DocumentEmbeddings]:
             return embed_documents(embedder, cache, chunk_lists)
@@ -325,6 +326,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             totals["retries"] += stats.retries
             totals["tokens"] += stats.tokens
             totals["waited"] += stats.seconds_waited
+            for runtime in stats.runtimes:
+                ran.ran_on(runtime, stats.bf16_probe_cosine_min)
             return out
 
         out = {}
@@ -339,9 +342,13 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 parts = (account(r) for r in in_order(embed, parts_of(items), family.parallel_parts))
                 out[key] = work_area.write_parts(context.asset_key, key, parts)
         hits = totals["hits"]
+        runtime = {"embed_runtime": ", ".join(sorted(ran.runtimes))} if ran.runtimes else {}
+        if ran.bf16_probe_cosine_min is not None:
+            runtime["bf16_probe_cosine_min"] = ran.bf16_probe_cosine_min
         context.log.info(
             f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), {hits} from the cache"
             + (f", {totals['retries']} retried call(s)" if totals["retries"] else "")
+            + (f" ({runtime['embed_runtime']})" if runtime else "")
         )
         return dg.MaterializeResult(
             value=out,
@@ -353,6 +360,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 "batch_api_tokens": totals["tokens"],
                 "batch_cache_hits": hits,
                 "batch_seconds_waited": round(totals["waited"], 3),
+                **runtime,
             },
         )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import logging
 import os
 import random
 import sqlite3
@@ -18,6 +20,7 @@ import dagster as dg
 import numpy as np
 from pydantic import PrivateAttr
 
+from rag_assets.lib import precision
 from rag_assets.lib.hashing import text_hash
 from rag_assets.lib.sqlite import open_sqlite
 from rag_assets.settings import Settings
@@ -35,6 +38,17 @@ class EmbedStats:
     tokens: int = 0
     seconds_waited: float = 0.0
     batches: list[list[int]] = field(default_factory=list)  # indices of the texts in each call
+    # What computed the vectors (torch-float32, torch-bfloat16, onnx-int8, or what the
+    # embedding service said), and the bf16 probe's minimum cosine when one decided it.
+    runtimes: set[str] = field(default_factory=set)
+    bf16_probe_cosine_min: float | None = None
+
+    def ran_on(self, runtime: str | None, bf16_probe_cosine_min: float | None = None) -> None:
+        if runtime:
+            self.runtimes.add(runtime)
+        if bf16_probe_cosine_min is not None:
+            known = self.bf16_probe_cosine_min
+            self.bf16_probe_cosine_min = bf16_probe_cosine_min if known is None else min(known, bf16_probe_cosine_min)
 
 
 class Embedder(dg.ConfigurableResource, ABC):
@@ -71,8 +85,7 @@ def default_local_model_path(model: str) -> str:
     )
 
 
-@cache
-def _load_sentence_transformer(path: str):
+def _new_sentence_transformer(path: str):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -82,6 +95,97 @@ def _load_sentence_transformer(path: str):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+@cache
+def _load_sentence_transformer(path: str):
+    """The model in float32, once per process."""
+    return _new_sentence_transformer(path)
+
+
+@cache
+def _load_bf16(path: str):
+    """A second copy of the model, its weights in bfloat16 (pooling still adds up in float32)."""
+    import torch
+
+    return _new_sentence_transformer(path).to(torch.bfloat16)
+
+
+def _encode(model, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    import torch
+
+    vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    vectors = vectors.astype(np.float32)
+    if model.dtype == torch.bfloat16:  # normalized in bfloat16: unit length again, in float32
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def _probe(weights: str, batch_size: int) -> precision.Verdict:
+    """The probe texts embedded in float32 and in bfloat16, each after a warm-up, the best of
+    two rounds timed; the verdict by `precision.probe_verdict`."""
+
+    def timed(model) -> tuple[float, np.ndarray]:
+        _encode(model, texts[:batch_size], batch_size)
+        rounds = []
+        for _ in range(2):
+            started = time.perf_counter()
+            vectors = _encode(model, texts, batch_size)
+            rounds.append(time.perf_counter() - started)
+        return min(rounds), vectors
+
+    texts = precision.probe_texts()
+    float32_seconds, float32 = timed(_load_sentence_transformer(weights))
+    bf16_seconds, bf16 = timed(_load_bf16(weights))
+    cosines = (float32 * bf16).sum(axis=1)
+    return precision.Verdict(
+        precision.probe_verdict(float32_seconds, bf16_seconds, float(cosines.min())),
+        cosine_min=round(float(cosines.min()), 6),
+        cosine_mean=round(float(cosines.mean()), 6),
+        float32_seconds=round(float32_seconds, 3),
+        bf16_seconds=round(bf16_seconds, 3),
+    )
+
+
+def host_bf16() -> bool:
+    """Whether this host's CPU computes bfloat16 natively (its flags, or torch's capability)."""
+    import torch
+
+    return precision.bf16_native(precision.host_cpu()[1], torch.backends.cpu.get_cpu_capability())
+
+
+_AUTO_LOCK = threading.Lock()
+
+
+@cache
+def _auto_precision(weights: str, model_cache: str | None, batch_size: int) -> precision.Verdict:
+    """runtime "auto": float32 on a CPU without bfloat16 instructions; else the probe's
+    verdict, read from `bf16-probe.json` in the model cache or probed once and written there."""
+    import torch
+
+    from rag_assets.resources import onnx_model
+
+    if not host_bf16():
+        return precision.Verdict("float32")
+    cpu, flags = precision.host_cpu()
+
+    depends_on = {
+        "cpu": cpu,
+        "flags": hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:16],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "weights": onnx_model.weights_digest(weights),
+        "batch_size": batch_size,
+        "probe": precision.PROBE_VERSION,
+    }
+    path = Path(model_cache or onnx_model.default_cache_dir()) / "bf16-probe.json"
+    verdict, cached = precision.cached_verdict(path, depends_on, lambda: _probe(weights, batch_size))
+    logging.getLogger(__name__).info(
+        f"bfloat16 probe of this host ({'read from' if cached else 'written to'} {path}): float32 "
+        f"{verdict.float32_seconds} s, bfloat16 {verdict.bf16_seconds} s, cosine min {verdict.cosine_min}: "
+        f"the local model runs in {verdict.precision}"
+    )
+    return verdict
 
 
 @cache
@@ -111,7 +215,8 @@ def decode_vectors(encoded: Sequence[str], dimension: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-LOCAL_RUNTIMES = ("torch", "onnx-int8")
+# runtime -> what follows the model in RAG_EMBEDDER=local:MODEL[+VARIANT]
+LOCAL_RUNTIMES = {"auto": "", "torch": "+float32", "bf16": "+bf16", "onnx-int8": "+int8"}
 
 
 class LocalEmbedder(Embedder):
@@ -120,19 +225,24 @@ class LocalEmbedder(Embedder):
     service (`python -m rag_assets.embed_service`, started by `make dev`), falling back to
     loading it here when the service does not answer.
 
-    `runtime` "onnx-int8" runs an int8-quantized ONNX export of the same weights through ONNX
+    `runtime` (docs/decisions.md D29): "auto" runs torch in bfloat16 where the CPU has
+    bfloat16 instructions and a probe on the host found it faster and faithful (cosine
+    0.9999), else in float32; "torch" always float32, "bf16" always bfloat16. The three give
+    the same vectors to 0.9999: one model id, cache and index table.
+
+    "onnx-int8" runs an int8-quantized ONNX export of the same weights through ONNX
     Runtime, one text at a time (docs/decisions.md D19): 1.6x as fast, vectors slightly
     different, so it is another model id (`local:NAME+int8`) with its own cache entries and
     index table."""
 
     model: str = "all-MiniLM-L6-v2"
     model_path: str | None = None
-    runtime: str = "torch"
+    runtime: str = "auto"
     # Small batches of length-sorted texts: 8 embeds ~1.3x faster than 64 on 2 cores (D19).
     batch_size: int = 8
     service_url: str | None = None
     service_timeout: float = 120.0
-    model_cache: str | None = None  # RAG_MODEL_CACHE: where the int8 export is kept
+    model_cache: str | None = None  # RAG_MODEL_CACHE: where the int8 export and the bf16 probe's verdict are kept
 
     @property
     def _weights(self) -> str:
@@ -150,7 +260,18 @@ class LocalEmbedder(Embedder):
 
     @property
     def spec(self) -> str:
-        return f"local:{self.model}" + ("+int8" if self.runtime == "onnx-int8" else "")
+        return f"local:{self.model}" + LOCAL_RUNTIMES[self.runtime]
+
+    def torch_precision(self) -> precision.Verdict:
+        """The precision torch runs the model in here (runtime auto, torch or bf16)."""
+        if self.runtime == "torch":
+            return precision.Verdict("float32")
+        if self.runtime == "bf16":
+            if not host_bf16():
+                _warn_once("runtime bf16 on a CPU without bfloat16 instructions: torch emulates it, several times slower than float32")
+            return precision.Verdict("bfloat16")
+        with _AUTO_LOCK:  # the parts of a date are embedded from several threads at once
+            return _auto_precision(self._weights, self.model_cache, self.batch_size)
 
     @property
     def dimension(self) -> int:
@@ -160,7 +281,7 @@ class LocalEmbedder(Embedder):
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
-    def _from_service(self, texts: list[str]) -> np.ndarray | None:
+    def _from_service(self, texts: list[str], stats: EmbedStats) -> np.ndarray | None:
         """The service's vectors, or None when it does not answer (then the model loads here)."""
         import httpx
 
@@ -176,6 +297,7 @@ class LocalEmbedder(Embedder):
                     if body.get("model") != self.model_id:
                         raise RuntimeError(f"embedding service {self.service_url} embeds with {body.get('model')}, not {self.model_id}")
                     vectors.append(decode_vectors([d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])], self.dimension))
+                    stats.ran_on(body.get("runtime") or "service", body.get("bf16_probe_cosine_min"))
         except httpx.TransportError as exc:
             _warn_once(f"embedding service {self.service_url} unreachable ({exc}); loading {self.model_id} in this process")
             return None
@@ -184,18 +306,23 @@ class LocalEmbedder(Embedder):
     def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._from_service(list(texts)) if self.service_url else None
+        stats = stats if stats is not None else EmbedStats()
+        vectors = self._from_service(list(texts), stats) if self.service_url else None
         if vectors is None and self.runtime == "onnx-int8":
             from rag_assets.resources import onnx_model
 
             vectors = onnx_model.encode(*_int8_runtime(self._weights, self.model_cache), list(texts))
+            stats.ran_on("onnx-int8")
         elif vectors is None:
-            vectors = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        if stats is not None:  # the model's calls: batches, or one text each for int8
-            size = 1 if self.runtime == "onnx-int8" else self.batch_size
-            for start in range(0, len(texts), size):
-                stats.batches.append(list(range(start, min(start + size, len(texts)))))
-            stats.calls += (len(texts) + size - 1) // size
+            verdict = self.torch_precision()
+            model = _load_bf16(self._weights) if verdict.precision == "bfloat16" else self._model
+            vectors = _encode(model, texts, self.batch_size)
+            stats.ran_on(f"torch-{verdict.precision}", verdict.cosine_min)
+        # the model's calls: batches, or one text each for int8
+        size = 1 if self.runtime == "onnx-int8" else self.batch_size
+        for start in range(0, len(texts), size):
+            stats.batches.append(list(range(start, min(start + size, len(texts)))))
+        stats.calls += (len(texts) + size - 1) // size
         return vectors.astype(np.float32)
 
 
@@ -340,23 +467,23 @@ class OpenAIEmbedder(Embedder):
 
 @cache
 def _warn_once(message: str) -> None:
-    import logging
-
     logging.getLogger(__name__).warning(message)
 
 
 def embedder_from_spec(spec: str, settings: Settings | None = None) -> Embedder:
-    """`local:MODEL_OR_PATH`, `local:MODEL_OR_PATH+int8` (the int8 ONNX export), `openai:MODEL`
-    or `openai:MODEL@DIMENSIONS` (RAG_EMBEDDER; the
+    """`local:MODEL_OR_PATH` (runtime auto: bfloat16 where the host is faster in it, else
+    float32), `local:MODEL_OR_PATH+float32` or `+bf16` (forced), `local:MODEL_OR_PATH+int8`
+    (the int8 ONNX export), `openai:MODEL` or `openai:MODEL@DIMENSIONS` (RAG_EMBEDDER; the
     text-embedding-3 models give shorter vectors when asked), with the settings' embedding
     service (local) or the account's limits (OpenAI's usage tiers differ)."""
     settings = settings or Settings()
     kind, _, model = spec.partition(":")
     if kind == "local" and model:
         name, plus, variant = model.partition("+")
-        if plus and variant != "int8":
-            raise ValueError(f"RAG_EMBEDDER={spec!r}: the only variant after + is int8 (local:MODEL+int8)")
-        runtime = "onnx-int8" if plus else "torch"
+        runtimes = {suffix: runtime for runtime, suffix in LOCAL_RUNTIMES.items()}
+        if plus + variant not in runtimes:
+            raise ValueError(f"RAG_EMBEDDER={spec!r}: after + comes float32, bf16 or int8 (local:MODEL+int8)")
+        runtime = runtimes[plus + variant]
         return LocalEmbedder(
             model=name, runtime=runtime, service_url=settings.embed_service_url, model_cache=settings.model_cache
         )
@@ -371,7 +498,7 @@ def embedder_from_spec(spec: str, settings: Settings | None = None) -> Embedder:
             tokens_per_minute=settings.openai_tokens_per_minute,
         )
     raise ValueError(
-        f"RAG_EMBEDDER={spec!r}: use local:all-MiniLM-L6-v2, local:all-MiniLM-L6-v2+int8, local:/path/to/model, "
+        f"RAG_EMBEDDER={spec!r}: use local:all-MiniLM-L6-v2[+float32|+bf16|+int8], local:/path/to/model, "
         "openai:MODEL or openai:MODEL@DIMENSIONS"
     )
 

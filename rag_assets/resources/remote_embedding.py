@@ -59,6 +59,8 @@ def merge_results(stats: EmbedStats, batches: Sequence[range], results: Sequence
         stats.tokens += result["tokens"]
         stats.seconds_waited += result["seconds_waited"]
         stats.batches.extend([[batch.start + i for i in b] for b in result["batches"]])
+        for runtime in result.get("runtimes", []):  # a worker of an older image reports none
+            stats.ran_on(runtime, result.get("bf16_probe_cosine_min"))
 
 
 @functools.cache
