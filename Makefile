@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-runtime bench-anchor bench-csv install install-test postgres clean
+.PHONY: demo dev test bench bench-stores bench-search bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-runtime bench-anchor bench-csv install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench: install-test
 
 bench-stores: install-test postgres
 	$(BIN)/python benchmarks/stores.py
+
+bench-search: install-test postgres
+	$(BIN)/python benchmarks/search_modes.py
+	$(BIN)/python benchmarks/keyword_index.py
 
 bench-sensors: install-test
 	$(BIN)/python benchmarks/sensors.py

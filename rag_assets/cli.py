@@ -699,7 +699,7 @@ def parser() -> argparse.ArgumentParser:
         "--mode",
         choices=MODES,
         help=f"hybrid: vector and keyword hits fused by rank (score: 1.0 = first in both); vector: nearest "
-        f"embeddings (score: cosine); keyword: the text's words, full-text index (score: BM25 or ts_rank_cd). "
+        f"embeddings (score: cosine); keyword: the text's words, full-text index (score: BM25 or ts_rank). "
         f"Default: {DEFAULT_MODE} where the index has it, else vector (Pinecone has vector only)",
     )
     query.add_argument("--json", action="store_true", help="JSON on stdout (with TEXT -: a JSON line per query)")

@@ -6,7 +6,7 @@ Three modes (docs/stores.md, D31):
 - `vector`: the nearest chunks to the text's embedding; score = cosine similarity.
 - `keyword`: the chunks whose text best matches the text's words (any of them), from the
   store's full-text index; score = the store's text rank (LanceDB: BM25; pgvector:
-  ts_rank_cd), comparable only within one query. Needs no embedding.
+  ts_rank), comparable only within one query. Needs no embedding.
 - `hybrid`: both lists, `max(k, CANDIDATES)` deep, fused by reciprocal rank
   (`lib.fusion`); score = the fused score scaled to (0, 1]: 1.0 is first in both lists,
   about 0.5 first in one and absent from the other.

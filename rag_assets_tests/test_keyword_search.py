@@ -311,21 +311,34 @@ def test_pinecone_is_vector_only_and_says_why(store: VectorStore, store_kind: st
 
 
 def test_lancedb_finds_new_rows_before_the_index_takes_them_in_and_folds_them_in_past_a_bound(tmp_path):
-    store = LanceDBStore(uri=str(tmp_path / "lance"), fts_reindex_rows=6, compact_every=0)
+    store = LanceDBStore(uri=str(tmp_path / "lance"), fts_reindex_rows=3, fts_reindex_fraction=0.5, compact_every=0)
     model = unique("m")
-    write(store, model, "acme", "acme/a.txt", [RARE, *FILLER], seed=17)  # 5 rows: below the bound
-    table = store._table(model, DIM)
-    [index] = [i for i in table.list_indices() if i.index_type == "FTS"]
-    assert table.index_stats(index.name).num_unindexed_rows == 5
-    assert keys(store.keyword_query(model, DIM, "zygomorphic", tenant="acme")) == ["acme/a.txt"]  # scanned unindexed
-    write(store, model, "acme", "acme/b.txt", ["quokka", "wombat"], seed=18)  # 7 rows: past it, optimized
-    stats = store._table(model, DIM).index_stats(index.name)
-    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (7, 0)
+
+    def counts():
+        table = store._table(model, DIM)
+        [index] = [i for i in table.list_indices() if i.index_type == "FTS"]
+        stats = table.index_stats(index.name)
+        return stats.num_indexed_rows, stats.num_unindexed_rows
+
+    def found(text):
+        return set(keys(store.keyword_query(model, DIM, text, tenant="acme", k=10)))
+
+    write(store, model, "acme", "acme/a.txt", [RARE, *FILLER], seed=17)
+    assert counts() == (5, 0)  # a table's first rows: indexed at once (the index had none)
+    write(store, model, "acme", "acme/b.txt", ["quokka", "wombat"], seed=18)
+    assert counts() == (5, 2)  # 2 < half of 5: left unindexed, and found all the same
+    assert found("quokka zygomorphic") == {"acme/a.txt", "acme/b.txt"}
+    write(store, model, "acme", "acme/c.txt", ["numbat"], seed=19)
+    assert counts() == (8, 0)  # 3 >= half of 5: folded in
+    write(store, model, "acme", "acme/d.txt", ["dingo", "bilby"], seed=20)
+    assert counts() == (8, 2)
+    write(store, model, "acme", "acme/e.txt", ["echidna"], seed=21)
+    assert counts() == (11, 0)  # 3 rows: the bound in rows (under half of 8)
     # Replaced and deleted rows that the index holds are gone from results too.
-    write(store, model, "acme", "acme/a.txt", ["only filler now"], seed=19, version="v2")
+    write(store, model, "acme", "acme/a.txt", ["only filler now"], seed=22, version="v2")
     store.delete_documents(model, DIM, [doc_id("acme", "acme/b.txt")])
-    assert store.keyword_query(model, DIM, "zygomorphic quokka wombat", tenant="acme", k=10) == []
-    assert keys(store.keyword_query(model, DIM, "filler", tenant="acme")) == ["acme/a.txt"]
+    assert found("zygomorphic quokka wombat") == set()
+    assert found("filler numbat") == {"acme/a.txt", "acme/c.txt"}
 
 
 def test_lancedb_a_table_from_before_the_keyword_index_gets_it(tmp_path):
@@ -485,3 +498,25 @@ def test_cli_keyword_on_pinecone_is_one_clear_line(rag_env, monkeypatch):
         assert done.returncode == 2 and done.stdout == ""
         assert done.stderr.startswith(f"rag-assets query: {mode} search: a Pinecone index is vector-only here (")
         assert done.stderr.rstrip("\n").count("\n") == 0, done.stderr
+
+
+def test_lancedb_a_failed_optimize_leaves_the_write_in_place(tmp_path, monkeypatch, caplog):
+    """optimize() after a write is upkeep: when it fails (a concurrent writer's commit came
+    first), the write stands, and the rows are found, unindexed, until the next write folds
+    them in."""
+    import lancedb.table
+
+    def conflict(self, **kwargs):
+        raise RuntimeError("lance error: Retryable commit conflict for version 39")
+
+    store = LanceDBStore(uri=str(tmp_path / "lance"))
+    model = unique("m")
+    monkeypatch.setattr(lancedb.table.LanceTable, "optimize", conflict)
+    assert write(store, model, "acme", "acme/a.txt", [RARE], seed=40)[1]
+    assert "optimize() after the write failed; the next write tries again" in caplog.text
+    assert keys(store.keyword_query(model, DIM, "zygomorphic", tenant="acme")) == ["acme/a.txt"]
+    monkeypatch.undo()
+    write(store, model, "acme", "acme/b.txt", ["quokka"], seed=41)
+    table = store._table(model, DIM)
+    [index] = [i for i in table.list_indices() if i.index_type == "FTS"]
+    assert table.index_stats(index.name).num_unindexed_rows == 0

@@ -1,6 +1,6 @@
 """Reciprocal rank fusion: one ranking from several, by rank alone (Cormack, Clarke and
 Büttcher, SIGIR 2009). Hybrid search fuses the vector and the keyword ranking with it
-(`rag_assets.search`); scores of the two lists (cosine, BM25, ts_rank_cd) are never compared.
+(`rag_assets.search`); scores of the two lists (cosine, BM25, ts_rank) are never compared.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +17,8 @@ from typing import ClassVar
 
 import dagster as dg
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -256,7 +259,7 @@ class VectorStore(dg.ConfigurableResource, ABC):
         where: Mapping[str, Scalar] | None = None,
     ) -> list[Hit]:
         """The k rows of `tenant` whose text best matches the words of `text` (any of them),
-        best first; score = the store's text rank (LanceDB: BM25; pgvector: ts_rank_cd), to
+        best first; score = the store's text rank (LanceDB: BM25; pgvector: ts_rank), to
         compare only within one query. Tenant and `where` as in `query`. The text is words,
         never query syntax: quotes, operators and the empty string cannot make it fail."""
         raise UnsupportedSearch(f"keyword search: {self.vector_only_reason}")
@@ -298,9 +301,12 @@ class LanceDBStore(VectorStore):
 
     uri: str
     compact_every: int = 50  # table versions between compactions
-    # Rows written since the full-text index last took them in, past which a write runs
-    # optimize() (compaction + the index's update). Until then queries scan them unindexed.
+    # A write runs optimize() (compaction + the full-text index's incremental update) once the
+    # rows the index has not taken in reach fts_reindex_rows, or fts_reindex_fraction of the
+    # rows it has (a small table: cheap to optimize, and its queries need not scan). Until
+    # then keyword queries scan those rows unindexed (docs/stores.md, D31).
     fts_reindex_rows: int = 10_000
+    fts_reindex_fraction: float = 0.1
 
     search_modes: ClassVar[tuple[str, ...]] = ("hybrid", "vector", "keyword")
 
@@ -368,15 +374,30 @@ class LanceDBStore(VectorStore):
         return found
 
     def replace_documents(self, model_id, dimension, documents, held=None):
-        import pyarrow as pa
-
         rows = [r for rs in documents.values() for r in rs]
         check_rows(rows, dimension)
         if not documents:
             return 0
         table = self._table(model_id, dimension, create=True)
         fts = self._fts_index(table)  # kept from the table's first write on
-        data = pa.Table.from_pylist(
+        data = self._arrow(rows, dimension)
+        ids = ", ".join(sql_quote(d) for d in documents)
+        # One commit: upsert the documents' chunks and drop their rows that are no longer chunks.
+        (
+            table.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(f"document_id IN ({ids})")
+            .execute(data)
+        )
+        self._upkeep(table, fts)
+        return len(rows)
+
+    def _arrow(self, rows: Sequence[VectorRow], dimension: int):
+        """Rows as the table holds them (metadata as JSON text with sorted keys)."""
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(
             [
                 {
                     "id": r.chunk_id,
@@ -398,23 +419,21 @@ class LanceDBStore(VectorStore):
             ],
             schema=self._schema(dimension),
         )
-        ids = ", ".join(sql_quote(d) for d in documents)
-        # One commit: upsert the documents' chunks and drop their rows that are no longer chunks.
-        (
-            table.merge_insert("id")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(f"document_id IN ({ids})")
-            .execute(data)
-        )
-        # New rows are searched by keyword before the index takes them in (unindexed rows are
-        # scanned, ~5 ms per 1,000 here); optimize() folds them into the index incrementally,
-        # with the compaction, once enough have piled up (docs/stores.md, D31).
+
+    def _upkeep(self, table, fts) -> None:
+        """After a write: optimize() (compaction, and the full-text index's incremental update)
+        every `compact_every` versions, or once the rows the index has not taken in reach the
+        bound. Until then keyword queries scan those rows, so nothing written is missed; a
+        failed optimize (a concurrent writer's commit came first) leaves the write as it is
+        and the next write tries again (docs/stores.md, D31)."""
         stats = table.index_stats(fts.name)
-        unindexed = (stats.num_unindexed_rows or 0) if stats is not None else 0
-        if (self.compact_every and table.version % self.compact_every == 0) or unindexed >= self.fts_reindex_rows:
-            table.optimize()
-        return len(rows)
+        indexed, unindexed = (stats.num_indexed_rows or 0, stats.num_unindexed_rows or 0) if stats else (0, 0)
+        bound = min(self.fts_reindex_rows, max(1, self.fts_reindex_fraction * indexed))
+        if (self.compact_every and table.version % self.compact_every == 0) or unindexed >= bound:
+            try:
+                table.optimize()
+            except (RuntimeError, OSError) as e:
+                log.warning("%s: optimize() after the write failed; the next write tries again: %s", table.name, e)
 
     def delete_documents(self, model_id, dimension, document_ids):
         table = self._table(model_id, dimension)
