@@ -267,7 +267,7 @@ class LanceDBStore(VectorStore):
     compact_every: int = 50  # table versions between compactions
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Importing lancedb costs ~1-2 s of CPU (the pydantic models of lance_namespace). A run
+        # Importing lancedb costs ~2.5 s of CPU here (the pydantic models of lance_namespace). A run
         # that writes the index imports it while its first steps read, chunk and embed, which
         # mostly wait on other processes (the reader, the embedding service) (docs/decisions.md D33).
         import_meanwhile("lancedb")
