@@ -1,7 +1,8 @@
 """Sensor benchmark: how long the sensors' ticks take at scale, and how long a document
 takes from upload to queryable through a real `dagster-daemon`.
 
-    python benchmarks/sensors.py [--quick] [--json] [--s3-objects N]
+    python benchmarks/sensors.py [--quick] [--json] [--s3-objects N] [--parts events,listing,e2e,idle]
+                                 [--sensors listing_sensor,s3_event_sensor] [--documents 3] [--warm-only]
 
 1. s3_event_sensor: 1,000 and 10,000 S3 notifications pending in SQS (real ones: put_object
    into a moto bucket whose notifications go to a queue). The first tick, then ticks until
@@ -15,6 +16,8 @@ takes from upload to queryable through a real `dagster-daemon`.
    every 0.1 s until it returns the document. One warm-up document, then the median of 3
    (--documents), each uploaded after a random pause (the daemon's loop at any phase), split
    into the wait for the sensor's tick, the tick, the run's start and the run.
+4. Idle (--parts idle): the same daemon following an empty source for a minute: its ticks
+   and the CPU it and its code server use with nothing to do.
 
 In 1 and 2 a sensor is evaluated like the daemon does it, with dg.build_sensor_context on a
 real DagsterInstance (as rag_assets_tests/test_sensors.py's Harness): the partitions it asks
@@ -566,6 +569,82 @@ def print_e2e(results: list[dict]) -> None:
     table(title, headers, rows, notes)
 
 
+# --- 4. What the daemon costs with nothing to do ------------------------------------------
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system, with their reaped children's) of the live processes of a
+    process group: the daemon, its code server, whatever they started."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += sum(int(f) for f in fields[11:15]) / tick
+    return total
+
+
+def bench_idle(mode: str, root: Path, moto: Moto, seconds: float) -> dict:
+    """A daemon following an empty source (a folder, or a bucket through SQS) for `seconds`,
+    after a warm-up: its ticks (how many, how long) and the CPU it and its code server used."""
+    import dagster as dg
+
+    from rag_assets_tests.live import stop_group
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "AWS_", "DAGSTER_"))}
+    env.update(DAGSTER_HOME=str(new_home(root / "dagster_home")), RAG_WORK_DIR=str(root / "rag"),
+               RAG_INDEX_URI=str(root / "rag" / "index"), HF_HUB_OFFLINE="1")  # fmt: skip
+    if mode == "listing_sensor":
+        (root / "inbox" / "acme").mkdir(parents=True)
+        env["RAG_SOURCE_URI"] = str(root / "inbox")
+    else:
+        bucket, queue = moto.bucket(notify=True)
+        env.update(moto.env, RAG_SOURCE_URI=f"s3://{bucket}/acme/", RAG_SQS_QUEUE_URL=queue)
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    with open(root / "daemon.log", "wb") as daemon_log:
+        daemon = subprocess.Popen(
+            [str(DAEMON), "run", "-m", "rag_assets.definitions"],
+            cwd=REPO, env=env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not any(s.instigator_name == mode for s in instance.all_instigator_state()):
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                raise RuntimeError(f"no tick of {mode}: {(root / 'daemon.log').read_text(errors='replace')[-2000:]}")
+            time.sleep(1)
+        time.sleep(20)  # the code server loaded, the first ticks behind
+        start, cpu = time.time(), group_cpu_seconds(daemon.pid)
+        time.sleep(seconds)
+        cpu, end = group_cpu_seconds(daemon.pid) - cpu, time.time()
+        ticks = {}
+        for state in instance.all_instigator_state():
+            for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, after=start, before=end):
+                if t.end_timestamp:
+                    ticks.setdefault(state.instigator_name, []).append(t.end_timestamp - t.timestamp)
+    finally:
+        stop_group(daemon, grace=15)
+        instance.dispose()
+    log(f"idle {mode}: {cpu:.1f} CPU s in {end - start:.0f} s, ticks {({k: len(v) for k, v in ticks.items()})}")
+    return {"sensor": mode, "seconds": end - start, "cpu_s": cpu, "ticks": ticks}
+
+
+def print_idle(results: list[dict]) -> None:
+    rows = []
+    for r in results:
+        for name, durations in sorted(r["ticks"].items()):
+            per_minute = 60 * len(durations) / r["seconds"]
+            rows.append([r["sensor"], name, f"{per_minute:.0f}", statistics.median(durations), max(durations), 60 * r["cpu_s"] / r["seconds"]])
+    notes = [
+        "  An empty source: every tick asks for nothing. tick s: the tick's start to its end in the daemon (the",
+        "  evaluation in the code server and the tick's records). CPU s a minute: the daemon, its code server and",
+        "  whatever they started, all sensors and daemons together (the last column repeats per sensor).",
+    ]
+    headers = ["source followed", "sensor", "ticks a minute", "median tick s", "max tick s", "CPU s a minute"]
+    table("4. The daemon with nothing to do: idle ticks and what they cost", headers, rows, notes)
+
+
 def bench_listings(moto: Moto, root: Path, local_files: int, s3_objects: int) -> list[dict]:
     """Both listing benchmarks: a local folder of `local_files`, a moto bucket of `s3_objects`."""
     inbox = root / "listing-local" / "inbox"
@@ -587,7 +666,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--s3-objects", type=int, metavar="N", help="objects listed in S3 (100,000; quick: 20,000)")
-    parser.add_argument("--parts", default="events,listing,e2e", help="which parts to run (default: all three)")
+    parser.add_argument("--parts", default="events,listing,e2e", help="which parts to run: events, listing, e2e, idle (default: the first three)")
     parser.add_argument("--documents", type=int, default=3, help="end to end: documents measured after the warm-up")
     parser.add_argument("--warm-only", action="store_true", help="end to end: only with the warm model (as make dev)")
     parser.add_argument("--sensors", default="listing_sensor,s3_event_sensor", help="end to end: which sensors follow the uploads")
@@ -617,6 +696,9 @@ def main() -> int:
         if "listing" in parts:
             results["listing"] = bench_listings(moto, root, local_files, s3_objects)
             print_listing(results["listing"])
+        if "idle" in parts:
+            results["idle"] = [bench_idle(mode, root / f"idle-{mode}", moto, 60) for mode in args.sensors.split(",")]
+            print_idle(results["idle"])
         if "e2e" in parts:
             results["e2e"] = [
                 bench_e2e(mode, root / f"{mode}{'-warm' if warm else ''}", moto, args.documents, warm)

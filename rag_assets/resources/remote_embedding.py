@@ -65,8 +65,8 @@ def merge_results(stats: EmbedStats, batches: Sequence[range], results: Sequence
 
 @functools.cache
 def _work_message_reader_class() -> type:
-    # dagster_aws is imported only by a step that sends its texts away: importing it costs every
-    # process that loads the code location (each run the daemon launches) ~1 s (D33).
+    # dagster_aws is imported only by a step that sends its texts away, not by every process
+    # that loads the code location (each run the daemon launches; docs/decisions.md D33).
     from dagster_aws.pipes import PipesS3MessageReader
 
     class WorkMessageReader(PipesS3MessageReader):

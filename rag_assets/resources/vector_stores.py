@@ -7,9 +7,12 @@ contract is checked for all three by `rag_assets_tests/test_vector_store_contrac
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import re
+import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -295,6 +298,20 @@ def fts_config():
     )  # fmt: skip
 
 
+def import_meanwhile(module: str) -> None:
+    """Import `module` in a thread of its own, unless it is imported already: whoever imports
+    it later waits for that import instead of making it (Python's import locks)."""
+
+    def load() -> None:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the import where it is used says what is wrong
+            pass
+
+    if module not in sys.modules:
+        threading.Thread(target=load, name=f"import {module}", daemon=True).start()
+
+
 class LanceDBStore(VectorStore):
     """LanceDB at a local path or URI (`./.rag/index`, `s3://bucket/index`), with a full-text
     (BM25) index on the chunk text beside the vectors."""
@@ -309,6 +326,12 @@ class LanceDBStore(VectorStore):
     fts_reindex_fraction: float = 0.1
 
     search_modes: ClassVar[tuple[str, ...]] = ("hybrid", "vector", "keyword")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Importing lancedb costs ~2.5 s of CPU here (the pydantic models of lance_namespace). A run
+        # that writes the index imports it while its first steps read, chunk and embed, which
+        # mostly wait on other processes (the reader, the embedding service) (docs/decisions.md D33).
+        import_meanwhile("lancedb")
 
     def _db(self):
         import lancedb
