@@ -16,6 +16,7 @@ import pytest
 from rag_assets.definitions import build_definitions, build_resources
 from rag_assets.ingest import discover, ingest
 from rag_assets.resources.object_store import ObjectStore
+from rag_assets.search import DEFAULT_MODE
 from rag_assets.settings import Settings
 from rag_assets_tests.test_cli import CLI, run_cli
 
@@ -208,7 +209,7 @@ def test_the_golden_set_of_each_tenant_written_is_checked_and_a_drop_warns(rag_e
     # The first evaluation: acme's documents were written, and globex's golden set is not asked.
     evaluation, meta = run_ingest(root, instance)
     assert evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN and not evaluation.blocking
-    assert meta["tenants"] == ["acme"] and meta["mode"] == "vector" and "globex/mrr" not in meta
+    assert meta["tenants"] == ["acme"] and meta["mode"] == DEFAULT_MODE and "globex/mrr" not in meta
     assert (meta["acme/recall@5"], meta["acme/mrr"], meta["acme/ndcg@10"], meta["acme/queries"]) == (1.0, 1.0, 1.0, 2)
     assert meta["previous"] == {"acme": None} and meta["regressions"] == []
     assert meta["skipped_files"] == ["not a tenant.jsonl"]
