@@ -202,7 +202,9 @@ def test_bad_input_fails_its_own_partition_and_leaves_the_rest(rag_env, instance
     rows_after = index_rows(rag_env)
     assert {r["id"] for r in rows_before} < {r["id"] for r in rows_after}
     assert {r["document_key"] for r in rows_after} == {*first.ingested, "acme/late.md"}
-    assert table_version(rag_env) == version + 1  # only the good new document was written
+    # Only the good new document was written: one write, then the keyword index's optimize()
+    # (its unindexed rows are more than a tenth of this small table's indexed ones: D31).
+    assert table_version(rag_env) == version + 2
 
     # In Dagster: one run per batch of 4, none again without the bad ones. Each run writes what
     # it can read, records each bad document in its partition's record with the reason, then
