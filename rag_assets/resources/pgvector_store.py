@@ -449,20 +449,7 @@ class PgVectorStore(VectorStore):
                 # filtering ef_search candidates (which returns too few for a small tenant).
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             found = conn.execute(sql, params).fetchall()
-        hits = (
-            Hit(
-                key=key,
-                tenant=row_tenant,
-                page=page,
-                score=float(1.0 - distance),
-                text=text,
-                document_id=document_id,
-                chunk_id=chunk_id,
-                metadata=metadata,
-            )
-            for chunk_id, key, row_tenant, page, text, document_id, metadata, distance in found
-        )
-        return admitted(hits, tenant, where)
+        return admitted(_hits(found, lambda distance: 1.0 - distance), tenant, where)
 
     @staticmethod
     def keyword_sql(table: str, where: bool = False) -> str:
@@ -537,20 +524,25 @@ class PgVectorStore(VectorStore):
             # a NOTICE: not a message for whoever searched.
             conn.execute("SET LOCAL client_min_messages = warning")
             found = conn.execute(self.keyword_sql(table, bool(where)), params).fetchall()
-        hits = (
-            Hit(
-                key=key,
-                tenant=row_tenant,
-                page=page,
-                score=float(score),
-                text=content,
-                document_id=document_id,
-                chunk_id=chunk_id,
-                metadata=metadata,
-            )
-            for chunk_id, key, row_tenant, page, content, document_id, metadata, score in found
+        return admitted(_hits(found, float), tenant, where)
+
+
+def _hits(found, score):
+    """Hits of the rows of `query_sql` or `keyword_sql` (their last column, through `score`, is
+    the hit's score)."""
+    return (
+        Hit(
+            key=key,
+            tenant=row_tenant,
+            page=page,
+            score=float(score(last)),
+            text=content,
+            document_id=document_id,
+            chunk_id=chunk_id,
+            metadata=metadata,
         )
-        return admitted(hits, tenant, where)
+        for chunk_id, key, row_tenant, page, content, document_id, metadata, last in found
+    )
 
 
 def _jsonb(value):
