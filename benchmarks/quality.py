@@ -9,8 +9,11 @@ ships with what `make install-test` installs and three kinds of labelled query e
 A configuration is `[COUNT:]MAX/OVERLAP`. COUNT says how chunks are cut and sized:
 `pieces` (the default, the pipeline's: `sentence_spans` cut at paragraph and sentence ends,
 sized in estimated word pieces), `model` (the same cuts sized by the packaged model's own
-tokenizer), `regex` (the same cuts sized in regex tokens), or `windows` (the cut before
-docs/decisions.md D30: `split_spans`' overlapping windows of regex tokens).
+tokenizer), `regex` (the same cuts sized in regex tokens), `windows` (the cut before
+docs/decisions.md D30: `split_spans`' overlapping windows of regex tokens), or `langchain`
+(what the anchor's LangChain script does, benchmarks/langchain_anchor.py: each page as pypdf
+extracts it, headers and footers kept, cut by a copy of LangChain's
+RecursiveCharacterTextSplitter with MAX characters and OVERLAP of overlap).
 
 Each document is written as a PDF with a running header and a "Page N of M" footer (the
 anchor's `write_text_pdf`) and read by `parse_document`, as the pipeline reads PDFs; with
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -50,7 +54,7 @@ from rag_assets.resources.embedders import embedder_from_spec  # noqa: E402
 from rag_assets.settings import Settings  # noqa: E402
 
 DEFAULT_CONFIGS = "windows:160/32,160/0,224/0,224/32,model:254/0"
-COUNTS = ("pieces", "model", "regex", "windows")
+COUNTS = ("pieces", "model", "regex", "windows", "langchain")
 
 
 def parse_config(spec: str) -> tuple[str, int, int]:
@@ -73,29 +77,89 @@ def model_tokenizer():
 
 
 def splitter(count: str, max_tokens: int, overlap: int, tokenizer):
+    """A function of a unit's text to its chunks' texts."""
+    if count == "langchain":
+        return lambda text: recursive_character_split(text, max_tokens, overlap)
     if count == "windows":
-        return lambda text: split_spans(text, max_tokens, overlap)
-    if count == "model":
+        spans = lambda text: split_spans(text, max_tokens, overlap)  # noqa: E731
+    elif count == "model":
         pieces = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-        return lambda text: sentence_spans(text, max_tokens, overlap, pieces)
-    measure = count_tokens if count == "regex" else estimate_word_pieces
-    return lambda text: sentence_spans(text, max_tokens, overlap, measure)
+        spans = lambda text: sentence_spans(text, max_tokens, overlap, pieces)  # noqa: E731
+    else:
+        measure = count_tokens if count == "regex" else estimate_word_pieces
+        spans = lambda text: sentence_spans(text, max_tokens, overlap, measure)  # noqa: E731
+    return lambda text: [text[start:end] for start, end, _ in spans(text)]
 
 
-def read_corpus(corpus: corpora.Corpus, form: str, workdir: Path) -> tuple[dict[str, list[Unit]], int]:
-    """Each document's units as the pipeline reads them, and the pages written."""
+def recursive_character_split(text: str, size: int, overlap: int, separators=("\n\n", "\n", " ", "")) -> list[str]:
+    """LangChain's RecursiveCharacterTextSplitter(chunk_size=size, chunk_overlap=overlap) with
+    its defaults (separators kept at the start of the next piece, whitespace stripped), copied
+    from langchain-text-splitters 1.1 so that the comparison needs no LangChain here."""
+    separator, rest = separators[-1], ()
+    for i, candidate in enumerate(separators):
+        if candidate == "":
+            separator = ""
+            break
+        if candidate in text:
+            separator, rest = candidate, separators[i + 1 :]
+            break
+    if separator:
+        parts = re.split(f"({re.escape(separator)})", text)
+        splits = [parts[0]] + [parts[i] + parts[i + 1] for i in range(1, len(parts) - 1, 2)]
+        if len(parts) % 2 == 0:
+            splits.append(parts[-1])
+    else:
+        splits = list(text)
+    splits = [s for s in splits if s]
+    chunks, good = [], []
+    for piece in splits:
+        if len(piece) < size:
+            good.append(piece)
+            continue
+        if good:
+            chunks += _merge(good, size, overlap)
+            good = []
+        chunks += recursive_character_split(piece, size, overlap, rest) if rest else [piece]
+    if good:
+        chunks += _merge(good, size, overlap)
+    return chunks
+
+
+def _merge(splits: list[str], size: int, overlap: int) -> list[str]:
+    """LangChain's TextSplitter._merge_splits with an empty separator (the kept separators)."""
+    docs, current, total = [], [], 0
+    for piece in splits:
+        if total + len(piece) > size and current:
+            if joined := "".join(current).strip():
+                docs.append(joined)
+            while total > overlap or (total + len(piece) > size and total > 0):
+                total -= len(current[0])
+                current = current[1:]
+        current.append(piece)
+        total += len(piece)
+    if joined := "".join(current).strip():
+        docs.append(joined)
+    return docs
+
+
+def read_corpus(corpus: corpora.Corpus, form: str, workdir: Path) -> tuple[dict[str, list[Unit]], dict[str, list[Unit]], int]:
+    """Each document's units as the pipeline reads them, as the LangChain script reads them
+    (PyPDFLoader: a page's text as pypdf gives it), and the pages written."""
     from anchor import write_text_pdf
+    from pypdf import PdfReader
 
-    units, pages = {}, 0
+    units, raw, pages = {}, {}, 0
     for name, text in corpus.documents.items():
         if form == "text":
             units[name] = parse_document(f"{name}.txt", text.encode()).units
+            raw[name] = [Unit(text)]
             continue
         path = workdir / corpus.name / f"{name}.pdf"
         path.parent.mkdir(parents=True, exist_ok=True)
         pages += write_text_pdf(path, name, text, header=f"{corpus.description}: {name}", footer="Page {page} of {pages}")
         units[name] = parse_document(path.name, path.read_bytes()).units
-    return units, pages
+        raw[name] = [Unit(page.extract_text(), page=n) for n, page in enumerate(PdfReader(path).pages, start=1)]
+    return units, raw, pages
 
 
 def chunk_corpus(units: dict[str, list[Unit]], split) -> tuple[list[str], list[str]]:
@@ -103,8 +167,8 @@ def chunk_corpus(units: dict[str, list[Unit]], split) -> tuple[list[str], list[s
     texts, owners = [], []
     for name, doc_units in units.items():
         for unit in doc_units:
-            for start, end, _ in split(unit.text):
-                texts.append(unit.text[start:end])
+            for text in split(unit.text):
+                texts.append(text)
                 owners.append(name)
     return texts, owners
 
@@ -161,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     for corpus in tqdm(chosen, desc=f"writing and reading ({args.format})", file=sys.stderr):
         read[corpus.name] = read_corpus(corpus, args.format, workdir)
     for corpus in chosen:
-        units, pages = read[corpus.name]
+        _, _, pages = read[corpus.name]
         kinds = ", ".join(f"{len(corpus.of_kind(k))} {k}" for k in corpora.KINDS)
         print(
             f"corpus {corpus.name} ({corpora.fingerprint(corpus)}): {corpus.description}; {len(corpus.documents)} documents, "
@@ -174,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         split = splitter(count, max_tokens, overlap, tokenizer)
         for embedder in embedders:
             for corpus in chosen:
-                result = evaluate(embedder, corpus, read[corpus.name][0], split, queries[(embedder.model_id, corpus.name)], tokenizer)
+                units = read[corpus.name][1 if count == "langchain" else 0]
+                result = evaluate(embedder, corpus, units, split, queries[(embedder.model_id, corpus.name)], tokenizer)
                 config = f"{count}:{max_tokens}/{overlap}"
                 rows.append({"config": config, "embedder": embedder.model_id, "corpus": corpus.name, **result})
     if args.json:
