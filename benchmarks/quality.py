@@ -53,7 +53,7 @@ from rag_assets.lib.parsing import Unit, parse_document  # noqa: E402
 from rag_assets.resources.embedders import embedder_from_spec  # noqa: E402
 from rag_assets.settings import Settings  # noqa: E402
 
-DEFAULT_CONFIGS = "windows:160/32,160/0,224/0,224/32,model:254/0"
+DEFAULT_CONFIGS = "windows:160/32,224/0,model:254/0,langchain:1000/150"
 COUNTS = ("pieces", "model", "regex", "windows", "langchain")
 
 
