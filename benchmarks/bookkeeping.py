@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("dagster").setLevel(logging.ERROR)
 
     import dagster as dg
-    import pydoc_corpus
+    import corpora
     from ingest import write_dagster_home
     from tqdm import tqdm
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus = workdir / "corpus" / "acme"
     corpus.mkdir(parents=True, exist_ok=True)
-    for name, text in list(pydoc_corpus.documents().items())[: args.docs]:
+    for name, text in list(corpora.pydoc_documents().items())[: args.docs]:
         (corpus / f"{name}.txt").write_text(text[:600])
     base = Settings.from_env()
     embedder_from_spec(base.embedder, base).embed(["load the model before any timer"])

@@ -120,7 +120,7 @@ def floor(root: Path) -> dict[str, float]:
     embedded (model loaded) and written; and its rows deleted. Median of 5."""
     from rag_assets.assets.documents import load_document
     from rag_assets.assets.pipeline import DocumentEmbeddings, document_rows
-    from rag_assets.lib.chunking import chunk_units
+    from rag_assets.lib.chunking import CHUNK_OVERLAP, CHUNK_TOKENS, chunk_units
     from rag_assets.lib.identity import pipeline_fingerprint
     from rag_assets.lib.keys import DocRef
     from rag_assets.parse_sandbox import ParseSandbox
@@ -130,7 +130,7 @@ def floor(root: Path) -> dict[str, float]:
 
     embedder, store, objects = LocalEmbedder(), LanceDBStore(uri=str(root / "floor-index")), ObjectStore()
     embedder.embed(["warm up"])
-    pipeline = pipeline_fingerprint(160, 32, "formatted_text")
+    pipeline = pipeline_fingerprint(CHUNK_TOKENS, CHUNK_OVERLAP, "formatted_text")
     (root / "floor" / "acme").mkdir(parents=True)
     write, delete = [], []
     for n in range(6):

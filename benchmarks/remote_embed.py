@@ -40,7 +40,7 @@ def log(message: str) -> None:
 
 def passages(count: int, words: int = 120, stride: int = 40) -> list[str]:
     """Distinct windows of `words` words, `stride` apart (a chunk's length)."""
-    from pydoc_corpus import documents
+    from corpora import pydoc_documents as documents
 
     out = []
     for text in documents().values():

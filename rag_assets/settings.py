@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag_assets.lib.chunking import CHUNK_OVERLAP, CHUNK_TOKENS
+
 # The settings of a local Dagster instance (pools, run queue, run monitoring): copied into
 # DAGSTER_HOME by the Makefile, the command line and the tests.
 INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
@@ -42,8 +44,8 @@ class Settings:
     image_analyzer: str = "offline"  # offline (OCR + EXIF) or openai:MODEL (a vision model)
     analyses_uri: str | None = None  # image analyses: a SQLite file or postgresql://... (default: see analyses_location)
     batch_size: int = 50
-    chunk_tokens: int = 160
-    chunk_overlap: int = 32
+    chunk_tokens: int = CHUNK_TOKENS  # lib/chunking: the one place the defaults are written
+    chunk_overlap: int = CHUNK_OVERLAP
     reconcile_seconds: float = 3600.0  # with an event queue: how often a full pass compares source and index
     purge_guard_fraction: float = 0.5  # more of a source's documents gone at once is held until confirmed (1: no guard)
     purge_guard_min_documents: int = 10  # ...once the index holds this many under the source

@@ -62,6 +62,38 @@ def test_pdf_pages_keep_their_text_and_numbers():
     assert [(u.page, u.text) for u in parsed.units] == [(1, "First page text."), (3, "Third page, at last.")]
 
 
+def paged_pdf(bodies: list[str], footer_first: bool = False) -> bytes:
+    """A PDF whose pages have a running header and a "Page N of M" footer around their text
+    (the footer first in the content stream when `footer_first`, as some writers do)."""
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, invariant=1, pageCompression=0)
+    for n, body in enumerate(bodies, start=1):
+        footer = lambda: c.drawString(280, 40, f"Page {n} of {len(bodies)}")  # noqa: E731
+        if footer_first:
+            footer()
+        c.drawString(72, 800, "ACME Corp - Employee Handbook")
+        for i, line in enumerate(body.split("\n")):
+            c.drawString(72, 720 - 14 * i, line)
+        if not footer_first:
+            footer()
+        c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("footer_first", [False, True])
+def test_pdf_running_headers_and_page_numbers_are_dropped(footer_first):
+    bodies = ["Vacation days: 25 a year.\nAsk your manager.", "Travel is refunded.", "Parking closes at ten.", "Sign in at the desk."]
+    parsed = parse_document("handbook.pdf", paged_pdf(bodies, footer_first))
+    assert [u.text for u in parsed.units] == bodies
+    assert [u.page for u in parsed.units] == [1, 2, 3, 4]
+
+
+def test_pdf_of_two_pages_keeps_its_header():
+    parsed = parse_document("memo.pdf", paged_pdf(["First.", "Second."]))
+    assert all(u.text.startswith("ACME Corp") for u in parsed.units)
+
+
 def test_pdf_suffix_is_case_insensitive():
     assert parse_document("REPORT.PDF", make_pdf(["Upper case."])).units[0].text == "Upper case."
 

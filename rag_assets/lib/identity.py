@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 
+from rag_assets.lib.chunking import CHUNKER_VERSION
+
 # Bump when parsing changes what text a document gives: every document is then re-read.
-PARSER_VERSION = "2"  # 2: text files in any encoding charset-normalizer detects
+# 2: text files in any encoding charset-normalizer detects; 3: PDF pages and slides without
+# their running headers, footers and page numbers (docs/decisions.md D30).
+PARSER_VERSION = "3"
 
 
 def _digest(*parts: object) -> str:
@@ -15,7 +19,7 @@ def _digest(*parts: object) -> str:
 
 def pipeline_fingerprint(chunk_tokens: int, chunk_overlap: int, csv_text_column: str) -> str:
     """How text is read and cut: a change re-makes every document's chunks."""
-    return _digest("pipeline", PARSER_VERSION, chunk_tokens, chunk_overlap, csv_text_column)
+    return _digest("pipeline", PARSER_VERSION, CHUNKER_VERSION, chunk_tokens, chunk_overlap, csv_text_column)
 
 
 # Bump when where or how an image's thumbnail is written changes: every image is read again

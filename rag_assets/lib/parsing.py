@@ -10,9 +10,11 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import BinaryIO
+
+from rag_assets.lib.pages import drop_running_lines
 
 PDF_TYPES = {".pdf"}
 TEXT_TYPES = {".txt", ".md", ".markdown"}
@@ -206,7 +208,7 @@ def parse_pdf(
     if blank:
         scanned = ocr_pdf_pages(name, data, blank)
         units = [Unit(text=scanned[u.page], page=u.page, metadata={"ocr": True}) if u.page in scanned else u for u in units]
-    units = [u for u in units if u.text]
+    units = [u for u in without_running_lines(units) if u.text]
     if not units:
         raise BadDocument(name, f"PDF has no text in {len(reader.pages)} page(s), not even by OCR")
     return ParsedDocument(kind="pdf", units=units, pages=len(reader.pages), warnings=handler.count)
@@ -249,6 +251,13 @@ def ocr_pdf_pages(name: str, data: bytes, numbers: Sequence[int]) -> dict[int, s
         return out
     finally:
         pdf.close()
+
+
+def without_running_lines(units: list[Unit]) -> list[Unit]:
+    """Pages without the headers, footers and page numbers that repeat on most of them
+    (lib/pages.drop_running_lines)."""
+    texts = drop_running_lines([u.text for u in units])
+    return [u if u.text == text else replace(u, text=text) for u, text in zip(units, texts, strict=True)]
 
 
 def sanitize_page(text: str) -> str:
@@ -521,6 +530,7 @@ def parse_pptx(name: str, data: bytes) -> ParsedDocument:
         text = sanitize_page("\n".join(p for p in parts if p.strip()))
         if text:
             units.append(Unit(text=text, page=number))
+    units = [u for u in without_running_lines(units) if u.text]
     if not units:
         raise BadDocument(name, "PowerPoint file has no text on any slide")
     return ParsedDocument(kind="pptx", units=units, pages=len(presentation.slides))

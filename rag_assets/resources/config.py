@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from rag_assets.lib.chunking import CHUNK_OVERLAP, CHUNK_TOKENS
 from rag_assets.lib.identity import image_pipeline, pipeline_fingerprint
 from rag_assets.lib.images import DEFAULT_MAX_IMAGE_PIXELS, analyzer_identity, is_image
 from rag_assets.lib.reconcile import Backoff, PurgeGuard
@@ -11,8 +12,8 @@ class RagConfig(dg.ConfigurableResource):
     """How documents are read and cut (see Settings for the environment variables)."""
 
     csv_text_column: str = "formatted_text"
-    chunk_tokens: int = 160
-    chunk_overlap: int = 32
+    chunk_tokens: int = CHUNK_TOKENS  # lib/chunking: the one place the defaults are written
+    chunk_overlap: int = CHUNK_OVERLAP
     max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much; more is refused
     max_ocr_pages: int = 100  # pages without a text layer OCRed per PDF; more is refused
     max_pdf_pages: int = 2_000  # a PDF with more pages is refused
