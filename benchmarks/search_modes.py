@@ -3,10 +3,9 @@ corpora, through the stores the pipeline writes: what DEFAULT_MODE is chosen by 
 
     python benchmarks/search_modes.py [--stores lancedb,pgvector] [--corpora pydoc,...] [--k 20] [--json]
 
-The corpora: those of benchmarks/corpora.py where it exists (lexical, keyword and natural
-queries over pydoc, stdlib and dagster documents), else benchmarks/pydoc_corpus.py (natural
-questions over the Python Language Reference). Each corpus is chunked as the pipeline chunks
-a text file (RAG_CHUNK_TOKENS/RAG_CHUNK_OVERLAP, default 160/32), embedded with RAG_EMBEDDER
+The corpora: those of benchmarks/corpora.py (lexical, keyword and natural queries over pydoc,
+stdlib and dagster documents). Each corpus is chunked as the pipeline chunks a text file
+(RAG_CHUNK_TOKENS/RAG_CHUNK_OVERLAP, the defaults unless set), embedded with RAG_EMBEDDER
 (default the local all-MiniLM-L6-v2; vectors kept in benchmarks/out/ for the next run), and written through `replace_documents` (50 documents
 a call, one tenant, beside a second tenant holding the same chunks, whose rows must never come
 back) into a fresh LanceDB table and a fresh pgvector table (a throwaway PostgreSQL 15,
@@ -59,13 +58,8 @@ DOCS_PER_CALL = 50
 def load_corpora(names: list[str] | None):
     """[(corpus name, documents, [(query, relevant documents, kind)])], and the module whose
     distinct_documents / recall_at / ndcg_at score them."""
-    try:
-        import corpora
-    except ImportError:
-        import pydoc_corpus
+    import corpora
 
-        queries = [(q, rel, "natural") for q, rel in pydoc_corpus.QUERIES]
-        return [("pydoc", pydoc_corpus.documents(), queries)], pydoc_corpus
     out = []
     for name in names or corpora.CORPORA:
         c = corpora.corpus(name)
