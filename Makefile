@@ -113,8 +113,7 @@ bench-runtime: install-test
 
 # rag_assets beside the LangChain Indexing API script (in its own venv, made on first use).
 bench-anchor: install-test
-	$(BIN)/python benchmarks/anchor.py --embedder local:all-MiniLM-L6-v2
-	$(BIN)/python benchmarks/anchor.py --embedder local:all-MiniLM-L6-v2+int8
+	$(BIN)/python benchmarks/anchor.py
 
 clean:
 	rm -rf .dagster .rag

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--queries", type=Path, help="a JSON list of query texts: their ranked sources are printed")
+    parser.add_argument("--queries", type=Path, help="a JSON list of query texts: their ranked sources (paths under --corpus) are printed")
     parser.add_argument("--depth", type=int, default=50)
     args = parser.parse_args()
 
@@ -70,7 +70,7 @@ def main() -> None:
         ranked = []
         for query in json.loads(args.queries.read_text()):
             hits = store.similarity_search(query, k=args.depth)
-            ranked.append([Path(h.metadata["source"]).stem for h in hits])
+            ranked.append([Path(h.metadata["source"]).relative_to(args.corpus).as_posix() for h in hits])
         out["ranked"] = ranked
     json.dump(out, sys.stdout)
 
