@@ -475,7 +475,7 @@ def watch_line(message: dict) -> str:
     return printable(f"{at} {message.get('type', '?')!s:<9} {message.get('document_key', '?')}{extra}")
 
 
-WATCH_REFUSED, WATCH_USAGE, WATCH_UNREACHABLE = 1, 2, 3  # `watch` exit codes (README, Progress notifications)
+WATCH_REFUSED, WATCH_USAGE, WATCH_UNREACHABLE = 1, 2, 3  # `watch` exit codes (docs/notifications.md)
 
 
 class _Refused(Exception):

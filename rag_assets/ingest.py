@@ -31,7 +31,7 @@ PROCESS_TAG = "rag/process"  # host:pid of the command line process that runs a 
 
 @dataclass
 class IngestReport:
-    """The `--json` shape of `rag-assets ingest` (README, Using it), plus the runs it made."""
+    """The `--json` shape of `rag-assets ingest` (docs/commands.md, ingest), plus the runs it made."""
 
     ingested: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)

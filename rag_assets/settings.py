@@ -1,4 +1,4 @@
-"""The configuration contract (README, Configuration), read from the environment in this one place."""
+"""The configuration contract (docs/configuration.md), read from the environment in this one place."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Settings:
     embedder: str = "local:all-MiniLM-L6-v2"
     tenant_from_key: str = "segment:0"
     # Beyond the contract's table: where intermediates and the embedding cache live, and knobs
-    # with sensible defaults. Each is documented in the README.
+    # with sensible defaults. Each is documented in docs/configuration.md.
     work_dir: str = "./.rag"
     work_uri: str | None = None  # intermediates: a folder or s3://bucket/prefix (default WORK_DIR/work)
     embedding_cache_uri: str | None = None  # a SQLite file or postgresql://... (default WORK_DIR/cache/embeddings.sqlite)

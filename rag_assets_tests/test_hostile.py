@@ -2,7 +2,7 @@
 hostile nesting and names, a sidecar that claims the project's fields, tenants that break the
 rule, a catchup date beside a folder document under the same key prefix. Each case shows the
 batch's other documents written and the offending one failed by name (docs/architecture.md,
-Tenancy; README, What is guaranteed)."""
+Tenancy; docs/guarantees.md, What is guaranteed)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
     ... RAG_NOTIFY=webhook:{receiver.url} ...
     receiver.messages, receiver.arrived     # what came, signed right, and when (time.time())
 
-It verifies as the README tells a receiver to (lib.notifications.verify_webhook): a request
+It verifies as docs/notifications.md tells a receiver to (lib.notifications.verify_webhook): a request
 whose `X-Rag-Signature` does not sign its body, or whose timestamp is more than `tolerance`
 seconds from the receiver's clock (a replay), is answered 401 and counted in `rejected` (why
 in `refusals`); what it accepts is kept with its headers in `requests`. `fail_next = n`
