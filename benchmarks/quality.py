@@ -4,7 +4,7 @@ ships with what `make install-test` installs and three kinds of labelled query e
 
     python benchmarks/quality.py [--configs windows:160/32,224/0,...] [--corpora pydoc,stdlib,dagster]
                                  [--format pdf|text] [--embedders local:all-MiniLM-L6-v2,...]
-                                 [--batch-size N] [--json]
+                                 [--modes vector,hybrid] [--batch-size N] [--json]
 
 A configuration is `[COUNT:]MAX/OVERLAP`. COUNT says how chunks are cut and sized:
 `pieces` (the default, the pipeline's: `sentence_spans` cut at paragraph and sentence ends,
@@ -19,7 +19,8 @@ Each document is written as a PDF with a running header and a "Page N of M" foot
 anchor's `write_text_pdf`) and read by `parse_document`, as the pipeline reads PDFs; with
 `--format text` as a text file. Each configuration chunks every corpus, embeds the chunks,
 ranks every chunk by cosine for each query (the exact search LanceDB does on a table without
-an ANN index) and scores recall@5 and nDCG@10 by document, per corpus and kind of query, on
+an ANN index; `--modes` adds `hybrid` or `keyword`: the chunks written into a LanceDB table
+on disk and ranked by rag_assets.search.search, as `rag-assets query` ranks them) and scores recall@5 and nDCG@10 by document, per corpus and kind of query, on
 the tuning queries and the held-out ones apart. It prints what each choice costs too: chunks,
 the model's tokens, chunks longer than the model's window (their tail is not in their
 vector), embedding seconds.
@@ -180,7 +181,30 @@ def rank(query_vectors: np.ndarray, chunk_vectors: np.ndarray, owners: list[str]
     return [[owners[i] for i in row] for row in top]
 
 
-def evaluate(embedder, corpus: corpora.Corpus, units, split, query_vectors: np.ndarray, tokenizer) -> dict:
+def rank_by_search(mode: str, texts: list[str], owners: list[str], vectors: np.ndarray, queries: list[str], query_vectors: np.ndarray, embedder, depth: int = 100) -> list[list[str]]:
+    """Each query's chunks' documents as rag_assets.search ranks them in `mode`, over the chunks
+    written into a fresh LanceDB table (its keyword index made as the pipeline's writes make it)."""
+    from rag_assets.lib.hashing import chunk_id
+    from rag_assets.resources.vector_stores import LanceDBStore, VectorRow
+    from rag_assets.search import search
+
+    store = LanceDBStore(uri=tempfile.mkdtemp(prefix="rag-quality-index-"))
+    docs: dict[str, list[VectorRow]] = {}
+    for text, owner, vector in zip(texts, owners, vectors, strict=True):
+        rows = docs.setdefault(owner, [])
+        rows.append(
+            VectorRow(
+                chunk_id=chunk_id(owner, len(rows), text), tenant="bench", document_id=owner, document_key=owner,
+                ordinal=len(rows), text=text, content_hash=owner, model=embedder.model_id, vector=vector,
+            )
+        )  # fmt: skip
+    store.replace_documents(embedder.model_id, embedder.dimension, docs)
+    found = search(store, embedder, "bench", queries, k=depth, mode=mode, vectors=query_vectors)
+    return [[hit.key for hit in hits] for hits in found]
+
+
+def evaluate(embedder, corpus: corpora.Corpus, units, split, query_vectors: np.ndarray, tokenizer, modes=("vector",)) -> dict[str, dict]:
+    """mode -> the configuration's cost and scores in that search mode."""
     texts, owners = chunk_corpus(units, split)
     started, cpu = time.perf_counter(), time.process_time()
     vectors = embedder.embed(texts)
@@ -190,16 +214,23 @@ def evaluate(embedder, corpus: corpora.Corpus, units, split, query_vectors: np.n
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]  # with [CLS] and [SEP], as the model reads them
     result["model_tokens"] = sum(lengths)
     result["over_window"] = sum(n > 256 for n in lengths)
-    ranked = rank(query_vectors, vectors, owners)
-    by_text = dict(zip((q.text + "\0" + q.kind for q in corpus.queries), ranked, strict=True))
-    for kind in corpora.KINDS:
-        for label, queries in zip(("tune", "held_out"), corpus.split(kind), strict=True):
-            if not queries:
-                continue
-            s = corpora.scores([by_text[q.text + "\0" + q.kind] for q in queries], [q.relevant for q in queries])
-            for metric, value in s.items():
-                result[f"{kind} {label} {metric}"] = round(value, 3)
-    return result
+    out = {}
+    for mode in modes:
+        if mode == "vector":
+            ranked = rank(query_vectors, vectors, owners)
+        else:
+            ranked = rank_by_search(mode, texts, owners, vectors, [q.text for q in corpus.queries], query_vectors, embedder)
+        by_text = dict(zip((q.text + "\0" + q.kind for q in corpus.queries), ranked, strict=True))
+        scored = dict(result)
+        for kind in corpora.KINDS:
+            for label, queries in zip(("tune", "held_out"), corpus.split(kind), strict=True):
+                if not queries:
+                    continue
+                s = corpora.scores([by_text[q.text + "\0" + q.kind] for q in queries], [q.relevant for q in queries])
+                for metric, value in s.items():
+                    scored[f"{kind} {label} {metric}"] = round(value, 3)
+        out[mode] = scored
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,11 +239,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpora", default=",".join(corpora.CORPORA), help="comma separated")
     parser.add_argument("--format", choices=("pdf", "text"), default="pdf", help="how documents are written and read")
     parser.add_argument("--embedders", default="local:all-MiniLM-L6-v2", help="RAG_EMBEDDER specs, comma separated")
+    parser.add_argument("--modes", default="vector", help="search modes, comma separated: vector (exact cosine), hybrid, keyword")
     parser.add_argument("--batch-size", type=int, default=None, help="the embedder's batch size (default: its own)")
     parser.add_argument("--workdir", type=Path, help="where the PDFs are written (default: a new temporary folder)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     configs = [parse_config(c) for c in args.configs.split(",")]
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     chosen = [corpora.corpus(name) for name in args.corpora.split(",")]
     embedders = [embedder_from_spec(spec, Settings.from_env()) for spec in args.embedders.split(",")]
     if args.batch_size:
@@ -239,9 +272,10 @@ def main(argv: list[str] | None = None) -> None:
         for embedder in embedders:
             for corpus in chosen:
                 units = read[corpus.name][1 if count == "langchain" else 0]
-                result = evaluate(embedder, corpus, units, split, queries[(embedder.model_id, corpus.name)], tokenizer)
-                config = f"{count}:{max_tokens}/{overlap}"
-                rows.append({"config": config, "embedder": embedder.model_id, "corpus": corpus.name, **result})
+                results = evaluate(embedder, corpus, units, split, queries[(embedder.model_id, corpus.name)], tokenizer, modes)
+                for mode, result in results.items():
+                    config = f"{count}:{max_tokens}/{overlap}" + (f" {mode}" if len(modes) > 1 else "")
+                    rows.append({"config": config, "embedder": embedder.model_id, "corpus": corpus.name, **result})
     if args.json:
         print(json.dumps(rows, indent=2))
         return
