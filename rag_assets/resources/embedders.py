@@ -355,18 +355,19 @@ class RateLimiter:
             waited += delay
 
 
-_LIMITERS: dict[tuple, RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
+_LIMITER_LOCK = threading.Lock()
 
 
 def process_limiter(model: str, requests_per_second: float, tokens_per_minute: float) -> RateLimiter:
     """One limiter per process and model: every embedder of it (every thread, every family)
     shares the provider's limits."""
-    with _LIMITERS_LOCK:
-        key = (model, requests_per_second, tokens_per_minute)
-        if key not in _LIMITERS:
-            _LIMITERS[key] = RateLimiter(requests_per_second, tokens_per_minute)
-        return _LIMITERS[key]
+    with _LIMITER_LOCK:  # functools.cache alone may build two for callers that race on the first call
+        return _limiter(model, requests_per_second, tokens_per_minute)
+
+
+@cache
+def _limiter(model: str, requests_per_second: float, tokens_per_minute: float) -> RateLimiter:
+    return RateLimiter(requests_per_second, tokens_per_minute)
 
 
 def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: float = 30.0, jitter=random.random) -> float:
