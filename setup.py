@@ -60,11 +60,13 @@ setup(
         # Progress notifications (RAG_NOTIFY=ws://...): the local hub and `rag-assets watch`; the
         # maintained asyncio/sync WebSocket library (dagster-webserver's uvicorn brings it too).
         "websockets>=13.0",
+        # Every retry the project makes itself (docs/decisions.md D35): the OpenAI embedder,
+        # Metabase, webhooks, a malformed vision answer, Pinecone's wait for fresh listings.
         "tenacity>=8.2",
         # Reading a document within a time and memory limit (rag_assets/parse_sandbox.py): a
         # process pool that kills a task past its timeout and starts a new worker, which
         # concurrent.futures cannot do.
-        "pebble>=5.0",  # Metabase client retries: backoff with jitter, Retry-After, a retry budget, in one policy
+        "pebble>=5.0",
     ],
     extras_require={
         "test": [

@@ -8,9 +8,11 @@ the Dagster webserver (`make dev`: http://127.0.0.1:3000; https and a path prefi
 - `status(url, id)`: where a backfill (or a single run) is, in one small dict;
 - `wait(url, id)`: polls `status` until the backfill is over.
 
-Everything goes through `dagster_graphql.DagsterGraphQLClient`'s transport (`gql` over
-requests): its public methods cover single runs only, so the backfill documents below are run
-through the same transport. When `RAG_DAGSTER_TOKEN` is set it is sent as
+The documents below are posted over one httpx client per `Connection` (`wait` polls on one,
+its connections kept alive). dagster-graphql's `DagsterGraphQLClient` is not used: its public
+methods submit a job, read a run's status, terminate runs and reload or shut down a code
+location, and none of these documents (backfills, runs with their tags and materializations,
+event logs, partition keys) is among them. When `RAG_DAGSTER_TOKEN` is set it is sent as
 `Authorization: Bearer <token>` (a webserver behind an authenticating proxy).
 """
 
@@ -18,12 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
+
+import httpx
 
 from rag_assets.lib.errors import FAILED_PARTITIONS, error_summary, first_line
 
@@ -236,83 +238,59 @@ def graphql_endpoint(url: str) -> str:
     parts = urlsplit(url.strip() if "://" in url else f"http://{url.strip()}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL of a Dagster webserver: {url!r}")
-    path = parts.path.rstrip("/")
-    if path.endswith("/graphql"):
-        path = path[: -len("/graphql")]
+    path = parts.path.rstrip("/").removesuffix("/graphql")
     return f"{parts.scheme}://{parts.netloc}{path}/graphql"
 
 
-@dataclass
 class Connection:
-    """One webserver: the dagster-graphql client (for its public methods: `get_run_status`,
-    `terminate_run`...) and the gql client on the same transport that runs the documents above."""
+    """One webserver's GraphQL API, with the bearer token and cookie of the environment if any
+    (`auth_headers`): one httpx client (its connections kept alive from one document to the
+    next), and what was read of runs that are over, which does not change: their failures and
+    their partition ranges, read once however often `wait` polls. Use it in a `with`."""
 
-    url: str  # as given, for messages
-    endpoint: str  # .../graphql
-    dagster: Any  # dagster_graphql.DagsterGraphQLClient
-    gql_client: Any  # gql.Client on the same transport
+    def __init__(self, url: str) -> None:
+        self.url = url  # as given, for messages
+        self.endpoint = graphql_endpoint(url)  # .../graphql
+        self._http = httpx.Client(headers=auth_headers(), timeout=60.0, follow_redirects=True)
+        self.failures: dict[tuple[str, str], tuple[str, int | None]] = {}  # (run id, status) -> (reason, documents named)
+        self.ranges: dict[str, list[str]] = {}  # run id -> the partition keys of its range
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
 
     def execute(self, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` of one GraphQL document; DagsterUnreachable or DagsterAPIError otherwise."""
-        import requests
-        from gql import gql
-        from gql.transport import exceptions as gql_errors
-
-        request = gql(document)
-        kwargs: dict[str, Any] = {}
-        if hasattr(request, "variable_values"):  # gql >= 4: the variables travel with the request
-            request.variable_values = variables
-        else:  # gql 3
-            kwargs["variable_values"] = variables
-        # gql 4 wraps connection errors in TransportConnectionFailed, gql 3 lets requests' through.
-        connection_failed = (requests.exceptions.RequestException,) + tuple(
-            filter(None, [getattr(gql_errors, "TransportConnectionFailed", None)])
-        )
         try:
-            return self.gql_client.execute(request, **kwargs)
-        except connection_failed as exc:
-            raise DagsterUnreachable(f"cannot reach the Dagster webserver at {self.url}: {_root_cause(exc)}") from exc
-        except gql_errors.TransportServerError as exc:
-            raise DagsterUnreachable(f"the Dagster webserver at {self.url} answered HTTP {exc.code}: {exc}") from exc
-        except gql_errors.TransportQueryError as exc:
-            errors = exc.errors or [{"message": str(exc)}]
-            raise DagsterAPIError("; ".join(str(e.get("message", e)) for e in errors)) from exc
-        except (gql_errors.TransportProtocolError, ValueError) as exc:  # not a GraphQL answer
-            raise DagsterUnreachable(f"no Dagster GraphQL API at {self.endpoint}: {first_line(str(exc))}") from exc
-
-
-def _root_cause(exc: BaseException) -> str:
-    seen = exc
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
-    text = str(seen) or type(seen).__name__
-    # urllib3 wraps the OS error in its own text: keep the part a person reads.
-    match = re.search(r"\[Errno -?\d+\] [^')\]]+", text)
-    return match.group(0) if match else text
-
-
-def connect(url: str, timeout: int = 60) -> Connection:
-    """A client of the webserver at `url`, with the bearer token and cookie of the environment if any."""
-    from dagster_graphql import DagsterGraphQLClient
-    from gql import Client
-    from gql.transport.requests import RequestsHTTPTransport
-
-    endpoint = graphql_endpoint(url)
-    transport = RequestsHTTPTransport(url=endpoint, use_json=True, timeout=timeout, headers=auth_headers(), retries=0)
-    parts = urlsplit(endpoint)
-    dagster = DagsterGraphQLClient(
-        parts.hostname or "",
-        port_number=parts.port,
-        use_https=parts.scheme == "https",
-        path_prefix=parts.path[: -len("/graphql")],
-        transport=transport,
-    )
-    return Connection(url=url, endpoint=endpoint, dagster=dagster, gql_client=Client(transport=transport))
+            response = self._http.post(self.endpoint, json={"query": document, "variables": variables or {}})
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise DagsterUnreachable(f"cannot reach the Dagster webserver at {self.url}: {reason}") from exc
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not answer.keys() & {"data", "errors"}:
+            if response.is_error:
+                raise DagsterUnreachable(
+                    f"the Dagster webserver at {self.url} answered HTTP {response.status_code} {response.reason_phrase}"
+                )
+            shown = first_line(response.text) or "an empty body"
+            raise DagsterUnreachable(f"no Dagster GraphQL API at {self.endpoint}: not a GraphQL answer: {shown}")
+        if answer.get("errors"):
+            raise DagsterAPIError("; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in answer["errors"]))
+        return answer["data"]
 
 
 def execute(url: str, document: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one GraphQL document against the webserver at `url` (its `data`)."""
-    return connect(url).execute(document, variables)
+    with Connection(url) as conn:
+        return conn.execute(document, variables)
 
 
 def _ok(result: dict[str, Any], *expected: str) -> dict[str, Any]:
@@ -370,14 +348,14 @@ def launch_backfill(url: str, job_name: str, partition_keys: list[str]) -> str:
         raise ValueError("no partitions to launch")
     if len(partition_keys) > MAX_BACKFILL_PARTITIONS:
         raise ValueError(f"{len(partition_keys):,} partitions: a backfill takes at most {MAX_BACKFILL_PARTITIONS:,}")
-    conn = connect(url)
-    repository_selector, partition_set = find_job(conn, job_name)
-    params = {
-        "selector": {"partitionSetName": partition_set, "repositorySelector": repository_selector},
-        "partitionNames": list(partition_keys),
-        "fromFailure": False,
-    }
-    result = conn.execute(LAUNCH_BACKFILL_MUTATION, {"backfillParams": params})["launchPartitionBackfill"]
+    with Connection(url) as conn:
+        repository_selector, partition_set = find_job(conn, job_name)
+        params = {
+            "selector": {"partitionSetName": partition_set, "repositorySelector": repository_selector},
+            "partitionNames": list(partition_keys),
+            "fromFailure": False,
+        }
+        result = conn.execute(LAUNCH_BACKFILL_MUTATION, {"backfillParams": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         raise DagsterAPIError(f"no backfill of {job_name} launched: {result['__typename']}: {result.get('message')}")
     return result["backfillId"]
@@ -431,7 +409,11 @@ def status(url: str, id: str) -> dict[str, Any]:
     partitions count as the run does; its failure is one entry, whose partition is the range
     `START...END` for a ranged run.
     """
-    conn = connect(url)
+    with Connection(url) as conn:
+        return _status(conn, id)
+
+
+def _status(conn: Connection, id: str) -> dict[str, Any]:
     backfill = conn.execute(BACKFILL_QUERY, {"backfillId": id})["partitionBackfillOrError"]
     if backfill["__typename"] == "PartitionBackfill":
         return _backfill_status(conn, backfill)
@@ -439,7 +421,7 @@ def status(url: str, id: str) -> dict[str, Any]:
         _ok(backfill, "PartitionBackfill")  # a PythonError: raise it
     run = conn.execute(RUN_QUERY, {"runId": id})["runOrError"]
     if run["__typename"] == "RunNotFoundError":
-        raise DagsterAPIError(f"no backfill and no run with id {id!r} at {url}")
+        raise DagsterAPIError(f"no backfill and no run with id {id!r} at {conn.url}")
     return _run_status(conn, _ok(run, "Run"))
 
 
@@ -469,7 +451,7 @@ def _backfill_status(conn: Connection, backfill: dict[str, Any]) -> dict[str, An
                 in_progress += 1
         launched = any(row.get("runId") for row in results)
     failures = [
-        {"partition": p, "reason": _failure_reason(conn, run["runId"], run["status"])} for p, run in failed_partitions
+        {"partition": p, "reason": _failure(conn, run["runId"], run["status"])[0]} for p, run in failed_partitions
     ]
     dagster_status = backfill["status"]
     if dagster_status in ("FAILED", "FAILING") and backfill.get("error"):
@@ -535,13 +517,13 @@ def _run_status(conn: Connection, run: dict[str, Any]) -> dict[str, Any]:
     elif state in _RUN_FAILED:
         mapped = CANCELED if state == "CANCELED" else FAILED
         # A document run that named its unreadable documents wrote the others first.
-        named = _documents_named(conn, run["runId"], state) if ranged else None
+        named = _failure(conn, run["runId"], state)[1] if ranged else None
         failed = count if named is None else min(named, count)
         counts = {"done": count - failed, "failed": failed, "in_progress": 0}
     else:
         mapped = REQUESTED if state in ("QUEUED", "NOT_STARTED", "MANAGED") else IN_PROGRESS
         counts = {"done": 0, "failed": 0, "in_progress": count}
-    reason = _failure_reason(conn, run["runId"], state) if state in _RUN_FAILED else None
+    reason = _failure(conn, run["runId"], state)[0] if state in _RUN_FAILED else None
     label = f"{start}...{end}" if ranged else tags.get(PARTITION_TAG)
     return {
         "id": run["runId"],
@@ -552,22 +534,17 @@ def _run_status(conn: Connection, run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The partition keys of ranged runs, by (endpoint, run id): a run's range does not change, and
-# `wait` asks for the status again and again.
-_RANGES: dict[tuple[str, str], list[str]] = {}
-
-
 def _range_partitions(conn: Connection, run: dict[str, Any], start: str, end: str) -> list[str] | None:
     """The keys from `start` to `end` of the partitions of a ranged run's assets (a batch of
-    documents: dynamic partitions, in the order they were added), read once per run; None when
-    the webserver cannot say (the run's job is not in its workspace, the keys are gone)."""
-    cache_key = (conn.endpoint, run["runId"])
-    if cache_key not in _RANGES:
+    documents: dynamic partitions, in the order they were added), read once per run and
+    connection; None when the webserver cannot say (the run's job is not in its workspace, the
+    keys are gone)."""
+    if run["runId"] not in conn.ranges:
         keys = _read_range(conn, run, start, end)
         if keys is None:
             return None
-        _RANGES[cache_key] = keys
-    return _RANGES[cache_key]
+        conn.ranges[run["runId"]] = keys
+    return conn.ranges[run["runId"]]
 
 
 def _read_range(conn: Connection, run: dict[str, Any], start: str, end: str) -> list[str] | None:
@@ -688,26 +665,15 @@ def _capped(lines: list[str]) -> list[str]:
     return [*lines[:MAX_REASON_LINES], f"... and {len(lines) - MAX_REASON_LINES} more"]
 
 
-# Failures of runs that are over, by (endpoint, run id, run status): they do not change, and
-# `wait` asks for the status again and again. Each is the reason, and how many documents the
-# run named as unreadable (the others were written in the same run; None: it failed otherwise).
-_FAILURES: dict[tuple[str, str, str], tuple[str, int | None]] = {}
-
-
-def _failure_reason(conn: Connection, run_id: str | None, state: str) -> str:
-    """First line of the error of a failed (or canceled) run, read once per run."""
+def _failure(conn: Connection, run_id: str | None, state: str) -> tuple[str, int | None]:
+    """The first line of the error of a failed (or canceled) run, and how many documents it
+    named as unreadable (the others were written in the same run; None: it failed otherwise);
+    read once per run and connection."""
     if not run_id:
-        return f"no run ({state.lower()})"
-    key = (conn.endpoint, run_id, state)
-    if key not in _FAILURES:
-        _FAILURES[key] = _read_failure_reason(conn, run_id, state)
-    return _FAILURES[key][0]
-
-
-def _documents_named(conn: Connection, run_id: str, state: str) -> int | None:
-    """How many documents a failed document run named as unreadable; None: it failed otherwise."""
-    _failure_reason(conn, run_id, state)
-    return _FAILURES[(conn.endpoint, run_id, state)][1]
+        return f"no run ({state.lower()})", None
+    if (run_id, state) not in conn.failures:
+        conn.failures[(run_id, state)] = _read_failure_reason(conn, run_id, state)
+    return conn.failures[(run_id, state)]
 
 
 def _read_failure_reason(conn: Connection, run_id: str, state: str) -> tuple[str, int | None]:
@@ -755,20 +721,21 @@ def wait(
     seconds (None: no limit). Once the first status came, a webserver that stops answering (a
     restart) is waited for up to `unreachable_grace` seconds before DagsterUnreachable is raised."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    current = status(url, id)
-    unreachable_since = None
-    while True:
-        if unreachable_since is None and on_poll is not None:
-            on_poll(current)
-        if current["status"] in FINAL:
-            return current
-        if deadline is not None and time.monotonic() + poll_seconds > deadline:
-            raise TimeoutError(f"{id} still {current['status']} after {timeout:g} s: {current['partitions']}")
-        time.sleep(poll_seconds)
-        try:
-            current = status(url, id)
-            unreachable_since = None
-        except DagsterUnreachable:
-            unreachable_since = unreachable_since or time.monotonic()
-            if time.monotonic() - unreachable_since > unreachable_grace:
-                raise
+    with Connection(url) as conn:
+        current = _status(conn, id)
+        unreachable_since = None
+        while True:
+            if unreachable_since is None and on_poll is not None:
+                on_poll(current)
+            if current["status"] in FINAL:
+                return current
+            if deadline is not None and time.monotonic() + poll_seconds > deadline:
+                raise TimeoutError(f"{id} still {current['status']} after {timeout:g} s: {current['partitions']}")
+            time.sleep(poll_seconds)
+            try:
+                current = _status(conn, id)
+                unreachable_since = None
+            except DagsterUnreachable:
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > unreachable_grace:
+                    raise

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import requests
@@ -196,6 +197,54 @@ class _RecordingProxy(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+class _Backfill(BaseHTTPRequestHandler):
+    """A webserver of one backfill, REQUESTED at the first poll and COMPLETED_SUCCESS after;
+    it counts the TCP connections it is asked on (HTTP/1.1: kept alive)."""
+
+    protocol_version = "HTTP/1.1"
+    connections = 0
+    queries: ClassVar[list[str]] = []
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+    def do_POST(self) -> None:
+        query = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))["query"]
+        self.queries.append(query)
+        if "RagRuns" in query:
+            data = {"runsOrError": {"__typename": "Runs", "results": []}}
+        else:
+            polls = sum("RagBackfill" in q for q in self.queries)
+            backfill = {"__typename": "PartitionBackfill", "id": "b1", "isAssetBackfill": False, "numPartitions": 1,
+                        "status": "REQUESTED" if polls == 1 else "COMPLETED_SUCCESS", "error": None,
+                        "partitionStatuses": {"results": [{"partitionName": "2025-01-01", "runId": None, "runStatus": None}]}}  # fmt: skip
+            data = {"partitionBackfillOrError": backfill}
+        body = json.dumps({"data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_wait_polls_over_one_connection():
+    handler = type("Backfill", (_Backfill,), {"connections": 0, "queries": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        final = graphql_client.wait(f"http://127.0.0.1:{server.server_address[1]}", "b1", poll_seconds=0.01)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert final["status"] == "COMPLETED" and final["partitions"]["total"] == 1
+    assert len(handler.queries) == 4  # two polls of two documents each
+    assert handler.connections == 1
 
 
 def test_token_is_sent_as_a_bearer_header(launched, dagster_url):

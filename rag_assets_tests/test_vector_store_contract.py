@@ -1136,6 +1136,19 @@ def test_pinecone_a_replace_cut_short_converges(pc_store, pinecone_server):
     assert pc_store.list_documents(model, DIM, [did]) == {did: indexed(two)}
 
 
+def test_pinecone_a_replace_lists_again_at_once_then_backs_off_until_its_freshness_timeout():
+    """Serverless listings are eventually fresh: a replace lists the document again until it
+    shows exactly the new ids, at once, then after 0.2, 0.4 ... 2 s; past `freshness_timeout`
+    it gives up (and warns)."""
+    checks, sleeps = iter([False] * 7 + [True]), []
+    until_fresh = PineconeStore(index_name="x")._until_fresh().copy(sleep=sleeps.append)
+    assert until_fresh(lambda: next(checks)) is True
+    assert sleeps == pytest.approx([0, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0])
+    calls = []
+    assert PineconeStore(index_name="x", freshness_timeout=0)._until_fresh()(lambda: calls.append(1)) is False
+    assert calls == [1]
+
+
 def test_pinecone_metadata_fits_the_40kb_limit(pc_store, pinecone_server):
     model = unique("m")
     huge_text = "Lorem ipsum dolor sit amet. " * 3000  # 84 KB

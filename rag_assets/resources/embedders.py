@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -355,18 +355,19 @@ class RateLimiter:
             waited += delay
 
 
-_LIMITERS: dict[tuple, RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
+_LIMITER_LOCK = threading.Lock()
 
 
 def process_limiter(model: str, requests_per_second: float, tokens_per_minute: float) -> RateLimiter:
     """One limiter per process and model: every embedder of it (every thread, every family)
     shares the provider's limits."""
-    with _LIMITERS_LOCK:
-        key = (model, requests_per_second, tokens_per_minute)
-        if key not in _LIMITERS:
-            _LIMITERS[key] = RateLimiter(requests_per_second, tokens_per_minute)
-        return _LIMITERS[key]
+    with _LIMITER_LOCK:  # functools.cache alone may build two for callers that race on the first call
+        return _limiter(model, requests_per_second, tokens_per_minute)
+
+
+@cache
+def _limiter(model: str, requests_per_second: float, tokens_per_minute: float) -> RateLimiter:
+    return RateLimiter(requests_per_second, tokens_per_minute)
 
 
 def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: float = 30.0, jitter=random.random) -> float:
@@ -379,6 +380,12 @@ def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: floa
         except (KeyError, TypeError, ValueError):
             continue
     return min(cap, base * 2 ** (attempt - 1)) * (0.5 + jitter() / 2)
+
+
+def _server_or_backoff(state) -> float:
+    """`retry_delay` as a tenacity wait: the failed attempt's response headers, if it had one."""
+    response = getattr(state.outcome.exception(), "response", None)
+    return retry_delay(state.attempt_number, dict(response.headers) if response is not None else None)
 
 
 class OpenAIEmbedder(Embedder):
@@ -424,34 +431,41 @@ class OpenAIEmbedder(Embedder):
                 self._client = openai.OpenAI(
                     api_key=self.api_key or os.environ.get("OPENAI_API_KEY"),
                     base_url=self.base_url or os.environ.get("OPENAI_BASE_URL") or None,
-                    max_retries=0,  # retries are ours: they honour Retry-After and are counted
+                    max_retries=0,  # retried in _request: through the limiter, and counted
                     timeout=self.timeout_seconds,
                 )
                 self._limiter = process_limiter(self.model, self.requests_per_second, self.tokens_per_minute)
         return self._client
 
-    def _request(self, batch: list[str], stats: EmbedStats, sleep: Callable[[float], None] = time.sleep):
+    def _request(self, batch: list[str], stats: EmbedStats):
+        """One batch's vectors. 429, 5xx and connection errors are retried here (tenacity), not by
+        the client: a retry is a request like any other, so each attempt waits its turn at the
+        shared limiter, and each retry and its wait are counted in `stats` (`batch_retries`)."""
         import openai
+        import tenacity
 
         client = self._get_client()
         estimate = sum(len(t) for t in batch) // 3 + len(batch)
-        for attempt in range(1, self.max_retries + 2):
+        kwargs = {"dimensions": self.dimensions} if self.dimensions else {}
+
+        def attempt():
             stats.seconds_waited += self._limiter.acquire(estimate)
-            try:
-                kwargs = {"dimensions": self.dimensions} if self.dimensions else {}
-                response = client.embeddings.create(model=self.model, input=batch, **kwargs)
-                stats.calls += 1
-                stats.tokens += response.usage.total_tokens if response.usage else 0
-                return [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
-                if attempt > self.max_retries:
-                    raise
-                headers = dict(e.response.headers) if getattr(e, "response", None) is not None else None
-                delay = retry_delay(attempt, headers)
-                stats.retries += 1
-                stats.seconds_waited += delay
-                sleep(delay)
-        raise AssertionError("unreachable")
+            return client.embeddings.create(model=self.model, input=batch, **kwargs)
+
+        def counted(state: tenacity.RetryCallState) -> None:
+            stats.retries += 1
+            stats.seconds_waited += state.next_action.sleep
+
+        response = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            wait=_server_or_backoff,
+            before_sleep=counted,
+            reraise=True,
+        )(attempt)
+        stats.calls += 1
+        stats.tokens += response.usage.total_tokens if response.usage else 0
+        return [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
 
     def embed(self, texts: Sequence[str], stats: EmbedStats | None = None) -> np.ndarray:
         stats = stats if stats is not None else EmbedStats()

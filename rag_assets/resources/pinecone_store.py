@@ -24,13 +24,13 @@ import math
 import os
 import re
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import tenacity
 from pydantic import PrivateAttr
 
 from rag_assets.resources.vector_stores import (
@@ -280,6 +280,15 @@ class PineconeStore(VectorStore):
                     thing.close()
             self._index = self._client = self._dimension = None
 
+    def _until_fresh(self) -> tenacity.Retrying:
+        """Calls a check again until it returns True or `freshness_timeout` has passed (then False)."""
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda fresh: not fresh),
+            stop=tenacity.stop_after_delay(self.freshness_timeout),
+            wait=tenacity.wait_chain(tenacity.wait_none(), tenacity.wait_exponential(multiplier=0.1, max=2.0)),
+            retry_error_callback=lambda state: False,
+        )
+
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=max(1, self.parallelism), thread_name_prefix="pinecone")
 
@@ -401,19 +410,17 @@ class PineconeStore(VectorStore):
                         if stale := sorted(old - ids):
                             self._delete_ids(index, stale, namespace, _Inline())
                         return
-                deadline = time.monotonic() + self.freshness_timeout
-                for attempt in range(1_000_000):
+
+                def lists_exactly_its_ids() -> bool:
                     listed = set(self._list_ids(index, prefix, namespace))
-                    stale = sorted(listed - ids)
-                    if not stale and listed == ids:
-                        return
-                    if stale:
+                    if stale := sorted(listed - ids):
                         self._delete_ids(index, stale, namespace, _Inline())
-                    if time.monotonic() > deadline:  # serverless freshness is eventual
-                        log.warning("%s: the index did not list exactly its new vectors within %ss", doc_id, self.freshness_timeout)
-                        return
-                    if attempt:  # re-check at once after a delete, then back off
-                        time.sleep(min(0.1 * 2**attempt, 2.0))
+                    return listed == ids
+
+                # Serverless freshness is eventual: list (and delete) again until the listing is
+                # exactly the new ids, at once the first time, then after 0.2, 0.4 ... 2 s.
+                if not self._until_fresh()(lists_exactly_its_ids):
+                    log.warning("%s: the index did not list exactly its new vectors within %ss", doc_id, self.freshness_timeout)
 
             list(pool.map(prune, sorted(wanted)))
         return len(rows)
