@@ -135,3 +135,19 @@ def forget_pipes_context() -> None:
 
     PipesContext._instance = None
 
+
+# --- For the tests only: a run's code origin, as a code server gives it ---------------------
+# rag_assets_tests/test_deploy_instance.py hands the production run launcher (ECS) a run whose
+# origin is the code location of deploy/ (module rag_assets.definitions, attribute defs), as the
+# daemon's runs have it. Dagster's public API makes such an origin only from a gRPC code server
+# (a workspace) or `dg.reconstructable` (a function's module, not the code location's);
+# CodePointer and RepositoryPythonOrigin are internal. No upstream issue.
+
+
+def module_job_origin(module: str, attribute: str, job_name: str, executable_path: str):
+    """The JobPythonOrigin of job `job_name` of the Definitions at `module`.`attribute`."""
+    from dagster._core.code_pointer import CodePointer
+    from dagster._core.origin import RepositoryPythonOrigin
+
+    pointer = CodePointer.from_module(module, attribute, None)
+    return RepositoryPythonOrigin(executable_path=executable_path, code_pointer=pointer).get_job_origin(job_name)

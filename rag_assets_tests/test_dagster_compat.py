@@ -2,8 +2,9 @@
 (docs/architecture.md, Dagster's private names): each piece still does what rag_assets needs
 of it on the installed Dagster, and each workaround is still needed. A Dagster upgrade that
 moves or changes one of them fails here, by name, rather than slowing or breaking the
-pipeline."""
+pipeline. Nothing else in the repository imports a private Dagster module."""
 
+import ast
 import os
 import tempfile
 import threading
@@ -21,6 +22,39 @@ from dagster_pipes import (
 
 from rag_assets import dagster_compat as compat
 from rag_assets.graphql_client import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+
+REPO = Path(__file__).resolve().parents[1]
+ADAPTER = REPO / "rag_assets" / "dagster_compat.py"
+OUTPUTS = {"out", "node_modules", "__pycache__"}  # what the benchmarks and tools write (.gitignore)
+PRIVATE_MODULES = ("dagster._", "dagster_pipes._", "dagster_shared._")
+# Private names reached through an object, which only the adapter may touch.
+PRIVATE_ATTRIBUTES = {"_metadata_accumulator", "get_step_execution_context", "free_concurrency_slots_for_run"}
+
+
+def test_no_private_dagster_name_outside_the_adapter():
+    found = []
+    for folder in ("rag_assets", "rag_assets_tests", "benchmarks", "scripts"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path == ADAPTER or not OUTPUTS.isdisjoint(path.relative_to(REPO).parts):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    modules = [f"{node.module}.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES and getattr(node.value, "id", "") != "compat":
+                    modules = [node.attr]
+                elif isinstance(node, ast.Attribute) and node.attr == "_instance" and getattr(node.value, "id", "") == "PipesContext":
+                    modules = ["PipesContext._instance"]
+                else:
+                    continue
+                found += [
+                    f"{path.relative_to(REPO)}:{node.lineno}: {m}"
+                    for m in modules
+                    if m.startswith(PRIVATE_MODULES) or m in PRIVATE_ATTRIBUTES or m == "PipesContext._instance"
+                ]
+    assert found == [], "use rag_assets.dagster_compat (or Dagster's public API):\n" + "\n".join(found)
+
 
 # --- Run tags -----------------------------------------------------------------------------
 
@@ -215,3 +249,17 @@ def test_a_second_pipes_session_needs_the_closed_one_forgotten():
         messages = Path(folder, "messages").read_text()
     assert messages.count('"method": "opened"') == 2 and '"second"' in messages
 
+
+# --- For the tests: a run's code origin ---------------------------------------------------
+
+
+def test_a_module_job_origin_names_the_code_location_and_survives_serialization():
+    origin = compat.module_job_origin("rag_assets.definitions", "defs", "ingest_documents", "/usr/local/bin/python")
+    assert origin.job_name == "ingest_documents"
+    assert origin.repository_origin.executable_path == "/usr/local/bin/python"
+    pointer = origin.repository_origin.code_pointer
+    assert (pointer.module, pointer.fn_name) == ("rag_assets.definitions", "defs")
+    assert dg.deserialize_value(dg.serialize_value(origin)) == origin
+    with dg.instance_for_test() as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition(name="noop", node_defs=[]).to_job(), job_code_origin=origin)
+        assert instance.get_run_by_id(run.run_id).job_code_origin == origin
