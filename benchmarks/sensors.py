@@ -446,9 +446,10 @@ def latency_parts(instance, partition: str, uploaded: float, found: float) -> di
     """The document's run (the run whose range starts at its partition): when it finished,
     the latency cut at the start of the sensor tick that asked for it and at the run's events."""
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG, TICK_ID_TAG
 
-    runs = dg.RunsFilter(job_name="ingest_documents", tags={ASSET_PARTITION_RANGE_START_TAG: partition})
+    from rag_assets.dagster_compat import PARTITION_RANGE_START_TAG, TICK_ID_TAG
+
+    runs = dg.RunsFilter(job_name="ingest_documents", tags={PARTITION_RANGE_START_TAG: partition})
     deadline = time.monotonic() + 120
     while not (records := instance.get_run_records(filters=runs, limit=1)) or not records[0].dagster_run.is_finished:
         if time.monotonic() > deadline:

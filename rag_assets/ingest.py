@@ -12,8 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from rag_assets.dagster_compat import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    free_concurrency_slots_for_run,
+    partition_keys_read_once,
+)
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.errors import FAILED_PARTITIONS, error_chain, error_summary
 from rag_assets.lib.folders import NOT_FOLLOWED
@@ -137,34 +142,9 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
         run = record.dagster_run
         if PROCESS_TAG in run.tags and not alive(run.tags[PROCESS_TAG]):
             instance.report_run_failed(run, f"the rag-assets process that ran it ({run.tags[PROCESS_TAG]}) is gone")
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            free_concurrency_slots_for_run(instance, run.run_id)
             orphans.append(run.run_id)
     return orphans
-
-
-@contextlib.contextmanager
-def partition_keys_read_once(instance: dg.DagsterInstance, names: Set[str]) -> Iterator[None]:
-    """While this process runs one ranged run, the keys of the `names` dynamic partitions
-    definitions as they were when it started. Dagster resolves a run's key range ~30 times a
-    run (planned events, each step's input and output contexts), each time by loading every
-    key: 0.3 s a time at 100,000 documents (docs/decisions.md D20). The run adds no partition
-    and needs none added after it started (its range is registered before), so one read is
-    the same answer."""
-    read = instance.get_dynamic_partitions
-    memo: dict[str, Sequence[str]] = {}
-
-    def get_dynamic_partitions(partitions_def_name: str) -> Sequence[str]:
-        if partitions_def_name not in names:
-            return read(partitions_def_name)
-        if partitions_def_name not in memo:
-            memo[partitions_def_name] = read(partitions_def_name)
-        return memo[partitions_def_name]
-
-    instance.get_dynamic_partitions = get_dynamic_partitions  # this object only, for this run
-    try:
-        yield
-    finally:
-        del instance.get_dynamic_partitions
 
 
 # Dagster's opt-in (dagster-io/dagster#29288): a ranged run plans each asset in one event that
@@ -221,8 +201,8 @@ def materialize_documents(
                 instance=instance,
                 run_config=QUIET_RUN_CONFIG,
                 tags={
-                    ASSET_PARTITION_RANGE_START_TAG: first,
-                    ASSET_PARTITION_RANGE_END_TAG: last,
+                    PARTITION_RANGE_START_TAG: first,
+                    PARTITION_RANGE_END_TAG: last,
                     LAUNCHED_BY_TAG: "cli",
                     PROCESS_TAG: this_process(),
                 },

@@ -22,8 +22,9 @@ from dataclasses import replace
 from functools import cache
 
 import numpy as np
-from dagster_pipes import PipesContext, PipesMappingParamsLoader, PipesS3MessageWriter, open_dagster_pipes
+from dagster_pipes import PipesMappingParamsLoader, PipesS3MessageWriter, open_dagster_pipes
 
+from rag_assets.dagster_compat import forget_pipes_context
 from rag_assets.resources.embedders import Embedder, EmbedStats, embedder_from_spec
 from rag_assets.resources.io_manager import read_bytes, s3_client, write_bytes
 from rag_assets.settings import Settings
@@ -112,7 +113,7 @@ def run_with_pipes(params_loader=None, request: dict | None = None) -> dict:
         # dagster-pipes keeps one context per process and hands the closed one to the next
         # open_dagster_pipes: a warm Lambda's second invocation would fail
         # (dagster-io/dagster#22094, open). Forget it once it is closed.
-        PipesContext._instance = None
+        forget_pipes_context()
     return result
 
 

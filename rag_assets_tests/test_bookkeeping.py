@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from rag_assets.assets.metadata import add_partition_metadata
-from rag_assets.ingest import partition_keys_read_once
+from rag_assets.dagster_compat import partition_keys_read_once
 
 parts = dg.DynamicPartitionsDefinition(name="things")
 

@@ -85,9 +85,6 @@ def test_a_run_becomes_an_ecs_task_with_the_run_command(deploy_home):
     daemon's to copy the cluster and network from, so this copy of deploy/dagster.yaml names
     them (the one change)."""
     import yaml
-    from dagster._core.code_pointer import CodePointer
-    from dagster._core.launcher import LaunchRunContext
-    from dagster._core.origin import RepositoryPythonOrigin
 
     home, task = deploy_home
     ecs = boto3.client("ecs")
@@ -102,15 +99,15 @@ def test_a_run_becomes_an_ecs_task_with_the_run_command(deploy_home):
         },
     )
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    from rag_assets.dagster_compat import module_job_origin
     from rag_assets.definitions import defs
 
     job = defs.resolve_job_def("ingest_documents")
-    origin = RepositoryPythonOrigin(
-        executable_path="/usr/local/bin/python", code_pointer=CodePointer.from_module("rag_assets.definitions", "defs", None)
-    ).get_job_origin("ingest_documents")
+    origin = module_job_origin("rag_assets.definitions", "defs", "ingest_documents", "/usr/local/bin/python")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run = instance.create_run_for_job(job, job_code_origin=origin, tags={"rag/launched_by": "sensor"})
-        instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+        # Through the instance to its run launcher; the ECS launcher reads the run and its code origin, not a workspace.
+        instance.launch_run(run.run_id, workspace=None)
         arns = ecs.list_tasks(cluster="rag-assets")["taskArns"]
         assert len(arns) == 1
         started = ecs.describe_tasks(cluster="rag-assets", tasks=arns, include=["TAGS"])["tasks"][0]

@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterator, Mapping
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from rag_assets.assets.documents import ingest_documents_job
+from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
 from rag_assets.ingest import failed_documents
 from rag_assets.lib.catchup import load_catchup_config
 from rag_assets.lib.display import printable
@@ -68,14 +68,14 @@ class Reader:
     def documents_of(self, run: dg.DagsterRun) -> list[tuple[str, str, str]]:
         """(partition, tenant, key) of each document an ingest run works on."""
         tags = run.tags
-        if ASSET_PARTITION_RANGE_START_TAG in tags:
+        if PARTITION_RANGE_START_TAG in tags:
             if self._ordered is None:
                 self._ordered = self.instance.get_dynamic_partitions(documents_partitions.name)
                 self._position = {p: n for n, p in enumerate(self._ordered)}
-            span = [(tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG])]
+            span = [(tags[PARTITION_RANGE_START_TAG], tags[PARTITION_RANGE_END_TAG])]
             partitions = sorted(partitions_in_ranges(self._ordered, span), key=self._position.__getitem__)
         else:
-            partitions = [tags["dagster/partition"]] if "dagster/partition" in tags else []
+            partitions = [tags[PARTITION_TAG]] if PARTITION_TAG in tags else []
         out = []
         for partition in partitions:
             parts = split_partition_key(partition)
@@ -85,8 +85,8 @@ class Reader:
     def catchup_of(self, run: dg.DagsterRun) -> tuple[str, str, str | None] | None:
         """(source, date, fixed tenant) of a catchup run."""
         name = run.job_name.removesuffix("_catchup")
-        if run.job_name.endswith("_catchup") and name in self.catchup and "dagster/partition" in run.tags:
-            return name, run.tags["dagster/partition"], self.catchup[name]
+        if run.job_name.endswith("_catchup") and name in self.catchup and PARTITION_TAG in run.tags:
+            return name, run.tags[PARTITION_TAG], self.catchup[name]
         return None
 
     def messages(self, record) -> Iterator[Notification]:

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from rag_assets.assets.documents import RAW_DOCUMENTS, ingest_documents_job
 from rag_assets.assets.maintenance import (
@@ -33,6 +32,7 @@ from rag_assets.assets.maintenance import (
     purge_documents_job,
     purge_run_config,
 )
+from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
 from rag_assets.ingest import LAUNCHED_BY_TAG
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.identity import source_etag, split_source_etag
@@ -84,7 +84,7 @@ CONFIRMED_TAG = "rag/confirmed"  # how many of a purge run's deletions a person 
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+    return {PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last}
 
 
 # --- what Dagster knows -------------------------------------------------------------------
@@ -95,10 +95,10 @@ def work_in_flight(instance: dg.DagsterInstance, ordered: Sequence[str], root: s
     ranges = []
     for record in instance.get_run_records(dg.RunsFilter(job_name=ingest_documents_job.name, statuses=IN_FLIGHT)):
         tags = record.dagster_run.tags
-        if ASSET_PARTITION_RANGE_START_TAG in tags:
-            ranges.append((tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]))
-        elif "dagster/partition" in tags:
-            ranges.append((tags["dagster/partition"], tags["dagster/partition"]))
+        if PARTITION_RANGE_START_TAG in tags:
+            ranges.append((tags[PARTITION_RANGE_START_TAG], tags[PARTITION_RANGE_END_TAG]))
+        elif PARTITION_TAG in tags:
+            ranges.append((tags[PARTITION_TAG], tags[PARTITION_TAG]))
     prefix = root.rstrip("/") + "/"
     purging = set()
     for record in instance.get_run_records(dg.RunsFilter(job_name=purge_documents_job.name, statuses=IN_FLIGHT)):
