@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -544,7 +545,14 @@ def hub_process(port: int, log, *options: str, scheme: str = "ws"):
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=30)  # as long as its start may take on a loaded machine
+        except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            proc.kill()
+            proc.wait(timeout=30)
+            kept = [line for line in status.splitlines() if line.startswith(("State", "Sig", "Threads"))]
+            raise AssertionError(f"the hub did not stop within 30 s of SIGTERM: {kept}\n{log.read_text()[-2000:]}") from None
 
 
 def test_watch_started_before_the_hub_waits_for_it_and_reconnects_across_a_restart(tmp_path):
