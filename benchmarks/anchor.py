@@ -42,8 +42,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
-import corpora  # noqa: E402
-from ingest import write_dagster_home  # noqa: E402
+import corpora
+from ingest import write_dagster_home
 
 ANCHOR_PINS = [
     "langchain-core==1.8.3",
@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("dagster").setLevel(logging.ERROR)
+    import dagster as dg
     from tqdm import tqdm
 
-    import dagster as dg
     from rag_assets.definitions import build_definitions
     from rag_assets.ingest import discover, ingest
     from rag_assets.lib.chunking import chunk_units

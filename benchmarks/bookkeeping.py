@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     logging.getLogger("dagster").setLevel(logging.ERROR)
 
-    import dagster as dg
     import corpora
+    import dagster as dg
     from ingest import write_dagster_home
     from tqdm import tqdm
 

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(Path(__file__).parent)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sensors import Moto, log, new_home, table  # noqa: E402  (benchmarks/sensors.py)
+from sensors import Moto, log, new_home, table  # benchmarks/sensors.py
 
 CHANGES = ["upload", "delete", "re-upload (same bytes)", "replace", "revert"]
 

@@ -157,12 +157,14 @@ def pydoc_documents() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # Docstrings of modules: the standard library's, Dagster's
 
-STDLIB_MODULES = (
-    "abc argparse base64 calendar codecs collections configparser contextlib csv dataclasses decimal difflib "
-    "email.message ftplib getopt gzip heapq http.cookies imaplib inspect io ipaddress itertools json logging "
-    "mailbox optparse os pathlib queue random shutil smtplib socketserver sqlite3 statistics subprocess tarfile "
-    "tempfile textwrap threading timeit tokenize traceback typing unittest.case urllib.parse uuid weakref zipfile"
-).split()
+STDLIB_MODULES = [
+    "abc", "argparse", "base64", "calendar", "codecs", "collections", "configparser", "contextlib", "csv",
+    "dataclasses", "decimal", "difflib", "email.message", "ftplib", "getopt", "gzip", "heapq", "http.cookies",
+    "imaplib", "inspect", "io", "ipaddress", "itertools", "json", "logging", "mailbox", "optparse", "os", "pathlib",
+    "queue", "random", "shutil", "smtplib", "socketserver", "sqlite3", "statistics", "subprocess", "tarfile",
+    "tempfile", "textwrap", "threading", "timeit", "tokenize", "traceback", "typing", "unittest.case", "urllib.parse",
+    "uuid", "weakref", "zipfile",
+]
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
@@ -343,10 +345,14 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _TERM = re.compile(r"[A-Za-z][A-Za-z0-9]{3,}")
 STOPWORDS = frozenset(
-    "this that with from have which when will would there their these those been being were into than then "
-    "they them such also only other each more most some what your must should could does done used using "
-    "uses none true false self note example returns return value values object objects function functions "
-    "default argument arguments given string list type class method name names following instead".split()
+    [
+        "this", "that", "with", "from", "have", "which", "when", "will", "would", "there", "their", "these", "those",
+        "been", "being", "were", "into", "than", "then", "they", "them", "such", "also", "only", "other", "each",
+        "more", "most", "some", "what", "your", "must", "should", "could", "does", "done", "used", "using", "uses",
+        "none", "true", "false", "self", "note", "example", "returns", "return", "value", "values", "object",
+        "objects", "function", "functions", "default", "argument", "arguments", "given", "string", "list", "type",
+        "class", "method", "name", "names", "following", "instead",
+    ]
 )
 
 

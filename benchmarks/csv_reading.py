@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag_assets.lib.parsing import BadDocument, stream_csv  # noqa: E402
+from rag_assets.lib.parsing import BadDocument, stream_csv
 
 
 def export(megabytes: int) -> bytes:

@@ -49,44 +49,60 @@ EMBEDDER = "local:all-MiniLM-L6-v2"
 # Corpus: deterministic English-like prose from a small grammar over a vocabulary.
 # ---------------------------------------------------------------------------------------
 
-NOUNS = """policy employee manager team request invoice contract customer supplier report
-budget meeting project deadline schedule office laptop account password network server
-database backup incident ticket review audit payment expense receipt travel flight hotel
-vacation holiday benefit salary bonus training course certificate document record file
-folder system process procedure guideline standard approval signature department director
-committee board quarter year month week day morning evening region country market product
-service feature release version update patch issue risk control measure target goal result
-outcome strategy plan proposal estimate forecast revenue cost price discount order delivery
-shipment warehouse inventory vendor partner client user access permission role group
-device phone printer building floor room desk parking badge visitor guest security safety
-health insurance claim form portal email message notice reminder agenda minutes summary
-analysis metric dashboard survey feedback complaint question answer section chapter page
-table chart figure appendix draft copy template sample example exception limit threshold
-rate period term condition clause obligation liability warranty license renewal refund""".split()
+NOUNS = [
+    "policy", "employee", "manager", "team", "request", "invoice", "contract", "customer", "supplier", "report",
+    "budget", "meeting", "project", "deadline", "schedule", "office", "laptop", "account", "password", "network",
+    "server", "database", "backup", "incident", "ticket", "review", "audit", "payment", "expense", "receipt", "travel",
+    "flight", "hotel", "vacation", "holiday", "benefit", "salary", "bonus", "training", "course", "certificate",
+    "document", "record", "file", "folder", "system", "process", "procedure", "guideline", "standard", "approval",
+    "signature", "department", "director", "committee", "board", "quarter", "year", "month", "week", "day", "morning",
+    "evening", "region", "country", "market", "product", "service", "feature", "release", "version", "update", "patch",
+    "issue", "risk", "control", "measure", "target", "goal", "result", "outcome", "strategy", "plan", "proposal",
+    "estimate", "forecast", "revenue", "cost", "price", "discount", "order", "delivery", "shipment", "warehouse",
+    "inventory", "vendor", "partner", "client", "user", "access", "permission", "role", "group", "device", "phone",
+    "printer", "building", "floor", "room", "desk", "parking", "badge", "visitor", "guest", "security", "safety",
+    "health", "insurance", "claim", "form", "portal", "email", "message", "notice", "reminder", "agenda", "minutes",
+    "summary", "analysis", "metric", "dashboard", "survey", "feedback", "complaint", "question", "answer", "section",
+    "chapter", "page", "table", "chart", "figure", "appendix", "draft", "copy", "template", "sample", "example",
+    "exception", "limit", "threshold", "rate", "period", "term", "condition", "clause", "obligation", "liability",
+    "warranty", "license", "renewal", "refund",
+]
 
-VERBS = """approves reviews submits requires updates records sends receives tracks manages
-supports covers includes describes explains defines limits extends replaces confirms
-reports checks signs closes opens assigns escalates resolves delays schedules plans
-prepares shares stores archives deletes restores protects monitors measures compares
-reduces increases improves changes follows meets exceeds handles processes validates
-publishes announces requests returns transfers reimburses authorizes documents""".split()
+VERBS = [
+    "approves", "reviews", "submits", "requires", "updates", "records", "sends", "receives", "tracks", "manages",
+    "supports", "covers", "includes", "describes", "explains", "defines", "limits", "extends", "replaces", "confirms",
+    "reports", "checks", "signs", "closes", "opens", "assigns", "escalates", "resolves", "delays", "schedules",
+    "plans", "prepares", "shares", "stores", "archives", "deletes", "restores", "protects", "monitors", "measures",
+    "compares", "reduces", "increases", "improves", "changes", "follows", "meets", "exceeds", "handles", "processes",
+    "validates", "publishes", "announces", "requests", "returns", "transfers", "reimburses", "authorizes", "documents",
+]
 
-ADJECTIVES = """new annual monthly weekly daily final initial current previous next regional
-global local internal external secure private public shared critical minor major urgent
-standard special temporary permanent remote hybrid full partial complete detailed brief
-formal informal approved pending rejected open closed active inactive primary secondary
-quarterly financial legal technical operational strategic reasonable additional required
-optional available responsible accurate consistent relevant significant efficient""".split()
+ADJECTIVES = [
+    "new", "annual", "monthly", "weekly", "daily", "final", "initial", "current", "previous", "next", "regional",
+    "global", "local", "internal", "external", "secure", "private", "public", "shared", "critical", "minor", "major",
+    "urgent", "standard", "special", "temporary", "permanent", "remote", "hybrid", "full", "partial", "complete",
+    "detailed", "brief", "formal", "informal", "approved", "pending", "rejected", "open", "closed", "active",
+    "inactive", "primary", "secondary", "quarterly", "financial", "legal", "technical", "operational", "strategic",
+    "reasonable", "additional", "required", "optional", "available", "responsible", "accurate", "consistent",
+    "relevant", "significant", "efficient",
+]
 
-ADVERBS = """usually always often rarely promptly carefully quickly formally directly
-automatically manually immediately regularly annually jointly separately""".split()
+ADVERBS = [
+    "usually", "always", "often", "rarely", "promptly", "carefully", "quickly", "formally", "directly",
+    "automatically", "manually", "immediately", "regularly", "annually", "jointly", "separately",
+]
 
-PREPOSITIONS = "in on for with under after before during within across by from about without".split()
+PREPOSITIONS = [
+    "in", "on", "for", "with", "under", "after", "before", "during", "within", "across", "by", "from", "about",
+    "without",
+]
 DETERMINERS = ["the", "the", "the", "a", "each", "every", "this", "that", "any", "our", "their", "its"]
 CONJUNCTIONS = ["and", "but", "so", "because", "while", "although", "unless", "when", "if"]
 SUBORDINATE = ["which", "that", "who"]
-NAMES = """Alice Bruno Chen Dana Emeka Farah Goran Hana Ivan Julia Kofi Lena Marco Nadia
-Omar Priya Quinn Rosa Sven Tariq Uma Victor Wen Yara Zoe""".split()
+NAMES = [
+    "Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi", "Lena", "Marco",
+    "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Victor", "Wen", "Yara", "Zoe",
+]
 
 
 def _zipf_choice(rng: random.Random, words: list[str]) -> str:

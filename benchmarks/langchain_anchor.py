@@ -35,8 +35,8 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    from langchain_community.document_loaders import PyPDFLoader
     from langchain_classic.indexes import SQLRecordManager
+    from langchain_community.document_loaders import PyPDFLoader
     from langchain_community.vectorstores import LanceDB
     from langchain_core.indexing import index
     from langchain_huggingface import HuggingFaceEmbeddings

@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import dagster as dg
+    from sensors import new_home
 
     from rag_assets.lib.notifications import Notification
     from rag_assets.resources.notifiers import WebhookNotifier
     from rag_assets_tests.fakes.webhook_receiver import WebhookReceiver
     from rag_assets_tests.live import Daemon, sensor_has_ticked, wait_for
-    from sensors import new_home
 
     receiver = WebhookReceiver(SECRET)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import corpora
+
 from rag_assets.lib.retrieval_eval import distinct_documents, ndcg_at, recall_at  # noqa: F401
 
 LEFT_OUT = corpora.PYDOC_LEFT_OUT

@@ -45,14 +45,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 warnings.filterwarnings("ignore")
 
-import corpora  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import corpora
+import numpy as np
+from tqdm import tqdm
 
-from rag_assets.lib.chunking import count_tokens, estimate_word_pieces, sentence_spans, split_spans  # noqa: E402
-from rag_assets.lib.parsing import Unit, parse_document  # noqa: E402
-from rag_assets.resources.embedders import embedder_from_spec  # noqa: E402
-from rag_assets.settings import Settings  # noqa: E402
+from rag_assets.lib.chunking import count_tokens, estimate_word_pieces, sentence_spans, split_spans
+from rag_assets.lib.parsing import Unit, parse_document
+from rag_assets.resources.embedders import embedder_from_spec
+from rag_assets.settings import Settings
 
 DEFAULT_CONFIGS = "windows:160/32,224/0,model:254/0,langchain:1000/150"
 COUNTS = ("pieces", "model", "regex", "windows", "langchain")
@@ -82,13 +82,13 @@ def splitter(count: str, max_tokens: int, overlap: int, tokenizer):
     if count == "langchain":
         return lambda text: recursive_character_split(text, max_tokens, overlap)
     if count == "windows":
-        spans = lambda text: split_spans(text, max_tokens, overlap)  # noqa: E731
+        spans = lambda text: split_spans(text, max_tokens, overlap)
     elif count == "model":
-        pieces = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-        spans = lambda text: sentence_spans(text, max_tokens, overlap, pieces)  # noqa: E731
+        pieces = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        spans = lambda text: sentence_spans(text, max_tokens, overlap, pieces)
     else:
         measure = count_tokens if count == "regex" else estimate_word_pieces
-        spans = lambda text: sentence_spans(text, max_tokens, overlap, measure)  # noqa: E731
+        spans = lambda text: sentence_spans(text, max_tokens, overlap, measure)
     return lambda text: [text[start:end] for start, end, _ in spans(text)]
 
 

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 warnings.filterwarnings("ignore")
 
-import numpy as np  # noqa: E402
-import pydoc_corpus  # noqa: E402
-from quality import chunk_corpus  # noqa: E402
+import numpy as np
+import pydoc_corpus
+from quality import chunk_corpus
 
-from rag_assets.lib import precision  # noqa: E402
-from rag_assets.resources.embedders import LocalEmbedder, host_bf16  # noqa: E402
+from rag_assets.lib import precision
+from rag_assets.resources.embedders import LocalEmbedder, host_bf16
 
 
 def evenly(items: list, count: int) -> list:

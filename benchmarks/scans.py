@@ -43,9 +43,8 @@ def page_image(rng: random.Random):
     """An A4 page at 150 dpi: ~12 lines of prose in 28 px type, as a scanner gives it."""
     import textwrap
 
-    from PIL import Image, ImageDraw, ImageFont
-
     from ingest import sentence
+    from PIL import Image, ImageDraw, ImageFont
 
     page = Image.new("L", (1240, 1754), 255)
     draw = ImageDraw.Draw(page)
@@ -61,9 +60,8 @@ def notice_photo(rng: random.Random, path: Path):
     Returns the image as decoded (what the floor reads)."""
     import textwrap
 
-    from PIL import Image, ImageDraw, ImageFont
-
     from ingest import sentence
+    from PIL import Image, ImageDraw, ImageFont
 
     photo = Image.new("RGB", (1600, 1200), (236, 230, 214))
     draw = ImageDraw.Draw(photo)
@@ -102,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-
     from ingest import peak_rss_mib, write_dagster_home
+
     from rag_assets.lib.parsing import ocr_engine
     from rag_assets.resources.embedders import embedder_from_spec
     from rag_assets.settings import Settings

@@ -225,9 +225,9 @@ def timed(name: str, fn, count):
 
 def instrument() -> None:
     """Time, in this process only, the calls that make the coarse split of a tick."""
-    import rag_assets.sensors.s3 as s3
     from rag_assets.resources.event_queue import EventQueue
     from rag_assets.resources.object_store import ObjectStore
+    from rag_assets.sensors import s3
 
     EventQueue.receive = timed("receive", EventQueue.receive, len)
     EventQueue.delete = timed("ack", EventQueue.delete, int)
@@ -476,11 +476,10 @@ def latency_parts(instance, partition: str, uploaded: float, found: float) -> di
 def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = False) -> dict:
     import dagster as dg
 
-    from rag_assets_tests.live import embed_service, stop_group
-
     from rag_assets.definitions import build_resources
     from rag_assets.lib.keys import DocRef, encode_partition_key
     from rag_assets.settings import Settings
+    from rag_assets_tests.live import embed_service, stop_group
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "AWS_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(new_home(root / "dagster_home")), RAG_WORK_DIR=str(root / "rag"),

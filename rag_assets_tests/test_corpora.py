@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import corpora  # noqa: E402
+import corpora
 
 
 @pytest.mark.parametrize("name", corpora.CORPORA)

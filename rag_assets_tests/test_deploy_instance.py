@@ -17,7 +17,7 @@ from rag_assets_tests.store_fixtures import pg_server_fixture  # noqa: F401 - th
 
 
 @pytest.fixture
-def deploy_home(tmp_path, pg_server, s3_env, monkeypatch):  # noqa: F811
+def deploy_home(tmp_path, pg_server, s3_env, monkeypatch):
     """DAGSTER_HOME holding deploy/dagster.yaml, with the environment an ECS task would have."""
     dsn = urlparse(pg_server.dsn)
     database = f"dagster_{uuid.uuid4().hex[:8]}"
@@ -74,9 +74,8 @@ def test_a_run_task_definition_without_the_run_container_is_refused(deploy_home,
     )["taskDefinition"]["taskDefinitionArn"]
     monkeypatch.setenv("DAGSTER_RUN_TASK_DEFINITION", other)
     home, _ = deploy_home
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        with pytest.raises(Exception, match="container 'run'"):
-            _ = instance.run_launcher
+    with dg.DagsterInstance.from_config(str(home)) as instance, pytest.raises(Exception, match="container 'run'"):
+        _ = instance.run_launcher
 
 
 def test_a_run_becomes_an_ecs_task_with_the_run_command(deploy_home):

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,8 +19,8 @@ import requests
 
 from rag_assets import graphql_client
 from rag_assets_tests.conftest import free_port
-from rag_assets_tests.live import dagster_dev
 from rag_assets_tests.graphql_fixture.definitions import FAILING_DATE, FAILURE_TEXT
+from rag_assets_tests.live import dagster_dev
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +177,7 @@ class _RecordingProxy(BaseHTTPRequestHandler):
     upstream = ""
     seen: list[str | None] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:  # http.server's name
         auth = self.headers.get("Authorization")
         self.seen.append(auth)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

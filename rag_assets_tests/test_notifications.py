@@ -716,7 +716,6 @@ def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, mon
 def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance, tmp_path, monkeypatch, rag_env, receiver):
     from rag_assets.ingest import discover, ingest
     from rag_assets.resources.object_store import ObjectStore
-
     from rag_assets.resources.vector_stores import LanceDBStore
 
     inbox = local_source(tmp_path, monkeypatch, {"acme/merger-plans.txt": "Confidential.", "globex/b.txt": "Magnets."})
@@ -763,7 +762,7 @@ def test_a_daemon_tells_each_tenant_in_order(instance, tmp_path, monkeypatch, ra
         (inbox / "acme/a.txt").write_text("The harbour office opens at nine.")
         (inbox / "globex/b.txt").write_text("Magnets attract iron.")
         (inbox / "acme/bad.pdf").write_bytes(b"%PDF-1.4 broken")
-        done = lambda key, kind: kind in receiver.by_document().get(key, [])  # noqa: E731
+        done = lambda key, kind: kind in receiver.by_document().get(key, [])
         wait_for(lambda: done(("acme", "acme/a.txt"), "ingested") and done(("acme", "acme/bad.pdf"), "failed"), "first messages", timeout=180)
         (inbox / "acme/a.txt").write_text("The harbour office now opens at eleven.")
         wait_for(lambda: receiver.by_document()[("acme", "acme/a.txt")].count("ingested") == 2, "the change's messages", timeout=180)

@@ -68,7 +68,7 @@ def paged_pdf(bodies: list[str], footer_first: bool = False) -> bytes:
     buf = io.BytesIO()
     c = canvas.Canvas(buf, invariant=1, pageCompression=0)
     for n, body in enumerate(bodies, start=1):
-        footer = lambda: c.drawString(280, 40, f"Page {n} of {len(bodies)}")  # noqa: E731
+        footer = lambda: c.drawString(280, 40, f"Page {n} of {len(bodies)}")
         if footer_first:
             footer()
         c.drawString(72, 800, "ACME Corp - Employee Handbook")
@@ -83,7 +83,10 @@ def paged_pdf(bodies: list[str], footer_first: bool = False) -> bytes:
 
 @pytest.mark.parametrize("footer_first", [False, True])
 def test_pdf_running_headers_and_page_numbers_are_dropped(footer_first):
-    bodies = ["Vacation days: 25 a year.\nAsk your manager.", "Travel is refunded.", "Parking closes at ten.", "Sign in at the desk."]
+    bodies = [
+        "Vacation days: 25 a year.\nAsk your manager.", "Travel is refunded.", "Parking closes at ten.",
+        "Sign in at the desk.",
+    ]
     parsed = parse_document("handbook.pdf", paged_pdf(bodies, footer_first))
     assert [u.text for u in parsed.units] == bodies
     assert [u.page for u in parsed.units] == [1, 2, 3, 4]

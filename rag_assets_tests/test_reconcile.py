@@ -195,7 +195,7 @@ def targets(*specs) -> list[Target]:
 
 def test_batches_are_ranges_and_run_keys_follow_version_attempt_and_index():
     ordered = [part(f"acme/{n}.pdf") for n in "abcde"]
-    batch = lambda ts, identity="i1": ingest_batches(ts, ordered, 2, identity)  # noqa: E731
+    batch = lambda ts, identity="i1": ingest_batches(ts, ordered, 2, identity)
     base = targets(("acme/a.pdf", "v1", 0), ("acme/b.pdf", "v1", 0), ("acme/c.pdf", "v1", 0), ("acme/e.pdf", "v1", 0))
     assert [len(b.members) for b in batch(base)] == [2, 1, 1]  # d is not wanted: e stands alone
     key = batch(base)[0].run_key

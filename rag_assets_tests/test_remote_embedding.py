@@ -53,7 +53,7 @@ def test_merge_results_offsets_each_invocations_batches():
         {"calls": 2, "retries": 0, "tokens": 10, "seconds_waited": 0.5, "batches": [[0, 1], [2]], "runtimes": ["torch-bfloat16"], "bf16_probe_cosine_min": 0.9999},
         {"calls": 1, "retries": 1, "tokens": 4, "seconds_waited": 0.0, "batches": [[1, 0]]},  # a worker of an older image
     ]
-    merge_results(stats, [range(0, 3), range(3, 5)], reported)
+    merge_results(stats, [range(3), range(3, 5)], reported)
     assert (stats.calls, stats.retries, stats.tokens, stats.seconds_waited) == (4, 1, 14, 0.5)
     assert stats.batches == [[0], [0, 1], [2], [4, 3]]
     assert (stats.runtimes, stats.bf16_probe_cosine_min) == ({"torch-bfloat16"}, 0.9999)

@@ -5,7 +5,6 @@ request go through Dagster's run-key de-duplication and are executed."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def bucket(s3_env, monkeypatch, rag_env):
     return dg_bucket(s3, sqs, name, queue)
 
 
-class dg_bucket:  # noqa: N801 - a plain record
+class dg_bucket:  # a plain record
     def __init__(self, s3, sqs, name, queue):
         self.s3, self.sqs, self.name, self.queue = s3, sqs, name, queue
 

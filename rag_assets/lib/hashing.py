@@ -26,6 +26,6 @@ def text_hash(text: str) -> str:
 
 def chunk_id(document_id: str, ordinal: int, text: str) -> str:
     """Stable id of a chunk: hash(document id, ordinal, text)."""
-    h = hashlib.sha256(f"{document_id}\0{ordinal}\0".encode("utf-8"))
+    h = hashlib.sha256(f"{document_id}\0{ordinal}\0".encode())
     h.update(text.encode("utf-8"))
     return h.hexdigest()[:32]

@@ -131,7 +131,7 @@ class ObjectStore(dg.ConfigurableResource):
                 return self._s3.get_object(Bucket=bucket, Key=key)["Body"]
             except self._s3.exceptions.NoSuchKey:
                 raise FileNotFoundError(uri) from None
-        return open(uri, "rb")  # noqa: SIM115 - the caller closes it
+        return open(uri, "rb")  # the caller closes it
 
     def write(self, uri: str, data: bytes) -> None:
         """Write an object (a thumbnail). A file is written whole, then renamed into place;

@@ -33,7 +33,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
+            def do_POST(self):  # http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if receiver.fail_next:
                     receiver.fail_next -= 1
