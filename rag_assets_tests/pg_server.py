@@ -135,7 +135,7 @@ class TemporaryPostgres:
         if self._as_root:
             cmd = ["runuser", "-u", OS_USER, "--", *cmd]
         result = subprocess.run(
-            cmd, cwd=self.tmpdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=self.tmpdir, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}")
@@ -147,7 +147,7 @@ class TemporaryPostgres:
             str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
             "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_SUPERUSER, "-d", dbname, "-c", sql,
         ]
-        result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        result = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"psql failed ({sql!r}):\n{result.stdout}")
 

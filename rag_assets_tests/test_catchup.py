@@ -315,7 +315,7 @@ def test_a_date_range_launched_and_watched_over_graphql(rag_env, tmp_path, monke
     monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"news": csv_source("news/{date}.csv")})))
 
     def cli(*args: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "rag_assets.cli", *args, "--json"], capture_output=True, text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-m", "rag_assets.cli", *args, "--json"], check=False, capture_output=True, text=True, timeout=600)
         return {"code": done.returncode, **json.loads(done.stdout or "{}"), "stderr": done.stderr}
 
     with dagster_dev(tmp_path / "dagster_home", free_port(), "rag_assets.definitions", os.environ.copy()) as url:

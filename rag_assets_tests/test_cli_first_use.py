@@ -55,7 +55,7 @@ def test_commands_started_together_on_a_new_instance_all_succeed(tmp_path):
     # so no model is loaded).
     (tmp_path / "inbox" / "acme").mkdir(parents=True)
     (tmp_path / "inbox" / "acme" / "deck.key").write_bytes(b"PK\x03\x04")
-    later = subprocess.run([*CLI, "ingest", str(tmp_path / "inbox")], env=env, capture_output=True, text=True, timeout=300)
+    later = subprocess.run([*CLI, "ingest", str(tmp_path / "inbox")], env=env, check=False, capture_output=True, text=True, timeout=300)
     assert later.returncode == 1, later.stderr  # the document failed, the command did not
     assert "FAILED acme/deck.key: unsupported file type '.key'" in later.stdout
     assert "(1 run(s))" in later.stdout

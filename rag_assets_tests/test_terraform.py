@@ -111,7 +111,7 @@ def terraform_binary() -> str:
             "terraform is not installed: install Terraform 1.11 (https://developer.hashicorp.com/terraform/install)"
             " and put `terraform` on PATH; deploy/README.md lists the prerequisites"
         )
-    version = json.loads(subprocess.run([found, "version", "-json"], capture_output=True, text=True).stdout)
+    version = json.loads(subprocess.run([found, "version", "-json"], check=True, capture_output=True, text=True).stdout)
     if not version["terraform_version"].startswith("1.11."):
         pytest.fail(f"deploy/ pins Terraform ~> 1.11; {found} is {version['terraform_version']}")
     return found
@@ -253,7 +253,7 @@ class Deployment:
 
     def tf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [self.terraform, *args], cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=300
+            [self.terraform, *args], cwd=self.workdir, env=self.env, check=False, capture_output=True, text=True, timeout=300
         )
         if check and result.returncode != 0:
             raise AssertionError(f"terraform {args[0]} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
