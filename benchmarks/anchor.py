@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         defs = build_definitions(settings)
         with dg.DagsterInstance.from_config(str(home)) as instance:
 
-            def rag_phase(phase: str) -> None:
+            # The loop's values bound as defaults (B023): each phase runs within its repetition.
+            def rag_phase(phase: str, settings=settings, defs=defs) -> None:
                 started = time.perf_counter()
                 refs, unfound = discover([str(corpus)], ObjectStore(), None, settings.tenant_from_key)
                 report = ingest(refs, defs=defs, instance=instance, batch_size=settings.batch_size)
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 if unfound or report.failed:
                     raise SystemExit(f"rag_assets {phase}: {unfound or report.failed}")
 
-            def anchor_phase(phase: str) -> None:
+            def anchor_phase(phase: str, rep=rep, run_dir=run_dir) -> None:
                 wants_ranking = phase == "first" and rep == 0
                 out = run_anchor(python, corpus, run_dir / "langchain", model_path, query_file if wants_ranking else None)
                 times.setdefault(f"langchain {phase}", []).append(out["index_seconds"])

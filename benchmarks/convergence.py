@@ -81,11 +81,11 @@ def rounds_of_changes(scene: Scene, rounds: int) -> dict[str, list[float]]:
     for n in range(rounds + 1):  # the first is a warm-up: daemon start, code server, first run
         key, first, second = f"acme/probe-{n}.txt", f"Probe {n}: the walrus sings at nine.", f"Probe {n}: the walrus sings at eleven."
         steps = [
-            ("upload", lambda: scene.put(key, first)),
-            ("delete", lambda: scene.delete(key)),
-            ("re-upload (same bytes)", lambda: scene.put(key, first)),
-            ("replace", lambda: scene.put(key, second)),
-            ("revert", lambda: scene.put(key, first)),
+            ("upload", lambda key=key, first=first: scene.put(key, first)),
+            ("delete", lambda key=key: scene.delete(key)),
+            ("re-upload (same bytes)", lambda key=key, first=first: scene.put(key, first)),
+            ("replace", lambda key=key, second=second: scene.put(key, second)),
+            ("revert", lambda key=key, first=first: scene.put(key, first)),
         ]
         for what, change in steps:
             time.sleep(1.1)  # a new second: S3's LastModified has no finer grain

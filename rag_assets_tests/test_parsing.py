@@ -68,7 +68,7 @@ def paged_pdf(bodies: list[str], footer_first: bool = False) -> bytes:
     buf = io.BytesIO()
     c = canvas.Canvas(buf, invariant=1, pageCompression=0)
     for n, body in enumerate(bodies, start=1):
-        footer = lambda: c.drawString(280, 40, f"Page {n} of {len(bodies)}")
+        footer = lambda n=n: c.drawString(280, 40, f"Page {n} of {len(bodies)}")
         if footer_first:
             footer()
         c.drawString(72, 800, "ACME Corp - Employee Handbook")
