@@ -174,7 +174,7 @@ class _Index:
         self.model = settings.embedder
         try:
             self.store = vector_store_from_uri(settings.index_uri)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the store's client raises: a message, not a traceback
             raise SystemExit(self.unreachable(exc)) from None
         self.embedder = embedder_from_spec(settings.embedder, settings)
 
@@ -217,11 +217,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.mode != "keyword":  # keyword search needs no embedding (nor the model loaded)
         try:
             vectors = index.embedder.embed([args.text])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the embedder raises: a message and an exit code
             return index.cannot_embed("the text", exc)
     try:
         [hits] = search(index.store, index.embedder, args.tenant, [args.text], k=args.k, mode=args.mode, vectors=vectors)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the store raises: a message and an exit code
         return index.unreachable(exc)
     rows = [hit_row(h) for h in hits]
     if args.json:
@@ -256,11 +256,11 @@ def query_lines(args: argparse.Namespace, index: _Index) -> int:
         lines = f"line(s) {batch[0][0]}-{batch[-1][0]}"
         try:
             vectors = index.embedder.embed(texts) if texts and args.mode != "keyword" else None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the embedder raises: a message and an exit code
             return index.cannot_embed(lines, exc)
         try:
             found = iter(search(index.store, index.embedder, args.tenant, texts, k=args.k, mode=args.mode, vectors=vectors))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the store raises: a message and an exit code
             return index.unreachable(exc)
         out = []
         for number, query, error in batch:
@@ -310,7 +310,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     with tqdm(total=len(queries), unit="query", desc="eval", file=sys.stderr, disable=None) as bar:
         try:
             results = evaluate(index.store, index.embedder, args.tenant, queries, k=args.k, on_progress=bar.update)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the store or embedder raises: a message and an exit code
             return index.failed(f"cannot search the index at {printable(index.where)} with {printable(index.model)}", exc)
     rounded = {mode: {name: round(value, 4) for name, value in scores.items()} for mode, scores in results.items()}
     if args.json:

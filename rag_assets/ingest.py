@@ -240,7 +240,8 @@ def ingest(
     store, embedder, pipeline = defs.resources["vector_store"], defs.resources["embedder"], defs.resources["rag_config"].pipeline_for
     try:
         indexed = store.list_documents(embedder.model_id, embedder.dimension, document_ids=[r.document_id for r in refs]) if refs else {}
-    except Exception as exc:  # a shortcut only: the runs check the index themselves, and report what fails
+    # a shortcut only: the runs check the index themselves, and report what fails
+    except Exception as exc:  # noqa: BLE001 - the reason above
         log.warning("could not list the index (%s): every document runs", exc)
         indexed = {}
     materialized = instance.get_materialized_partitions(dg.AssetKey("vector_index")) if indexed else set()

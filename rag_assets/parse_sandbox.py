@@ -35,7 +35,8 @@ def guarded(fn: Callable[..., T], name: str, args: tuple, kwargs: dict) -> T:
         raise
     except RecursionError:
         raise BadDocument(name, "nested too deeply to read (more levels than Python's recursion limit)") from None
-    except Exception as e:  # untrusted input: a reader's own error is this file's failure, not the batch's
+    # untrusted input: a reader's own error is this file's failure, not the batch's
+    except Exception as e:  # noqa: BLE001 - the reason above
         raise BadDocument(name, f"could not be read ({describe_error(e)})") from None
 
 
@@ -108,5 +109,6 @@ class ParseSandbox:
                 f"its reader process died while reading it ({e}); "
                 f"the memory limit is {self.memory_mb} MiB (RAG_MAX_MEMORY_MB)",
             ) from None
-        except Exception as e:  # what crossing processes can raise (a result that does not unpickle, ...)
+        # what crossing processes can raise (a result that does not unpickle, ...)
+        except Exception as e:  # noqa: BLE001 - the reason above
             raise BadDocument(name, f"could not be read ({describe_error(e)})") from None

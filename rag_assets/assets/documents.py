@@ -105,7 +105,8 @@ def load_document(
             data, obj = store.read(ref.uri, max_bytes)
         except FileNotFoundError:
             return None
-        except Exception as e:
+        # any error of the store is this document's failure; _read_error says if a later run tries again
+        except Exception as e:  # noqa: BLE001 - the reason above
             raise _read_error(ref, e) from None
         etag = obj.etag
         sidecar = find_sidecar(store, ref)
@@ -120,7 +121,7 @@ def load_document(
     except BadDocument as e:
         e.etag = etag
         raise
-    except Exception as e:  # the analysis store, the analyzer's client...: not the document's fault
+    except Exception as e:  # noqa: BLE001 - the analysis store, the analyzer's client...: not the document's fault
         error = BadDocument(
             ref.key, f"could not be read ({describe_error(e)}); a later run tries again", transient=True
         )

@@ -115,7 +115,7 @@ def build_golden_check(index: dg.AssetsDefinition, store_key: str, embedder_key:
             return evaluate_golden_sets(
                 context, resources.golden_config, getattr(resources, store_key), getattr(resources, embedder_key), index.key
             )
-        except Exception as e:  # never the run's failure: a warning that says why
+        except Exception as e:  # noqa: BLE001 - never the run's failure: a warning that says why
             reason = printable(describe_error(e))
             context.log.warning(f"golden sets not evaluated: {reason}")
             return dg.AssetCheckResult(

@@ -52,7 +52,7 @@ def read_image_document(
     )
     try:
         object_store.write(DocRef(ref.tenant, ref.root, thumb).uri, reading.thumbnail)
-    except Exception as e:  # the place, not the image: a later run tries again
+    except Exception as e:  # noqa: BLE001 - the place, not the image: a later run tries again
         raise BadDocument(
             ref.key, f"its thumbnail could not be written ({describe_error(e)})", transient=True
         ) from None

@@ -97,7 +97,7 @@ def open_image(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         ) from None
     except Image.UnidentifiedImageError:  # its message names only a BytesIO
         raise BadDocument(name, "not a readable image: the format is unknown or the header damaged") from None
-    except Exception as e:  # truncated headers, bad chunks, ...
+    except Exception as e:  # noqa: BLE001 - truncated headers, bad chunks, ...
         raise BadDocument(name, f"not a readable image ({type(e).__name__}: {e})") from None
     width, height = image.size
     if width * height > max_pixels:

@@ -183,7 +183,7 @@ def parse_pdf(
             if reader.is_encrypted:
                 try:
                     unlocked = reader.decrypt("")
-                except Exception:  # pypdf raises assorted errors for unsupported crypto
+                except Exception:  # noqa: BLE001 - pypdf raises assorted errors for unsupported crypto
                     unlocked = 0
                 if not unlocked:
                     raise BadDocument(name, "encrypted PDF: it needs a password")
@@ -195,7 +195,7 @@ def parse_pdf(
                 units.append(Unit(text=sanitize_page(text), page=number))
         except (BadDocument, MemoryError):
             raise
-        except Exception as e:  # untrusted input: whatever pypdf trips over, the file is corrupt
+        except Exception as e:  # noqa: BLE001 - untrusted input: whatever pypdf trips over, the file is corrupt
             raise BadDocument(name, f"corrupt PDF ({type(e).__name__}: {e})") from None
         finally:
             pypdf_logger.removeHandler(handler)
@@ -424,7 +424,7 @@ def parse_eml(name: str, data: bytes) -> ParsedDocument:
 
     try:
         message = BytesParser(policy=policy.default).parsebytes(data)
-    except Exception as e:  # the parser is lenient; what it still refuses is not a mail
+    except Exception as e:  # noqa: BLE001 - the parser is lenient; what it still refuses is not a mail
         raise BadDocument(name, f"not a readable mail ({e})") from None
     headers = {h: str(message.get(h, "")).strip() for h in ("Subject", "From", "To", "Date")}
     if not any(headers.values()):
@@ -491,7 +491,7 @@ def _opened(name: str, kind: str, open_file, data: bytes):
         return open_file(io.BytesIO(data))
     except MemoryError:
         raise
-    except Exception as e:  # each library raises its own errors (KeyError, lxml, ValueError...)
+    except Exception as e:  # noqa: BLE001 - each library raises its own errors (KeyError, lxml, ValueError...)
         raise BadDocument(name, f"corrupt {kind} file ({type(e).__name__}: {e})") from None
 
 

@@ -101,7 +101,7 @@ class WebhookNotifier(Notifier):
                             if response.status_code == 429 or response.status_code >= 500:
                                 raise _Retryable(f"HTTP {response.status_code}")
                             response.raise_for_status()
-                except Exception as e:  # delivery only: nothing here may reach a run
+                except Exception as e:  # noqa: BLE001 - delivery only: nothing here may reach a run
                     delivery.fail(len(messages) - n, f"{self.url}: {describe_error(e)}")
                     break
                 delivery.sent += 1
@@ -157,7 +157,7 @@ class ApiGatewayNotifier(Notifier):
                         dynamodb.delete_item(TableName=self.table, Key={k: item[k] for k in key_schema})
                         connections[message.tenant].remove(item)
                 delivery.sent += 1
-            except Exception as e:  # delivery only: nothing here may reach a run
+            except Exception as e:  # noqa: BLE001 - delivery only: nothing here may reach a run
                 delivery.fail(1, f"{self.endpoint}: {describe_error(e)}")
         return delivery
 
@@ -185,7 +185,7 @@ class WebSocketHubNotifier(Notifier):
                         break
                     hub.send(json.dumps(message.as_json()))
                     delivery.sent += 1
-        except Exception as e:  # delivery only: nothing here may reach a run
+        except Exception as e:  # noqa: BLE001 - delivery only: nothing here may reach a run
             delivery.fail(len(messages) - delivery.sent - delivery.dropped, f"{self.url}: {describe_error(e)}")
         return delivery
 

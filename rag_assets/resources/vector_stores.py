@@ -6,6 +6,7 @@ contract is checked for all three by `rag_assets_tests/test_vector_store_contrac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -303,10 +304,8 @@ def import_meanwhile(module: str) -> None:
     it later waits for that import instead of making it (Python's import locks)."""
 
     def load() -> None:
-        try:
+        with contextlib.suppress(Exception):  # the import where it is used says what is wrong
             importlib.import_module(module)
-        except Exception:  # noqa: BLE001 - the import where it is used says what is wrong
-            pass
 
     if module not in sys.modules:
         threading.Thread(target=load, name=f"import {module}", daemon=True).start()

@@ -147,7 +147,7 @@ class FakeJSONServer:
             return fault
         try:
             return self.route(req)
-        except Exception as exc:  # a bug in the fake: surface it as a 500, keep serving
+        except Exception as exc:  # noqa: BLE001 - a bug in the fake: surface it as a 500, keep serving
             return self.error(500, f"Fake server error: {type(exc).__name__}: {exc}")
 
 

@@ -176,7 +176,7 @@ class FakeOpenAIServer(FakeJSONServer):
             return self.error(400, "expected an image sent inline as a data:image/...;base64 URL")
         try:
             size = _image_size(base64.b64decode(images[0].split(";base64,", 1)[1], validate=True))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - whatever the decoding raises is a 400, as OpenAI's
             return self.error(400, f"You uploaded an unsupported image. ({e})")
         if self.vision_replies:
             content = self.vision_replies.pop(0)
