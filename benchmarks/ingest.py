@@ -622,11 +622,15 @@ def render(f: dict) -> str:
     med = " (medians of %d)" % f["repeat"] if f["repeat"] > 1 else ""
     lines = [
         "rag_assets ingestion benchmark",
-        f"machine: nproc={mach['nproc']}  python {mach['python']}  torch threads={mach['torch_threads']}  "
-        f"({mach['platform']})",
+        (
+            f"machine: nproc={mach['nproc']}  python {mach['python']}  torch threads={mach['torch_threads']}  "
+            f"({mach['platform']})"
+        ),
         "versions: " + "  ".join(f"{k} {v}" for k, v in f["versions"].items()),
-        f"corpus: {n} docs, {c['pages']} pages, {c['words']} words, {chunks} chunks ({c['tokens']} tokens), "
-        f"{c['tenants']} tenants, {c['bytes'] / 2**20:.1f} MiB of PDF; batch size {f['batch_size']} docs/run",
+        (
+            f"corpus: {n} docs, {c['pages']} pages, {c['words']} words, {chunks} chunks ({c['tokens']} tokens), "
+            f"{c['tenants']} tenants, {c['bytes'] / 2**20:.1f} MiB of PDF; batch size {f['batch_size']} docs/run"
+        ),
         f"model load (not in any figure): {s['model_load']:.2f} s; discover: {s['discover'] * 1000:.0f} ms",
         "",
         f"{'phase' + med:<44}{'seconds':>9}{'docs/s':>9}{'chunks/s':>10}{'CPU s':>9}{'others CPU s':>14}",
@@ -651,21 +655,33 @@ def render(f: dict) -> str:
     lines += [
         "-" * 95,
         "(CPU s: this process, all threads; others CPU s: what other processes used meanwhile)",
-        f"first run / floor (parse+embed):            {r['first_run_over_floor']:.2f}x   "
-        f"overhead {o['over_floor']:.0f} ms/doc",
-        f"first run / floor (parse+chunk+embed):      {r['first_run_over_floor_with_chunk']:.2f}x   "
-        f"overhead {o['over_floor_with_chunk']:.0f} ms/doc",
+        (
+            f"first run / floor (parse+embed):            {r['first_run_over_floor']:.2f}x   "
+            f"overhead {o['over_floor']:.0f} ms/doc"
+        ),
+        (
+            f"first run / floor (parse+chunk+embed):      {r['first_run_over_floor_with_chunk']:.2f}x   "
+            f"overhead {o['over_floor_with_chunk']:.0f} ms/doc"
+        ),
         f"first run CPU over floor CPU (parse+chunk+embed):   overhead {o['cpu_over_floor_with_chunk']:.0f} CPU ms/doc",
-        f"second run / first run:                     {r['second_run_over_first_run']:.2f}x   "
-        f"({s['pipeline_second']:.2f} s, {1000 * s['pipeline_second'] / n:.0f} ms/doc)",
-        f"edited run / first run:                     {r['edited_run_over_first_run']:.3f}x   "
-        f"({s['pipeline_edited']:.2f} s for one edited document of {n})",
-        f"Dagster runs: first {d['runs_first']}, second {d['runs_second']}, edited {d['runs_edited']};  "
-        f"event-log entries: first {d['events_first']} ({d['events_first'] / n:.1f}/doc), second {d['events_second']}",
-        f"embedding calls: floor {f['embedding_calls']['floor']}; reported by ingest: first run "
-        f"{f['embedding_calls']['first_run']}, second run {f['embedding_calls']['second_run']}; logged by the "
-        f"embeddings steps: first run {f['embedding_calls']['first_run_logged']}, second run "
-        f"{f['embedding_calls']['second_run_logged']}",
+        (
+            f"second run / first run:                     {r['second_run_over_first_run']:.2f}x   "
+            f"({s['pipeline_second']:.2f} s, {1000 * s['pipeline_second'] / n:.0f} ms/doc)"
+        ),
+        (
+            f"edited run / first run:                     {r['edited_run_over_first_run']:.3f}x   "
+            f"({s['pipeline_edited']:.2f} s for one edited document of {n})"
+        ),
+        (
+            f"Dagster runs: first {d['runs_first']}, second {d['runs_second']}, edited {d['runs_edited']};  "
+            f"event-log entries: first {d['events_first']} ({d['events_first'] / n:.1f}/doc), second {d['events_second']}"
+        ),
+        (
+            f"embedding calls: floor {f['embedding_calls']['floor']}; reported by ingest: first run "
+            f"{f['embedding_calls']['first_run']}, second run {f['embedding_calls']['second_run']}; logged by the "
+            f"embeddings steps: first run {f['embedding_calls']['first_run_logged']}, second run "
+            f"{f['embedding_calls']['second_run_logged']}"
+        ),
         "",
         "time inside each asset step (STEP_START..STEP_SUCCESS, summed over runs, repetition 1):",
     ]

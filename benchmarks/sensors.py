@@ -332,8 +332,10 @@ def print_events(results: list[dict]) -> None:
     notes = [f"  {r['pending']:,} messages pending (one is S3's test event): {len(r['ticks'])} ticks to empty the queue"
              + (f", {r['left']:,} LEFT in it" if r["left"] else "") for r in results]  # fmt: skip
     notes += [
-        f"  A tick takes at most max_messages_per_tick {first['max_messages_per_tick']:,} messages (or what it"
-        f" receives in receive_budget_seconds {first['receive_budget_seconds']:.0f}) and acknowledges (ack) the",
+        (
+            f"  A tick takes at most max_messages_per_tick {first['max_messages_per_tick']:,} messages (or what it"
+            f" receives in receive_budget_seconds {first['receive_budget_seconds']:.0f}) and acknowledges (ack) the"
+        ),
         "  previous tick's: the last tick only acknowledges. events/s: messages received / tick s. One HEAD an object.",
         "  record s: adding the partitions (the daemon's share, not in tick s). Uploads (with notifications) ran at "
         + ", ".join(f"{r['upload_per_s']:.0f}/s" for r in results) + ".",
@@ -415,9 +417,11 @@ def print_listing(results: list[dict]) -> None:
                 rows.append([where, what, f"{n}/{len(ticks)}", t["seconds"], *counts, t["record_s"]])
     first = results[0]
     notes = [
-        f"  A tick stops paging at max_objects_per_tick {first['max_objects_per_tick']:,} objects or after"
-        f" list_budget_seconds {first['list_budget_seconds']:.0f}, checked after each page (S3: 1,000 objects; a local"
-        " folder: one page).",
+        (
+            f"  A tick stops paging at max_objects_per_tick {first['max_objects_per_tick']:,} objects or after"
+            f" list_budget_seconds {first['list_budget_seconds']:.0f}, checked after each page (S3: 1,000 objects; a local"
+            " folder: one page)."
+        ),
         "  Between the passes the index is filled as the runs would fill it (one row a document: "
         + ", ".join(f"{r['fill_s']:.0f} s" for r in results) + "): pass 2 plans every document against it.",
         "  moto's ListObjectsV2 gathers and sorts the whole bucket for every page (S3 does not): on moto, list s grows",

@@ -40,23 +40,33 @@ write_pdf(
     HERE / "acme" / "employee-handbook.pdf",
     "Acme Employee Handbook",
     [
-        "Welcome to Acme. This handbook explains how we work, how we pay you and how we take time off.\n"
-        "Working hours are flexible between 7am and 7pm; core hours are 10am to 3pm.",
-        "Vacation policy. Every employee gets 25 days of paid vacation per year, plus public holidays. "
-        "Unused vacation days carry over to the next year, up to a maximum of 5 days. "
-        "Request vacation at least two weeks ahead in the HR portal.",
-        "Expenses. Travel must be booked through the travel desk. Meals on business trips are reimbursed "
-        "up to 60 euros per day with receipts. Submit expense reports within 30 days.",
+        (
+            "Welcome to Acme. This handbook explains how we work, how we pay you and how we take time off.\n"
+            "Working hours are flexible between 7am and 7pm; core hours are 10am to 3pm."
+        ),
+        (
+            "Vacation policy. Every employee gets 25 days of paid vacation per year, plus public holidays. "
+            "Unused vacation days carry over to the next year, up to a maximum of 5 days. "
+            "Request vacation at least two weeks ahead in the HR portal."
+        ),
+        (
+            "Expenses. Travel must be booked through the travel desk. Meals on business trips are reimbursed "
+            "up to 60 euros per day with receipts. Submit expense reports within 30 days."
+        ),
     ],
 )
 write_pdf(
     HERE / "globex" / "security-policy.pdf",
     "Globex Security Policy",
     [
-        "Passwords must be at least 14 characters long and are stored in the company password manager. "
-        "Multi-factor authentication is mandatory for every account.",
-        "Laptops are encrypted with full-disk encryption. Report a lost or stolen laptop to the security "
-        "team within one hour by calling the security hotline.",
+        (
+            "Passwords must be at least 14 characters long and are stored in the company password manager. "
+            "Multi-factor authentication is mandatory for every account."
+        ),
+        (
+            "Laptops are encrypted with full-disk encryption. Report a lost or stolen laptop to the security "
+            "team within one hour by calling the security hotline."
+        ),
     ],
 )
 (HERE / "acme" / "faq.md").write_text(

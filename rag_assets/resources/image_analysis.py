@@ -209,12 +209,16 @@ class SqliteAnalysisStore(AnalysisStore):
         return open_sqlite(
             self.path,
             [
-                "CREATE TABLE IF NOT EXISTS analysis_cache (image_sha256 TEXT, analyzer TEXT, analysis TEXT NOT NULL, "
-                "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (image_sha256, analyzer))",
-                "CREATE TABLE IF NOT EXISTS analyses (item TEXT, user_id TEXT NOT NULL, item_key TEXT NOT NULL, version INTEGER, "
-                "image_sha256 TEXT NOT NULL, analyzer TEXT NOT NULL, provider TEXT, model TEXT, prompt_hash TEXT, category TEXT, "
-                "summary TEXT, tags TEXT, text_seen TEXT, raw_response TEXT, thumbnail_key TEXT, "
-                "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (item, version))",
+                (
+                    "CREATE TABLE IF NOT EXISTS analysis_cache (image_sha256 TEXT, analyzer TEXT, analysis TEXT NOT NULL, "
+                    "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (image_sha256, analyzer))"
+                ),
+                (
+                    "CREATE TABLE IF NOT EXISTS analyses (item TEXT, user_id TEXT NOT NULL, item_key TEXT NOT NULL, version INTEGER, "
+                    "image_sha256 TEXT NOT NULL, analyzer TEXT NOT NULL, provider TEXT, model TEXT, prompt_hash TEXT, category TEXT, "
+                    "summary TEXT, tags TEXT, text_seen TEXT, raw_response TEXT, thumbnail_key TEXT, "
+                    "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (item, version))"
+                ),
             ],
         )
 

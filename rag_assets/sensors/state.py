@@ -66,18 +66,26 @@ class SourceState(_SQLite):
             path,
             [
                 "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, etag TEXT, version TEXT, pass INTEGER)",
-                "CREATE TABLE IF NOT EXISTS pending_seen (sensor TEXT, tick INTEGER, key TEXT, etag TEXT, version TEXT, "
-                "pass INTEGER, PRIMARY KEY (sensor, tick, key))",
-                "CREATE TABLE IF NOT EXISTS requests (partition TEXT PRIMARY KEY, version TEXT, attempt INTEGER, at REAL, "
-                "done INTEGER DEFAULT 0)",
+                (
+                    "CREATE TABLE IF NOT EXISTS pending_seen (sensor TEXT, tick INTEGER, key TEXT, etag TEXT, version TEXT, "
+                    "pass INTEGER, PRIMARY KEY (sensor, tick, key))"
+                ),
+                (
+                    "CREATE TABLE IF NOT EXISTS requests (partition TEXT PRIMARY KEY, version TEXT, attempt INTEGER, at REAL, "
+                    "done INTEGER DEFAULT 0)"
+                ),
                 # version NULL: the request is done (the document was seen current).
-                "CREATE TABLE IF NOT EXISTS pending_requests (sensor TEXT, tick INTEGER, partition TEXT, version TEXT, "
-                "attempt INTEGER, at REAL, PRIMARY KEY (sensor, tick, partition))",
+                (
+                    "CREATE TABLE IF NOT EXISTS pending_requests (sensor TEXT, tick INTEGER, partition TEXT, version TEXT, "
+                    "attempt INTEGER, at REAL, PRIMARY KEY (sensor, tick, partition))"
+                ),
                 "CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, at REAL)",
                 "CREATE TABLE IF NOT EXISTS purged (key TEXT PRIMARY KEY, at REAL)",
                 # what: 'hold' (since at), 'release', or 'purged' (at).
-                "CREATE TABLE IF NOT EXISTS pending_guard (sensor TEXT, tick INTEGER, key TEXT, what TEXT, at REAL, "
-                "PRIMARY KEY (sensor, tick, key, what))",
+                (
+                    "CREATE TABLE IF NOT EXISTS pending_guard (sensor TEXT, tick INTEGER, key TEXT, what TEXT, at REAL, "
+                    "PRIMARY KEY (sensor, tick, key, what))"
+                ),
             ],
         )
         self.sensor = sensor
@@ -218,8 +226,10 @@ class GoldenState(_SQLite):
         super().__init__(
             path,
             [
-                "CREATE TABLE IF NOT EXISTS evaluations (check_key TEXT, tenant TEXT, mode TEXT, digest TEXT, "
-                "metrics TEXT, run_id TEXT, at REAL, PRIMARY KEY (check_key, tenant))"
+                (
+                    "CREATE TABLE IF NOT EXISTS evaluations (check_key TEXT, tenant TEXT, mode TEXT, digest TEXT, "
+                    "metrics TEXT, run_id TEXT, at REAL, PRIMARY KEY (check_key, tenant))"
+                ),
             ],
         )
 
