@@ -361,7 +361,7 @@ def render(f: dict) -> str:
         ),
         f"floor: parse {fl['parse']:.1f} s + embed rag_assets' chunks {fl['embed']:.1f} s = {fl['parse_embed']:.1f} s",
         "",
-        f"{'phase (median of %d)' % f['repeat']:<28}{'LangChain s':>12}{'rag_assets s':>13}{'LangChain/rag':>15}{'rag/first':>11}{'runs':>6}",
+        f"{'phase (median of ' + str(f['repeat']) + ')':<28}{'LangChain s':>12}{'rag_assets s':>13}{'LangChain/rag':>15}{'rag/first':>11}{'runs':>6}",
     ]
     for phase in PHASES:
         lc, rag = s[f"langchain {phase}"], s[f"rag_assets {phase}"]

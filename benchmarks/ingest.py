@@ -40,6 +40,7 @@ from collections import defaultdict
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Self
 
 TENANTS = ["acme", "globex", "initech"]
 SEED = 20240531
@@ -257,9 +258,11 @@ def step_seconds(instance, run_ids: list[str]) -> dict[str, float]:
                 continue
             if event.event_type == dg.DagsterEventType.STEP_START:
                 started[event.step_key] = entry.timestamp
-            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-                if event.step_key in started:
-                    totals[event.step_key] += entry.timestamp - started.pop(event.step_key)
+            elif (
+                event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
+                and event.step_key in started
+            ):
+                totals[event.step_key] += entry.timestamp - started.pop(event.step_key)
     return dict(totals)
 
 
@@ -297,7 +300,7 @@ class Timer:
     processes used meanwhile: a concurrent test suite on a 2-CPU machine halves the model's
     throughput, and this says when that happened."""
 
-    def __enter__(self) -> Timer:
+    def __enter__(self) -> Self:
         self._busy = machine_busy_seconds()
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
@@ -619,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
 def render(f: dict) -> str:
     s, c, n, mach = f["seconds"], f["corpus"], f["corpus"]["docs"], f["machine"]
     chunks = c["chunks"]
-    med = " (medians of %d)" % f["repeat"] if f["repeat"] > 1 else ""
+    med = f" (medians of {f['repeat']})" if f["repeat"] > 1 else ""
     lines = [
         "rag_assets ingestion benchmark",
         (

@@ -104,7 +104,7 @@ def cache_figures(count: int) -> dict:
         embed_with_cache(embedder, shared, texts)  # an earlier run filled it
         for name, cache in (("fresh_sqlite", embedding_cache_from_uri(str(Path(tmp) / "fresh.sqlite"))), ("shared_postgres", shared)):
             started = time.perf_counter()
-            _, stats, fresh = embed_with_cache(embedder, cache, texts)
+            _, _stats, fresh = embed_with_cache(embedder, cache, texts)
             out[name] = {"seconds": time.perf_counter() - started, "embedded": int(fresh.sum())}
             log(f"{count} texts, {name}: {out[name]['seconds']:.2f} s, {out[name]['embedded']} embedded")
     return out

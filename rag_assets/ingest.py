@@ -7,7 +7,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rul
 
 
 def current_documents(
-    refs: Mapping[DocRef, str], indexed: Mapping[str, IndexedDocument], pipeline: str | Callable[[str], str], materialized: Set[str]
+    refs: Mapping[DocRef, str], indexed: Mapping[str, IndexedDocument], pipeline: str | Callable[[str], str], materialized: AbstractSet[str]
 ) -> dict[str, IndexedDocument]:
     """Partition key -> what the index holds, for the documents with nothing to do: the index
     holds their source version cut by this pipeline, and this instance has their lineage."""

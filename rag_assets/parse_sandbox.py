@@ -16,7 +16,7 @@ import resource
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from rag_assets.lib.errors import describe_error
 from rag_assets.lib.parsing import BadDocument, ParsedDocument, parse_document
@@ -54,7 +54,7 @@ class ParseSandbox:
         self.seconds, self.memory_mb = seconds, memory_mb
         self._pool = None
 
-    def __enter__(self) -> ParseSandbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"
@@ -92,7 +93,7 @@ class TemporaryPostgres:
         self.tmpdir = None
         self.port = 0
 
-    def __enter__(self) -> TemporaryPostgres:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

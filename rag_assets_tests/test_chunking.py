@@ -1,3 +1,4 @@
+import itertools
 import random
 import re
 
@@ -49,7 +50,7 @@ def test_split_spans_invariants(text, max_tokens, overlap):
     covered = set().union(*(range(i, j) for i, j in index))
     assert covered == set(range(n))  # every token is in some window
     assert index[0][0] == 0 and index[-1][1] == n
-    for (_, end), (start, _) in zip(index, index[1:]):
+    for (_, end), (start, _) in itertools.pairwise(index):
         assert end - start == overlap  # consecutive windows share exactly `overlap` tokens
 
 
@@ -215,7 +216,7 @@ def test_balanced_chunks_rather_than_a_scrap():
 def test_overlap_is_whole_sentences():
     text = " ".join(sentences(40, 7, (5, 7)))
     spans = sentence_spans(text, 50, 20, count_tokens)
-    for (a, b, _), (c, d, _) in zip(spans, spans[1:]):
+    for (a, b, _), (c, d, _) in itertools.pairwise(spans):
         assert a < c <= b  # the next chunk starts within this one...
         assert text[c - 2] == "." and count_tokens(text[c:b]) <= 20  # ...at a sentence start, at most 20 tokens back
 
@@ -223,7 +224,7 @@ def test_overlap_is_whole_sentences():
 def test_no_overlap_means_disjoint_chunks():
     text = " ".join(sentences(40, 9))
     spans = sentence_spans(text, 50, 0)
-    assert all(b < c for (_, b, _), (c, _, _) in zip(spans, spans[1:]))
+    assert all(b < c for (_, b, _), (c, _, _) in itertools.pairwise(spans))
 
 
 def test_an_injected_count_sizes_the_chunks():

@@ -139,7 +139,7 @@ def cache(request, tmp_path):
 
 def test_second_call_embeds_nothing(cache):
     embedder, texts = FakeEmbedder(), ["a", "b", "c"]
-    first, stats1, fresh1 = embed_with_cache(embedder, cache, texts)
+    first, _stats1, fresh1 = embed_with_cache(embedder, cache, texts)
     second, stats2, fresh2 = embed_with_cache(embedder, cache, texts)
     assert embedder.embedded == texts
     assert fresh1.tolist() == [True] * 3 and fresh2.tolist() == [False] * 3

@@ -73,7 +73,7 @@ def test_openai_embeddings_deterministic_and_lexical(oai_server: FakeOpenAIServe
     client = _client(oai_server)
     texts = ["the cat sat on the mat", "a cat sat on a mat", "quantum chromodynamics lecture"]
     e = [d.embedding for d in client.embeddings.create(model=MODEL, input=texts).data]
-    assert _dot(e[0], e[1]) > 0.4 > 0.1 > abs(_dot(e[0], e[2]))
+    assert _dot(e[0], e[1]) > 0.4 and abs(_dot(e[0], e[2])) < 0.1
     assert client.embeddings.create(model=MODEL, input=texts[0]).data[0].embedding == e[0]
     small = client.embeddings.create(model=MODEL, input="x", dimensions=256)
     assert len(small.data[0].embedding) == 256
@@ -224,11 +224,14 @@ def test_pinecone_list_paginates_and_delete(pc_server: FakePineconeServer, pc: P
 
 
 def test_pinecone_delete_by_filter_when_enabled() -> None:
-    with FakePineconeServer(dimension=2, delete_by_filter=True) as server:
-        with Pinecone(api_key="k", host=server.url) as pc, pc.index(host=server.url) as index:
-            index.upsert(vectors=[("a", [1, 0], {"doc": "x"}), ("b", [0, 1], {"doc": "y"})])
-            index.delete(filter={"doc": {"$eq": "x"}})
-            assert list(server.index().ns("")) == ["b"]
+    with (
+        FakePineconeServer(dimension=2, delete_by_filter=True) as server,
+        Pinecone(api_key="k", host=server.url) as pc,
+        pc.index(host=server.url) as index,
+    ):
+        index.upsert(vectors=[("a", [1, 0], {"doc": "x"}), ("b", [0, 1], {"doc": "y"})])
+        index.delete(filter={"doc": {"$eq": "x"}})
+        assert list(server.index().ns("")) == ["b"]
 
 
 def test_pinecone_limits_are_enforced(pc_server: FakePineconeServer, pc: Pinecone) -> None:
@@ -257,9 +260,12 @@ def test_pinecone_limits_are_enforced(pc_server: FakePineconeServer, pc: Pinecon
 def test_pinecone_auth_and_faults(pc_server: FakePineconeServer, pc: Pinecone) -> None:
     status, body = _post_error(f"{pc_server.url}/describe_index_stats", b"{}")
     assert (status, body["error"]["code"]) == (401, "UNAUTHENTICATED")
-    with FakePineconeServer(api_key="right") as strict:
-        with Pinecone(api_key="wrong", host=strict.url) as bad, pytest.raises(UnauthorizedError):
-            bad.indexes.describe("test-index")
+    with (
+        FakePineconeServer(api_key="right") as strict,
+        Pinecone(api_key="wrong", host=strict.url) as bad,
+        pytest.raises(UnauthorizedError),
+    ):
+        bad.indexes.describe("test-index")
     pc_server.fail_next(503)
     with pytest.raises(ServiceError):
         pc.indexes.describe("docs")

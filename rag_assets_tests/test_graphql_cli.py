@@ -175,7 +175,7 @@ class _RecordingProxy(BaseHTTPRequestHandler):
     """An authenticating proxy in front of the webserver: 401 without `Bearer TOKEN`."""
 
     upstream = ""
-    seen: list[str | None] = []
+    seen: ClassVar[list[str | None]] = []
 
     def do_POST(self) -> None:  # http.server's name
         auth = self.headers.get("Authorization")

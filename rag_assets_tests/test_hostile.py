@@ -129,8 +129,8 @@ def test_one_bad_document_fails_alone_across_tenants_and_is_recorded(rag_env, in
     assert sorted(report["ingested"]) == sorted(["acme/good.md", "globex/good.txt", long_name])
     (run,) = instance.get_runs()  # the good ones were written in the same run, which then failed naming the bad
     assert run.is_failure
-    for key in reasons:
-        assert unreadable(instance, inbox, key, key.split("/")[0])["reason"] == reasons[key]
+    for key, reason in reasons.items():
+        assert unreadable(instance, inbox, key, key.split("/")[0])["reason"] == reason
 
     # The sensors leave them alone until they change: a listing pass asks for nothing.
     from rag_assets.sensors.s3 import build_listing_sensor

@@ -235,7 +235,7 @@ def index_reconciliation(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     made by another pipeline, and again after a failed or lost attempt (repairs); documents
     purged; how the runs ended. Read from Dagster's run records, so it can be backfilled over any day they cover."""
     window = context.partition_time_window
-    between = dict(created_after=window.start, created_before=window.end)
+    between = {"created_after": window.start, "created_before": window.end}
     ingest = [r.dagster_run for r in context.instance.get_run_records(dg.RunsFilter(job_name=ingest_documents_job.name, **between))]
     purge = [r.dagster_run for r in context.instance.get_run_records(dg.RunsFilter(job_name=purge_documents_job.name, **between))]
     record = day_record(ingest, purge)

@@ -266,7 +266,7 @@ class Family:
 def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list[dg.AssetsDefinition]:
     """chunks, embeddings and vector_index assets downstream of `source` (names get the
     family's prefix), and vector_index's golden_sets check when the family has it."""
-    common = dict(partitions_def=family.partitions_def, backfill_policy=family.backfill_policy, group_name=family.group_name)
+    common = {"partitions_def": family.partitions_def, "backfill_policy": family.backfill_policy, "group_name": family.group_name}
     chunks_name, embeddings_name, index_name = (f"{family.prefix}{n}" for n in ("chunks", "embeddings", "vector_index"))
 
     def keep_form(context: dg.AssetExecutionContext, work_area: WorkArea, key: str, like, parts: Iterable[list]):

@@ -275,7 +275,7 @@ def parse_vision_answer(content: str | None) -> Analysis:
     except json.JSONDecodeError as e:
         raise ValueError(f"not JSON ({e.msg} at character {e.pos})") from None
     if not isinstance(answer, dict):
-        raise ValueError(f"a JSON {type(answer).__name__}, not an object")
+        raise ValueError(f"a JSON {type(answer).__name__}, not an object")  # noqa: TRY004 - bad data, callers catch ValueError
     problems = [f"{name!r} must be a non-empty string" for name in ("category", "summary") if not _text(answer.get(name))]
     tags = answer.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):

@@ -106,7 +106,7 @@ class BoundedLines:
 def decode_line(line: bytes | LineTooLong, limit: int) -> str:
     """A line as text; ValueError saying why not (longer than `limit` bytes, not UTF-8)."""
     if isinstance(line, LineTooLong):
-        raise ValueError(f"longer than {limit:,} bytes ({line.length:,})")
+        raise ValueError(f"longer than {limit:,} bytes ({line.length:,})")  # noqa: TRY004 - bad data, callers catch ValueError
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError as e:

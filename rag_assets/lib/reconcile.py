@@ -11,7 +11,8 @@ deletion guard), and `ingest_batches` turns the ingests into ranged runs with ru
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -182,8 +183,8 @@ def plan_documents(
     gone: Iterable[str] = (),
     complete: bool = False,
     scope: str = "",
-    in_flight: Set[str] = frozenset(),
-    purging: Set[str] = frozenset(),
+    in_flight: AbstractSet[str] = frozenset(),
+    purging: AbstractSet[str] = frozenset(),
     unreadable: Mapping[str, str] | None = None,
     requests: Mapping[str, Request] | None = None,
     backoff: Backoff = Backoff(),
@@ -295,11 +296,11 @@ class GuardDecision:
 def guard_purges(
     purge: Sequence[PurgeTarget],
     *,
-    indexed: Set[str],
+    indexed: AbstractSet[str],
     guard: PurgeGuard,
-    held: Set[str] = frozenset(),
-    recent: Set[str] = frozenset(),
-    confirmed: Set[str] = frozenset(),
+    held: AbstractSet[str] = frozenset(),
+    recent: AbstractSet[str] = frozenset(),
+    confirmed: AbstractSet[str] = frozenset(),
 ) -> GuardDecision:
     """Hold a plan's deletions (`PurgeTarget.if_gone`) when, with the deletions held before
     (`held`, still gone) and those purged unconfirmed within the guard's window (`recent`),
@@ -323,7 +324,7 @@ def guard_purges(
 
 
 def guard_releases(
-    before: Set[str], examined: Set[str] | None, decision: GuardDecision, purging: Set[str] = frozenset()
+    before: AbstractSet[str], examined: AbstractSet[str] | None, decision: GuardDecision, purging: AbstractSet[str] = frozenset()
 ) -> set[str]:
     """The held keys the guard lets go of: those a plan looked at (`examined`; None: every
     one, a complete listing pass) and found no longer to hold (the object is back, or its rows

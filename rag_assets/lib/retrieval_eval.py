@@ -110,8 +110,10 @@ def parse_eval_line(line: bytes | LineTooLong) -> EvalQuery | None:
         raise ValueError(f"not JSON ({e.msg} at column {e.colno})") from None
     except RecursionError:
         raise ValueError("not JSON this reader can read: nested too deeply") from None
-    if not isinstance(item, dict):
-        raise ValueError(f'a JSON object is expected ({{"query": ..., "expected": [...]}}), not {_json_type(item)}')
+    if not isinstance(item, dict):  # bad data, not a wrong argument: callers catch this ValueError
+        raise ValueError(  # noqa: TRY004 - the reason above
+            f'a JSON object is expected ({{"query": ..., "expected": [...]}}), not {_json_type(item)}'
+        )
     missing = [name for name in ("query", "expected") if name not in item]
     if missing:
         raise ValueError(f"missing {' and '.join(repr(m) for m in missing)}")

@@ -206,8 +206,8 @@ class EcsEmbedRunner(PipesEmbedRunner):
     task_definition: str
     container_name: str = "run"
     cluster: str | None = None
-    subnets: list[str] = []
-    security_groups: list[str] = []
+    subnets: list[str] = []  # noqa: RUF012 - a pydantic field (Dagster config): copied per instance
+    security_groups: list[str] = []  # noqa: RUF012 - a pydantic field (Dagster config): copied per instance
 
     def invoke(self, context, request: dict) -> dg.PipesClientCompletedInvocation:
         import boto3
@@ -234,16 +234,16 @@ class EcsEmbedRunner(PipesEmbedRunner):
 def embed_runner_from_settings(settings: Settings) -> EmbedRunner:
     """RAG_EMBED_ON: `process`, `lambda:FUNCTION_NAME` or `ecs:TASK_DEFINITION`."""
     kind, _, target = settings.embed_on.partition(":")
-    common = dict(
-        work_uri=settings.work_location,
-        texts_per_call=settings.embed_texts_per_call,
-        parallel_calls=settings.embed_parallel_calls,
-    )
+    common = {
+        "work_uri": settings.work_location,
+        "texts_per_call": settings.embed_texts_per_call,
+        "parallel_calls": settings.embed_parallel_calls,
+    }
     if kind == "process" and not target:
         return InProcessEmbedRunner()
     if kind == "lambda" and target:
         return LambdaEmbedRunner(function_name=target, **common)
     if kind == "ecs" and target:
-        network = dict(subnets=list(settings.ecs_subnets), security_groups=list(settings.ecs_security_groups))
+        network = {"subnets": list(settings.ecs_subnets), "security_groups": list(settings.ecs_security_groups)}
         return EcsEmbedRunner(task_definition=target, cluster=settings.ecs_cluster, **network, **common)
     raise ValueError(f"RAG_EMBED_ON={settings.embed_on!r}: use process, lambda:FUNCTION_NAME or ecs:TASK_DEFINITION")

@@ -14,7 +14,8 @@ docs/architecture.md.
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -165,11 +166,11 @@ def guard_plan(
     wanted: Mapping[str, Wanted],
     indexed: Mapping,
     by_key: Mapping[str, list[str]],
-    examined: Set[str] | None,
+    examined: AbstractSet[str] | None,
     list_index: Callable[[], Mapping] | None,
     held_before: Mapping[str, float],
-    confirmed: Set[str],
-    purging: Set[str],
+    confirmed: AbstractSet[str],
+    purging: AbstractSet[str],
     state: SourceState,
     tick: int,
     now: float,
@@ -279,8 +280,8 @@ def plan_and_result(
     sync_config: SyncConfig,
     rag_config: RagConfig,
     identity: str,
-    held: tuple[Mapping[str, float], Set[str]] = ({}, frozenset()),
-    examined: Set[str] | None = None,
+    held: tuple[Mapping[str, float], AbstractSet[str]] = ({}, frozenset()),
+    examined: AbstractSet[str] | None = None,
     list_index: Callable[[], Mapping] | None = None,
 ) -> dg.SensorResult:
     """Plan the documents under `root` against the index and the runs in flight (`work_in_flight`),

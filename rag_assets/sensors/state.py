@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from rag_assets.lib.identity import index_identity
@@ -151,7 +152,7 @@ class SourceState(_SQLite):
             found.update((p, Request(v, a, t, bool(d))) for p, v, a, t, d in rows)
         return found
 
-    def due(self, now: float, backoff: Backoff, limit: int, skip: Set[str] = frozenset()) -> list[str]:
+    def due(self, now: float, backoff: Backoff, limit: int, skip: AbstractSet[str] = frozenset()) -> list[str]:
         """Up to `limit` partitions requested long enough ago, not seen current since and not
         in `skip` (a run is on them), oldest first: due to be looked at again."""
         rows = self._conn.execute("SELECT partition, attempt, at FROM requests WHERE done = 0 ORDER BY at")

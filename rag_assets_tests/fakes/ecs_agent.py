@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Self
 
 import boto3
 
@@ -21,7 +22,7 @@ class LocalEcsAgent:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, daemon=True)
 
-    def __enter__(self) -> LocalEcsAgent:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
