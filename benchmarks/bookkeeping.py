@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in ([0] if rep < 0 else sizes if rep % 2 == 0 else sizes[::-1]):
             run_dir = workdir / f"rep{rep}-{n}"
             home = write_dagster_home(run_dir / "home")
-            settings = Settings.from_env({"RAG_WORK_DIR": str(run_dir / "rag"), "RAG_INDEX_URI": str(run_dir / "rag" / "index")})
+            settings = Settings.from_env(
+                {"RAG_WORK_DIR": str(run_dir / "rag"), "RAG_INDEX_URI": str(run_dir / "rag" / "index")}
+            )
             defs = build_definitions(settings)
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 filler = [
@@ -127,18 +129,24 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"--- {n:,} partitions: by cumulative time", file=sys.stderr)
                     pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(args.profile)
                 figures.setdefault("seconds", []).append(seconds)
-                keys = seconds_in(profile, "get_dynamic_partitions", "sql_event_log.py")  # the storage's reads (D7, D20)
+                keys = seconds_in(
+                    profile, "get_dynamic_partitions", "sql_event_log.py"
+                )  # the storage's reads (D7, D20)
                 figures.setdefault("loading_keys", []).append(keys)
                 figures.setdefault("store_event", []).append(seconds_in(profile, "store_event"))
                 figures.setdefault("events", []).append(events)
                 for kind, count in Counter(map(event_kind, logs)).items():
                     figures.setdefault(f"events: {kind}", []).append(count)
-                figures.setdefault("partitions_after", []).append(len(instance.get_dynamic_partitions(documents_partitions.name)))
+                figures.setdefault("partitions_after", []).append(
+                    len(instance.get_dynamic_partitions(documents_partitions.name))
+                )
             bar.update()
     bar.close()
 
     medians = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
-    print(f"{args.docs} text documents (600 characters each) ingested into an instance already holding N partitions; medians of {args.repeat}")
+    print(
+        f"{args.docs} text documents (600 characters each) ingested into an instance already holding N partitions; medians of {args.repeat}"
+    )
     print(
         f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'loading keys':>14}{'in store_event':>16}{'ms/event':>10}"
         f"{'vs first N':>12}"
@@ -151,11 +159,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{m['loading_keys']:>12.2f} s{m['store_event']:>14.2f} s{1000 * m['store_event'] / m['events']:>10.1f}"
             f"{m['seconds'] / first:>11.2f}x"
         )
-    kinds = sorted({k for m in medians.values() for k in m if k.startswith("events: ")}, key=lambda k: -medians[sizes[0]].get(k, 0))
+    kinds = sorted(
+        {k for m in medians.values() for k in m if k.startswith("events: ")}, key=lambda k: -medians[sizes[0]].get(k, 0)
+    )
     print("Events stored, by kind (all runs of an ingest; per document in brackets):")
     for n in sizes:
         m = medians[n]
-        print(f"{n:>9,}  " + ", ".join(f"{k.removeprefix('events: ')} {m.get(k, 0):.0f} ({m.get(k, 0) / args.docs:.2f})" for k in kinds))
+        print(
+            f"{n:>9,}  "
+            + ", ".join(
+                f"{k.removeprefix('events: ')} {m.get(k, 0):.0f} ({m.get(k, 0) / args.docs:.2f})" for k in kinds
+            )
+        )
     if args.json:
         print(json.dumps({"docs": args.docs, "medians": medians, "all": results}, indent=2))
     return 0

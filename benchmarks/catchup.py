@@ -65,7 +65,11 @@ def serve(kind: str, port: int, stop) -> None:
     from rag_assets_tests.fakes.openai_server import FakeOpenAIServer
     from rag_assets_tests.fakes.pinecone_server import FakePineconeServer
 
-    server = FakeOpenAIServer(port=port) if kind == "openai" else FakePineconeServer("bench", 1536, api_key="bench", port=port)
+    server = (
+        FakeOpenAIServer(port=port)
+        if kind == "openai"
+        else FakePineconeServer("bench", 1536, api_key="bench", port=port)
+    )
     with server:
         try:
             stop.wait()
@@ -112,7 +116,13 @@ def measure(kind: str, root: str, csv_path: str, env: dict, pinecone_url: str | 
     start = time.perf_counter()
     rows = (pipeline if kind.startswith("pipeline") else floor)(kind, Path(root), csv_path, pinecone_url, namespace)
     seconds = time.perf_counter() - start
-    return {"kind": kind, "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "peak_rss_mib": peak_rss_mib()}
+    return {
+        "kind": kind,
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def peak_rss_mib() -> float:
@@ -129,9 +139,19 @@ def pipeline(kind: str, root: Path, csv_path: str, pinecone_url: str | None, nam
     home = root / f"home-{kind}"
     home.mkdir(parents=True)
     (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
-    source = {"kind": "csv", "uri": csv_path.replace(DATE, "{date}"), "start_date": DATE, "id_column": "id", "tenant_column": "tenant"}
+    source = {
+        "kind": "csv",
+        "uri": csv_path.replace(DATE, "{date}"),
+        "start_date": DATE,
+        "id_column": "id",
+        "tenant_column": "tenant",
+    }
     if kind == "pipeline-openai":
-        source |= {"embedder": "openai:text-embedding-3-small", "index_uri": f"pinecone://bench?host={pinecone_url}", "namespace": namespace}
+        source |= {
+            "embedder": "openai:text-embedding-3-small",
+            "index_uri": f"pinecone://bench?host={pinecone_url}",
+            "namespace": namespace,
+        }
     config = root / f"catchup-{kind}.yaml"
     config.write_text(json.dumps({"sources": {"bench": source}}))
     os.environ.update(DAGSTER_HOME=str(home), RAG_WORK_DIR=str(root / f"work-{kind}"), RAG_INDEX_URI=str(root / f"index-{kind}"),
@@ -179,7 +199,10 @@ def floor(kind: str, root: Path, csv_path: str, pinecone_url: str | None, namesp
     model = SentenceTransformer(default_local_model_path("all-MiniLM-L6-v2"), device="cpu")
     embedded = model.encode([t for _, _, t in rows], batch_size=64, normalize_embeddings=True)
     table = lancedb.connect(str(root / "floor-index")).create_table(
-        "rows", data=[{"id": r, "tenant": t, "text": x, "vector": v.tolist()} for (r, t, x), v in zip(rows, embedded, strict=True)]
+        "rows",
+        data=[
+            {"id": r, "tenant": t, "text": x, "vector": v.tolist()} for (r, t, x), v in zip(rows, embedded, strict=True)
+        ],
     )
     return table.count_rows()
 
@@ -189,7 +212,9 @@ def run(kind: str, root: Path, csv_path: Path, env: dict, pinecone_url: str | No
     with ctx.Pool(1) as pool:
         log(f"{kind}: {csv_path.name}")
         out = pool.apply(measure, (kind, str(root), str(csv_path), env, pinecone_url, f"ns-{kind}"))
-    log(f"{kind}: {out['rows']:,} rows in {out['seconds']:.1f} s ({out['rows_per_s']:.0f} rows/s), peak RSS {out['peak_rss_mib']:.0f} MiB")
+    log(
+        f"{kind}: {out['rows']:,} rows in {out['seconds']:.1f} s ({out['rows_per_s']:.0f} rows/s), peak RSS {out['peak_rss_mib']:.0f} MiB"
+    )
     return out
 
 
@@ -214,11 +239,18 @@ def main() -> int:
                 results["openai"].append(run(kind, root, big, fakes.env(), f"http://127.0.0.1:{fakes.ports['pinecone']}"))
             finally:
                 fakes.stop()
-        results["local"] = [run(k, root, small, {}, None) for k in ("floor-local", "pipeline-local") if not args.only or k.startswith(args.only)]
+        results["local"] = [
+            run(k, root, small, {}, None)
+            for k in ("floor-local", "pipeline-local")
+            if not args.only or k.startswith(args.only)
+        ]
     if args.only:
         return 0
     rows = []
-    for name, (base, ours) in (("OpenAI -> Pinecone (fakes)", results["openai"]), ("local model -> LanceDB", results["local"])):
+    for name, (base, ours) in (
+        ("OpenAI -> Pinecone (fakes)", results["openai"]),
+        ("local model -> LanceDB", results["local"]),
+    ):
         rows.append([name, f"{ours['rows']:,}", f"{base['seconds']:.1f}", f"{ours['seconds']:.1f}", f"{ours['seconds'] / base['seconds']:.2f}x",
                      f"{base['rows_per_s']:.0f}", f"{ours['rows_per_s']:.0f}", f"{base['peak_rss_mib']:.0f}", f"{ours['peak_rss_mib']:.0f}"])  # fmt: skip
     headers = [
@@ -228,11 +260,17 @@ def main() -> int:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
     print(f"\nCatchup: one date of a CSV export ({results['machine']})")
     for n, row in enumerate([headers, *rows]):
-        print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
     print("  The floor: the same rows read, embedded and written in one loop, without Dagster or rag_assets (the")
-    print("  OpenAI path under the same 20 requests/s). Peak RSS of the process that did the work; the fakes run apart.")
+    print(
+        "  OpenAI path under the same 20 requests/s). Peak RSS of the process that did the work; the fakes run apart."
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     return 0

@@ -58,7 +58,11 @@ class Scene:
             env["RAG_SQS_QUEUE_URL"] = queue
         self.settings = Settings.from_env(env)
         resources = build_resources(self.settings)
-        self.store, self.embedder, self.pipeline = resources["vector_store"], resources["embedder"], resources["rag_config"].pipeline
+        self.store, self.embedder, self.pipeline = (
+            resources["vector_store"],
+            resources["embedder"],
+            resources["rag_config"].pipeline,
+        )
         self.daemon = Daemon(root / "daemon.log", env=env)
 
     def put(self, key: str, text: str) -> None:
@@ -71,7 +75,9 @@ class Scene:
         from rag_assets_tests.live import drift, wait_for
 
         model, dim = self.embedder.model_id, self.embedder.dimension
-        seconds = wait_for(lambda: not drift(self.settings.source_uri, self.store, model, dim, self.pipeline), what, timeout)
+        seconds = wait_for(
+            lambda: not drift(self.settings.source_uri, self.store, model, dim, self.pipeline), what, timeout
+        )
         log(f"{self.mode}: {what}: {seconds:.1f}s")
         return seconds
 
@@ -79,7 +85,11 @@ class Scene:
 def rounds_of_changes(scene: Scene, rounds: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {c: [] for c in CHANGES}
     for n in range(rounds + 1):  # the first is a warm-up: daemon start, code server, first run
-        key, first, second = f"acme/probe-{n}.txt", f"Probe {n}: the walrus sings at nine.", f"Probe {n}: the walrus sings at eleven."
+        key, first, second = (
+            f"acme/probe-{n}.txt",
+            f"Probe {n}: the walrus sings at nine.",
+            f"Probe {n}: the walrus sings at eleven.",
+        )
         steps = [
             ("upload", lambda key=key, first=first: scene.put(key, first)),
             ("delete", lambda key=key: scene.delete(key)),
@@ -142,7 +152,9 @@ def floor(root: Path) -> dict[str, float]:
         chunks = chunk_units(ref.document_id, doc.parsed.units)
         vectors = embedder.embed([c.text for c in chunks])
         emb = DocumentEmbeddings(embedder.model_id, embedder.dimension, vectors, len(chunks), 0, 1)
-        store.replace_documents(embedder.model_id, embedder.dimension, {ref.document_id: document_rows(doc, chunks, emb, pipeline)})
+        store.replace_documents(
+            embedder.model_id, embedder.dimension, {ref.document_id: document_rows(doc, chunks, emb, pipeline)}
+        )
         middle = time.perf_counter()
         store.delete_documents(embedder.model_id, embedder.dimension, [ref.document_id])
         end = time.perf_counter()
@@ -187,7 +199,12 @@ def main() -> int:
         "  loads the model (no embedding service here), the run's steps and events (benchmarks/sensors.py splits it).",
     ]
     headers = ["sensor", "change", "median s", "min s", "max s", "floor s", "/ floor"]
-    table("Convergence: change -> the index equals the bucket, through dagster-daemon (moto S3 + SQS)", headers, rows, notes)
+    table(
+        "Convergence: change -> the index equals the bucket, through dagster-daemon (moto S3 + SQS)",
+        headers,
+        rows,
+        notes,
+    )
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     return 0

@@ -278,21 +278,42 @@ DAGSTER_QUESTIONS = _natural(
         ("declare a software-defined asset with a decorator", "definitions.decorators.asset_decorator"),
         ("one function that produces several assets at once", "definitions.decorators.asset_decorator"),
         ("run a job on a cron schedule", "definitions.decorators.schedule_decorator definitions.schedule_definition"),
-        ("a sensor that launches runs when something changes outside Dagster", "definitions.decorators.sensor_decorator definitions.sensor_definition"),
+        (
+            "a sensor that launches runs when something changes outside Dagster",
+            "definitions.decorators.sensor_decorator definitions.sensor_definition",
+        ),
         ("react to a run that failed by sending an alert", "definitions.run_status_sensor_definition utils.alert"),
         ("daily partitions starting at a given date", "definitions.partitions.definition.time_window_subclasses"),
         ("a data quality check attached to an asset", "definitions.decorators.asset_check_decorator"),
         ("an IO manager that pickles outputs to the local file system", "storage.fs_io_manager"),
-        ("load all the assets defined in a Python module", "definitions.module_loaders.load_assets_from_modules definitions.module_loaders.load_defs_from_module"),
-        ("the object that gathers assets, jobs, schedules and sensors of a code location", "definitions.definitions_class"),
+        (
+            "load all the assets defined in a Python module",
+            "definitions.module_loaders.load_assets_from_modules definitions.module_loaders.load_defs_from_module",
+        ),
+        (
+            "the object that gathers assets, jobs, schedules and sensors of a code location",
+            "definitions.definitions_class",
+        ),
         ("materialize assets in process for a test", "definitions.materialize"),
         ("a job that selects a subset of assets to materialize", "definitions.unresolved_asset_job_definition"),
         ("metadata attached to a materialization event", "definitions.events"),
-        ("configuration of a run that varies with a time window partition", "definitions.partitions.partitioned_config.time_window"),
-        ("check that an asset was updated recently enough", "definitions.asset_checks.asset_check_factories.freshness_checks.last_update definitions.freshness"),
-        ("run an external process and report its results back through pipes", "pipes.utils pipes.client pipes.subprocess pipes.context"),
+        (
+            "configuration of a run that varies with a time window partition",
+            "definitions.partitions.partitioned_config.time_window",
+        ),
+        (
+            "check that an asset was updated recently enough",
+            "definitions.asset_checks.asset_check_factories.freshness_checks.last_update definitions.freshness",
+        ),
+        (
+            "run an external process and report its results back through pipes",
+            "pipes.utils pipes.client pipes.subprocess pipes.context",
+        ),
         ("a sensor that watches several assets for new materializations", "definitions.multi_asset_sensor_definition"),
-        ("define an asset that is produced outside of Dagster", "definitions.decorators.source_asset_decorator definitions.source_asset definitions.assets.definition.asset_spec"),
+        (
+            "define an asset that is produced outside of Dagster",
+            "definitions.decorators.source_asset_decorator definitions.source_asset definitions.assets.definition.asset_spec",
+        ),
         ("the type checks of inputs and outputs with a custom Dagster type", "types.dagster_type"),
         ("execute a job and get the result of the run in Python", "execution.api execution.execute_in_process_result"),
     ]
@@ -437,7 +458,11 @@ def keyword_queries(name: str, documents: dict[str, str], n: int = GENERATED_PER
             break
         counts = terms[doc]
         scored = sorted(
-            ((c * math.log(total / df[t]), t) for t, c in counts.items() if c >= 2 and t not in STOPWORDS and df[t] < total / 4),
+            (
+                (c * math.log(total / df[t]), t)
+                for t, c in counts.items()
+                if c >= 2 and t not in STOPWORDS and df[t] < total / 4
+            ),
             reverse=True,
         )
         size = rng.choice((2, 3, 4))
@@ -463,7 +488,12 @@ def corpus(name: str) -> Corpus:
     if name == "pydoc":
         return _build("pydoc", "Python Language Reference topics (pydoc_data)", pydoc_documents(), PYDOC_QUESTIONS)
     if name == "stdlib":
-        return _build("stdlib", f"docstrings of {len(STDLIB_MODULES)} standard-library modules", stdlib_documents(), STDLIB_QUESTIONS)
+        return _build(
+            "stdlib",
+            f"docstrings of {len(STDLIB_MODULES)} standard-library modules",
+            stdlib_documents(),
+            STDLIB_QUESTIONS,
+        )
     if name == "dagster":
         return _build("dagster", "docstrings of Dagster's public API", dagster_documents(), DAGSTER_QUESTIONS)
     raise ValueError(f"unknown corpus {name!r} (known: {', '.join(CORPORA)})")

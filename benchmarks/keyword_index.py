@@ -99,7 +99,10 @@ def lancedb(size: int) -> dict:
     from rag_assets.resources.vector_stores import FTS_COLUMN, LanceDBStore, fts_config
 
     store = LanceDBStore(
-        uri=tempfile.mkdtemp(prefix="bench-fts-"), compact_every=0, fts_reindex_rows=10**12, fts_reindex_fraction=10.0**12
+        uri=tempfile.mkdtemp(prefix="bench-fts-"),
+        compact_every=0,
+        fts_reindex_rows=10**12,
+        fts_reindex_fraction=10.0**12,
     )
     model, rows = "bench", Rows("bench")
     for _ in range(size // (DOCS_PER_CALL * CHUNKS_PER_DOC)):
@@ -220,7 +223,9 @@ def main() -> int:
                 f"lancedb  {r['rows']:>8,} rows: write of 1,000 rows {r['write_1000_ms']:,.0f} ms; optimize() after one "
                 f"{r['optimize_ms']:,.0f} ms with the FTS index, {r['optimize_without_index_ms']:,.0f} ms without; full "
                 f"rebuild {r['rebuild_ms']:,.0f} ms; keyword query {r['keyword_indexed_ms']} ms all indexed, "
-                + ", ".join(f"{v} ms with {k.split('_')[1]} unindexed" for k, v in r.items() if k.endswith("_unindexed_ms"))
+                + ", ".join(
+                    f"{v} ms with {k.split('_')[1]} unindexed" for k, v in r.items() if k.endswith("_unindexed_ms")
+                )
                 + f"; vector query {r['vector_ms']} ms"
             )
         else:

@@ -30,7 +30,11 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--queries", type=Path, help="a JSON list of query texts: their ranked sources (paths under --corpus) are printed")
+    parser.add_argument(
+        "--queries",
+        type=Path,
+        help="a JSON list of query texts: their ranked sources (paths under --corpus) are printed",
+    )
     parser.add_argument("--depth", type=int, default=50)
     args = parser.parse_args()
 

@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             daemon = Daemon(work / "daemon.log", env)
             daemon.start()
             try:
-                wait_for(lambda: sensor_has_ticked(instance, "notifications"), "the notification sensor's first tick", timeout=180)
+                wait_for(
+                    lambda: sensor_has_ticked(instance, "notifications"),
+                    "the notification sensor's first tick",
+                    timeout=180,
+                )
                 files = [inbox / ("acme" if n % 2 else "globex") / f"note-{n:03}.txt" for n in range(args.docs)]
 
                 def count(kind: str) -> int:
@@ -84,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 for wave in range(args.waves):
                     for n, path in enumerate(files):
-                        path.write_text(f"Wave {wave}: note {n} about harbour cranes, tides and ferries number {n * 7}.")
+                        path.write_text(
+                            f"Wave {wave}: note {n} about harbour cranes, tides and ferries number {n * 7}."
+                        )
                     target = (wave + 1) * args.docs + wave * (args.docs // 2)
                     wait_for(lambda t=target: count("ingested") >= t, f"wave {wave} ingested", timeout=600)
                     log(f"wave {wave}: {args.docs} documents ingested")
@@ -116,11 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     receiver.stop()
     floor_receiver.stop()
 
-    print(f"{len(delays)} messages ({args.waves} wave(s) of {args.docs} documents, half changed, all deleted), rejected: {receiver.rejected}")
+    print(
+        f"{len(delays)} messages ({args.waves} wave(s) of {args.docs} documents, half changed, all deleted), rejected: {receiver.rejected}"
+    )
     print(f"{'':>24} | {'median':>7} | {'p95':>7} | {'max':>7}")
     for name, values in [("all messages", delays), *sorted(by_type.items())]:
-        print(f"{name:>24} | {statistics.median(values):>6.2f}s | {percentile(values, 0.95):>6.2f}s | {max(values):>6.2f}s")
-    print(f"{'floor: a direct POST':>24} | {statistics.median(floor) * 1000:>5.1f}ms | {percentile(floor, 0.95) * 1000:>5.1f}ms | {max(floor) * 1000:>5.1f}ms")
+        print(
+            f"{name:>24} | {statistics.median(values):>6.2f}s | {percentile(values, 0.95):>6.2f}s | {max(values):>6.2f}s"
+        )
+    print(
+        f"{'floor: a direct POST':>24} | {statistics.median(floor) * 1000:>5.1f}ms | {percentile(floor, 0.95) * 1000:>5.1f}ms | {max(floor) * 1000:>5.1f}ms"
+    )
     if args.json:
         figures = {"median_s": statistics.median(delays), "p95_s": percentile(delays, 0.95), "messages": len(delays)}
         print(json.dumps(figures, indent=2))

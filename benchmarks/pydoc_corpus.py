@@ -24,6 +24,8 @@ def split_queries() -> tuple[list[tuple[str, frozenset[str]]], list[tuple[str, f
     return QUERIES[0::2], QUERIES[1::2]
 
 
-def scores(ranked_chunks_docs: Sequence[Sequence[str]], queries: Sequence[tuple[str, frozenset[str]]]) -> dict[str, float]:
+def scores(
+    ranked_chunks_docs: Sequence[Sequence[str]], queries: Sequence[tuple[str, frozenset[str]]]
+) -> dict[str, float]:
     """Mean recall@5 and nDCG@10 of each query's ranked chunk documents."""
     return corpora.scores(ranked_chunks_docs, [relevant for _, relevant in queries])

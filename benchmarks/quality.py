@@ -143,7 +143,9 @@ def _merge(splits: list[str], size: int, overlap: int) -> list[str]:
     return docs
 
 
-def read_corpus(corpus: corpora.Corpus, form: str, workdir: Path) -> tuple[dict[str, list[Unit]], dict[str, list[Unit]], int]:
+def read_corpus(
+    corpus: corpora.Corpus, form: str, workdir: Path
+) -> tuple[dict[str, list[Unit]], dict[str, list[Unit]], int]:
     """Each document's units as the pipeline reads them, as the LangChain script reads them
     (PyPDFLoader: a page's text as pypdf gives it), and the pages written."""
     from anchor import write_text_pdf
@@ -157,7 +159,9 @@ def read_corpus(corpus: corpora.Corpus, form: str, workdir: Path) -> tuple[dict[
             continue
         path = workdir / corpus.name / f"{name}.pdf"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pages += write_text_pdf(path, name, text, header=f"{corpus.description}: {name}", footer="Page {page} of {pages}")
+        pages += write_text_pdf(
+            path, name, text, header=f"{corpus.description}: {name}", footer="Page {page} of {pages}"
+        )
         units[name] = parse_document(path.name, path.read_bytes()).units
         raw[name] = [Unit(page.extract_text(), page=n) for n, page in enumerate(PdfReader(path).pages, start=1)]
     return units, raw, pages
@@ -181,7 +185,16 @@ def rank(query_vectors: np.ndarray, chunk_vectors: np.ndarray, owners: list[str]
     return [[owners[i] for i in row] for row in top]
 
 
-def rank_by_search(mode: str, texts: list[str], owners: list[str], vectors: np.ndarray, queries: list[str], query_vectors: np.ndarray, embedder, depth: int = 100) -> list[list[str]]:
+def rank_by_search(
+    mode: str,
+    texts: list[str],
+    owners: list[str],
+    vectors: np.ndarray,
+    queries: list[str],
+    query_vectors: np.ndarray,
+    embedder,
+    depth: int = 100,
+) -> list[list[str]]:
     """Each query's chunks' documents as rag_assets.search ranks them in `mode`, over the chunks
     written into a fresh LanceDB table (its keyword index made as the pipeline's writes make it)."""
     from rag_assets.lib.hashing import chunk_id
@@ -203,7 +216,9 @@ def rank_by_search(mode: str, texts: list[str], owners: list[str], vectors: np.n
     return [[hit.key for hit in hits] for hits in found]
 
 
-def evaluate(embedder, corpus: corpora.Corpus, units, split, query_vectors: np.ndarray, tokenizer, modes=("vector",)) -> dict[str, dict]:
+def evaluate(
+    embedder, corpus: corpora.Corpus, units, split, query_vectors: np.ndarray, tokenizer, modes=("vector",)
+) -> dict[str, dict]:
     """mode -> the configuration's cost and scores in that search mode."""
     texts, owners = chunk_corpus(units, split)
     started, cpu = time.perf_counter(), time.process_time()
@@ -219,7 +234,9 @@ def evaluate(embedder, corpus: corpora.Corpus, units, split, query_vectors: np.n
         if mode == "vector":
             ranked = rank(query_vectors, vectors, owners)
         else:
-            ranked = rank_by_search(mode, texts, owners, vectors, [q.text for q in corpus.queries], query_vectors, embedder)
+            ranked = rank_by_search(
+                mode, texts, owners, vectors, [q.text for q in corpus.queries], query_vectors, embedder
+            )
         by_text = dict(zip((q.text + "\0" + q.kind for q in corpus.queries), ranked, strict=True))
         scored = dict(result)
         for kind in corpora.KINDS:
@@ -239,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpora", default=",".join(corpora.CORPORA), help="comma separated")
     parser.add_argument("--format", choices=("pdf", "text"), default="pdf", help="how documents are written and read")
     parser.add_argument("--embedders", default="local:all-MiniLM-L6-v2", help="RAG_EMBEDDER specs, comma separated")
-    parser.add_argument("--modes", default="vector", help="search modes, comma separated: vector (exact cosine), hybrid, keyword")
+    parser.add_argument(
+        "--modes", default="vector", help="search modes, comma separated: vector (exact cosine), hybrid, keyword"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="the embedder's batch size (default: its own)")
     parser.add_argument("--workdir", type=Path, help="where the PDFs are written (default: a new temporary folder)")
     parser.add_argument("--json", action="store_true")
@@ -262,7 +281,9 @@ def main(argv: list[str] | None = None) -> None:
         kinds = ", ".join(f"{len(corpus.of_kind(k))} {k}" for k in corpora.KINDS)
         print(
             f"corpus {corpus.name} ({corpora.fingerprint(corpus)}): {corpus.description}; {len(corpus.documents)} documents, "
-            f"{sum(len(t) for t in corpus.documents.values()):,} characters" + (f", {pages} pages" if pages else "") + f"; queries: {kinds}"
+            f"{sum(len(t) for t in corpus.documents.values()):,} characters"
+            + (f", {pages} pages" if pages else "")
+            + f"; queries: {kinds}"
         )
     queries = {(e.model_id, c.name): e.embed([q.text for q in c.queries]) for e in embedders for c in chosen}
     rows = []
@@ -272,7 +293,9 @@ def main(argv: list[str] | None = None) -> None:
         for embedder in embedders:
             for corpus in chosen:
                 units = read[corpus.name][1 if count == "langchain" else 0]
-                results = evaluate(embedder, corpus, units, split, queries[(embedder.model_id, corpus.name)], tokenizer, modes)
+                results = evaluate(
+                    embedder, corpus, units, split, queries[(embedder.model_id, corpus.name)], tokenizer, modes
+                )
                 for mode, result in results.items():
                     config = f"{count}:{max_tokens}/{overlap}" + (f" {mode}" if len(modes) > 1 else "")
                     rows.append({"config": config, "embedder": embedder.model_id, "corpus": corpus.name, **result})

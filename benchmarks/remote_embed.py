@@ -62,7 +62,9 @@ def batch_figures(sizes: list[int], repeats: int, work: Path) -> dict:
     embedder = embedder_from_spec("local:all-MiniLM-L6-v2")
     figures: dict = {}
     with FakeLambdaServer() as server:
-        server.add_function("rag-embed", "rag_assets.pipes_embed.lambda_handler", {"RAG_WORK_DIR": str(work / "lambda")})
+        server.add_function(
+            "rag-embed", "rag_assets.pipes_embed.lambda_handler", {"RAG_WORK_DIR": str(work / "lambda")}
+        )
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = server.url
         runner = LambdaEmbedRunner(function_name="rag-embed", work_uri="s3://bench-work/rag", parallel_calls=1)
 
@@ -84,7 +86,9 @@ def batch_figures(sizes: list[int], repeats: int, work: Path) -> dict:
                     remote.append(time.perf_counter() - t)
                     assert abs(vectors - floor).max() < 1e-4
                 figures[size] = {"in_process_s": statistics.median(local), "lambda_s": statistics.median(remote)}
-                log(f"{size} texts: in-process {figures[size]['in_process_s']:.2f} s, through Lambda {figures[size]['lambda_s']:.2f} s")
+                log(
+                    f"{size} texts: in-process {figures[size]['in_process_s']:.2f} s, through Lambda {figures[size]['lambda_s']:.2f} s"
+                )
             return dg.MaterializeResult()  # Dagster asks a step that opened Pipes sessions for a result
 
         dg.materialize([batches], instance=dg.DagsterInstance.ephemeral())
@@ -102,7 +106,10 @@ def cache_figures(count: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp, TemporaryPostgres() as pg:
         shared = embedding_cache_from_uri(pg.dsn)
         embed_with_cache(embedder, shared, texts)  # an earlier run filled it
-        for name, cache in (("fresh_sqlite", embedding_cache_from_uri(str(Path(tmp) / "fresh.sqlite"))), ("shared_postgres", shared)):
+        for name, cache in (
+            ("fresh_sqlite", embedding_cache_from_uri(str(Path(tmp) / "fresh.sqlite"))),
+            ("shared_postgres", shared),
+        ):
             started = time.perf_counter()
             _, _stats, fresh = embed_with_cache(embedder, cache, texts)
             out[name] = {"seconds": time.perf_counter() - started, "embedded": int(fresh.sum())}
@@ -127,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     moto.start()
     os.environ.update(
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
     )
     import boto3
 
@@ -143,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'texts':>6} | {'in-process (floor)':>18} | {'through Lambda':>14} | {'overhead':>8} | ratio")
     for size in sizes:
         f = batches[size]
-        print(f"{size:>6} | {f['in_process_s']:>16.2f} s | {f['lambda_s']:>12.2f} s | {f['lambda_s'] - f['in_process_s']:>6.2f} s | {f['lambda_s'] / f['in_process_s']:.2f}x")
+        print(
+            f"{size:>6} | {f['in_process_s']:>16.2f} s | {f['lambda_s']:>12.2f} s | {f['lambda_s'] - f['in_process_s']:>6.2f} s | {f['lambda_s'] / f['in_process_s']:.2f}x"
+        )
     print()
     print(f"{args.cache_texts} texts on a fresh worker | seconds | embedded")
     for name, f in cache.items():

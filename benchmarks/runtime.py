@@ -78,7 +78,12 @@ def compare(name: str, texts: list[str], bf16_count: int, rounds: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=200, help="chunks of the Python reference topics")
-    parser.add_argument("--bf16-texts", type=int, default=None, help="texts of each set bfloat16 embeds (default: all where native, else 24)")
+    parser.add_argument(
+        "--bf16-texts",
+        type=int,
+        default=None,
+        help="texts of each set bfloat16 embeds (default: all where native, else 24)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -89,7 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     native, load = host_bf16(), os.getloadavg()[0]
     chunks, _ = chunk_corpus(pydoc_corpus.documents(), 160, 32)
     sets = {"probe": precision.probe_texts(), "chunks": evenly(chunks, args.chunks)}
-    rows = [compare(name, texts, args.bf16_texts or (len(texts) if native else 24), args.rounds) for name, texts in sets.items()]
+    rows = [
+        compare(name, texts, args.bf16_texts or (len(texts) if native else 24), args.rounds)
+        for name, texts in sets.items()
+    ]
     chosen = LocalEmbedder().torch_precision()
     host = {
         "cpu": cpu or "unknown",
@@ -98,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         "threads": torch.get_num_threads(),
         "load average (1 min) before, after": f"{load:.1f}, {os.getloadavg()[0]:.1f}",  # other work on the cores skews the seconds
         "auto chooses": chosen.precision,
-        "auto's probe": "ran or read from the cache" if chosen.cosine_min is not None else "none: no bfloat16 instructions",
+        "auto's probe": "ran or read from the cache"
+        if chosen.cosine_min is not None
+        else "none: no bfloat16 instructions",
     }
     if args.json:
         print(json.dumps({"host": host, "sets": rows}, indent=2))

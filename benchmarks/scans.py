@@ -147,8 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.docs} scanned PDFs, {figures['pages']} pages (A4, 150 dpi); {args.images} photos (1600 x 1200 JPEG)")
     print(f"{'':>30} | {'seconds':>7} | {'per s':>6} | peak RSS after")
     for name, rss_key in (("pages", "rss_after_scans_mib"), ("images", "rss_after_images_mib")):
-        n, floor, pipeline, rss = figures[name], figures[f"floor_{name}_s"], figures[f"pipeline_{name}_s"], figures[rss_key]
-        print(f"{f'OCR engine alone, {name}':>30} | {floor:>7.1f} | {n / floor:>6.2f} | {figures['rss_after_floor_mib']:,.0f} MiB")
+        n, floor, pipeline, rss = (
+            figures[name],
+            figures[f"floor_{name}_s"],
+            figures[f"pipeline_{name}_s"],
+            figures[rss_key],
+        )
+        print(
+            f"{f'OCR engine alone, {name}':>30} | {floor:>7.1f} | {n / floor:>6.2f} | {figures['rss_after_floor_mib']:,.0f} MiB"
+        )
         print(f"{f'rag_assets pipeline, {name}':>30} | {pipeline:>7.1f} | {n / pipeline:>6.2f} | {rss:,.0f} MiB")
         print(f"{'':>30}   pipeline / floor: {pipeline / floor:.2f}x")
     if args.json:

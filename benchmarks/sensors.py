@@ -286,7 +286,11 @@ def index_resources(root: Path) -> dict:
     from rag_assets.resources.embedders import LocalEmbedder
     from rag_assets.resources.vector_stores import LanceDBStore
 
-    return {"vector_store": LanceDBStore(uri=str(root / "index")), "embedder": LocalEmbedder(), "rag_config": RagConfig()}
+    return {
+        "vector_store": LanceDBStore(uri=str(root / "index")),
+        "embedder": LocalEmbedder(),
+        "rag_config": RagConfig(),
+    }
 
 
 # --- 1. s3_event_sensor ------------------------------------------------------------------
@@ -305,7 +309,12 @@ def bench_events(moto: Moto, root: Path, objects: int) -> dict:
     upload_s = moto.upload(bucket, objects)
     pending = moto.pending(queue)
     config = SyncConfig(source_uri=f"s3://{bucket}/acme/", index_uri=str(root / "index"), state_dir=str(root / "state"))
-    resources = {**index_resources(root), "event_queue": EventQueue(queue_url=queue), "object_store": ObjectStore(), "sync_config": config}
+    resources = {
+        **index_resources(root),
+        "event_queue": EventQueue(queue_url=queue),
+        "object_store": ObjectStore(),
+        "sync_config": config,
+    }
     harness = Harness(root / "dagster_home", build_s3_event_sensor(dg.DefaultSensorStatus.RUNNING), resources)
     ticks = []
     try:
@@ -425,7 +434,8 @@ def print_listing(results: list[dict]) -> None:
             " folder: one page)."
         ),
         "  Between the passes the index is filled as the runs would fill it (one row a document: "
-        + ", ".join(f"{r['fill_s']:.0f} s" for r in results) + "): pass 2 plans every document against it.",
+        + ", ".join(f"{r['fill_s']:.0f} s" for r in results)
+        + "): pass 2 plans every document against it.",
         "  moto's ListObjectsV2 gathers and sorts the whole bucket for every page (S3 does not): on moto, list s grows",
         "  with the bucket; tick s - list s is the sensor's own time. record s: adding the partitions (not in tick s).",
     ]
@@ -545,7 +555,11 @@ def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = Fa
         services.close()
         instance.dispose()
     measured = [d["latency_s"] for d in docs if not d["warmup"]]
-    return {"sensor": mode + (", warm model" if warm else ""), "median_s": statistics.median(measured), "documents": docs}
+    return {
+        "sensor": mode + (", warm model" if warm else ""),
+        "median_s": statistics.median(measured),
+        "documents": docs,
+    }
 
 
 def print_e2e(results: list[dict]) -> None:
@@ -567,7 +581,10 @@ def print_e2e(results: list[dict]) -> None:
                 for name, seconds in d["inside_run"].items():
                     if seconds is not None:
                         inside.setdefault(name, []).append(seconds)
-    notes.append("  Inside the run (all sensors, medians): " + ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in inside.items()))
+    notes.append(
+        "  Inside the run (all sensors, medians): "
+        + ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in inside.items())
+    )
     notes += ["  What the latency is made of (run s: the run's own start to success, in its events):"]
     notes += [f"  - {name}: {text}" for name, text in LATENCY_PARTS.items()]
     headers = ["sensor", "document", "total s", *(f"{p} s" for p in LATENCY_PARTS), "run s", "status"]
@@ -641,7 +658,16 @@ def print_idle(results: list[dict]) -> None:
     for r in results:
         for name, durations in sorted(r["ticks"].items()):
             per_minute = 60 * len(durations) / r["seconds"]
-            rows.append([r["sensor"], name, f"{per_minute:.0f}", statistics.median(durations), max(durations), 60 * r["cpu_s"] / r["seconds"]])
+            rows.append(
+                [
+                    r["sensor"],
+                    name,
+                    f"{per_minute:.0f}",
+                    statistics.median(durations),
+                    max(durations),
+                    60 * r["cpu_s"] / r["seconds"],
+                ]
+            )
     notes = [
         "  An empty source: every tick asks for nothing. tick s: the tick's start to its end in the daemon (the",
         "  evaluation in the code server and the tick's records). CPU s a minute: the daemon, its code server and",
@@ -672,10 +698,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--s3-objects", type=int, metavar="N", help="objects listed in S3 (100,000; quick: 20,000)")
-    parser.add_argument("--parts", default="events,listing,e2e", help="which parts to run: events, listing, e2e, idle (default: the first three)")
+    parser.add_argument(
+        "--parts",
+        default="events,listing,e2e",
+        help="which parts to run: events, listing, e2e, idle (default: the first three)",
+    )
     parser.add_argument("--documents", type=int, default=3, help="end to end: documents measured after the warm-up")
     parser.add_argument("--warm-only", action="store_true", help="end to end: only with the warm model (as make dev)")
-    parser.add_argument("--sensors", default="listing_sensor,s3_event_sensor", help="end to end: which sensors follow the uploads")
+    parser.add_argument(
+        "--sensors", default="listing_sensor,s3_event_sensor", help="end to end: which sensors follow the uploads"
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     event_sizes = [200, 2_500] if args.quick else [1_000, 10_000]

@@ -234,8 +234,10 @@ def main() -> int:
     if args.json:
         print(json.dumps({"results": results, "notes": notes}, indent=2))
         return 0
-    print(f"\nVector stores: {DIM}-d {args.data} unit vectors, {len(TENANTS)} tenants, documents of {CHUNKS_PER_DOC} chunks, "
-          f"{DOCS_PER_CALL} documents per replace_documents call; queries k={K} with a tenant filter.")
+    print(
+        f"\nVector stores: {DIM}-d {args.data} unit vectors, {len(TENANTS)} tenants, documents of {CHUNKS_PER_DOC} chunks, "
+        f"{DOCS_PER_CALL} documents per replace_documents call; queries k={K} with a tenant filter."
+    )
     print(f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}\n")
     header = f"| {'store':<22} | {'vectors':>8} | {'written':>8} | {'write s':>8} | {'write vectors/s':>15} | {'queries':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'recall@10':>9} |"
     print(header)
@@ -247,14 +249,18 @@ def main() -> int:
         )
     for r in results:
         if r["written"] < r["vectors"]:
-            notes.append(f"{r['store']} at {r['vectors']:,}: TOO SLOW, writing stopped at the {args.write_budget:g} s budget "
-                         f"after {r['written']:,} vectors ({r['write_vps']:,}/s); its queries ran over those "
-                         f"{r['written']:,} (a full run: --write-budget 3600)")
+            notes.append(
+                f"{r['store']} at {r['vectors']:,}: TOO SLOW, writing stopped at the {args.write_budget:g} s budget "
+                f"after {r['written']:,} vectors ({r['write_vps']:,}/s); its queries ran over those "
+                f"{r['written']:,} (a full run: --write-budget 3600)"
+            )
         if r["queries"] < args.queries:
             notes.append(f"{r['store']} at {r['vectors']:,}: {r['queries']} of {args.queries} queries ran within "
                          f"the {args.query_budget:g} s budget")
-    notes.append("pinecone (local fake): the real client against rag_assets_tests/fakes/pinecone_server.py, a pure-Python "
-                 "linear scan; not Pinecone's service.")
+    notes.append(
+        "pinecone (local fake): the real client against rag_assets_tests/fakes/pinecone_server.py, a pure-Python "
+        "linear scan; not Pinecone's service."
+    )
     notes.append("pgvector: TemporaryPostgres runs with fsync=off and synchronous_commit=off.")
     notes.append("lancedb: no ANN index (exact scan after the tenant prefilter).")
     for note in notes:

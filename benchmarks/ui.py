@@ -54,18 +54,27 @@ def main(argv: list[str] | None = None) -> int:
         home = workdir / f"home-{n}"
         home.mkdir(parents=True)
         shutil.copy(INSTANCE_YAML, home / "dagster.yaml")  # as dagster_dev will
-        keys = [encode_partition_key(DocRef(tenant="acme", root="s3://bench", key=f"docs/{i:06d}.pdf")) for i in range(n)]
+        keys = [
+            encode_partition_key(DocRef(tenant="acme", root="s3://bench", key=f"docs/{i:06d}.pdf")) for i in range(n)
+        ]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             for start in range(0, n, 10_000):
                 instance.add_dynamic_partitions(documents_partitions.name, keys[start : start + 10_000])
             for key in keys[-args.materialized :]:
                 instance.report_runless_asset_event(dg.AssetMaterialization("vector_index", partition=key))
-        env = {**os.environ, "RAG_WORK_DIR": str(workdir / f"rag-{n}"), "RAG_INDEX_URI": str(workdir / f"rag-{n}" / "index")}
+        env = {
+            **os.environ,
+            "RAG_WORK_DIR": str(workdir / f"rag-{n}"),
+            "RAG_INDEX_URI": str(workdir / f"rag-{n}" / "index"),
+        }
         with dagster_dev(home, free_port(), "rag_assets.definitions", env) as url:
             page = f"{url}/assets/vector_index?view=partitions"
             done = subprocess.run(
                 ["node", str(HERE / "ui" / "time_page.js"), page, "docs/", str(args.repeat + 1)],
-                capture_output=True, text=True, check=False, env={**os.environ, "SCREENSHOT": str(workdir / f"page-{n}.png")},
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "SCREENSHOT": str(workdir / f"page-{n}.png")},
             )
             if done.returncode:
                 raise SystemExit(f"the browser failed on {page}:\n{done.stderr[-3000:]}")
@@ -78,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"{n:,} partitions: {results[n]}; the page as timed: {workdir / f'page-{n}.png'}", file=sys.stderr)
 
-    print(f"vector_index partitions page, headless Chromium, {args.materialized} partitions materialized; medians of {args.repeat} cold loads")
+    print(
+        f"vector_index partitions page, headless Chromium, {args.materialized} partitions materialized; medians of {args.repeat} cold loads"
+    )
     print(f"{'partitions':>11}{'first load s':>14}{'shown s':>10}{'network idle s':>16}  slowest GraphQL queries")
     for n, r in results.items():
         slow = ", ".join(f"{q['name']} {q['ms'] / 1000:.2f} s" for q in r["slowest_graphql"])

@@ -134,7 +134,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         open_instance() as instance,
         tqdm(total=len(refs), unit="doc", desc="ingest", file=sys.stderr, disable=None) as bar,
     ):
-        report = ingest(refs, defs=defs, instance=instance, batch_size=args.batch_size or settings.batch_size, on_progress=bar.update)
+        report = ingest(
+            refs,
+            defs=defs,
+            instance=instance,
+            batch_size=args.batch_size or settings.batch_size,
+            on_progress=bar.update,
+        )
     report.failed = unfound + report.failed
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
@@ -220,7 +226,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         except Exception as exc:  # noqa: BLE001 - whatever the embedder raises: a message and an exit code
             return index.cannot_embed("the text", exc)
     try:
-        [hits] = search(index.store, index.embedder, args.tenant, [args.text], k=args.k, mode=args.mode, vectors=vectors)
+        [hits] = search(
+            index.store, index.embedder, args.tenant, [args.text], k=args.k, mode=args.mode, vectors=vectors
+        )
     except Exception as exc:  # noqa: BLE001 - whatever the store raises: a message and an exit code
         return index.unreachable(exc)
     rows = [hit_row(h) for h in hits]
@@ -259,13 +267,17 @@ def query_lines(args: argparse.Namespace, index: _Index) -> int:
         except Exception as exc:  # noqa: BLE001 - whatever the embedder raises: a message and an exit code
             return index.cannot_embed(lines, exc)
         try:
-            found = iter(search(index.store, index.embedder, args.tenant, texts, k=args.k, mode=args.mode, vectors=vectors))
+            found = iter(
+                search(index.store, index.embedder, args.tenant, texts, k=args.k, mode=args.mode, vectors=vectors)
+            )
         except Exception as exc:  # noqa: BLE001 - whatever the store raises: a message and an exit code
             return index.unreachable(exc)
         out = []
         for number, query, error in batch:
             answered = [hit_row(h) for h in next(found)] if query is not None else []
-            out.append(json.dumps({"error": error, "line": number} if error is not None else answered, separators=(",", ":")))
+            out.append(
+                json.dumps({"error": error, "line": number} if error is not None else answered, separators=(",", ":"))
+            )
         sys.stdout.write("\n".join(out) + "\n")
         sys.stdout.flush()
         batch.clear()
@@ -311,7 +323,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             results = evaluate(index.store, index.embedder, args.tenant, queries, k=args.k, on_progress=bar.update)
         except Exception as exc:  # noqa: BLE001 - whatever the store or embedder raises: a message and an exit code
-            return index.failed(f"cannot search the index at {printable(index.where)} with {printable(index.model)}", exc)
+            return index.failed(
+                f"cannot search the index at {printable(index.where)} with {printable(index.model)}", exc
+            )
     rounded = {mode: {name: round(value, 4) for name, value in scores.items()} for mode, scores in results.items()}
     if args.json:
         print(json.dumps({"tenant": args.tenant, "queries": len(queries), "k": args.k, "modes": rounded}))
@@ -705,7 +719,9 @@ def parser() -> argparse.ArgumentParser:
     query.add_argument("--json", action="store_true", help="JSON on stdout (with TEXT -: a JSON line per query)")
     query.set_defaults(func=cmd_query)
     evaluate = sub.add_parser("eval", help="recall@k, MRR and nDCG@10 of a tenant's index on labelled queries, by mode")
-    evaluate.add_argument("file", metavar="FILE.jsonl", help='one JSON object a line: {"query": TEXT, "expected": [DOCUMENT KEY...]}')
+    evaluate.add_argument(
+        "file", metavar="FILE.jsonl", help='one JSON object a line: {"query": TEXT, "expected": [DOCUMENT KEY...]}'
+    )
     evaluate.add_argument("--tenant", required=True, type=_tenant)
     evaluate.add_argument("-k", type=_at_least_one, default=5, help="recall@k (default 5)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -741,7 +757,9 @@ def parser() -> argparse.ArgumentParser:
     watch.set_defaults(func=cmd_watch, remote=True)
     from rag_assets.lib.notifications import DEFAULT_TTL
 
-    token = sub.add_parser("notify-token", help="print a tenant's watch token for `watch` (made with RAG_NOTIFY_SECRET)")
+    token = sub.add_parser(
+        "notify-token", help="print a tenant's watch token for `watch` (made with RAG_NOTIFY_SECRET)"
+    )
     token.add_argument("--tenant", required=True)
     ttl_help = f"how long it is valid: 30s, 15m, 12h, 7d (default {DEFAULT_TTL}, at most 366d)"
     token.add_argument("--ttl", default=DEFAULT_TTL, metavar="DURATION", help=ttl_help)

@@ -61,7 +61,9 @@ def tags_as_dagster_defines_them() -> dict[str, str]:
 # documented `:meta private:`, `_metadata_accumulator` is private.
 
 
-def add_checked_partition_metadata(context: dg.AssetExecutionContext, by_partition: Mapping[str, Mapping[str, Any]]) -> bool:
+def add_checked_partition_metadata(
+    context: dg.AssetExecutionContext, by_partition: Mapping[str, Mapping[str, Any]]
+) -> bool:
     """Metadata for each partition's materialization of this step's asset, for keys the caller
     has already checked against `context.partition_keys`. Returns True when it took the fast
     path; if Dagster's internals have changed shape, each key takes the public call (slower,
@@ -73,7 +75,9 @@ def add_checked_partition_metadata(context: dg.AssetExecutionContext, by_partiti
             context.add_asset_metadata(metadata, partition_key=key)
         return False
     for key, metadata in by_partition.items():
-        accumulator = accumulator.with_additional_asset_metadata(asset_key=context.asset_key, partition_key=key, metadata=metadata)
+        accumulator = accumulator.with_additional_asset_metadata(
+            asset_key=context.asset_key, partition_key=key, metadata=metadata
+        )
     step._metadata_accumulator = accumulator  # what add_asset_metadata assigns
     return True
 

@@ -72,7 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(400, {"error": {"message": str(exc)}})
         embedder = self.server.embedder
         if body.get("model") not in (None, embedder.model_id):
-            return self._reply(400, {"error": {"message": f"this service embeds with {embedder.model_id}, not {body['model']}"}})
+            return self._reply(
+                400, {"error": {"message": f"this service embeds with {embedder.model_id}, not {body['model']}"}}
+            )
         stats = EmbedStats()
         with self.server.lock:  # the model uses every core already
             vectors = embedder.embed(texts, stats)

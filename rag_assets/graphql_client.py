@@ -252,7 +252,9 @@ class Connection:
         self.url = url  # as given, for messages
         self.endpoint = graphql_endpoint(url)  # .../graphql
         self._http = httpx.Client(headers=auth_headers(), timeout=60.0, follow_redirects=True)
-        self.failures: dict[tuple[str, str], tuple[str, int | None]] = {}  # (run id, status) -> (reason, documents named)
+        self.failures: dict[
+            tuple[str, str], tuple[str, int | None]
+        ] = {}  # (run id, status) -> (reason, documents named)
         self.ranges: dict[str, list[str]] = {}  # run id -> the partition keys of its range
 
     def __enter__(self) -> Self:
@@ -283,7 +285,9 @@ class Connection:
             shown = first_line(response.text) or "an empty body"
             raise DagsterUnreachable(f"no Dagster GraphQL API at {self.endpoint}: not a GraphQL answer: {shown}")
         if answer.get("errors"):
-            raise DagsterAPIError("; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in answer["errors"]))
+            raise DagsterAPIError(
+                "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in answer["errors"])
+            )
         return answer["data"]
 
 

@@ -53,7 +53,9 @@ class IngestReport:
         return out
 
 
-def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rule: str) -> tuple[dict[DocRef, str], list[dict]]:
+def discover(
+    sources: Sequence[str], store: ObjectStore, tenant: str | None, rule: str
+) -> tuple[dict[DocRef, str], list[dict]]:
     """Documents named by `sources` (files, folders, s3:// prefixes), each with its source
     version (`Wanted.etag`: the object's and its sidecar's). Keys are relative to the source:
     the path below a folder, the S3 key in a bucket."""
@@ -87,7 +89,10 @@ def discover(sources: Sequence[str], store: ObjectStore, tenant: str | None, rul
 
 
 def current_documents(
-    refs: Mapping[DocRef, str], indexed: Mapping[str, IndexedDocument], pipeline: str | Callable[[str], str], materialized: AbstractSet[str]
+    refs: Mapping[DocRef, str],
+    indexed: Mapping[str, IndexedDocument],
+    pipeline: str | Callable[[str], str],
+    materialized: AbstractSet[str],
 ) -> dict[str, IndexedDocument]:
     """Partition key -> what the index holds, for the documents with nothing to do: the index
     holds their source version cut by this pipeline, and this instance has their lineage."""
@@ -139,7 +144,9 @@ def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     failed, and their concurrency slots freed, else the index writers' pool stays taken
     (a daemon-launched run is the run monitoring's; see docs/architecture.md)."""
     orphans = []
-    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])):
+    for record in instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    ):
         run = record.dagster_run
         if PROCESS_TAG in run.tags and not alive(run.tags[PROCESS_TAG]):
             instance.report_run_failed(run, f"the rag-assets process that ran it ({run.tags[PROCESS_TAG]}) is gone")
@@ -238,9 +245,17 @@ def ingest(
     decides (docs/architecture.md, The index is the truth)."""
     keys = {encode_partition_key(ref): ref for ref in refs}
     register_roots(instance, {ref.root for ref in refs})
-    store, embedder, pipeline = defs.resources["vector_store"], defs.resources["embedder"], defs.resources["rag_config"].pipeline_for
+    store, embedder, pipeline = (
+        defs.resources["vector_store"],
+        defs.resources["embedder"],
+        defs.resources["rag_config"].pipeline_for,
+    )
     try:
-        indexed = store.list_documents(embedder.model_id, embedder.dimension, document_ids=[r.document_id for r in refs]) if refs else {}
+        indexed = (
+            store.list_documents(embedder.model_id, embedder.dimension, document_ids=[r.document_id for r in refs])
+            if refs
+            else {}
+        )
     # a shortcut only: the runs check the index themselves, and report what fails
     except Exception as exc:  # noqa: BLE001 - the reason above
         log.warning("could not list the index (%s): every document runs", exc)
@@ -249,7 +264,11 @@ def ingest(
     current = current_documents(refs, indexed, pipeline, materialized)
     on_progress(len(current))
     done, failed, runs = materialize_documents(
-        [k for k in keys if k not in current], defs=defs, instance=instance, batch_size=batch_size, on_progress=on_progress
+        [k for k in keys if k not in current],
+        defs=defs,
+        instance=instance,
+        batch_size=batch_size,
+        on_progress=on_progress,
     )
     report = IngestReport(runs=runs)
     report.failed = [{"key": keys[f["partition"]].key, "reason": f["reason"]} for f in failed]
@@ -263,7 +282,9 @@ def ingest(
             continue
         if meta["status"].startswith("superseded"):
             what = meta["status"].partition(": ")[2]
-            report.failed.append({"key": ref.key, "reason": f"{what} while it was being ingested; not indexed (run again)"})
+            report.failed.append(
+                {"key": ref.key, "reason": f"{what} while it was being ingested; not indexed (run again)"}
+            )
             continue
         (report.ingested if meta["status"] == "ingested" else report.unchanged).append(ref.key)
         report.chunks += meta["chunks"]

@@ -78,7 +78,9 @@ def embed_request(request: dict) -> dict:
     started = time.perf_counter()
     embedder = _embedder(request["embedder"], max(1, int(request.get("share", 1))))
     if embedder.model_id != request["model_id"]:
-        raise ValueError(f"embedder {request['embedder']!r} is model {embedder.model_id}, the step expects {request['model_id']}")
+        raise ValueError(
+            f"embedder {request['embedder']!r} is model {embedder.model_id}, the step expects {request['model_id']}"
+        )
     texts = json.loads(read_bytes(request["texts"]))
     stats = EmbedStats()
     vectors = embedder.embed(texts, stats)

@@ -118,7 +118,9 @@ def evaluate(
         texts = [q.query for q in part]
         vectors = embedder.embed(texts)
         for mode, totals in scores.items():
-            for query, hits in zip(part, search(store, embedder, tenant, texts, k=depth, mode=mode, vectors=vectors), strict=True):
+            for query, hits in zip(
+                part, search(store, embedder, tenant, texts, k=depth, mode=mode, vectors=vectors), strict=True
+            ):
                 totals.add((h.key for h in hits), query.expected)
         on_progress(len(part))
     return {mode: totals.means() for mode, totals in scores.items()}

@@ -25,7 +25,9 @@ class Settings:
     # with sensible defaults. Each is documented in docs/configuration.md.
     work_dir: str = "./.rag"
     work_uri: str | None = None  # intermediates: a folder or s3://bucket/prefix (default WORK_DIR/work)
-    embedding_cache_uri: str | None = None  # a SQLite file or postgresql://... (default WORK_DIR/cache/embeddings.sqlite)
+    embedding_cache_uri: str | None = (
+        None  # a SQLite file or postgresql://... (default WORK_DIR/cache/embeddings.sqlite)
+    )
     embed_on: str = "process"  # where the embeddings step embeds: process, lambda:FUNCTION, ecs:TASK_DEFINITION
     embed_texts_per_call: int = 256  # texts per remote invocation (lambda:/ecs:)
     embed_parallel_calls: int = 4  # remote invocations at a time
@@ -42,7 +44,9 @@ class Settings:
     max_seconds_per_document: float = 600.0  # reading one document (0: no limit; both 0: read in the run's process)
     max_memory_mb: int = 2048  # the address space of the process that reads documents (0: no limit)
     image_analyzer: str = "offline"  # offline (OCR + EXIF) or openai:MODEL (a vision model)
-    analyses_uri: str | None = None  # image analyses: a SQLite file or postgresql://... (default: see analyses_location)
+    analyses_uri: str | None = (
+        None  # image analyses: a SQLite file or postgresql://... (default: see analyses_location)
+    )
     batch_size: int = 50
     chunk_tokens: int = CHUNK_TOKENS  # lib/chunking: the one place the defaults are written
     chunk_overlap: int = CHUNK_OVERLAP
@@ -51,7 +55,9 @@ class Settings:
     purge_guard_min_documents: int = 10  # ...once the index holds this many under the source
     catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
     embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
-    model_cache: str | None = None  # the +int8 ONNX export and the bf16 probe's verdict (default ~/.cache/rag_assets/models)
+    model_cache: str | None = (
+        None  # the +int8 ONNX export and the bf16 probe's verdict (default ~/.cache/rag_assets/models)
+    )
     notify: str | None = None  # progress notifications: none, webhook:URL, apigateway:ENDPOINT?table=T, ws://HOST:PORT
     notify_secret: str | None = None  # signs webhooks and the hub's watch tokens (rag-assets notify-token)
     notify_key_id: str = "1"  # the hub accepts watch tokens of this key id only: change it to refuse all older ones

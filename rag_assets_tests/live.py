@@ -125,7 +125,9 @@ def embed_service(log_path: Path, timeout: float = 120) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the embedding service did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
+                raise AssertionError(
+                    f"the embedding service did not start:\n{log_path.read_text(errors='replace')[-2000:]}"
+                )
             time.sleep(0.3)
         yield url
     finally:
@@ -142,10 +144,26 @@ def dagster_dev(home: Path, port: int, module: str, env: dict, timeout: float = 
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
     url, log_path = f"http://127.0.0.1:{port}", home / "dagster_dev.log"
-    command = [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(port), "-m", module, "-d", str(REPO)]
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        module,
+        "-d",
+        str(REPO),
+    ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            command, cwd=home, env={**env, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=home,
+            env={**env, "DAGSTER_HOME": str(home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline, problem = time.monotonic() + timeout, "no answer"
@@ -153,9 +171,16 @@ def dagster_dev(home: Path, port: int, module: str, env: dict, timeout: float = 
             if proc.poll() is not None:
                 raise AssertionError(f"dagster dev exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"dagster dev at {url} not ready after {timeout:g} s ({problem}):\n{log_path.read_text()[-4000:]}")
+                raise AssertionError(
+                    f"dagster dev at {url} not ready after {timeout:g} s ({problem}):\n{log_path.read_text()[-4000:]}"
+                )
             try:
-                entries = graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"].get("locationEntries") or []
+                entries = (
+                    graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"].get(
+                        "locationEntries"
+                    )
+                    or []
+                )
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                     errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
                     if errors:

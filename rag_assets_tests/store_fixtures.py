@@ -80,7 +80,9 @@ def store_kind_fixture(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(name="store")
-def store_fixture(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path, pinecone_env: str) -> Iterator[VectorStore]:
+def store_fixture(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path: Path, pinecone_env: str
+) -> Iterator[VectorStore]:
     """One fresh store per test, for each of lancedb, pgvector and pinecone."""
     pg = request.getfixturevalue("pg_server") if store_kind == "pgvector" else None
     fake = request.getfixturevalue("pinecone_server") if store_kind == "pinecone" else None

@@ -100,7 +100,9 @@ def test_a_source_may_have_its_own_index_and_namespace(index_uri, namespace, exp
 
 
 def test_rows_become_records_in_parts_and_what_is_skipped_is_counted():
-    source = CatchupSource.model_validate({**csv_source("x.csv"), "tenant": None, "tenant_column": "t", "chunk_rows": 2, "metadata_columns": ["p"]})
+    source = CatchupSource.model_validate(
+        {**csv_source("x.csv"), "tenant": None, "tenant_column": "t", "chunk_rows": 2, "metadata_columns": ["p"]}
+    )
     rows = [
         {"id": "1", "t": "acme", "formatted_text": "<b>One</b> &amp; only", "p": "high"},
         {"id": "2", "t": "globex", "formatted_text": "Two"},
@@ -113,7 +115,14 @@ def test_rows_become_records_in_parts_and_what_is_skipped_is_counted():
     counts = RecordCounts()
     parts = list(record_parts("orders", source, "2025-01-01", rows, counts))
     assert [[d.ref.key for d in p] for p in parts] == [["1", "2"], ["5"]]
-    assert (counts.rows, counts.records, counts.no_id, counts.no_tenant, counts.no_text, counts.duplicates) == (7, 3, 1, 1, 1, 1)
+    assert (counts.rows, counts.records, counts.no_id, counts.no_tenant, counts.no_text, counts.duplicates) == (
+        7,
+        3,
+        1,
+        1,
+        1,
+        1,
+    )
     first = parts[0][0]
     assert first.ref.document_id == "acme:catchup://orders/1" and first.document_key == "orders/2025-01-01/1"
     assert first.parsed.units[0].text == "One & only"
@@ -171,8 +180,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def test_a_date_is_replaced_not_appended(rag_env, instance, tmp_path, monkeypatch):
     day = tmp_path / "exports" / "2025-01-01.csv"
-    write_csv(day, [{"id": f"p{n}", "formatted_text": f"Product {n}: a crème brûlée maker, model {n}."} for n in range(5)])
-    config = write_config(tmp_path / "c.yaml", {"exports": csv_source("exports/{date}.csv", chunk_rows=2, parallel_chunks=2)})
+    write_csv(
+        day, [{"id": f"p{n}", "formatted_text": f"Product {n}: a crème brûlée maker, model {n}."} for n in range(5)]
+    )
+    config = write_config(
+        tmp_path / "c.yaml", {"exports": csv_source("exports/{date}.csv", chunk_rows=2, parallel_chunks=2)}
+    )
     monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(config))
 
     first = run_date(instance, "exports", "2025-01-01")
@@ -192,12 +205,24 @@ def test_a_date_is_replaced_not_appended(rag_env, instance, tmp_path, monkeypatc
     assert lancedb.connect(rag_env.index_uri).open_table(table_name("local:all-MiniLM-L6-v2", 384)).version == version
 
     # p1 is gone from the day's result and p2 changed: p1's rows go, p2's are rewritten.
-    write_csv(day, [{"id": f"p{n}", "formatted_text": f"Product {n}: {'a new text' if n == 2 else f'a crème brûlée maker, model {n}.'}"} for n in (0, 2, 3, 4)])
+    write_csv(
+        day,
+        [
+            {
+                "id": f"p{n}",
+                "formatted_text": f"Product {n}: {'a new text' if n == 2 else f'a crème brûlée maker, model {n}.'}",
+            }
+            for n in (0, 2, 3, 4)
+        ],
+    )
     run_date(instance, "exports", "2025-01-01")
     meta = partition_metadata(instance, "exports_vector_index", "2025-01-01")
     assert (meta["records"], meta["records_written"], meta["rows_deleted"]) == (4, 1, 1)
     texts = {r["document_key"]: r["text"] for r in index_rows(rag_env)}
-    assert set(texts) == {f"exports/2025-01-01/p{n}" for n in (0, 2, 3, 4)} and texts["exports/2025-01-01/p2"] == "Product 2: a new text"
+    assert (
+        set(texts) == {f"exports/2025-01-01/p{n}" for n in (0, 2, 3, 4)}
+        and texts["exports/2025-01-01/p2"] == "Product 2: a new text"
+    )
     assert first.success
 
 
@@ -215,7 +240,13 @@ def test_tenants_from_a_column_and_skipped_rows_counted(rag_env, instance, tmp_p
     monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"tickets": source})))
     run_date(instance, "tickets", "2025-01-01")
     meta = partition_metadata(instance, "tickets_records", "2025-01-01")
-    assert (meta["rows"], meta["records"], meta["skipped_no_tenant"], meta["skipped_no_id"], meta["tenants"]) == (4, 2, 1, 1, 2)
+    assert (meta["rows"], meta["records"], meta["skipped_no_tenant"], meta["skipped_no_id"], meta["tenants"]) == (
+        4,
+        2,
+        1,
+        1,
+        2,
+    )
     assert {h.key for h in search("badge reader door", "globex")} == {"tickets/2025-01-01/t2"}
     assert {h.key for h in search("badge reader door", "acme")} == {"tickets/2025-01-01/t1"}
 
@@ -238,8 +269,13 @@ def test_a_large_export_in_moto_s3_is_streamed_in_parts(rag_env, instance, s3_en
     missing = run_date(instance, "big", "2025-01-03", raise_on_error=False)
     assert not missing.success
     (failure,) = [e for e in missing.all_events if e.is_step_failure]
-    assert "catchup source 'big': no export for 2025-01-03 at s3://exports/daily/2025-01-03.csv" in failure.step_failure_data.user_failure_data.description
-    assert partition_metadata(instance, "big_vector_index", "2025-01-02")["records"] == 2_500  # the other date untouched
+    assert (
+        "catchup source 'big': no export for 2025-01-03 at s3://exports/daily/2025-01-03.csv"
+        in failure.step_failure_data.user_failure_data.description
+    )
+    assert (
+        partition_metadata(instance, "big_vector_index", "2025-01-02")["records"] == 2_500
+    )  # the other date untouched
 
 
 def metabase_rows(date: str) -> list[dict]:
@@ -272,8 +308,14 @@ def test_a_metabase_question_through_its_api(rag_env, instance, tmp_path, monkey
 
 
 def test_a_source_with_its_own_pinecone_namespace_and_openai_model(rag_env, instance, tmp_path, monkeypatch):
-    write_csv(tmp_path / "e" / "2025-01-01.csv", [{"id": f"r{n}", "formatted_text": f"Record {n} about cranes and harbours."} for n in range(430)])
-    with FakeOpenAIServer() as openai_server, FakePineconeServer(index_name="clickbidtest", dimension=1536, api_key="pc-key") as pinecone:
+    write_csv(
+        tmp_path / "e" / "2025-01-01.csv",
+        [{"id": f"r{n}", "formatted_text": f"Record {n} about cranes and harbours."} for n in range(430)],
+    )
+    with (
+        FakeOpenAIServer() as openai_server,
+        FakePineconeServer(index_name="clickbidtest", dimension=1536, api_key="pc-key") as pinecone,
+    ):
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
         monkeypatch.setenv("PINECONE_API_KEY", "pc-key")
@@ -311,11 +353,22 @@ def test_a_date_range_launched_and_watched_over_graphql(rag_env, tmp_path, monke
     from rag_assets_tests.live import dagster_dev
 
     for day, n in (("2025-01-01", 3), ("2025-01-03", 2)):  # 2025-01-02's export is missing
-        write_csv(tmp_path / "news" / f"{day}.csv", [{"id": f"{day}-{i}", "formatted_text": f"News {i} of {day} about harbours."} for i in range(n)])
-    monkeypatch.setenv("RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"news": csv_source("news/{date}.csv")})))
+        write_csv(
+            tmp_path / "news" / f"{day}.csv",
+            [{"id": f"{day}-{i}", "formatted_text": f"News {i} of {day} about harbours."} for i in range(n)],
+        )
+    monkeypatch.setenv(
+        "RAG_CATCHUP_CONFIG", str(write_config(tmp_path / "c.yaml", {"news": csv_source("news/{date}.csv")}))
+    )
 
     def cli(*args: str) -> dict:
-        done = subprocess.run([sys.executable, "-m", "rag_assets.cli", *args, "--json"], check=False, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "rag_assets.cli", *args, "--json"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         return {"code": done.returncode, **json.loads(done.stdout or "{}"), "stderr": done.stderr}
 
     with dagster_dev(tmp_path / "dagster_home", free_port(), "rag_assets.definitions", os.environ.copy()) as url:
@@ -328,4 +381,6 @@ def test_a_date_range_launched_and_watched_over_graphql(rag_env, tmp_path, monke
     (failure,) = final["failures"]
     assert failure["partition"] == "2025-01-02"
     assert failure["reason"].startswith("news_records: catchup source 'news': no export for 2025-01-02 at "), failure
-    assert {h.key for h in search("news about harbours", "acme")} == {f"news/{d}/{d}-{i}" for d, n in (("2025-01-01", 3), ("2025-01-03", 2)) for i in range(n)}
+    assert {h.key for h in search("news about harbours", "acme")} == {
+        f"news/{d}/{d}-{i}" for d, n in (("2025-01-01", 3), ("2025-01-03", 2)) for i in range(n)
+    }

@@ -156,7 +156,9 @@ def check_chunks(text: str, spans, max_tokens: int, count) -> None:
     assert [a for a, _, _ in spans] == sorted(a for a, _, _ in spans)
 
 
-@pytest.mark.parametrize("text", [words(500), prose(60, 1), prose(60, 2) + "\n\n" + words(300), "One. Two! Three? " * 40, "x " * 3])
+@pytest.mark.parametrize(
+    "text", [words(500), prose(60, 1), prose(60, 2) + "\n\n" + words(300), "One. Two! Three? " * 40, "x " * 3]
+)
 @pytest.mark.parametrize("max_tokens, overlap", [(1, 0), (5, 2), (16, 0), (64, 16), (224, 0), (224, 32)])
 @pytest.mark.parametrize("count", COUNTS.values(), ids=COUNTS.keys())
 def test_sentence_spans_invariants(text, max_tokens, overlap, count):
@@ -165,7 +167,12 @@ def test_sentence_spans_invariants(text, max_tokens, overlap, count):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.sampled_from(["alpha", "Beta", "gamma_delta", "HTTPServer", "x1", "中文", ".", ",", ";", "\n", "\n\n", " ", "2024"]), max_size=400),
+    st.lists(
+        st.sampled_from(
+            ["alpha", "Beta", "gamma_delta", "HTTPServer", "x1", "中文", ".", ",", ";", "\n", "\n\n", " ", "2024"]
+        ),
+        max_size=400,
+    ),
     st.integers(min_value=1, max_value=80),
     st.integers(min_value=0, max_value=79),
 )
@@ -235,7 +242,9 @@ def test_an_injected_count_sizes_the_chunks():
     assert len(spans) != len(sentence_spans(text, 300, 0, count_tokens))
 
 
-@pytest.mark.parametrize("word, pieces", [("the", 1), ("a", 1), (".", 1), ("__init__", 5), ("snake_case", 3), ("2024", 2), ("中文", 2)])
+@pytest.mark.parametrize(
+    "word, pieces", [("the", 1), ("a", 1), (".", 1), ("__init__", 5), ("snake_case", 3), ("2024", 2), ("中文", 2)]
+)
 def test_word_piece_estimate(word, pieces):
     assert estimate_word_pieces(word) == pytest.approx(pieces, abs=0.5)
 

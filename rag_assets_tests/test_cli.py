@@ -21,12 +21,16 @@ CLI = [sys.executable, "-m", "rag_assets.cli"]
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, env=env or os.environ.copy(), timeout=300)
+    return subprocess.run(
+        [*CLI, *args], check=False, capture_output=True, text=True, env=env or os.environ.copy(), timeout=300
+    )
 
 
 def test_ingest_and_query_json_shapes_and_exit_codes(rag_env, tmp_path):
     inbox = tmp_path / "inbox"
-    make_pdf(inbox / "acme" / "guide.pdf", ["Installing the rocket skates.", "Charging the rocket skates takes two hours."])
+    make_pdf(
+        inbox / "acme" / "guide.pdf", ["Installing the rocket skates.", "Charging the rocket skates takes two hours."]
+    )
     (inbox / "acme" / "empty.txt").write_text("")
 
     done = run_cli("ingest", str(inbox), "--json")
@@ -66,7 +70,9 @@ def test_human_output_names_failures(rag_env, tmp_path):
 def test_a_killed_ingest_rerun_leaves_exactly_one_copy_of_each_chunk(rag_env, instance, tmp_path):
     inbox = tmp_path / "inbox"
     for n in range(12):
-        make_pdf(inbox / "acme" / f"doc-{n:02}.pdf", [f"Document {n} page {p}: " + "lorem ipsum " * 40 for p in range(3)])
+        make_pdf(
+            inbox / "acme" / f"doc-{n:02}.pdf", [f"Document {n} page {p}: " + "lorem ipsum " * 40 for p in range(3)]
+        )
     env = {**os.environ, "RAG_BATCH_SIZE": "3"}
     # The instance's SQLite storage exists before the child starts: two processes creating it
     # at the same moment race on its schema stamp.
@@ -92,7 +98,9 @@ def test_a_killed_ingest_rerun_leaves_exactly_one_copy_of_each_chunk(rag_env, in
     report = json.loads(rerun.stdout)
     assert len(report["ingested"]) + len(report["unchanged"]) == 12 and report["unchanged"]
 
-    rows = lancedb.connect(rag_env.index_uri).open_table(table_name("local:all-MiniLM-L6-v2", 384)).to_arrow().to_pylist()
+    rows = (
+        lancedb.connect(rag_env.index_uri).open_table(table_name("local:all-MiniLM-L6-v2", 384)).to_arrow().to_pylist()
+    )
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))  # no chunk twice
     per_doc = {}
@@ -107,8 +115,14 @@ def test_a_killed_ingest_rerun_leaves_exactly_one_copy_of_each_chunk(rag_env, in
     "args, refusal",
     [
         (["query", "charging", "--tenant", ""], "argument --tenant: a tenant name is a non-empty string"),
-        (["query", "charging", "--tenant", "acme corp"], "argument --tenant: tenant 'acme corp' is not a valid tenant name"),
-        (["query", "charging", "--tenant", "\x1b]0;pwned\x07"], "argument --tenant: tenant '\\x1b]0;pwned\\x07' is not"),
+        (
+            ["query", "charging", "--tenant", "acme corp"],
+            "argument --tenant: tenant 'acme corp' is not a valid tenant name",
+        ),
+        (
+            ["query", "charging", "--tenant", "\x1b]0;pwned\x07"],
+            "argument --tenant: tenant '\\x1b]0;pwned\\x07' is not",
+        ),
         (["query", "charging", "--tenant", "acme", "-k", "0"], "argument -k: must be at least 1, not 0"),
         (["query", "charging", "--tenant", "acme", "-k", "-3"], "argument -k: must be at least 1, not -3"),
         (["ingest", "inbox", "--tenant", "../etc"], "argument --tenant: tenant '../etc' is not a valid tenant name"),

@@ -40,14 +40,20 @@ def test_commands_started_together_on_a_new_instance_all_succeed(tmp_path):
     # `ingest` of an empty folder opens the instance and reads it, and loads no model: the
     # cheapest command that walks into the first use.
     procs = [
-        subprocess.Popen([*CLI, "ingest", str(empty)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*CLI, "ingest", str(empty)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(PROCESSES)
     ]
     results = [(proc.wait(timeout=300), *proc.communicate()) for proc in procs]
     assert [code for code, _, _ in results] == [0] * PROCESSES, [err[-2000:] for code, _, err in results if code]
     assert all(out.startswith("0 ingested, 0 unchanged, 0 failed") for _, out, _ in results)
 
-    for db in (home / "history" / "runs.db", home / "history" / "runs" / "index.db", home / "schedules" / "schedules.db"):
+    for db in (
+        home / "history" / "runs.db",
+        home / "history" / "runs" / "index.db",
+        home / "schedules" / "schedules.db",
+    ):
         assert len(alembic_heads(db)) == 1, db
     assert (home / INSTANCE_READY).read_text().startswith("dagster ")
 
@@ -55,7 +61,9 @@ def test_commands_started_together_on_a_new_instance_all_succeed(tmp_path):
     # so no model is loaded).
     (tmp_path / "inbox" / "acme").mkdir(parents=True)
     (tmp_path / "inbox" / "acme" / "deck.key").write_bytes(b"PK\x03\x04")
-    later = subprocess.run([*CLI, "ingest", str(tmp_path / "inbox")], env=env, check=False, capture_output=True, text=True, timeout=300)
+    later = subprocess.run(
+        [*CLI, "ingest", str(tmp_path / "inbox")], env=env, check=False, capture_output=True, text=True, timeout=300
+    )
     assert later.returncode == 1, later.stderr  # the document failed, the command did not
     assert "FAILED acme/deck.key: unsupported file type '.key'" in later.stdout
     assert "(1 run(s))" in later.stdout

@@ -42,9 +42,17 @@ def test_no_private_dagster_name_outside_the_adapter():
                     modules = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom):
                     modules = [f"{node.module}.{alias.name}" for alias in node.names]
-                elif isinstance(node, ast.Attribute) and node.attr in PRIVATE_ATTRIBUTES and getattr(node.value, "id", "") != "compat":
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in PRIVATE_ATTRIBUTES
+                    and getattr(node.value, "id", "") != "compat"
+                ):
                     modules = [node.attr]
-                elif isinstance(node, ast.Attribute) and node.attr == "_instance" and getattr(node.value, "id", "") == "PipesContext":
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "_instance"
+                    and getattr(node.value, "id", "") == "PipesContext"
+                ):
                     modules = ["PipesContext._instance"]
                 else:
                     continue
@@ -76,7 +84,9 @@ RANGE = KEYS[3:9]
 
 
 def ranged_run(instance, assets, **tags):
-    instance.add_dynamic_partitions(compat_docs.name, [k for k in KEYS if not instance.has_dynamic_partition(compat_docs.name, k)])
+    instance.add_dynamic_partitions(
+        compat_docs.name, [k for k in KEYS if not instance.has_dynamic_partition(compat_docs.name, k)]
+    )
     return dg.materialize(
         assets,
         instance=instance,
@@ -132,8 +142,14 @@ def test_per_partition_metadata_takes_the_fast_path_and_lands_where_the_public_c
     with dg.instance_for_test() as instance:
         public, adapter = ranged_run(instance, [ranged], how="public"), ranged_run(instance, [ranged], how="adapter")
         assert public.success and adapter.success
-        assert SEEN["fast_path"] is True, "Dagster's step context changed shape: D7's fast path is off (the public call per key runs)"
-        assert metadata_by_partition(adapter) == metadata_by_partition(public) == {k: {"key": k, "length": len(k)} for k in RANGE}
+        assert SEEN["fast_path"] is True, (
+            "Dagster's step context changed shape: D7's fast path is off (the public call per key runs)"
+        )
+        assert (
+            metadata_by_partition(adapter)
+            == metadata_by_partition(public)
+            == {k: {"key": k, "length": len(k)} for k in RANGE}
+        )
 
 
 def count_key_reads(instance) -> list[str]:
@@ -171,7 +187,9 @@ def test_a_ranged_run_reads_the_keys_once_under_partition_keys_read_once_and_man
         with compat.partition_keys_read_once(instance, {compat_docs.name}):
             assert ranged_run(instance, [ranged, downstream]).success
         assert SEEN["downstream"] == RANGE
-        assert reads.count(compat_docs.name) == 1, "Dagster no longer loads a run's keys through instance.get_dynamic_partitions"
+        assert reads.count(compat_docs.name) == 1, (
+            "Dagster no longer loads a run's keys through instance.get_dynamic_partitions"
+        )
         reads.clear()
         assert ranged_run(instance, [ranged, downstream]).success
         # Why D20's workaround exists; when this fails, Dagster reads a run's keys once itself.
@@ -193,9 +211,13 @@ def test_freeing_a_runs_slots_lets_the_pool_go():
     def holder():
         hold()
 
-    with dg.instance_for_test(overrides={"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}) as instance:
+    with dg.instance_for_test(
+        overrides={"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
+    ) as instance:
         results = []
-        worker = threading.Thread(target=lambda: results.append(holder.execute_in_process(instance=instance, raise_on_error=False)))
+        worker = threading.Thread(
+            target=lambda: results.append(holder.execute_in_process(instance=instance, raise_on_error=False))
+        )
         worker.start()
         try:
             assert started.wait(60), "the op never started"
@@ -261,5 +283,7 @@ def test_a_module_job_origin_names_the_code_location_and_survives_serialization(
     assert (pointer.module, pointer.fn_name) == ("rag_assets.definitions", "defs")
     assert dg.deserialize_value(dg.serialize_value(origin)) == origin
     with dg.instance_for_test() as instance:
-        run = instance.create_run_for_job(dg.GraphDefinition(name="noop", node_defs=[]).to_job(), job_code_origin=origin)
+        run = instance.create_run_for_job(
+            dg.GraphDefinition(name="noop", node_defs=[]).to_job(), job_code_origin=origin
+        )
         assert instance.get_run_by_id(run.run_id).job_code_origin == origin

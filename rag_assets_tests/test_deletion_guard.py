@@ -66,7 +66,9 @@ def test_a_daemon_holds_an_emptied_folder_and_purges_it_once_confirmed(instance,
         return len(instance.get_run_records(dg.RunsFilter(job_name="ingest_documents")))
 
     def in_flight() -> bool:
-        return bool(instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED])))
+        return bool(
+            instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED]))
+        )
 
     daemon = Daemon(tmp_path / "daemon.log")
     daemon.start()
@@ -85,11 +87,17 @@ def test_a_daemon_holds_an_emptied_folder_and_purges_it_once_confirmed(instance,
             assert indexed() == set(KEYS) and not in_flight()  # nothing purged, no purge run
 
             move(KEYS, attic, inbox)  # mounted again: the same files
-            times["let go"] = wait_for(lambda: guard_evaluations(instance) == [False, True], "the guard to let go", timeout=120)
-            assert indexed() == set(KEYS) and ingest_runs() == runs and served(warm_model) == texts  # nothing embedded again
+            times["let go"] = wait_for(
+                lambda: guard_evaluations(instance) == [False, True], "the guard to let go", timeout=120
+            )
+            assert (
+                indexed() == set(KEYS) and ingest_runs() == runs and served(warm_model) == texts
+            )  # nothing embedded again
 
             move(KEYS, inbox, attic)  # deleted on purpose this time
-            wait_for(lambda: guard_evaluations(instance) == [False, True, False], "the guard to hold again", timeout=120)
+            wait_for(
+                lambda: guard_evaluations(instance) == [False, True, False], "the guard to hold again", timeout=120
+            )
             looked = purge_cli(str(inbox))
             assert looked.returncode == 1 and f"4 deletion(s) held under {inbox}" in looked.stdout, looked.stderr
             assert "(acme 3, globex 1)" in looked.stdout and indexed() == set(KEYS)

@@ -16,7 +16,9 @@ DG = str(Path(sys.executable).with_name("dg"))
 
 
 def dg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([DG, *args], cwd=REPO, env=env or os.environ.copy(), check=False, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [DG, *args], cwd=REPO, env=env or os.environ.copy(), check=False, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_dg_checks_and_lists_the_definitions(rag_env):

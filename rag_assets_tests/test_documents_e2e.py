@@ -22,7 +22,16 @@ HANDBOOK = [
     "Vacation policy. Every employee gets twenty five days of paid vacation per year plus public holidays.",
     "Expenses. Meals on business trips are reimbursed up to sixty euros per day with receipts.",
 ]
-LINEAGE_KEYS = {"content_hash", "source_etag", "pages", "chunks", "tokens", "embedding_calls", "model", "vectors_written"}
+LINEAGE_KEYS = {
+    "content_hash",
+    "source_etag",
+    "pages",
+    "chunks",
+    "tokens",
+    "embedding_calls",
+    "model",
+    "vectors_written",
+}
 
 
 def corpus(root: Path) -> Path:
@@ -165,7 +174,10 @@ BAD_FILES = {
     "acme/empty.txt": (b"", r"empty file"),
     "acme/slides.docx": (b"PK\x03\x04 not really", r"corrupt: not a readable Office file"),
     "acme/slides.odp": (b"PK\x03\x04 not really", r"unsupported file type '\.odp'"),
-    "acme/image.txt": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8, r"not text: not UTF-8 \(byte 0x89 at offset 0\)"),
+    "acme/image.txt": (
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8,
+        r"not text: not UTF-8 \(byte 0x89 at offset 0\)",
+    ),
     "acme/export.csv": (b"id,body\n1,hello\n", r"CSV has no 'formatted_text' column \(columns: id, body\)"),
 }
 
@@ -239,8 +251,12 @@ def test_a_document_deleted_after_it_was_asked_for_is_no_failure(rag_env, instan
 
 def test_text_in_other_encodings_is_read(rag_env, instance, tmp_path):
     (tmp_path / "inbox" / "acme").mkdir(parents=True)
-    (tmp_path / "inbox" / "acme" / "menu.txt").write_bytes("Café crème brûlée, naïve façade; São Paulo’s best.".encode("cp1252"))
-    (tmp_path / "inbox" / "acme" / "prices.csv").write_bytes("id,formatted_text\n1,Crème brûlée costs 5 €\n".encode("cp1252"))
+    (tmp_path / "inbox" / "acme" / "menu.txt").write_bytes(
+        "Café crème brûlée, naïve façade; São Paulo’s best.".encode("cp1252")
+    )
+    (tmp_path / "inbox" / "acme" / "prices.csv").write_bytes(
+        "id,formatted_text\n1,Crème brûlée costs 5 €\n".encode("cp1252")
+    )
     report = run_ingest(rag_env, instance, tmp_path / "inbox")
     assert sorted(report.ingested) == ["acme/menu.txt", "acme/prices.csv"] and report.failed == []
     texts = {r["document_key"]: r["text"] for r in index_rows(rag_env)}
@@ -282,7 +298,9 @@ def test_s3_source_through_a_moto_server(rag_env, instance, s3_env, tmp_path):
     report = run_ingest(rag_env, instance, "s3://docs/acme/")
 
     assert sorted(report.ingested) == ["acme/faq.md", "acme/handbook.pdf", "acme/products.csv"]
-    meta = latest_metadata(instance, "vector_index", encode_partition_key(DocRef("acme", "s3://docs", "acme/handbook.pdf")))
+    meta = latest_metadata(
+        instance, "vector_index", encode_partition_key(DocRef("acme", "s3://docs", "acme/handbook.pdf"))
+    )
     assert meta["source_etag"] == etag
     hit = query(rag_env, "paid vacation per year", "acme")[0]
     assert (hit.key, hit.page) == ("acme/handbook.pdf", 2)
@@ -291,12 +309,28 @@ def test_s3_source_through_a_moto_server(rag_env, instance, s3_env, tmp_path):
 def test_definitions_load_with_the_asset_graph_jobs_and_sensors():
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    catchup = {f"{name}_{step}" for name in ("exports", "tickets") for step in ("records", "chunks", "embeddings", "vector_index")}
-    assert keys == {"raw_documents", "chunks", "embeddings", "vector_index", "index_reconciliation", *catchup}  # catchup.yaml's
+    catchup = {
+        f"{name}_{step}"
+        for name in ("exports", "tickets")
+        for step in ("records", "chunks", "embeddings", "vector_index")
+    }
+    assert keys == {
+        "raw_documents",
+        "chunks",
+        "embeddings",
+        "vector_index",
+        "index_reconciliation",
+        *catchup,
+    }  # catchup.yaml's
     for job in ("ingest_documents", "purge_documents", "record_reconciliation", "exports_catchup", "tickets_catchup"):
         assert defs.resolve_job_def(job) is not None
     assert {s.name for s in defs.sensors} == {"s3_event_sensor", "listing_sensor", "notifications"}
-    for asset in ("raw_documents", "chunks", "embeddings", "vector_index"):  # a UI backfill: ranged runs of RAG_BATCH_SIZE
+    for asset in (
+        "raw_documents",
+        "chunks",
+        "embeddings",
+        "vector_index",
+    ):  # a UI backfill: ranged runs of RAG_BATCH_SIZE
         assert defs.resolve_assets_def(asset).backfill_policy == dg.BackfillPolicy.multi_run(50)
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("vector_index")).parent_keys == {

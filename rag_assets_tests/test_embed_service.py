@@ -12,7 +12,12 @@ from rag_assets.resources.embedders import EmbedStats, LocalEmbedder, decode_vec
 from rag_assets_tests.conftest import free_port
 from rag_assets_tests.live import embed_service
 
-TEXTS = ["Vacation policy: 25 days a year.", "Report a stolen laptop within one hour.", "", "Ünïcödé and emoji 🚀 text."]
+TEXTS = [
+    "Vacation policy: 25 days a year.",
+    "Report a stolen laptop within one hour.",
+    "",
+    "Ünïcödé and emoji 🚀 text.",
+]
 
 
 @pytest.mark.parametrize("shape", [(0, 4), (1, 4), (3, 384)])

@@ -160,7 +160,11 @@ def test_auto_on_this_host_is_float32_by_its_flags(fresh_auto, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-TEXTS = ["Vacation days are approved by the manager of the team.", "x", "A much longer text about harbours, cranes and tariffs " * 12]
+TEXTS = [
+    "Vacation days are approved by the manager of the team.",
+    "x",
+    "A much longer text about harbours, cranes and tariffs " * 12,
+]
 
 
 def test_float32_gives_the_vectors_it_always_gave():

@@ -208,7 +208,14 @@ def test_embedder_specs(spec, kind, model_id, dimension):
 
 @pytest.mark.parametrize(
     "spec",
-    ["openai:text-embedding-3-small@big", "cohere:x", "local:", "nothing", "local:all-MiniLM-L6-v2+fp16", "local:all-MiniLM-L6-v2+"],
+    [
+        "openai:text-embedding-3-small@big",
+        "cohere:x",
+        "local:",
+        "nothing",
+        "local:all-MiniLM-L6-v2+fp16",
+        "local:all-MiniLM-L6-v2+",
+    ],
 )
 def test_bad_embedder_specs(spec):
     from rag_assets.resources.embedders import embedder_from_spec

@@ -114,7 +114,9 @@ def test_query_lines_answer_a_script_that_waits_for_each_answer(indexed):
 def test_query_lines_need_json(tmp_path):
     done = run_cli("query", "-", "--tenant", "acme", env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")})
     assert done.returncode == 2
-    assert done.stderr.strip() == "rag-assets query: TEXT - reads a query a line and prints a JSON line each: add --json"
+    assert (
+        done.stderr.strip() == "rag-assets query: TEXT - reads a query a line and prints a JSON line each: add --json"
+    )
 
 
 def test_eval_scores_known_answers_by_document_in_every_mode(indexed, tmp_path):
@@ -133,7 +135,9 @@ def test_eval_scores_known_answers_by_document_in_every_mode(indexed, tmp_path):
     report = json.loads(done.stdout)
     assert report["tenant"] == "acme" and report["queries"] == 3 and report["k"] == 5
     assert set(report["modes"]) == set(MODES)
-    assert report["modes"]["vector"] == pytest.approx({"recall@5": 2 / 3, "mrr": 0.5, "ndcg@10": (1 + LOG3) / 3}, abs=1e-4)
+    assert report["modes"]["vector"] == pytest.approx(
+        {"recall@5": 2 / 3, "mrr": 0.5, "ndcg@10": (1 + LOG3) / 3}, abs=1e-4
+    )
 
     at_1 = run_cli("eval", str(golden), "--tenant", "acme", "-k", "1", env=indexed)
     assert at_1.returncode == 0, at_1.stderr
@@ -153,7 +157,10 @@ def test_eval_scores_known_answers_by_document_in_every_mode(indexed, tmp_path):
         (b'{"query": ["a"], "expected": ["k"]}\n', 'line 1: "query" must be a non-empty string, not ["a"]'),
         (b'{"query": "a", "expected": "k"}\n', 'line 1: "expected" must be a non-empty list of document keys'),
         (b"[" * 100_000 + b"]" * 100_000 + b"\n", "line 1: not JSON this reader can read: nested too deeply"),
-        (b'{"query": "a", "expected": ["k"]}\n' + b"x" * (50 << 20) + b"\n", "line 2: longer than 1,048,576 bytes (52,428,800)"),
+        (
+            b'{"query": "a", "expected": ["k"]}\n' + b"x" * (50 << 20) + b"\n",
+            "line 2: longer than 1,048,576 bytes (52,428,800)",
+        ),
         (b"", 'holds no query (one JSON object a line: {"query": ..., "expected": [...]})'),
     ],
 )
@@ -166,7 +173,13 @@ def test_a_bad_eval_file_is_one_line_naming_file_line_and_reason(tmp_path, conte
 
 
 def test_a_missing_eval_file_is_one_line(tmp_path):
-    done = run_cli("eval", str(tmp_path / "nope.jsonl"), "--tenant", "acme", env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")})
+    done = run_cli(
+        "eval",
+        str(tmp_path / "nope.jsonl"),
+        "--tenant",
+        "acme",
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "home")},
+    )
     assert done.returncode == 2
     assert done.stderr == f"rag-assets eval: {tmp_path / 'nope.jsonl'}: No such file or directory\n"
 
@@ -200,7 +213,10 @@ def run_ingest(root: Path, instance: dg.DagsterInstance):
 def test_the_golden_set_of_each_tenant_written_is_checked_and_a_drop_warns(rag_env, instance, tmp_path, monkeypatch):
     golden = tmp_path / "golden"
     golden.mkdir()
-    write_jsonl(golden / "acme.jsonl", [{"query": VACATION, "expected": ["acme/vacation.md"]}, {"query": PARKING, "expected": ["acme/parking.md"]}])
+    write_jsonl(
+        golden / "acme.jsonl",
+        [{"query": VACATION, "expected": ["acme/vacation.md"]}, {"query": PARKING, "expected": ["acme/parking.md"]}],
+    )
     write_jsonl(golden / "globex.jsonl", [{"query": STOLEN, "expected": ["globex/security.txt"]}])
     (golden / "not a tenant.jsonl").write_text("ignored\n")
     monkeypatch.setenv("RAG_GOLDEN_SETS", str(golden))
@@ -218,7 +234,11 @@ def test_the_golden_set_of_each_tenant_written_is_checked_and_a_drop_warns(rag_e
     write_corpus(root, {"acme/garage.md": PARKING + "\n"})
     evaluation, meta = run_ingest(root, instance)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN  # a warning: the run went on
-    assert meta["acme/recall@5"] == 1.0 and meta["acme/mrr"] == 0.75 and meta["acme/ndcg@10"] == pytest.approx((1 + LOG3) / 2, abs=1e-4)
+    assert (
+        meta["acme/recall@5"] == 1.0
+        and meta["acme/mrr"] == 0.75
+        and meta["acme/ndcg@10"] == pytest.approx((1 + LOG3) / 2, abs=1e-4)
+    )
     assert meta["previous"] == {"acme": {"recall@5": 1.0, "mrr": 1.0, "ndcg@10": 1.0}}
     assert meta["regressions"] == [
         "acme: mrr 0.750 dropped from 1.000 (tolerance 0.01)",
@@ -260,7 +280,9 @@ def test_a_golden_set_that_cannot_be_read_warns_and_the_run_goes_on(rag_env, ins
     write_corpus(root, {"acme/more.md": "More text.\n"})
     evaluation, meta = run_ingest(root, instance)
     assert not evaluation.passed
-    assert evaluation.description == f"not evaluated: ValueError: RAG_GOLDEN_SETS {tmp_path / 'nowhere'} is not a folder"
+    assert (
+        evaluation.description == f"not evaluated: ValueError: RAG_GOLDEN_SETS {tmp_path / 'nowhere'} is not a folder"
+    )
 
 
 def test_the_check_is_there_only_when_configured_and_bad_floors_fail_by_name(tmp_path):
@@ -268,6 +290,8 @@ def test_the_check_is_there_only_when_configured_and_bad_floors_fail_by_name(tmp
     assert CHECK not in build_definitions(Settings.from_env(catchup)).resolve_asset_graph().asset_check_keys
     configured = Settings.from_env({**catchup, "RAG_GOLDEN_SETS": str(tmp_path)})
     checks = build_definitions(configured).resolve_asset_graph().asset_check_keys
-    assert CHECK in checks and dg.AssetCheckKey(dg.AssetKey("exports_vector_index"), "golden_sets") in checks  # catchup's too
+    assert (
+        CHECK in checks and dg.AssetCheckKey(dg.AssetKey("exports_vector_index"), "golden_sets") in checks
+    )  # catchup's too
     with pytest.raises(ValueError, match="RAG_GOLDEN_FLOORS: 'mrr=2'"):
         build_resources(Settings.from_env({"RAG_GOLDEN_SETS": str(tmp_path), "RAG_GOLDEN_FLOORS": "mrr=2"}))

@@ -40,7 +40,9 @@ def test_keys_are_url_decoded_as_s3_encodes_them():
 
 def test_test_event_is_empty_and_several_records_are_kept_in_order():
     assert parse_message(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "docs"})) == []
-    events = parse_message(json.dumps({"Records": [record("ObjectCreated:Put", "a/1"), record("ObjectRemoved:Delete", "a/2")]}))
+    events = parse_message(
+        json.dumps({"Records": [record("ObjectCreated:Put", "a/1"), record("ObjectRemoved:Delete", "a/2")]})
+    )
     assert [(e.kind, e.key) for e in events] == [(CREATED, "a/1"), (REMOVED, "a/2")]
 
 
@@ -69,5 +71,7 @@ def test_latest_per_key_orders_by_sequencer_not_arrival():
     delete = S3Event(REMOVED, "ObjectRemoved:Delete", "docs", "a/x", None, "0055AED6DCD90281E6")
     assert latest_per_key([delete, late_create])[("docs", "a/x")] is delete
     # Sequencers of different lengths compare as numbers.
-    short, long_ = (S3Event(CREATED, "ObjectCreated:Put", "docs", "a/y", e, s) for e, s in (("e1", "FF"), ("e2", "0100")))
+    short, long_ = (
+        S3Event(CREATED, "ObjectCreated:Put", "docs", "a/y", e, s) for e, s in (("e1", "FF"), ("e2", "0100"))
+    )
     assert latest_per_key([long_, short])[("docs", "a/y")].etag == "e2"

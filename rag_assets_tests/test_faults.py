@@ -49,7 +49,13 @@ class Scene:
     def drift(self) -> list[str]:
         r = build_resources(Settings.from_env())
         embedder = r["embedder"]
-        return drift(Settings.from_env().source_uri, r["vector_store"], embedder.model_id, embedder.dimension, r["rag_config"].pipeline)
+        return drift(
+            Settings.from_env().source_uri,
+            r["vector_store"],
+            embedder.model_id,
+            embedder.dimension,
+            r["rag_config"].pipeline,
+        )
 
     def converge(self, what: str, timeout: float = 240.0) -> float:
         """Seconds until the index equals the bucket (and still does once no run is left)."""
@@ -58,7 +64,9 @@ class Scene:
             wait_for(lambda: not in_flight(self.instance), "the runs to end", timeout)
             assert self.drift() == [], what
         except AssertionError as e:
-            raise AssertionError(f"{e}\ndrift: {self.drift()[:10]}\ndaemon log tail:\n{self.daemon.read_log()[-3000:]}") from None
+            raise AssertionError(
+                f"{e}\ndrift: {self.drift()[:10]}\ndaemon log tail:\n{self.daemon.read_log()[-3000:]}"
+            ) from None
         self.times[what] = round(seconds, 1)
         return seconds
 
@@ -70,7 +78,12 @@ class Scene:
 
 
 def in_flight(instance: dg.DagsterInstance) -> list:
-    statuses = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED]
+    statuses = [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.NOT_STARTED,
+    ]
     return instance.get_run_records(dg.RunsFilter(statuses=statuses))
 
 

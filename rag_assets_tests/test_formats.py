@@ -88,7 +88,9 @@ def eml_bytes() -> bytes:
     return message.as_bytes()
 
 
-JSON = json.dumps([{"id": "a", "formatted_text": "Tugboats need two days' notice.", "port": "Rotterdam"}, {"id": "b"}]).encode()
+JSON = json.dumps(
+    [{"id": "a", "formatted_text": "Tugboats need two days' notice.", "port": "Rotterdam"}, {"id": "b"}]
+).encode()
 JSONL = b'{"id": "x", "formatted_text": "Pilots board at the outer buoy."}\n\n{"id": "y", "formatted_text": "<i>Anchorage</i> 4 is closed."}\n'
 
 
@@ -99,7 +101,14 @@ JSONL = b'{"id": "x", "formatted_text": "Pilots board at the outer buoy."}\n\n{"
             "policy.docx",
             docx_bytes,
             "docx",
-            [(None, None, "Travel policy\nBook trains for trips under four hours; flights need a manager's approval.\nCity | Hotel budget\nRotterdam | 140 euros", {})],
+            [
+                (
+                    None,
+                    None,
+                    "Travel policy\nBook trains for trips under four hours; flights need a manager's approval.\nCity | Hotel budget\nRotterdam | 140 euros",
+                    {},
+                )
+            ],
         ),
         (
             "results.pptx",
@@ -129,7 +138,10 @@ JSONL = b'{"id": "x", "formatted_text": "Pilots board at the outer buoy."}\n\n{"
             "records.jsonl",
             lambda: JSONL,
             "jsonl",
-            [(None, 1, "Pilots board at the outer buoy.", {"id": "x"}), (None, 2, "Anchorage 4 is closed.", {"id": "y"})],
+            [
+                (None, 1, "Pilots board at the outer buoy.", {"id": "x"}),
+                (None, 2, "Anchorage 4 is closed.", {"id": "y"}),
+            ],
         ),
     ],
 )
@@ -152,7 +164,9 @@ def test_html_keeps_the_main_text_not_the_menus():
 
 def test_a_mail_gives_its_headers_and_plain_body_and_names_its_attachments():
     (unit,) = parse_document("notice.eml", eml_bytes()).units
-    assert unit.text.startswith("Subject: Crane maintenance on Friday\nFrom: ops@acme.example\nTo: all@acme.example\nDate: ")
+    assert unit.text.startswith(
+        "Subject: Crane maintenance on Friday\nFrom: ops@acme.example\nTo: all@acme.example\nDate: "
+    )
     assert unit.text.endswith("Crane 4 is out of service on Friday for maintenance.")
     assert unit.metadata["attachments_not_indexed"] == "schedule.pdf" and unit.metadata["from"] == "ops@acme.example"
 
@@ -169,7 +183,11 @@ def zip_bomb(unpacked_mb: int) -> bytes:
     "name, data, reason",
     [
         ("policy.docx", lambda: docx_bytes()[:2000], "corrupt: not a readable Office file"),
-        ("secret.docx", lambda: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600, "password-protected (encrypted) or a legacy binary Office file"),
+        (
+            "secret.docx",
+            lambda: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 600,
+            "password-protected (encrypted) or a legacy binary Office file",
+        ),
         ("bomb.docx", lambda: zip_bomb(8), "unpacks to 8 MiB, more than the limit of 1 MiB (RAG_MAX_UNPACKED_MB)"),
         ("fake.pptx", lambda: zip_bomb(0), "corrupt PowerPoint file"),
         ("fake.xlsx", lambda: zip_bomb(0), "corrupt Excel file"),

@@ -32,13 +32,19 @@ TOKEN = "s3cret-token"
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAG_DAGSTER_URL", graphql_client.TOKEN_ENV, graphql_client.COOKIE_ENV)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAG_DAGSTER_URL", graphql_client.TOKEN_ENV, graphql_client.COOKIE_ENV)
+    }
     return {**env, **extra}
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     env = env or cli_env()
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [*CLI, *args], check=False, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
+    )
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +339,10 @@ LISTED = [f"d{n}.txt: empty file (0 bytes)" for n in range(25)]
     [
         (None, None),
         ({"message": "builtins.RuntimeError: the model is gone\nTraceback..."}, "RuntimeError: the model is gone"),
-        ({"message": "dagster._core.definitions.events.Failure: catchup source 'news': no export"}, "catchup source 'news': no export"),
+        (
+            {"message": "dagster._core.definitions.events.Failure: catchup source 'news': no export"},
+            "catchup source 'news': no export",
+        ),
         (
             {
                 "message": 'dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing op "x":',
@@ -341,7 +350,7 @@ LISTED = [f"d{n}.txt: empty file (0 bytes)" for n in range(25)]
             },
             "ValueError: bad row 3",
         ),
-        ({"message": "Error occurred while executing op \"x\":"}, 'Error occurred while executing op "x":'),
+        ({"message": 'Error occurred while executing op "x":'}, 'Error occurred while executing op "x":'),
         (  # a document run's failure: the documents it could not read follow, at most 20 of them
             {"message": f"{FAILURE}: 2 of 9 document(s) could not be read:\n  a.pdf: encrypted\n  b.txt: empty\n"},
             "2 of 9 document(s) could not be read:\na.pdf: encrypted\nb.txt: empty",

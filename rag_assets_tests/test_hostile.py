@@ -26,7 +26,9 @@ CLI = [sys.executable, "-m", "rag_assets.cli"]
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, env={**os.environ, **env}, timeout=600)
+    return subprocess.run(
+        [*CLI, *args], check=False, capture_output=True, text=True, env={**os.environ, **env}, timeout=600
+    )
 
 
 def ingest(*sources: Path, **env: str) -> tuple[int, dict]:

@@ -87,7 +87,9 @@ def png_header(width: int, height: int) -> bytes:
 )
 def test_thumbnail_keys(tenant, key, thumbnail):
     made = thumbnail_key(tenant, key)
-    assert made == thumbnail or (thumbnail.endswith("3a1f7d0c") and made.startswith(thumbnail[:-8]) and made.endswith(".png"))
+    assert made == thumbnail or (
+        thumbnail.endswith("3a1f7d0c") and made.startswith(thumbnail[:-8]) and made.endswith(".png")
+    )
     assert is_thumbnail(made) and not is_thumbnail(key)
     assert "/../" not in made and "//" not in made and "/./" not in made and len(made.encode()) < 1024
 
@@ -141,7 +143,10 @@ def test_an_analyzer_change_changes_only_the_image_pipeline():
         ("The image shows a boat.", "not JSON"),
         ('["photo"]', "a JSON list, not an object"),
         ('{"category": "photo"}', "'summary' must be a non-empty string"),
-        ('{"category": "", "summary": "A boat.", "tags": "boat"}', "'category' must be a non-empty string; 'tags' must be a list of strings"),
+        (
+            '{"category": "", "summary": "A boat.", "tags": "boat"}',
+            "'category' must be a non-empty string; 'tags' must be a list of strings",
+        ),
     ],
 )
 def test_malformed_vision_answers_say_what_is_wrong(answer, problem):
@@ -153,7 +158,12 @@ def test_malformed_vision_answers_say_what_is_wrong(answer, problem):
 def test_a_vision_answer_becomes_an_analysis():
     fenced = '```json\n{"category": "receipt", "summary": "A taxi receipt.", "tags": ["taxi", " taxi", "receipt"], "text": "Total 12.50"}\n```'
     analysis = parse_vision_answer(fenced)
-    assert (analysis.category, analysis.summary, analysis.tags, analysis.text) == ("receipt", "A taxi receipt.", ("taxi", "receipt"), "Total 12.50")
+    assert (analysis.category, analysis.summary, analysis.tags, analysis.text) == (
+        "receipt",
+        "A taxi receipt.",
+        ("taxi", "receipt"),
+        "Total 12.50",
+    )
 
 
 def test_exif_orientation_date_and_camera():
@@ -264,7 +274,10 @@ def test_an_image_is_analyzed_once_per_content_and_analyzer(tmp_path, analyses):
     ferry = text_image(FERRY)
     first = read(tmp_path, "acme/ferry.png", ferry, analyses)
     assert "Last ferry at midnight" in first.text and first.text.startswith("PNG image, 1600 x 900 pixels.")
-    assert first.metadata["thumbnail_key"] == ".rag-thumbnails/acme/acme/ferry.png" and first.metadata["analysis_version"] == 1
+    assert (
+        first.metadata["thumbnail_key"] == ".rag-thumbnails/acme/acme/ferry.png"
+        and first.metadata["analysis_version"] == 1
+    )
     assert Image.open(tmp_path / ".rag-thumbnails/acme/acme/ferry.png").size == (800, 450)
 
     assert read(tmp_path, "acme/ferry.png", ferry, analyses) == first  # read again: the same version
@@ -289,7 +302,18 @@ def test_analyses_are_searchable_rows_in_postgresql(tmp_path, pg_server):
             "SELECT user_id, item_key, version, category, provider, model, raw_response->>'summary', created_at IS NOT NULL "
             "FROM rag_image_analyses WHERE search_vector @@ plainto_tsquery('english', 'ferries leaving')"
         ).fetchall()
-    assert rows == [("acme", "acme/ferry.png", 1, "text image", "offline", "rapidocr-onnxruntime", "PNG image, 1600 x 900 pixels.", True)]
+    assert rows == [
+        (
+            "acme",
+            "acme/ferry.png",
+            1,
+            "text image",
+            "offline",
+            "rapidocr-onnxruntime",
+            "PNG image, 1600 x 900 pixels.",
+            True,
+        )
+    ]
 
 
 # --- a vision model through the openai client ----------------------------------------------
@@ -306,34 +330,60 @@ def vision_analyzer(server) -> OpenAIImageAnalyzer:
 
 
 def test_a_vision_model_analyzes_an_image_sent_inline(tmp_path, vision):
-    answer = {"category": "timetable", "summary": "A ferry timetable on a white sign.", "tags": ["ferry", "timetable"], "text": "Last ferry at midnight"}
+    answer = {
+        "category": "timetable",
+        "summary": "A ferry timetable on a white sign.",
+        "tags": ["ferry", "timetable"],
+        "text": "Last ferry at midnight",
+    }
     vision.vision_replies.append(json.dumps(answer))
-    unit = read(tmp_path, "acme/ferry.png", text_image(FERRY), analysis_store_from_uri(str(tmp_path / "a.sqlite")), vision_analyzer(vision))
-    assert unit.text == "A ferry timetable on a white sign.\nCategory: timetable\nTags: ferry, timetable\n\nLast ferry at midnight"
+    unit = read(
+        tmp_path,
+        "acme/ferry.png",
+        text_image(FERRY),
+        analysis_store_from_uri(str(tmp_path / "a.sqlite")),
+        vision_analyzer(vision),
+    )
+    assert (
+        unit.text
+        == "A ferry timetable on a white sign.\nCategory: timetable\nTags: ferry, timetable\n\nLast ferry at midnight"
+    )
     assert unit.metadata["analyzer"] == "openai:gpt-4o-mini" and unit.metadata["image_category"] == "timetable"
     (request,) = vision.requests_to("/v1/chat/completions")
     image_url = request["json"]["messages"][1]["content"][1]["image_url"]["url"]
-    assert image_url.startswith("data:image/jpeg;base64,") and request["json"]["response_format"] == {"type": "json_object"}
+    assert image_url.startswith("data:image/jpeg;base64,") and request["json"]["response_format"] == {
+        "type": "json_object"
+    }
 
 
 def test_a_malformed_answer_is_asked_again_then_fails_by_name(tmp_path, vision):
     store = analysis_store_from_uri(str(tmp_path / "a.sqlite"))
     vision.vision_replies += ["Sure! It is a boat.", '{"category": "boat"}']  # then the fake's valid default
     unit = read(tmp_path, "acme/boat.png", text_image(["boat"]), store, vision_analyzer(vision))
-    assert unit.text.startswith("A picture of 1600 x 900 pixels.") and len(vision.requests_to("/v1/chat/completions")) == 3
+    assert (
+        unit.text.startswith("A picture of 1600 x 900 pixels.") and len(vision.requests_to("/v1/chat/completions")) == 3
+    )
 
     vision.vision_replies += ["no", "still no", "[]"]
     with pytest.raises(BadDocument) as caught:
         read(tmp_path, "acme/other.png", text_image(["other"]), store, vision_analyzer(vision))
     assert caught.value.name == "acme/other.png" and caught.value.transient
-    assert caught.value.reason == "openai:gpt-4o-mini gave a malformed analysis 3 times (last: a JSON list, not an object)"
+    assert (
+        caught.value.reason == "openai:gpt-4o-mini gave a malformed analysis 3 times (last: a JSON list, not an object)"
+    )
     assert store.latest("acme:" + str(tmp_path / "acme/other.png")) is None  # nothing half-kept
 
 
 def test_an_api_error_fails_the_image_by_name_for_a_later_run(tmp_path, vision):
     vision.fail_next(500)  # the client's own retries are off here (max_retries=0)
     with pytest.raises(BadDocument) as caught:
-        read(tmp_path, "acme/x.png", text_image(["x"]), analysis_store_from_uri(str(tmp_path / "a.sqlite")), vision_analyzer(vision))
+        read(
+            tmp_path,
+            "acme/x.png",
+            text_image(["x"]),
+            analysis_store_from_uri(str(tmp_path / "a.sqlite")),
+            vision_analyzer(vision),
+        )
     assert caught.value.transient and caught.value.name == "acme/x.png"
     assert caught.value.reason.startswith("image analysis by openai:gpt-4o-mini failed: InternalServerError: ")
 
@@ -351,7 +401,10 @@ def test_images_are_indexed_and_found_and_a_new_analyzer_re_analyzes(rag_env, in
     report = run_ingest(rag_env, instance, inbox)
     assert sorted(report.ingested) == ["acme/ferry.png", "acme/notes.txt"]
     assert report.failed == [
-        {"key": "acme/huge.png", "reason": "image of 9,000 x 9,000 pixels, more than the limit of 64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)"}
+        {
+            "key": "acme/huge.png",
+            "reason": "image of 9,000 x 9,000 pixels, more than the limit of 64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)",
+        }
     ]
     (hit,) = query(rag_env, "when does the last ferry leave", "acme", k=1)
     assert hit.key == "acme/ferry.png" and hit.metadata["thumbnail_key"] == ".rag-thumbnails/acme/acme/ferry.png"
@@ -361,7 +414,9 @@ def test_images_are_indexed_and_found_and_a_new_analyzer_re_analyzes(rag_env, in
     monkeypatch.setenv("RAG_IMAGE_ANALYZER", "openai:gpt-4o-mini")
     monkeypatch.setenv("OPENAI_BASE_URL", vision.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    vision.vision_replies.append(json.dumps({"category": "sign", "summary": "A blue ferry sign by the quay.", "tags": ["ferry"], "text": ""}))
+    vision.vision_replies.append(
+        json.dumps({"category": "sign", "summary": "A blue ferry sign by the quay.", "tags": ["ferry"], "text": ""})
+    )
     settings = Settings.from_env()
     report = run_ingest(settings, instance, inbox)
     assert report.ingested == ["acme/ferry.png"]  # only the image: the text file's pipeline is unchanged

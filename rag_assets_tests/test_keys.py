@@ -191,7 +191,11 @@ def test_uri_joins_root_and_key_once():
 
 @pytest.mark.parametrize(
     "ref",
-    [DocRef("acme", "s3://docs", "acme/a.pdf"), DocRef("team:ops", "/srv/inbox", "ops/a.png"), DocRef("x", "s3://b", "x/y:z.txt")],
+    [
+        DocRef("acme", "s3://docs", "acme/a.pdf"),
+        DocRef("team:ops", "/srv/inbox", "ops/a.png"),
+        DocRef("x", "s3://b", "x/y:z.txt"),
+    ],
 )
 def test_the_tenant_of_a_document_id(ref):
     from rag_assets.lib.keys import document_tenant

@@ -106,7 +106,12 @@ def test_a_watch_token_carries_its_tenant_and_expiry_and_verifies():
     made = watch_token(SECRET, "acme.corp@eu", NOW + 60, key_id="2025-q4")
     assert made.startswith("v1.2025-q4.acme.corp@eu.1700000060.")  # readable; a tenant may hold dots
     granted = verify_watch_token(SECRET, made, "acme.corp@eu", NOW, key_id="2025-q4")
-    assert (granted.tenant, granted.expires, granted.key_id, granted.id) == ("acme.corp@eu", NOW + 60, "2025-q4", token_id(made))
+    assert (granted.tenant, granted.expires, granted.key_id, granted.id) == (
+        "acme.corp@eu",
+        NOW + 60,
+        "2025-q4",
+        token_id(made),
+    )
     assert watch_token(SECRET, "acme", NOW + 60) != watch_token(SECRET, "globex", NOW + 60)
     assert publisher_token(SECRET) not in (watch_token(SECRET, "publisher", NOW + 60), old_style_token("publisher"))
 
@@ -161,7 +166,9 @@ def test_no_token_without_a_secret_or_with_a_bad_key_id():
     assert read_watch_token(watch_token(SECRET, "acme", NOW, key_id="k-2"))[0].key_id == "k-2"
 
 
-@pytest.mark.parametrize("text, seconds", [("30s", 30), ("15m", 900), ("12h", 43_200), ("7d", 604_800), ("366d", 31_622_400)])
+@pytest.mark.parametrize(
+    "text, seconds", [("30s", 30), ("15m", 900), ("12h", 43_200), ("7d", 604_800), ("366d", 31_622_400)]
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -185,8 +192,18 @@ BODY = b'{"id":"1","tenant":"acme"}'
         (sign_webhook(SECRET, BODY, NOW), BODY, NOW - 301, "signed 301 s ahead"),
         (sign_webhook(SECRET, BODY, NOW), BODY + b" ", NOW, "the signature does not match"),
         (sign_webhook("other", BODY, NOW), BODY, NOW, "the signature does not match"),
-        (sign_webhook(SECRET, BODY, NOW).replace(f"t={NOW}", f"t={NOW + 100}"), BODY, NOW, "the signature does not match"),
-        ("sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest(), BODY, NOW, "no t=TIMESTAMP"),  # old style
+        (
+            sign_webhook(SECRET, BODY, NOW).replace(f"t={NOW}", f"t={NOW + 100}"),
+            BODY,
+            NOW,
+            "the signature does not match",
+        ),
+        (
+            "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest(),
+            BODY,
+            NOW,
+            "no t=TIMESTAMP",
+        ),  # old style
         (None, BODY, NOW, "no t=TIMESTAMP"),
         (f"t=soon,v1={'0' * 64}", BODY, NOW, "no t=TIMESTAMP"),
         (f"t={NOW}", BODY, NOW, "no t=TIMESTAMP"),
@@ -228,7 +245,11 @@ def test_notifiers_from_spec(spec, kind):
     notifier = notifier_from_spec(spec, SECRET)
     assert type(notifier) is kind
     if kind is ApiGatewayNotifier:
-        assert (notifier.endpoint, notifier.table, notifier.index_name) == ("https://abc.execute-api.eu-west-1.amazonaws.com/prod", "ws", "by-user")
+        assert (notifier.endpoint, notifier.table, notifier.index_name) == (
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+            "ws",
+            "by-user",
+        )
 
 
 @pytest.mark.parametrize("spec", ["slack:#general", "apigateway:https://abc.example/prod", "webhook:"])
@@ -245,8 +266,14 @@ def test_a_watch_line():
 @pytest.mark.parametrize(
     "sent, shown",
     [
-        ({"type": "failed", "document_key": "acme/\x1b]0;owned\x07a.txt", "at": NOW}, "failed    acme/\\x1b]0;owned\\x07a.txt"),
-        ({"type": "failed", "document_key": "a.txt", "at": NOW, "detail": {"reason": "bad\x1b[2J\nline"}}, "reason bad\\x1b[2J\\x0aline"),
+        (
+            {"type": "failed", "document_key": "acme/\x1b]0;owned\x07a.txt", "at": NOW},
+            "failed    acme/\\x1b]0;owned\\x07a.txt",
+        ),
+        (
+            {"type": "failed", "document_key": "a.txt", "at": NOW, "detail": {"reason": "bad\x1b[2J\nline"}},
+            "reason bad\\x1b[2J\\x0aline",
+        ),
         ({"type": "\u202eevil", "document_key": "k", "at": NOW}, "\\u202eevil"),
         ({"at": "soon", "detail": ["x"]}, "--:--:-- ?         ?"),
     ],
@@ -287,7 +314,9 @@ def test_a_replayed_webhook_is_refused_and_a_fresh_one_accepted():
         ((headers, body),) = receiver.requests
         assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64}", headers["X-Rag-Signature"])
         time.sleep(2.1)
-        replayed = httpx.post(receiver.url, content=body, headers={k: headers[k] for k in ("X-Rag-Signature", "Content-Type")})
+        replayed = httpx.post(
+            receiver.url, content=body, headers={k: headers[k] for k in ("X-Rag-Signature", "Content-Type")}
+        )
         assert replayed.status_code == 401 and "outside the 1 s window" in receiver.refusals[-1]
         assert notifier.send([message(sid=1)], time.monotonic() + 10).sent == 1  # the same message, signed now
         assert (len(receiver.messages), receiver.rejected) == (2, 1)
@@ -316,14 +345,23 @@ def test_api_gateway_posts_to_each_connection_of_the_tenant_and_forgets_gone_one
     dynamodb.create_table(
         TableName=table,
         KeySchema=[{"AttributeName": "connection_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "connection_id", "AttributeType": "S"}, {"AttributeName": "user_id", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "connection_id", "AttributeType": "S"},
+            {"AttributeName": "user_id", "AttributeType": "S"},
+        ],
         GlobalSecondaryIndexes=[
-            {"IndexName": "by-user", "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"}}
+            {
+                "IndexName": "by-user",
+                "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
         ],
         BillingMode="PAY_PER_REQUEST",
     )
     for connection, tenant in [("c1", "acme"), ("c2", "acme"), ("c3", "globex"), ("gone", "acme")]:
-        dynamodb.put_item(TableName=table, Item={"connection_id": {"S": f"{table}-{connection}"}, "user_id": {"S": tenant}})
+        dynamodb.put_item(
+            TableName=table, Item={"connection_id": {"S": f"{table}-{connection}"}, "user_id": {"S": tenant}}
+        )
 
     backend = get_backend("apigatewaymanagementapi")["123456789012"]["us-east-1"]
 
@@ -342,7 +380,11 @@ def test_api_gateway_posts_to_each_connection_of_the_tenant_and_forgets_gone_one
 
     monkeypatch.setattr(backend, "post_to_connection", post_or_gone)
     notifier = ApiGatewayNotifier(endpoint=os.environ["AWS_ENDPOINT_URL"], table=table, index_name="by-user")
-    acme1, acme2, globex = message(sid=1), message("deleted", sid=2), message(tenant="globex", key="globex/b.txt", sid=3)
+    acme1, acme2, globex = (
+        message(sid=1),
+        message("deleted", sid=2),
+        message(tenant="globex", key="globex/b.txt", sid=3),
+    )
     delivery = notifier.send([acme1, acme2, globex], time.monotonic() + 30)
 
     assert (delivery.sent, delivery.dropped) == (3, 0)
@@ -510,10 +552,14 @@ class Watch:
     def __init__(self, url: str, presented: str, tenant: str = "acme", **env):
         command = [sys.executable, "-m", "rag_assets.cli", "watch", "--tenant", tenant, "--url", url, "--json",
                    "--backoff-seconds", "0.1", "--backoff-max-seconds", "0.3"]  # fmt: skip
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=watch_env(presented, **env))
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=watch_env(presented, **env)
+        )
         self.out: queue.Queue = queue.Queue()
         self.err: list[str] = []
-        threading.Thread(target=lambda: [self.out.put(json.loads(line)) for line in self.proc.stdout], daemon=True).start()
+        threading.Thread(
+            target=lambda: [self.out.put(json.loads(line)) for line in self.proc.stdout], daemon=True
+        ).start()
         threading.Thread(target=lambda: [self.err.append(line) for line in self.proc.stderr], daemon=True).start()
 
     def said(self, text: str) -> bool:
@@ -552,7 +598,9 @@ def hub_process(port: int, log, *options: str, scheme: str = "ws"):
             proc.kill()
             proc.wait(timeout=30)
             kept = [line for line in status.splitlines() if line.startswith(("State", "Sig", "Threads"))]
-            raise AssertionError(f"the hub did not stop within 30 s of SIGTERM: {kept}\n{log.read_text()[-2000:]}") from None
+            raise AssertionError(
+                f"the hub did not stop within 30 s of SIGTERM: {kept}\n{log.read_text()[-2000:]}"
+            ) from None
 
 
 def test_watch_started_before_the_hub_waits_for_it_and_reconnects_across_a_restart(tmp_path):
@@ -585,7 +633,11 @@ def test_watch_prints_a_tenant_s_messages_as_json_lines(hub):
     watch = Watch(hub, token())
     try:
         wait_for(lambda: watch.said("watching tenant 'acme'"), "watch to subscribe", timeout=30)
-        sent = [message("started", sid=1), message(tenant="globex", key="globex/b.txt", sid=2), message("ingested", sid=3)]
+        sent = [
+            message("started", sid=1),
+            message(tenant="globex", key="globex/b.txt", sid=2),
+            message("ingested", sid=3),
+        ]
         WebSocketHubNotifier(url=hub, secret=SECRET).send(sent, time.monotonic() + 5)
         got = [watch.out.get(timeout=10), watch.out.get(timeout=10)]
         assert [m["id"] for m in got] == [sent[0].id, sent[2].id] and got[0]["tenant"] == "acme"
@@ -659,10 +711,22 @@ def test_notify_token_prints_a_token_of_one_tenant_and_the_id_that_revokes_it(mo
         (["notify-token", "--tenant", "acme"], {}, "set RAG_NOTIFY_SECRET"),
         (["notify-token", "--tenant", "../x"], {"RAG_NOTIFY_SECRET": SECRET}, "not a valid tenant name"),
         (["notify-token", "--tenant", "acme", "--ttl", "forever"], {"RAG_NOTIFY_SECRET": SECRET}, "not a duration"),
-        (["watch", "--tenant", "acme", "--url", "ws://127.0.0.1:9"], {"RAG_NOTIFY_SECRET": SECRET}, "set RAG_NOTIFY_TOKEN"),
-        (["watch", "--tenant", "../x", "--url", "ws://127.0.0.1:9"], {"RAG_NOTIFY_TOKEN": "t"}, "not a valid tenant name"),
+        (
+            ["watch", "--tenant", "acme", "--url", "ws://127.0.0.1:9"],
+            {"RAG_NOTIFY_SECRET": SECRET},
+            "set RAG_NOTIFY_TOKEN",
+        ),
+        (
+            ["watch", "--tenant", "../x", "--url", "ws://127.0.0.1:9"],
+            {"RAG_NOTIFY_TOKEN": "t"},
+            "not a valid tenant name",
+        ),
         (["watch", "--tenant", "acme", "--url", "http://h:1"], {"RAG_NOTIFY_TOKEN": "t"}, "give --url ws://"),
-        (["watch", "--tenant", "acme", "--url", "ws://h:1", "--retry-for", "ever"], {"RAG_NOTIFY_TOKEN": "t"}, "not a duration"),
+        (
+            ["watch", "--tenant", "acme", "--url", "ws://h:1", "--retry-for", "ever"],
+            {"RAG_NOTIFY_TOKEN": "t"},
+            "not a duration",
+        ),
     ],
 )
 def test_the_notification_commands_say_what_is_missing(args, env, why, monkeypatch, capsys):
@@ -693,7 +757,10 @@ def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, mon
     listing = Harness(instance, build_listing_sensor(ON))
     listing.tick()
     cursor = notify_tick(instance, sensor, notifier, cursor)
-    assert receiver.by_document() == {("acme", "acme/a.txt"): ["started", "ingested"], ("globex", "globex/b.txt"): ["started", "ingested"]}
+    assert receiver.by_document() == {
+        ("acme", "acme/a.txt"): ["started", "ingested"],
+        ("globex", "globex/b.txt"): ["started", "ingested"],
+    }
     ingested = next(m for m in receiver.messages if m["type"] == "ingested")
     assert ingested["detail"]["chunks"] == ingested["detail"]["vectors"] == 1 and ingested["detail"]["seconds"] > 0
 
@@ -701,7 +768,9 @@ def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, mon
     (inbox / "globex/b.txt").unlink()
     listing.tick()  # an ingest run of bad.pdf, a purge of b.txt
     partition = next(p for p in instance.get_dynamic_partitions("documents") if p.startswith("acme|acme/a.txt"))
-    build_definitions(rag_env).resolve_job_def("ingest_documents").execute_in_process(instance=instance, partition_key=partition)
+    build_definitions(rag_env).resolve_job_def("ingest_documents").execute_in_process(
+        instance=instance, partition_key=partition
+    )
     assert int(notify_tick(instance, sensor, notifier, cursor)) > int(cursor)
     assert receiver.by_document() == {
         ("acme", "acme/a.txt"): ["started", "ingested", "started", "unchanged"],
@@ -713,7 +782,9 @@ def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, mon
     assert len({m["id"] for m in receiver.messages}) == len(receiver.messages)
 
 
-def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance, tmp_path, monkeypatch, rag_env, receiver):
+def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(
+    instance, tmp_path, monkeypatch, rag_env, receiver
+):
     from rag_assets.ingest import discover, ingest
     from rag_assets.resources.object_store import ObjectStore
     from rag_assets.resources.vector_stores import LanceDBStore
@@ -721,7 +792,9 @@ def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance,
     inbox = local_source(tmp_path, monkeypatch, {"acme/merger-plans.txt": "Confidential.", "globex/b.txt": "Magnets."})
     private = str(inbox / "acme/merger-plans.txt")
 
-    def refuse(self, model_id, dimension, documents, held=None):  # a store error quoting acme's file: a step error, no document named
+    def refuse(
+        self, model_id, dimension, documents, held=None
+    ):  # a store error quoting acme's file: a step error, no document named
         raise RuntimeError(f"cannot write the rows of {private}")
 
     monkeypatch.setattr(LanceDBStore, "replace_documents", refuse)
@@ -730,7 +803,9 @@ def test_a_run_s_error_reaches_a_tenant_only_if_the_run_is_all_its_own(instance,
     refs, _ = discover([str(inbox)], ObjectStore(), None, "segment:0")
     defs = build_definitions(rag_env)
     both = ingest(refs, defs=defs, instance=instance)
-    assert len(both.runs) == 1 and len(both.failed) == 2 and private in both.failed[0]["reason"]  # one run, both tenants
+    assert (
+        len(both.runs) == 1 and len(both.failed) == 2 and private in both.failed[0]["reason"]
+    )  # one run, both tenants
     cursor = notify_tick(instance, sensor, notifier, cursor)
     failed = {m["tenant"]: m for m in receiver.messages if m["type"] == "failed"}
     assert set(failed) == {"acme", "globex"}
@@ -757,19 +832,31 @@ def test_a_daemon_tells_each_tenant_in_order(instance, tmp_path, monkeypatch, ra
     daemon = Daemon(tmp_path / "daemon.log")
     daemon.start()
     try:
-        wait_for(lambda: sensor_has_ticked(instance, "notifications"), "the notification sensor's first tick", timeout=120)
+        wait_for(
+            lambda: sensor_has_ticked(instance, "notifications"), "the notification sensor's first tick", timeout=120
+        )
         (inbox / "globex").mkdir()
         (inbox / "acme/a.txt").write_text("The harbour office opens at nine.")
         (inbox / "globex/b.txt").write_text("Magnets attract iron.")
         (inbox / "acme/bad.pdf").write_bytes(b"%PDF-1.4 broken")
         done = lambda key, kind: kind in receiver.by_document().get(key, [])
-        wait_for(lambda: done(("acme", "acme/a.txt"), "ingested") and done(("acme", "acme/bad.pdf"), "failed"), "first messages", timeout=180)
+        wait_for(
+            lambda: done(("acme", "acme/a.txt"), "ingested") and done(("acme", "acme/bad.pdf"), "failed"),
+            "first messages",
+            timeout=180,
+        )
         (inbox / "acme/a.txt").write_text("The harbour office now opens at eleven.")
-        wait_for(lambda: receiver.by_document()[("acme", "acme/a.txt")].count("ingested") == 2, "the change's messages", timeout=180)
+        wait_for(
+            lambda: receiver.by_document()[("acme", "acme/a.txt")].count("ingested") == 2,
+            "the change's messages",
+            timeout=180,
+        )
         (inbox / "globex/b.txt").unlink()
         wait_for(lambda: done(("globex", "globex/b.txt"), "deleted"), "the delete's message", timeout=180)
     except AssertionError as e:
-        raise AssertionError(f"{e}\nmessages: {receiver.by_document()}\ndaemon log:\n{daemon.read_log()[-3000:]}") from None
+        raise AssertionError(
+            f"{e}\nmessages: {receiver.by_document()}\ndaemon log:\n{daemon.read_log()[-3000:]}"
+        ) from None
     finally:
         daemon.stop()
 
@@ -783,7 +870,9 @@ def test_a_daemon_tells_each_tenant_in_order(instance, tmp_path, monkeypatch, ra
     for m in receiver.messages:
         assert m["document_key"].startswith(f"{m['tenant']}/")  # each message only to its tenant
     delays = sorted(arrived - m["at"] for m, arrived in zip(receiver.messages, receiver.arrived, strict=True))
-    print(f"\nDagster event -> message: median {delays[len(delays) // 2]:.2f} s, max {delays[-1]:.2f} s over {len(delays)} messages")
+    print(
+        f"\nDagster event -> message: median {delays[len(delays) // 2]:.2f} s, max {delays[-1]:.2f} s over {len(delays)} messages"
+    )
 
 
 # A document's messages under a daemon: runs queued, started and (unless a batch-mate failed
@@ -797,7 +886,10 @@ def test_a_catchup_date_is_told_to_its_tenants(instance, tmp_path, monkeypatch, 
     write_csv(tmp_path / "exports" / "2025-01-01.csv", [{"id": "p1", "formatted_text": "Rocket skates."}])
     write_csv(
         tmp_path / "tickets" / "2025-01-01.csv",
-        [{"id": "t1", "tenant": "acme", "formatted_text": "Skates ignite."}, {"id": "t2", "tenant": "globex", "formatted_text": "Door broken."}],
+        [
+            {"id": "t1", "tenant": "acme", "formatted_text": "Skates ignite."},
+            {"id": "t2", "tenant": "globex", "formatted_text": "Door broken."},
+        ],
     )
     sources = {
         "exports": csv_source("exports/{date}.csv"),  # one tenant: acme

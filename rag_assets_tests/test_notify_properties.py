@@ -33,7 +33,12 @@ secrets = st.text(min_size=1, max_size=40)
 def test_a_token_verifies_for_its_tenant_until_it_expires(tenant, key_id, lifetime, secret):
     made = watch_token(secret, tenant, NOW + lifetime, key_id)
     granted = verify_watch_token(secret, made, tenant, NOW + lifetime - 1, key_id)
-    assert (granted.tenant, granted.key_id, granted.expires, granted.id) == (tenant, key_id, NOW + lifetime, token_id(made))
+    assert (granted.tenant, granted.key_id, granted.expires, granted.id) == (
+        tenant,
+        key_id,
+        NOW + lifetime,
+        token_id(made),
+    )
     assert read_watch_token(made)[0] == granted
     with pytest.raises(TokenRefused, match="expired"):
         verify_watch_token(secret, made, tenant, NOW + lifetime, key_id)

@@ -45,7 +45,10 @@ def test_ocr_models_ship_with_the_package():
 def test_a_scanned_pdf_is_read_page_by_page():
     parsed = parse_document("scan.pdf", scanned_pdf(NOTICE, MEMO))
     assert parsed.kind == "pdf" and parsed.pages == 2
-    assert [(u.page, u.text, u.metadata) for u in parsed.units] == [(1, "\n".join(NOTICE), {"ocr": True}), (2, "\n".join(MEMO), {"ocr": True})]
+    assert [(u.page, u.text, u.metadata) for u in parsed.units] == [
+        (1, "\n".join(NOTICE), {"ocr": True}),
+        (2, "\n".join(MEMO), {"ocr": True}),
+    ]
 
 
 def test_too_many_scanned_pages_are_refused_by_name():

@@ -128,7 +128,10 @@ def test_never_drops_everything_and_only_drops_lines(pages):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.text(alphabet="xyz .", min_size=1, max_size=30), min_size=3, max_size=10), st.text(alphabet="HEADR", min_size=1, max_size=10))
+@given(
+    st.lists(st.text(alphabet="xyz .", min_size=1, max_size=30), min_size=3, max_size=10),
+    st.text(alphabet="HEADR", min_size=1, max_size=10),
+)
 def test_a_header_on_every_page_goes(bodies, header):
     pages = [f"{header}\n{body}" for body in bodies]
     keys = running_keys(pages)

@@ -62,17 +62,30 @@ def plan(wanted=(), indexed=(), partitions=(), **kw):
 
 def test_what_the_index_holds_decides():
     p = plan(
-        wanted=[want("acme/same.pdf", "e1"), want("acme/edited.pdf", "e2"), want("acme/new.pdf", "e3"), want("acme/lost.pdf", "e4")],
+        wanted=[
+            want("acme/same.pdf", "e1"),
+            want("acme/edited.pdf", "e2"),
+            want("acme/new.pdf", "e3"),
+            want("acme/lost.pdf", "e4"),
+        ],
         indexed=[held("acme/same.pdf", "e1"), held("acme/edited.pdf", "e1")],
         partitions=[part("acme/same.pdf"), part("acme/edited.pdf"), part("acme/lost.pdf")],
     )
     assert p.current == [part("acme/same.pdf")]
-    assert {t.key: t.reason for t in p.ingest} == {"acme/edited.pdf": "changed", "acme/new.pdf": "new", "acme/lost.pdf": "missing"}
+    assert {t.key: t.reason for t in p.ingest} == {
+        "acme/edited.pdf": "changed",
+        "acme/new.pdf": "new",
+        "acme/lost.pdf": "missing",
+    }
     assert p.add == [part("acme/new.pdf")] and p.purge == []
 
 
 def test_another_chunking_or_model_is_out_of_date():
-    p = plan(wanted=[want("acme/a.pdf", "e1")], indexed=[held("acme/a.pdf", "e1", pipeline="other")], partitions=[part("acme/a.pdf")])
+    p = plan(
+        wanted=[want("acme/a.pdf", "e1")],
+        indexed=[held("acme/a.pdf", "e1", pipeline="other")],
+        partitions=[part("acme/a.pdf")],
+    )
     assert [(t.key, t.reason) for t in p.ingest] == [("acme/a.pdf", "pipeline")]
 
 
@@ -81,7 +94,12 @@ def test_a_complete_pass_purges_rows_and_partitions_whose_objects_are_gone_whoev
     p = plan(
         wanted=[want("acme/kept.pdf", "e1")],
         indexed=[held("acme/kept.pdf", "e1"), held("acme/gone.pdf", "e2"), cli_copy],
-        partitions=[part("acme/kept.pdf"), part("acme/gone.pdf"), part("flat/x.txt", "initech"), part("acme/no-rows.pdf")],
+        partitions=[
+            part("acme/kept.pdf"),
+            part("acme/gone.pdf"),
+            part("flat/x.txt", "initech"),
+            part("acme/no-rows.pdf"),
+        ],
         complete=True,
     )
     by_key = {t.key: t for t in p.purge}
@@ -103,7 +121,11 @@ def test_a_complete_pass_purges_only_under_the_prefix_it_listed():
 
 
 def test_without_a_complete_pass_only_the_keys_said_gone_are_purged():
-    p = plan(indexed=[held("acme/a.pdf", "e1"), held("acme/b.pdf", "e1")], partitions=[part("acme/a.pdf")], gone=["acme/a.pdf"])
+    p = plan(
+        indexed=[held("acme/a.pdf", "e1"), held("acme/b.pdf", "e1")],
+        partitions=[part("acme/a.pdf")],
+        gone=["acme/a.pdf"],
+    )
     assert [t.key for t in p.purge] == ["acme/a.pdf"]
 
 
@@ -136,9 +158,19 @@ def test_work_in_flight_unreadable_documents_and_backoff_wait():
 
 def test_a_document_back_at_an_earlier_version_gets_a_new_attempt():
     partition = part("acme/a.pdf")
-    p = plan(wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: Request("e1@1+meta:m@2", 4, 100.0)}, now=101.0)
+    p = plan(
+        wanted=[want("acme/a.pdf", "e1", "e1@1")],
+        partitions=[partition],
+        requests={partition: Request("e1@1+meta:m@2", 4, 100.0)},
+        now=101.0,
+    )
     assert [(t.attempt, t.retry) for t in p.ingest] == [(5, False)]
-    p = plan(wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: Request("e1@1", 0, 0.0)}, now=100.0)
+    p = plan(
+        wanted=[want("acme/a.pdf", "e1", "e1@1")],
+        partitions=[partition],
+        requests={partition: Request("e1@1", 0, 0.0)},
+        now=100.0,
+    )
     assert [(t.attempt, t.retry) for t in p.ingest] == [(1, True)]
 
 
@@ -207,8 +239,17 @@ def test_batches_are_ranges_and_run_keys_follow_version_attempt_and_index():
 
 def test_the_index_identity_changes_with_store_model_and_pipeline():
     base = index_identity("./.rag/index", "local:m", PIPE)
-    assert len({base, index_identity("postgresql://x", "local:m", PIPE), index_identity("./.rag/index", "openai:m", PIPE),
-                index_identity("./.rag/index", "local:m", pipeline_fingerprint(200, 32, "formatted_text"))}) == 4
+    assert (
+        len(
+            {
+                base,
+                index_identity("postgresql://x", "local:m", PIPE),
+                index_identity("./.rag/index", "openai:m", PIPE),
+                index_identity("./.rag/index", "local:m", pipeline_fingerprint(200, 32, "formatted_text")),
+            }
+        )
+        == 4
+    )
 
 
 def test_runs_in_flight_cover_their_ranges():
@@ -278,8 +319,15 @@ def test_documents_asked_for_again_run_in_ever_smaller_batches(attempt, unwritte
 
 def test_fresh_and_retried_documents_are_batched_apart():
     ordered = [f"p{n}" for n in range(6)]
-    targets = [Target(p, p, "v1", "new", 0, False) for p in ordered[:3]] + [Target(p, p, "v1", "changed", 2, True, True) for p in ordered[3:]]
-    assert [b.members for b in ingest_batches(targets, ordered, 4, "i1")] == [("p0", "p1", "p2"), ("p3",), ("p4",), ("p5",)]
+    targets = [Target(p, p, "v1", "new", 0, False) for p in ordered[:3]] + [
+        Target(p, p, "v1", "changed", 2, True, True) for p in ordered[3:]
+    ]
+    assert [b.members for b in ingest_batches(targets, ordered, 4, "i1")] == [
+        ("p0", "p1", "p2"),
+        ("p3",),
+        ("p4",),
+        ("p5",),
+    ]
 
 
 # --- the deletion guard -----------------------------------------------------------------------------
@@ -342,7 +390,9 @@ def test_a_confirmation_lets_exactly_the_confirmed_purge_through():
     keys = docs(30)
     held = set(keys[:16])  # held and confirmed: 16 of 30
     later = keys[16:24]  # 8 more gone since the confirmation: 8 of the 14 left
-    decision = guard_purges(gone_targets([*keys[:16], *later]), indexed=set(keys), held=held, confirmed=held, guard=PurgeGuard())
+    decision = guard_purges(
+        gone_targets([*keys[:16], *later]), indexed=set(keys), held=held, confirmed=held, guard=PurgeGuard()
+    )
     assert sorted(t.key for t in decision.purge) == sorted(held) == sorted(t.key for t in decision.confirmed)
     assert [t.key for t in decision.held] == later and (decision.gone, decision.of) == (8, 14)
     # without the later ones, the confirmed purge goes alone, and nothing is held
@@ -368,7 +418,9 @@ def test_objects_coming_back_clear_the_guard():
     # nor a confirmed one being purged (a failed purge is tried again under the same confirmation)
     keys = docs(20)
     held = set(keys[:12])
-    decision = guard_purges(gone_targets(keys[:12]), indexed=set(keys), held=held, confirmed={keys[0]}, guard=PurgeGuard())
+    decision = guard_purges(
+        gone_targets(keys[:12]), indexed=set(keys), held=held, confirmed={keys[0]}, guard=PurgeGuard()
+    )
     assert [t.key for t in decision.confirmed] == [keys[0]] and decision.holding
     assert guard_releases(held, None, decision) == set()
 
@@ -383,5 +435,7 @@ def test_the_index_is_counted_only_when_a_mass_delete_is_possible(gone, at_least
 def test_a_document_whose_run_never_wrote_it_is_marked_for_a_smaller_batch(done, unwritten):
     partition = part("acme/a.pdf")
     earlier = Request("e1@1", 3, at=0.0, done=done)  # asked for before; done: seen current since (rows lost later)
-    (target,) = plan(wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: earlier}, now=1e9).ingest
+    (target,) = plan(
+        wanted=[want("acme/a.pdf", "e1", "e1@1")], partitions=[partition], requests={partition: earlier}, now=1e9
+    ).ingest
     assert (target.retry, target.unwritten, target.attempt) == (True, unwritten, 4)

@@ -50,8 +50,22 @@ def test_split_batches_even_and_within_the_limit(count, per_call, sizes):
 def test_merge_results_offsets_each_invocations_batches():
     stats = EmbedStats(calls=1, batches=[[0]])
     reported = [
-        {"calls": 2, "retries": 0, "tokens": 10, "seconds_waited": 0.5, "batches": [[0, 1], [2]], "runtimes": ["torch-bfloat16"], "bf16_probe_cosine_min": 0.9999},
-        {"calls": 1, "retries": 1, "tokens": 4, "seconds_waited": 0.0, "batches": [[1, 0]]},  # a worker of an older image
+        {
+            "calls": 2,
+            "retries": 0,
+            "tokens": 10,
+            "seconds_waited": 0.5,
+            "batches": [[0, 1], [2]],
+            "runtimes": ["torch-bfloat16"],
+            "bf16_probe_cosine_min": 0.9999,
+        },
+        {
+            "calls": 1,
+            "retries": 1,
+            "tokens": 4,
+            "seconds_waited": 0.0,
+            "batches": [[1, 0]],
+        },  # a worker of an older image
     ]
     merge_results(stats, [range(3), range(3, 5)], reported)
     assert (stats.calls, stats.retries, stats.tokens, stats.seconds_waited) == (4, 1, 14, 0.5)
@@ -87,20 +101,31 @@ def test_executor_setting(rag_env):
     assert executor_from_settings("in_process") is dg.in_process_executor
     assert executor_from_settings("ecs").name == "ecs"
     defs = build_definitions(replace(rag_env, executor="ecs"))
-    assert {defs.resolve_job_def(job).executor_def.name for job in ("ingest_documents", "purge_documents", "record_reconciliation")} == {"ecs"}
+    assert {
+        defs.resolve_job_def(job).executor_def.name
+        for job in ("ingest_documents", "purge_documents", "record_reconciliation")
+    } == {"ecs"}
     with pytest.raises(ValueError, match="RAG_EXECUTOR='k8s'"):
         executor_from_settings("k8s")
 
 
 def test_secret_arns_in_the_environment_become_values(s3_env):
-    arn = boto3.client("secretsmanager").create_secret(Name=f"openai-{id(s3_env)}", SecretString="sk-from-secrets-manager")["ARN"]
-    env = {"OPENAI_API_KEY_SECRET_ARN": arn, "PINECONE_API_KEY": "already-set", "PINECONE_API_KEY_SECRET_ARN": "arn:unused"}
+    arn = boto3.client("secretsmanager").create_secret(
+        Name=f"openai-{id(s3_env)}", SecretString="sk-from-secrets-manager"
+    )["ARN"]
+    env = {
+        "OPENAI_API_KEY_SECRET_ARN": arn,
+        "PINECONE_API_KEY": "already-set",
+        "PINECONE_API_KEY_SECRET_ARN": "arn:unused",
+    }
     assert resolve_secrets(env) == ["OPENAI_API_KEY"]
     assert env["OPENAI_API_KEY"] == "sk-from-secrets-manager" and env["PINECONE_API_KEY"] == "already-set"
 
 
 def expected_keys(root) -> list[str]:
-    return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.endswith(".meta.json")]
+    return [
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.endswith(".meta.json")
+    ]
 
 
 def rows_by_chunk(index_uri: str) -> dict[str, dict]:
@@ -154,7 +179,9 @@ def test_lambda_embedding_gives_the_in_process_index(rag_env, instance, local_la
     assert all(i["error"] is None for i in invocations)
     # The step's materialization says what the workers reported, as in-process.
     meta = latest_metadata(instance, "embeddings", encode_partition_key(DocRef("acme", str(root), "acme/faq.md")))
-    assert meta["model"] == MODEL and meta["batch_embedding_calls"] >= len(invocations) and meta["batch_cache_hits"] == 0
+    assert (
+        meta["model"] == MODEL and meta["batch_embedding_calls"] >= len(invocations) and meta["batch_cache_hits"] == 0
+    )
     assert meta["embed_runtime"] in ("torch-float32", "torch-bfloat16")  # as the workers reported it
     # Intermediates are in S3; the texts and vectors exchanged are gone; the workers' log lines reached Dagster.
     keys = s3_keys("work", "rag/")
@@ -168,13 +195,20 @@ def test_lambda_embedding_gives_the_in_process_index(rag_env, instance, local_la
 def test_a_failing_function_fails_the_run_and_leaves_the_index_as_it_was(rag_env, instance, local_lambda, tmp_path):
     root = corpus(tmp_path / "inbox")
     # The function cannot read its OpenAI key: every invocation fails.
-    local_lambda.add_function("broken", HANDLER, {"OPENAI_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone"})
-    remote = replace(rag_env, work_uri="s3://work/rag", embed_on="lambda:broken", embed_texts_per_call=4, embed_parallel_calls=2)
+    local_lambda.add_function(
+        "broken", HANDLER, {"OPENAI_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone"}
+    )
+    remote = replace(
+        rag_env, work_uri="s3://work/rag", embed_on="lambda:broken", embed_texts_per_call=4, embed_parallel_calls=2
+    )
     report = run_ingest(remote, instance, root)
 
     assert report.ingested == [] and sorted(f["key"] for f in report.failed) == sorted(expected_keys(root))
     (reason,) = {f["reason"] for f in report.failed}
-    assert reason.startswith("RuntimeError: Lambda function 'broken' failed: ResourceNotFoundException: ") and "GetSecretValue" in reason
+    assert (
+        reason.startswith("RuntimeError: Lambda function 'broken' failed: ResourceNotFoundException: ")
+        and "GetSecretValue" in reason
+    )
     assert table_name(MODEL, 384) not in lancedb.connect(remote.index_uri).table_names()
     assert len(local_lambda.invocations) >= 1 and all(i["error"] for i in local_lambda.invocations)
 
@@ -186,7 +220,9 @@ def test_remote_embedding_needs_the_work_location_on_s3(rag_env, instance, tmp_p
     assert {f["reason"] for f in report.failed} == {
         f"ValueError: remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not {str(tmp_path / 'rag' / 'work')!r}"
     }
-    assert build_definitions(replace(rag_env, embed_on="lambda:rag-embed"))  # the definitions load: only the step needs S3
+    assert build_definitions(
+        replace(rag_env, embed_on="lambda:rag-embed")
+    )  # the definitions load: only the step needs S3
 
 
 def test_ecs_embedding_gives_the_same_vectors(rag_env, instance, s3_env, tmp_path):
@@ -201,7 +237,15 @@ def test_ecs_embedding_gives_the_same_vectors(rag_env, instance, s3_env, tmp_pat
         networkMode="awsvpc",
         cpu="1024",
         memory="4096",
-        containerDefinitions=[{"name": "run", "image": "rag-assets:test", "cpu": 1024, "memory": 4096, "environment": [{"name": "RAG_WORK_DIR", "value": str(tmp_path / "task")}]}],
+        containerDefinitions=[
+            {
+                "name": "run",
+                "image": "rag-assets:test",
+                "cpu": 1024,
+                "memory": 4096,
+                "environment": [{"name": "RAG_WORK_DIR", "value": str(tmp_path / "task")}],
+            }
+        ],
     )
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]

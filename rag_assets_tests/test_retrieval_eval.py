@@ -91,8 +91,16 @@ def test_ndcg_needs_an_expected_document():
 def test_chunks_fold_to_documents_at_their_best_rank():
     assert distinct_documents(["a", "a", "b", "a", "c", "b"]) == ["a", "b", "c"]
     # Three chunks of `a` before `b`: `b` is the second document, not the fourth hit.
-    assert score_query(["a", "a", "a", "b"], {"b"}, k=2) == {"recall@2": 1.0, "mrr": 0.5, "ndcg@10": pytest.approx(LOG3)}
-    assert score_query(["a", "a", "a", "b"], {"b"}, k=1) == {"recall@1": 0.0, "mrr": 0.5, "ndcg@10": pytest.approx(LOG3)}
+    assert score_query(["a", "a", "a", "b"], {"b"}, k=2) == {
+        "recall@2": 1.0,
+        "mrr": 0.5,
+        "ndcg@10": pytest.approx(LOG3),
+    }
+    assert score_query(["a", "a", "a", "b"], {"b"}, k=1) == {
+        "recall@1": 0.0,
+        "mrr": 0.5,
+        "ndcg@10": pytest.approx(LOG3),
+    }
 
 
 def test_scores_are_means_over_the_queries():
@@ -115,7 +123,11 @@ def test_every_metric_is_between_0_and_1(ranked, expected, k):
         assert 0.0 <= value <= 1.0
 
 
-@given(expected=st.lists(keys, min_size=1, max_size=12, unique=True), others=st.lists(keys, max_size=20), k=st.integers(1, 20))
+@given(
+    expected=st.lists(keys, min_size=1, max_size=12, unique=True),
+    others=st.lists(keys, max_size=20),
+    k=st.integers(1, 20),
+)
 def test_a_perfect_ranking_scores_1(expected, others, k):
     # Every expected document first (chunks repeated, in any order), then anything else.
     ranked = expected + expected[::-1] + [o for o in others if o not in expected]
@@ -160,15 +172,20 @@ def test_a_bad_eval_line_says_why(raw, reason):
 
 
 def test_an_eval_line_is_a_query_and_its_documents():
-    assert parse_eval_line(line({"query": "q", "expected": ["a", "b", "a"], "note": "extra keys are ignored"})) == EvalQuery(
-        "q", ("a", "b")
-    )
+    assert parse_eval_line(
+        line({"query": "q", "expected": ["a", "b", "a"], "note": "extra keys are ignored"})
+    ) == EvalQuery("q", ("a", "b"))
     assert parse_eval_line(b"   ") is None
 
 
 def test_an_eval_file_is_read_whole_or_refused_naming_file_and_line(tmp_path):
     good = tmp_path / "acme.jsonl"
-    good.write_bytes(b"\xef\xbb\xbf" + line({"query": "q1", "expected": ["a"]}) + b"\r\n\n" + line({"query": "q2", "expected": ["b"]}))
+    good.write_bytes(
+        b"\xef\xbb\xbf"
+        + line({"query": "q1", "expected": ["a"]})
+        + b"\r\n\n"
+        + line({"query": "q2", "expected": ["b"]})
+    )
     assert read_eval_file(good) == [EvalQuery("q1", ("a",)), EvalQuery("q2", ("b",))]
 
     bad = tmp_path / "bad.jsonl"
@@ -218,7 +235,12 @@ def test_floors_are_read_from_their_spec():
         ({"mrr": 0.9}, {"mrr": 0.95}, {}, ["mrr 0.900 dropped from 0.950 (tolerance 0.01)"]),
         ({"mrr": 0.95}, {"mrr": 0.9}, {}, []),
         ({"mrr": 0.5}, None, {"mrr": 0.6}, ["mrr 0.500 is below the floor 0.600"]),
-        ({"mrr": 0.5, "ndcg@10": 0.7}, {"mrr": 0.5, "ndcg@10": 0.8}, {"mrr": 0.5}, ["ndcg@10 0.700 dropped from 0.800 (tolerance 0.01)"]),
+        (
+            {"mrr": 0.5, "ndcg@10": 0.7},
+            {"mrr": 0.5, "ndcg@10": 0.8},
+            {"mrr": 0.5},
+            ["ndcg@10 0.700 dropped from 0.800 (tolerance 0.01)"],
+        ),
     ],
 )
 def test_a_drop_or_a_metric_below_its_floor_is_named(now, before, floors, found):

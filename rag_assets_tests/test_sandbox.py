@@ -14,14 +14,22 @@ from rag_assets_tests.test_ocr import NOTICE, scanned_pdf
 
 def test_a_refusal_keeps_its_name_reason_and_kind_across_processes():
     error = pickle.loads(pickle.dumps(BadDocument("acme/a.png", "the analyzer failed", transient=True)))
-    assert (error.name, error.reason, error.transient, str(error)) == ("acme/a.png", "the analyzer failed", True, "acme/a.png: the analyzer failed")
+    assert (error.name, error.reason, error.transient, str(error)) == (
+        "acme/a.png",
+        "the analyzer failed",
+        True,
+        "acme/a.png: the analyzer failed",
+    )
 
 
 def test_too_slow_fails_by_name_and_the_next_document_is_read():
     with ParseSandbox(seconds=0.5, memory_mb=0) as sandbox:
         with pytest.raises(BadDocument) as caught:
             sandbox.parse("acme/scan.pdf", scanned_pdf(NOTICE))  # OCR takes seconds
-        assert (caught.value.name, caught.value.reason) == ("acme/scan.pdf", "took more than 0.5 s to read (RAG_MAX_SECONDS_PER_DOCUMENT)")
+        assert (caught.value.name, caught.value.reason) == (
+            "acme/scan.pdf",
+            "took more than 0.5 s to read (RAG_MAX_SECONDS_PER_DOCUMENT)",
+        )
         assert sandbox.parse("acme/a.txt", b"Still here.").units[0].text == "Still here."
 
 

@@ -120,7 +120,9 @@ class Harness:
             if execute:
                 tags = {**request.tags, SENSOR_NAME_TAG: self.sensor.name, RUN_KEY_TAG: request.run_key}
                 job = self.defs.resolve_job_def(request.job_name)
-                job.execute_in_process(instance=self.instance, tags=tags, run_config=request.run_config or {}, raise_on_error=False)
+                job.execute_in_process(
+                    instance=self.instance, tags=tags, run_config=request.run_config or {}, raise_on_error=False
+                )
         return result
 
     def existing_run_keys(self, run_keys: list[str]) -> set[str]:
@@ -130,7 +132,9 @@ class Harness:
         return {
             key
             for key in run_keys
-            if self.instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: key, SENSOR_NAME_TAG: self.sensor.name}), limit=1)
+            if self.instance.get_runs(
+                filters=dg.RunsFilter(tags={RUN_KEY_TAG: key, SENSOR_NAME_TAG: self.sensor.name}), limit=1
+            )
         }
 
     def query(self, text: str, tenant: str = "acme", k: int = 10):
@@ -193,7 +197,10 @@ def test_final_index_matches_the_bucket_whatever_the_event_order(instance, bucke
     for _ in range(2):
         bucket.send(bucket.record("ObjectRemoved:Delete", "acme/kept.txt"))
         bucket.send(bucket.record("ObjectCreated:Put", "acme/dropped.txt", "stale"))
-        bucket.send(bucket.record("ObjectCreated:Put", "acme/kept.txt", old), bucket.record("ObjectCreated:Put", "acme/kept.txt", new))
+        bucket.send(
+            bucket.record("ObjectCreated:Put", "acme/kept.txt", old),
+            bucket.record("ObjectCreated:Put", "acme/kept.txt", new),
+        )
     h.tick()
     h.tick()
     assert h.indexed_keys() == {"acme/kept.txt"}
@@ -204,8 +211,12 @@ def test_final_index_matches_the_bucket_whatever_the_event_order(instance, bucke
 def test_bad_events_are_logged_and_skipped(instance, bucket, caplog):
     h = Harness(instance, build_s3_event_sensor(ON))
     bucket.sqs.send_message(QueueUrl=bucket.queue, MessageBody="{not json")
-    bucket.sqs.send_message(QueueUrl=bucket.queue, MessageBody=json.dumps({"Records": [{"eventName": "ObjectExploded:Boom"}]}))
-    bucket.send({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "someone-else"}, "object": {"key": "acme/x.txt"}}})
+    bucket.sqs.send_message(
+        QueueUrl=bucket.queue, MessageBody=json.dumps({"Records": [{"eventName": "ObjectExploded:Boom"}]})
+    )
+    bucket.send(
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "someone-else"}, "object": {"key": "acme/x.txt"}}}
+    )
     bucket.put("globex/outside.txt", "Outside the acme/ prefix.")
     bucket.put("acme/inside.txt", "Inside the prefix.")
     result = h.tick()
@@ -235,7 +246,10 @@ def test_restore_and_storage_class_events_change_nothing(instance, bucket):
     etag = bucket.put("acme/archived.txt", "Archived contracts live in Glacier.")
     h.tick()
     rows = len(h.query("contracts", k=100))
-    bucket.send(bucket.record("ObjectRestore:Completed", "acme/archived.txt", etag), bucket.record("LifecycleTransition", "acme/archived.txt", etag))
+    bucket.send(
+        bucket.record("ObjectRestore:Completed", "acme/archived.txt", etag),
+        bucket.record("LifecycleTransition", "acme/archived.txt", etag),
+    )
     h.tick()
     assert h.tick().run_requests == [] and len(h.query("contracts", k=100)) == rows
 
@@ -284,12 +298,20 @@ def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda n: bucket.s3.put_object(Bucket=bucket.name, Key=f"acme/f{n:05}.txt", Body=b"x"), range(2100)))
+        list(
+            pool.map(
+                lambda n: bucket.s3.put_object(Bucket=bucket.name, Key=f"acme/f{n:05}.txt", Body=b"x"), range(2100)
+            )
+        )
     base = build_resources(Settings.from_env())["sync_config"]
     one_page_a_tick = SyncConfig(source_uri=base.source_uri, state_dir=base.state_dir, list_budget_seconds=0.0)
     h = Harness(instance, build_listing_sensor(ON), sync_config=one_page_a_tick)
     added = [
-        sum(len(r.partition_keys) for r in h.tick(execute=False).dynamic_partitions_requests if r.partitions_def_name == "documents")
+        sum(
+            len(r.partition_keys)
+            for r in h.tick(execute=False).dynamic_partitions_requests
+            if r.partitions_def_name == "documents"
+        )
         for _ in range(3)
     ]
     # One S3 page a tick; the last key of a page waits for the next (its sidecar may follow),
@@ -303,7 +325,9 @@ def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket
     assert target["document_ids"] == []  # nothing was indexed (no run was executed)
 
 
-def test_a_batch_with_an_unreadable_document_writes_the_others_in_the_same_run(instance, tmp_path, monkeypatch, rag_env):
+def test_a_batch_with_an_unreadable_document_writes_the_others_in_the_same_run(
+    instance, tmp_path, monkeypatch, rag_env
+):
     files = {f"acme/{n}": f"Good document {n}." for n in ("a.txt", "b.txt")}
     inbox = local_source(tmp_path, monkeypatch, {**files, "acme/ab-bad.txt": bytes(range(256)) * 8})
     listing = Harness(instance, build_listing_sensor(ON))
@@ -335,12 +359,16 @@ def test_a_listing_pass_repairs_what_the_index_lost_or_never_got(instance, tmp_p
     (inbox / "acme" / "deleted.txt").unlink()
     (inbox / "acme" / "missed.txt").write_text("A document whose change nobody saw, about magnets.")
     ghost = DocRef("acme", str(inbox), "acme/ghost.txt").document_id
-    row = VectorRow("g1", "acme", ghost, "acme/ghost.txt", 0, "ghost rows", "h", embedder.model_id, embedder.embed(["ghost"])[0])
+    row = VectorRow(
+        "g1", "acme", ghost, "acme/ghost.txt", 0, "ghost rows", "h", embedder.model_id, embedder.embed(["ghost"])[0]
+    )
     store.replace_documents(embedder.model_id, embedder.dimension, {ghost: [row]})
 
     result = h.tick()
     assert sorted(r.job_name for r in result.run_requests) == ["ingest_documents", "purge_documents"]
-    assert h.launched[len(first):] and not set(h.launched[len(first):]) & set(first)  # a new run key for the lost document
+    assert h.launched[len(first) :] and not set(h.launched[len(first) :]) & set(
+        first
+    )  # a new run key for the lost document
     assert h.indexed_keys() == {"acme/kept.txt", "acme/wiped.txt", "acme/missed.txt"}
     assert h.tick().run_requests == []  # nothing left to do
 

@@ -47,7 +47,9 @@ def webserver(home: Path, timeout: float = 180) -> Iterator[str]:
             assert proc.poll() is None, f"the webserver exited:\n{log_path.read_text()[-4000:]}"
             assert time.monotonic() < deadline, f"the webserver is not ready:\n{log_path.read_text()[-4000:]}"
             try:
-                entries = graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
+                entries = graphql_client.execute(url, graphql_client.WORKSPACE_QUERY)["workspaceOrError"][
+                    "locationEntries"
+                ]
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                     break
             except graphql_client.DagsterUnreachable:
@@ -86,17 +88,23 @@ def test_status_of_a_document_run_counts_and_names_its_documents(rag_env, tmp_pa
         assert report["partitions"] == {"total": GOOD + 2, "done": GOOD, "failed": 2, "in_progress": 0}
         [failure] = report["failures"]
         first, last = failure["partition"].split("...")
-        assert first.startswith("acme|acme/%1B%5B31mempty.txt|") and last.startswith("acme|acme/empty%1B%5D0;pwned%07.txt|")
+        assert first.startswith("acme|acme/%1B%5B31mempty.txt|") and last.startswith(
+            "acme|acme/empty%1B%5D0;pwned%07.txt|"
+        )
         assert failure["reason"] == "\n".join(
             [f"vector_index: 2 of {GOOD + 2} document(s) could not be read; the others were written:"]
-            + [f"{printable(key)}: empty file (0 bytes)" for key in unreadable]  # escaped where it is made: logs go to terminals
+            + [
+                f"{printable(key)}: empty file (0 bytes)" for key in unreadable
+            ]  # escaped where it is made: logs go to terminals
         )
 
         shown = run_cli("status", run["runId"], "--url", url)
         assert shown.returncode == 0, shown.stderr
         assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
         assert f"partitions: {GOOD + 2} total, {GOOD} done, 2 failed, 0 in progress" in shown.stdout
-        assert f": vector_index: 2 of {GOOD + 2} document(s) could not be read; the others were written:\n" in shown.stdout
+        assert (
+            f": vector_index: 2 of {GOOD + 2} document(s) could not be read; the others were written:\n" in shown.stdout
+        )
         assert "\n    acme/\\x1b[31mempty.txt: empty file (0 bytes)\n" in shown.stdout
         assert "\n    acme/empty\\x1b]0;pwned\\x07.txt: empty file (0 bytes)\n" in shown.stdout
 

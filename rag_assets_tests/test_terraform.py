@@ -253,7 +253,13 @@ class Deployment:
 
     def tf(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [self.terraform, *args], cwd=self.workdir, env=self.env, check=False, capture_output=True, text=True, timeout=300
+            [self.terraform, *args],
+            cwd=self.workdir,
+            env=self.env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"terraform {args[0]} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -415,7 +421,9 @@ def test_apply_from_nothing_and_outputs(deployment):
 
 def refused_plan(deployment, **variables) -> str:
     """A plan with these variables, which must fail: its error, on one line."""
-    bad = deployment.tf("plan", "-no-color", "-refresh=false", "-input=false", *deployment.var_args(**variables), check=False)
+    bad = deployment.tf(
+        "plan", "-no-color", "-refresh=false", "-input=false", *deployment.var_args(**variables), check=False
+    )
     assert bad.returncode != 0, variables
     return " ".join(bad.stderr.replace("│", " ").split())
 
@@ -446,7 +454,9 @@ def test_buckets_and_the_queue(deployment):
     s3, sqs = deployment.client("s3"), deployment.client("sqs")
     out = deployment.outputs
     docs, work = out["document_bucket"], out["work_bucket"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=out["dlq_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     notifications = s3.get_bucket_notification_configuration(Bucket=docs)["QueueConfigurations"]
@@ -551,7 +561,9 @@ def test_secrets_can_be_restored_for_seven_days(deployment):
     names = {r["values"]["name"].removeprefix(deployment.prefix + "/") for r in secrets}
     assert names == {"openai-api-key", "pinecone-api-key", "metabase-api-key", "notify-secret",
                      "db-storage-password", "db-vectors-password"}  # fmt: skip
-    assert {r["values"]["recovery_window_in_days"] for r in secrets} == {7}  # fewer is refused (test_variables_are_validated)
+    assert {r["values"]["recovery_window_in_days"] for r in secrets} == {
+        7
+    }  # fewer is refused (test_variables_are_validated)
 
 
 @pytest.fixture(scope="module")
@@ -575,7 +587,9 @@ def arns(deployment) -> dict[str, str]:
     sqs, sm = deployment.client("sqs"), deployment.client("secretsmanager")
     ecs_base = f"arn:aws:ecs:us-east-1:{account}"
     return {
-        "queue": sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+        "queue": sqs.get_queue_attributes(QueueUrl=out["queue_url"], AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ],
         "dlq": sqs.get_queue_attributes(QueueUrl=out["dlq_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
         "docs": f"arn:aws:s3:::{out['document_bucket']}",
         "work": f"arn:aws:s3:::{out['work_bucket']}",
@@ -625,23 +639,35 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
     assert allows(daemon, "ecs:RunTask", a["run_td"]) and not allows(daemon, "ecs:RunTask", a["webserver_td"])
     assert not allows(daemon, "ecs:RunTask", a["db_setup_td"])  # the master password's task: the operator's only
     assert allows(daemon, "ecs:TagResource", a["task"]) and allows(daemon, "ec2:DescribeNetworkInterfaces", "*")
-    assert allows(daemon, "iam:PassRole", a["role"]("run")) and allows(daemon, "iam:PassRole", a["role"]("ecs-execution"))
-    assert not allows(daemon, "iam:PassRole", a["role"]("daemon")) and not allows(daemon, "iam:PassRole", a["role"]("webserver"))
+    assert allows(daemon, "iam:PassRole", a["role"]("run")) and allows(
+        daemon, "iam:PassRole", a["role"]("ecs-execution")
+    )
+    assert not allows(daemon, "iam:PassRole", a["role"]("daemon")) and not allows(
+        daemon, "iam:PassRole", a["role"]("webserver")
+    )
     assert conditions(daemon, "iam:PassRole") == [{"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}]
     assert allows(daemon, "s3:PutObject", compute_log) and not allows(daemon, "s3:GetObject", work_file)
-    assert not allows(daemon, "sqs:ReceiveMessage", a["queue"]) and not allows(daemon, "lambda:InvokeFunction", a["embed"])
+    assert not allows(daemon, "sqs:ReceiveMessage", a["queue"]) and not allows(
+        daemon, "lambda:InvokeFunction", a["embed"]
+    )
 
     code = policies["code-location"]
     for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]:
         assert allows(code, action, a["queue"]) and not allows(code, action, a["dlq"]), action
     assert allows(code, "s3:GetObject", f"{a['docs']}/acme/handbook.txt") and allows(code, "s3:ListBucket", a["docs"])
     assert allows(code, "s3:GetObjectVersion", f"{a['docs']}/acme/handbook.txt")
-    assert not allows(code, "s3:PutObject", f"{a['docs']}/acme/handbook.txt") and not allows(code, "s3:GetObject", work_file)
+    assert not allows(code, "s3:PutObject", f"{a['docs']}/acme/handbook.txt") and not allows(
+        code, "s3:GetObject", work_file
+    )
     assert not allows(code, "ecs:RunTask", a["run_td"]) and not allows(code, "iam:PassRole", a["role"]("run"))
-    assert allows(code, "ecs:DescribeTaskDefinition", "*") and not allows(code, "secretsmanager:GetSecretValue", a["openai"])
+    assert allows(code, "ecs:DescribeTaskDefinition", "*") and not allows(
+        code, "secretsmanager:GetSecretValue", a["openai"]
+    )
 
     run = policies["run"]
-    assert allows(run, "s3:GetObject", f"{a['docs']}/acme/handbook.txt") and not allows(run, "s3:PutObject", f"{a['docs']}/x")
+    assert allows(run, "s3:GetObject", f"{a['docs']}/acme/handbook.txt") and not allows(
+        run, "s3:PutObject", f"{a['docs']}/x"
+    )
     # Images' thumbnails, under the project's own prefix; nothing else.
     for action in ["s3:PutObject", "s3:DeleteObject"]:
         assert allows(run, action, f"{a['docs']}/.rag-thumbnails/acme/boat.jpg"), action
@@ -650,12 +676,20 @@ def test_each_role_can_do_its_job_and_no_more(policies, arns, deployment):
         assert not allows(run, action, f"{a['docs']}/acme/.rag-thumbnails/boat.jpg"), action
     for action in ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]:
         assert allows(run, action, work_file) and allows(run, action, compute_log), action
-    assert allows(run, "lambda:InvokeFunction", a["embed"]) and not allows(run, "lambda:InvokeFunction", a["other_function"])
+    assert allows(run, "lambda:InvokeFunction", a["embed"]) and not allows(
+        run, "lambda:InvokeFunction", a["other_function"]
+    )
     assert allows(run, "ecs:RunTask", a["run_td"]) and not allows(run, "ecs:RunTask", a["webserver_td"])
     assert not allows(run, "ecs:RunTask", a["db_setup_td"])
     assert allows(run, "iam:PassRole", a["role"]("run")) and not allows(run, "iam:PassRole", a["role"]("daemon"))
-    assert allows(run, "logs:GetLogEvents", f"arn:aws:logs:us-east-1:123456789012:log-group:/ecs/{deployment.prefix}/run:log-stream:run/run/abc")
-    assert not allows(run, "sqs:ReceiveMessage", a["queue"]) and not allows(run, "secretsmanager:GetSecretValue", a["openai"])
+    assert allows(
+        run,
+        "logs:GetLogEvents",
+        f"arn:aws:logs:us-east-1:123456789012:log-group:/ecs/{deployment.prefix}/run:log-stream:run/run/abc",
+    )
+    assert not allows(run, "sqs:ReceiveMessage", a["queue"]) and not allows(
+        run, "secretsmanager:GetSecretValue", a["openai"]
+    )
 
     embed = policies["embed"]
     pipes_file = f"{a['work']}/work/_pipes/run-1/abc/vectors.npy"
@@ -703,7 +737,10 @@ def test_the_ui_and_graphql_need_a_cognito_sign_in(deployment):
     assert redirect["RedirectConfig"]["Port"] == "443"
 
     https = listeners[443]
-    assert https["Protocol"] == "HTTPS" and https["Certificates"][0]["CertificateArn"] == deployment.variables["certificate_arn"]
+    assert (
+        https["Protocol"] == "HTTPS"
+        and https["Certificates"][0]["CertificateArn"] == deployment.variables["certificate_arn"]
+    )
     default = sorted(https["DefaultActions"], key=lambda a: a["Order"])
     assert [a["Type"] for a in default] == ["authenticate-cognito", "forward"]
     pool_id = deployment.outputs["cognito_user_pool_id"]
@@ -720,7 +757,11 @@ def test_the_ui_and_graphql_need_a_cognito_sign_in(deployment):
             for i, kind in enumerate(types):
                 if kind == "forward":
                     assert any(t.startswith("authenticate-") for t in types[:i]), (listener["Port"], rule)
-            paths = [v for c in rule["Conditions"] for v in c.get("Values", []) + c.get("PathPatternConfig", {}).get("Values", [])]
+            paths = [
+                v
+                for c in rule["Conditions"]
+                for v in c.get("Values", []) + c.get("PathPatternConfig", {}).get("Values", [])
+            ]
             if "/graphql*" in paths:
                 graphql = actions
     assert graphql is not None and [a["Type"] for a in graphql] == ["authenticate-cognito", "forward"]
@@ -901,7 +942,15 @@ def test_task_definitions_services_and_the_lambda(deployment):
         "RAG_DB_VECTORS_PASSWORD": out["db_role_secret_arns"]["vectors"],
     }
     assert commands["run"] is None  # EcsRunLauncher gives each run its command
-    assert commands["webserver"] == ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", "/opt/dagster/app/deploy/workspace.yaml"]
+    assert commands["webserver"] == [
+        "dagster-webserver",
+        "-h",
+        "0.0.0.0",
+        "-p",
+        "3000",
+        "-w",
+        "/opt/dagster/app/deploy/workspace.yaml",
+    ]
     assert commands["daemon"] == ["dagster-daemon", "run", "-w", "/opt/dagster/app/deploy/workspace.yaml"]
     assert commands["code-location"][:8] == ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m"]
     assert commands["code-location"][8] == "rag_assets.definitions"
@@ -917,7 +966,11 @@ def test_task_definitions_services_and_the_lambda(deployment):
                     {r["registryArn"] for r in services[f"{p}-code-location"]["serviceRegistries"]}]  # fmt: skip
     assert sd.get_service(Id=discovery["Id"])["Service"]["DnsConfig"]["NamespaceId"] == namespace["Id"]
     workspace = (DEPLOY / "workspace.yaml").read_text()
-    assert "DAGSTER_CODE_LOCATION_HOST" in workspace and "port: 4000" in workspace and "location_name: rag_assets" in workspace
+    assert (
+        "DAGSTER_CODE_LOCATION_HOST" in workspace
+        and "port: 4000" in workspace
+        and "location_name: rag_assets" in workspace
+    )
 
     fn = lam.get_function(FunctionName=out["embed_function_name"])["Configuration"]
     assert fn["PackageType"] == "Image" and fn["Timeout"] == 900 and fn["MemorySize"] == 3008
@@ -997,14 +1050,16 @@ def test_destroy_leaves_nothing_behind(deployment):
         "buckets": [b["Name"] for b in c("s3").list_buckets()["Buckets"] if b["Name"].startswith(p)],
         "queues": c("sqs").list_queues(QueueNamePrefix=p).get("QueueUrls", []),
         "roles": [r["RoleName"] for r in c("iam").list_roles()["Roles"] if r["RoleName"].startswith(p)],
-        "policies": [x["PolicyName"] for x in c("iam").list_policies(Scope="Local")["Policies"] if x["PolicyName"].startswith(p)],
+        "policies": [
+            x["PolicyName"] for x in c("iam").list_policies(Scope="Local")["Policies"] if x["PolicyName"].startswith(p)
+        ],
         "clusters": [
-            x["clusterName"]
-            for x in c("ecs").describe_clusters(clusters=[p])["clusters"]
-            if x["status"] != "INACTIVE"
+            x["clusterName"] for x in c("ecs").describe_clusters(clusters=[p])["clusters"] if x["status"] != "INACTIVE"
         ],
         "task definitions": c("ecs").list_task_definitions(familyPrefix=p, status="ACTIVE")["taskDefinitionArns"],
-        "functions": [f["FunctionName"] for f in c("lambda").list_functions()["Functions"] if f["FunctionName"].startswith(p)],
+        "functions": [
+            f["FunctionName"] for f in c("lambda").list_functions()["Functions"] if f["FunctionName"].startswith(p)
+        ],
         "db instances": [
             d["DBInstanceIdentifier"]
             for d in c("rds").describe_db_instances()["DBInstances"]
@@ -1018,25 +1073,37 @@ def test_destroy_leaves_nothing_behind(deployment):
             if s["Name"].startswith(p) and not s.get("DeletedDate") or s["Name"].startswith("rds!")
         ],
         "load balancers": [
-            x["LoadBalancerName"] for x in c("elbv2").describe_load_balancers()["LoadBalancers"] if x["LoadBalancerName"].startswith(p)
+            x["LoadBalancerName"]
+            for x in c("elbv2").describe_load_balancers()["LoadBalancers"]
+            if x["LoadBalancerName"].startswith(p)
         ],
         "target groups": [
-            x["TargetGroupName"] for x in c("elbv2").describe_target_groups()["TargetGroups"] if x["TargetGroupName"].startswith(p)
+            x["TargetGroupName"]
+            for x in c("elbv2").describe_target_groups()["TargetGroups"]
+            if x["TargetGroupName"].startswith(p)
         ],
-        "user pools": [x["Name"] for x in c("cognito-idp").list_user_pools(MaxResults=60)["UserPools"] if x["Name"].startswith(p)],
+        "user pools": [
+            x["Name"] for x in c("cognito-idp").list_user_pools(MaxResults=60)["UserPools"] if x["Name"].startswith(p)
+        ],
         "ecr repositories": [
-            r["repositoryName"] for r in c("ecr").describe_repositories()["repositories"] if r["repositoryName"].startswith(p)
+            r["repositoryName"]
+            for r in c("ecr").describe_repositories()["repositories"]
+            if r["repositoryName"].startswith(p)
         ],
         "log groups": [
             g["logGroupName"]
             for prefix in (f"/ecs/{p}", f"/aws/lambda/{p}")
             for g in c("logs").describe_log_groups(logGroupNamePrefix=prefix)["logGroups"]
         ],
-        "namespaces": [n["Name"] for n in c("servicediscovery").list_namespaces()["Namespaces"] if n["Name"].startswith(p)],
+        "namespaces": [
+            n["Name"] for n in c("servicediscovery").list_namespaces()["Namespaces"] if n["Name"].startswith(p)
+        ],
         "vpcs": [v["VpcId"] for v in c("ec2").describe_vpcs(Filters=[{"Name": "tag:Project", "Values": [p]}])["Vpcs"]],
         "security groups": [
             g["GroupName"]
-            for g in c("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{p}-*"]}])["SecurityGroups"]
+            for g in c("ec2").describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{p}-*"]}])[
+                "SecurityGroups"
+            ]
         ],
     }
     assert {k: v for k, v in left.items() if v} == {}

@@ -234,7 +234,9 @@ def labelled_set(model: str):
         q = unit(rng.normal(size=DIM))
         if all(abs(float(q @ p)) < 0.3 for p in queries):
             queries.append(q)
-    labelled = [(j, rank, with_cosine(q, cos, rng)) for j, q in enumerate(queries) for rank, cos in enumerate((0.97, 0.9, 0.8))]
+    labelled = [
+        (j, rank, with_cosine(q, cos, rng)) for j, q in enumerate(queries) for rank, cos in enumerate((0.97, 0.9, 0.8))
+    ]
     distractors = []
     while len(distractors) < 35:
         v = unit(rng.normal(size=DIM))
@@ -275,7 +277,9 @@ def test_replace_then_listing_and_hits_carry_every_field(store: VectorStore):
         {},
     ]
     vectors = random_vectors(3, seed=1)
-    did, rows = make_doc("acme", "acme/handbook.pdf", vectors, model=model, texts=texts, metadata=meta, pages=[None, 2, 3])
+    did, rows = make_doc(
+        "acme", "acme/handbook.pdf", vectors, model=model, texts=texts, metadata=meta, pages=[None, 2, 3]
+    )
     other, other_rows = make_doc("acme", "acme/other.md", random_vectors(2, seed=2), model=model)
 
     assert store.replace_documents(model, DIM, {did: rows, other: other_rows}) == 5
@@ -288,7 +292,12 @@ def test_replace_then_listing_and_hits_carry_every_field(store: VectorStore):
     hits = store.query(model, DIM, vectors[0], tenant="acme", k=5)
     assert len(hits) == 5
     first = hits[0]
-    assert (first.chunk_id, first.document_id, first.key, first.tenant) == (rows[0].chunk_id, did, "acme/handbook.pdf", "acme")
+    assert (first.chunk_id, first.document_id, first.key, first.tenant) == (
+        rows[0].chunk_id,
+        did,
+        "acme/handbook.pdf",
+        "acme",
+    )
     assert (first.text, first.page, first.metadata) == (texts[0], None, meta[0])
     assert first.score == pytest.approx(1.0, abs=1e-4)
     by_id = {h.chunk_id: h for h in hits}
@@ -336,15 +345,23 @@ def test_a_replace_told_what_the_index_held_leaves_exactly_the_new_rows(store: V
     """`held` (what list_documents said just before) may spare a store its own read; the result
     must be the same: a new source version of the same chunks, other chunks, a new document."""
     model = unique("m")
-    same, same_rows = make_doc("acme", "acme/same-chunks.txt", random_vectors(3, seed=31), model=model, texts=["a", "b", "c"])
+    same, same_rows = make_doc(
+        "acme", "acme/same-chunks.txt", random_vectors(3, seed=31), model=model, texts=["a", "b", "c"]
+    )
     other, other_rows = make_doc("acme", "acme/other-chunks.txt", random_vectors(3, seed=32), model=model)
     store.replace_documents(model, DIM, {same: same_rows, other: other_rows})
     held = store.list_documents(model, DIM, [same, other])
-    _, same_v2 = make_doc("acme", "acme/same-chunks.txt", random_vectors(3, seed=33), model=model, texts=["a", "b", "c"], version="v2")
+    _, same_v2 = make_doc(
+        "acme", "acme/same-chunks.txt", random_vectors(3, seed=33), model=model, texts=["a", "b", "c"], version="v2"
+    )
     _, other_v2 = make_doc("acme", "acme/other-chunks.txt", random_vectors(2, seed=34), model=model, version="v2")
     new, new_rows = make_doc("acme", "acme/new.txt", random_vectors(2, seed=35), model=model)
     store.replace_documents(model, DIM, {same: same_v2, other: other_v2, new: new_rows}, held=held)
-    assert store.list_documents(model, DIM) == {same: indexed(same_v2), other: indexed(other_v2), new: indexed(new_rows)}
+    assert store.list_documents(model, DIM) == {
+        same: indexed(same_v2),
+        other: indexed(other_v2),
+        new: indexed(new_rows),
+    }
     assert len(all_rows(store, model, "acme")) == 7
 
 
@@ -797,9 +814,19 @@ def test_vector_store_from_uri_picks_the_store():
     assert isinstance(pg, PgVectorStore) and pg.dsn.endswith("/rag?sslmode=require")
     assert isinstance(vector_store_from_uri("postgres://u@h/db"), PgVectorStore)
     pc = vector_store_from_uri("pinecone://docs?namespace=v2")
-    assert isinstance(pc, PineconeStore) and (pc.index_name, pc.namespace, pc.host, pc.per_tenant) == ("docs", "v2", None, False)
+    assert isinstance(pc, PineconeStore) and (pc.index_name, pc.namespace, pc.host, pc.per_tenant) == (
+        "docs",
+        "v2",
+        None,
+        False,
+    )
     per = vector_store_from_uri("pinecone://docs?namespace=%7Btenant%7D&host=http://127.0.0.1:9/")
-    assert (per.namespace, per.host, per.per_tenant, per.namespace_for("acme")) == ("{tenant}", "http://127.0.0.1:9/", True, "acme")
+    assert (per.namespace, per.host, per.per_tenant, per.namespace_for("acme")) == (
+        "{tenant}",
+        "http://127.0.0.1:9/",
+        True,
+        "acme",
+    )
     assert vector_store_from_uri("pinecone://docs?namespace=kb-{tenant}").namespace_for("acme") == "kb-acme"
     assert vector_store_from_uri("pinecone://docs").namespace == ""
     with pytest.raises(ValueError, match="nmspace"):
@@ -843,14 +870,18 @@ def test_pgvector_schema_is_seed_003_compatible(pg_server):
             "created_at": "timestamp with time zone",
         }
         assert {"tenant", "document_id", "ordinal", "page", "row", "content_hash", "model"} <= set(columns)
-        indexes = dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)).fetchall())
+        indexes = dict(
+            conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)).fetchall()
+        )
         assert "USING hnsw (embedding vector_cosine_ops)" in indexes[f"{table}_hnsw"]
         assert "(tenant)" in indexes[f"{table}_tenant"] and "(document_id)" in indexes[f"{table}_document"]
         assert any("PRIMARY KEY" in d or "_pkey" in n for n, d in indexes.items())
         row = conn.execute(f"SELECT id, content, key, metadata, created_at FROM {table} WHERE ordinal = 0").fetchone()
         assert row[:4] == (rows[0].chunk_id, rows[0].text, "acme/a.txt", {"ordinal": 0}) and row[4] is not None
         # its readers can be given exactly their shape with a view
-        conn.execute(f"CREATE VIEW content_embeddings_{table[-10:]} AS SELECT id, content, key, embedding, metadata, created_at FROM {table}")
+        conn.execute(
+            f"CREATE VIEW content_embeddings_{table[-10:]} AS SELECT id, content, key, embedding, metadata, created_at FROM {table}"
+        )
 
 
 def test_pgvector_table_names_fit_and_models_never_share_a_table(pg_server):
@@ -974,7 +1005,9 @@ def test_pgvector_creates_the_extension_and_reports_a_bad_server(pg_server):
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
     with pytest.raises(ConnectionError, match=r"cannot connect to postgresql://u:\*\*\*@127.0.0.1:1/x"):
-        PgVectorStore(dsn="postgresql://u:secret@127.0.0.1:1/x?connect_timeout=2").query(model, DIM, rows[0].vector, tenant="a")
+        PgVectorStore(dsn="postgresql://u:secret@127.0.0.1:1/x?connect_timeout=2").query(
+            model, DIM, rows[0].vector, tenant="a"
+        )
 
 
 def test_pgvector_an_old_table_met_first_by_a_write_or_by_many_at_once_is_migrated(pg_server):
@@ -1152,9 +1185,18 @@ def test_pinecone_a_replace_lists_again_at_once_then_backs_off_until_its_freshne
 def test_pinecone_metadata_fits_the_40kb_limit(pc_store, pinecone_server):
     model = unique("m")
     huge_text = "Lorem ipsum dolor sit amet. " * 3000  # 84 KB
-    meta = [{"owner": "sales", "blob": "x" * 50_000, "small": 1}, {"owner": "hr", "a": "y" * 30_000, "b": "z" * 20_000}, {}]
+    meta = [
+        {"owner": "sales", "blob": "x" * 50_000, "small": 1},
+        {"owner": "hr", "a": "y" * 30_000, "b": "z" * 20_000},
+        {},
+    ]
     did, rows = make_doc(
-        "acme", "acme/big.txt", random_vectors(3, seed=25), model=model, texts=["short", "also short", huge_text], metadata=meta
+        "acme",
+        "acme/big.txt",
+        random_vectors(3, seed=25),
+        model=model,
+        texts=["short", "also short", huge_text],
+        metadata=meta,
     )
     pc_store.replace_documents(model, DIM, {did: rows})  # the fake refuses anything over 40 KB
     for r in pinecone_server.index(PINECONE_INDEX).ns(pc_store.namespace).values():
@@ -1163,10 +1205,14 @@ def test_pinecone_metadata_fits_the_40kb_limit(pc_store, pinecone_server):
     assert hits["short"].metadata == {"owner": "sales", "small": 1, "_truncated": ["metadata.blob"]}
     assert hits["also "].metadata == {"owner": "hr", "b": "z" * 20_000, "_truncated": ["metadata.a"]}
     cut = hits["Lorem"]
-    assert cut.metadata == {"_truncated": ["text"]} and huge_text.startswith(cut.text) and 30_000 < len(cut.text) < 40_000
+    assert (
+        cut.metadata == {"_truncated": ["text"]} and huge_text.startswith(cut.text) and 30_000 < len(cut.text) < 40_000
+    )
     # Deterministic: the same row gives the same metadata.
     assert vector_metadata(rows[2]) == vector_metadata(rows[2])
-    assert pc_store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=3, where={"owner": "sales"})[0].text == "short"
+    assert (
+        pc_store.query(model, DIM, unit(np.ones(DIM)), tenant="acme", k=3, where={"owner": "sales"})[0].text == "short"
+    )
 
 
 def test_pinecone_upserts_stay_under_2mb(pc_store, pinecone_server):
@@ -1256,7 +1302,9 @@ def test_pinecone_list_documents_pages_ids_and_fetches_at_most_100(pc_store, pin
     fetches = [r for r in requests if r["path"] == "/vectors/fetch"]
     assert len(lists) == 3 and all("prefix" not in r["query"] for r in lists)  # 260 ids
     assert sorted(len(r["query"]["ids"]) for r in fetches) == [30, 100]
-    opened = {r["path"] for r in requests if r["path"].startswith("/indexes/")}  # this store's first call: describe the index
+    opened = {
+        r["path"] for r in requests if r["path"].startswith("/indexes/")
+    }  # this store's first call: describe the index
     assert {r["path"] for r in requests} - opened == {"/vectors/list", "/vectors/fetch"}  # no query, no stats
     some = sorted(docs)[:5]
     start = len(pinecone_server.requests)
@@ -1332,7 +1380,9 @@ def ingest_folder(root: Path, instance):
 def write_inbox(root: Path) -> Path:
     (root / "acme").mkdir(parents=True)
     (root / "globex").mkdir()
-    (root / "acme" / "vacation.md").write_text("# Vacation\nEvery employee gets twenty five days of paid vacation a year.\n")
+    (root / "acme" / "vacation.md").write_text(
+        "# Vacation\nEvery employee gets twenty five days of paid vacation a year.\n"
+    )
     (root / "acme" / "office.txt").write_text("The office is at 12 Harbour Street in Rotterdam.\n")
     (root / "acme" / "office.meta.json").write_text('{"owner": "facilities"}')
     (root / "globex" / "security.txt").write_text("Report a stolen laptop to the security team within one hour.\n")
@@ -1345,7 +1395,9 @@ def query_text(text: str, tenant: str, k: int = 3, where=None):
 
     resources = build_resources(Settings.from_env())
     embedder, store = resources["embedder"], resources["vector_store"]
-    return store.query(embedder.model_id, embedder.dimension, embedder.embed([text])[0], tenant=tenant, k=k, where=where)
+    return store.query(
+        embedder.model_id, embedder.dimension, embedder.embed([text])[0], tenant=tenant, k=k, where=where
+    )
 
 
 def check_pipeline_end_to_end(instance, tmp_path: Path, kind: str):
@@ -1370,7 +1422,9 @@ def check_pipeline_end_to_end(instance, tmp_path: Path, kind: str):
     assert hits[0].key == "acme/vacation.md" and hits[0].tenant == "acme"
     assert {h.tenant for h in query_text("stolen laptop security team", "acme", k=10)} == {"acme"}
     assert query_text("stolen laptop", "globex")[0].key == "globex/security.txt"
-    assert [h.key for h in query_text("where is the office", "acme", where={"owner": "facilities"})] == ["acme/office.txt"]
+    assert [h.key for h in query_text("where is the office", "acme", where={"owner": "facilities"})] == [
+        "acme/office.txt"
+    ]
 
     again = ingest_folder(root, instance)
     assert again.ingested == [] and again.vectors == 0 and len(again.unchanged) == 3

@@ -128,7 +128,12 @@ def write_docx(path: Path, title: str, paragraphs: list[str]) -> None:
 
 write_scan(
     HERE / "globex" / "visitor-notice-scan.pdf",
-    ["Visitor notice", "Visitors sign in at the front desk", "and wear a badge at all times.", "Escort visitors in the lab."],
+    [
+        "Visitor notice",
+        "Visitors sign in at the front desk",
+        "and wear a badge at all times.",
+        "Escort visitors in the lab.",
+    ],
 )
 write_photo(
     HERE / "acme" / "parking-notice.jpg",

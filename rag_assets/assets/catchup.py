@@ -31,12 +31,16 @@ def metabase_rows(context: dg.AssetExecutionContext, name: str, source: CatchupS
         raise dg.Failure(description=str(e), allow_retries=False) from None
 
 
-def csv_rows(context: dg.AssetExecutionContext, name: str, source: CatchupSource, date: str) -> Iterator[Mapping[str, Any]]:
+def csv_rows(
+    context: dg.AssetExecutionContext, name: str, source: CatchupSource, date: str
+) -> Iterator[Mapping[str, Any]]:
     uri = source.location(date)
     try:
         stream = context.resources.object_store.open_stream(uri)
     except FileNotFoundError:
-        raise dg.Failure(description=f"catchup source {name!r}: no export for {date} at {uri}", allow_retries=False) from None
+        raise dg.Failure(
+            description=f"catchup source {name!r}: no export for {date} at {uri}", allow_retries=False
+        ) from None
     columns = [source.text_column, source.id_column, *([source.tenant_column] if source.tenant_column else [])]
     try:
         with stream:
@@ -64,7 +68,9 @@ def build_records(name: str, source: CatchupSource, partitions_def: dg.Partition
         for date in context.partition_keys:
             counts = RecordCounts()
             rows = reader(context, name, source, date)
-            out[date] = context.resources.work_area.write_parts(context.asset_key, date, record_parts(name, source, date, rows, counts))
+            out[date] = context.resources.work_area.write_parts(
+                context.asset_key, date, record_parts(name, source, date, rows, counts)
+            )
             context.log.info(
                 f"{date}: {counts.rows} row(s), {counts.records} record(s); skipped {counts.no_text} without text, "
                 f"{counts.no_id} without an id, {counts.no_tenant} without a tenant"
@@ -111,7 +117,9 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
     sources = load_catchup_config(settings.catchup_config)
     assets, jobs, schedules, resources = [], [], [], {}
     for name, source in sources.items():
-        end = (source.end_date + timedelta(days=1)).isoformat() if source.end_date else None  # Dagster's end is exclusive
+        end = (
+            (source.end_date + timedelta(days=1)).isoformat() if source.end_date else None
+        )  # Dagster's end is exclusive
         partitions_def = dg.DailyPartitionsDefinition(start_date=source.start_date.isoformat(), end_date=end)
         store_key, embedder_key = "vector_store", "embedder"
         if source.index_uri:
@@ -138,7 +146,9 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
         family_assets = [records, *build_index_pipeline(source=records, family=family)]
         job = dg.define_asset_job(f"{name}_catchup", selection=family_assets, partitions_def=partitions_def)
         status = dg.DefaultScheduleStatus.RUNNING if source.schedule else dg.DefaultScheduleStatus.STOPPED
-        schedules.append(dg.build_schedule_from_partitioned_job(job, name=f"{name}_daily", hour_of_day=1, default_status=status))
+        schedules.append(
+            dg.build_schedule_from_partitioned_job(job, name=f"{name}_daily", hour_of_day=1, default_status=status)
+        )
         assets += family_assets
         jobs.append(job)
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)

@@ -79,7 +79,9 @@ def evaluate_golden_sets(
             metadata |= {f"{tenant}/{name}": round(value, 4) for name, value in now.items()}
             metadata[f"{tenant}/queries"] = len(queries)
             previous[tenant] = before and {name: round(value, 4) for name, value in before.items()}
-            context.log.info(f"golden set of {tenant}: {len(queries)} queries, " + ", ".join(f"{n} {v:.3f}" for n, v in now.items()))
+            context.log.info(
+                f"golden set of {tenant}: {len(queries)} queries, " + ", ".join(f"{n} {v:.3f}" for n, v in now.items())
+            )
     metadata |= {
         "previous": dg.MetadataValue.json(previous),
         "regressions": dg.MetadataValue.json(found),
@@ -87,7 +89,9 @@ def evaluate_golden_sets(
         **({"skipped_files": dg.MetadataValue.json(skipped)} if skipped else {}),
     }
     if not tenants:
-        description = "no tenant with a golden set was written" if written is not None else "no golden set in the folder"
+        description = (
+            "no tenant with a golden set was written" if written is not None else "no golden set in the folder"
+        )
     else:
         description = "; ".join(found + errors) or f"{len(tenants)} golden set(s) held up"
     return dg.AssetCheckResult(
@@ -113,13 +117,20 @@ def build_golden_check(index: dg.AssetsDefinition, store_key: str, embedder_key:
         resources = context.resources
         try:
             return evaluate_golden_sets(
-                context, resources.golden_config, getattr(resources, store_key), getattr(resources, embedder_key), index.key
+                context,
+                resources.golden_config,
+                getattr(resources, store_key),
+                getattr(resources, embedder_key),
+                index.key,
             )
         except Exception as e:  # noqa: BLE001 - never the run's failure: a warning that says why
             reason = printable(describe_error(e))
             context.log.warning(f"golden sets not evaluated: {reason}")
             return dg.AssetCheckResult(
-                passed=False, severity=dg.AssetCheckSeverity.WARN, description=f"not evaluated: {reason}", metadata={"error": reason}
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"not evaluated: {reason}",
+                metadata={"error": reason},
             )
 
     return golden_sets

@@ -102,7 +102,10 @@ def purge_deleted_documents(
     context.log.info(f"purged {len(doomed)} document(s), {deleted} row(s); {len(back)} came back")
 
 
-@dg.job(name="purge_documents", description="Purge the rows, partitions and intermediate values of documents deleted from the source.")
+@dg.job(
+    name="purge_documents",
+    description="Purge the rows, partitions and intermediate values of documents deleted from the source.",
+)
 def purge_documents_job():
     purge_deleted_documents()
 
@@ -225,7 +228,11 @@ def day_record(ingest_runs: Sequence[dg.DagsterRun], purge_runs: Sequence[dg.Dag
             documents[f"{launcher}: {reason}"] += int(run.tags.get(f"rag/{reason}", 0))
     purged = sum(int(run.tags.get(PURGED_TAG, 0)) for run in purge_runs if run.status == dg.DagsterRunStatus.SUCCESS)
     runs.update(f"purge {run.status.value.lower()}" for run in purge_runs)
-    return {"documents_requested": dict(sorted(documents.items())), "runs": dict(sorted(runs.items())), "purged": purged}
+    return {
+        "documents_requested": dict(sorted(documents.items())),
+        "runs": dict(sorted(runs.items())),
+        "purged": purged,
+    }
 
 
 @dg.asset(partitions_def=daily_partitions, group_name="maintenance", kinds={"dagster"})
@@ -236,12 +243,20 @@ def index_reconciliation(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     purged; how the runs ended. Read from Dagster's run records, so it can be backfilled over any day they cover."""
     window = context.partition_time_window
     between = {"created_after": window.start, "created_before": window.end}
-    ingest = [r.dagster_run for r in context.instance.get_run_records(dg.RunsFilter(job_name=ingest_documents_job.name, **between))]
-    purge = [r.dagster_run for r in context.instance.get_run_records(dg.RunsFilter(job_name=purge_documents_job.name, **between))]
+    ingest = [
+        r.dagster_run
+        for r in context.instance.get_run_records(dg.RunsFilter(job_name=ingest_documents_job.name, **between))
+    ]
+    purge = [
+        r.dagster_run
+        for r in context.instance.get_run_records(dg.RunsFilter(job_name=purge_documents_job.name, **between))
+    ]
     record = day_record(ingest, purge)
     requested = {k: n for k, n in record["documents_requested"].items() if n}
     repairs = sum(n for k, n in requested.items() if k.endswith((": missing", ": retry")))
-    context.log.info(f"{window.start.date()}: {sum(requested.values())} document request(s), {repairs} repair(s), {record['purged']} purged")
+    context.log.info(
+        f"{window.start.date()}: {sum(requested.values())} document request(s), {repairs} repair(s), {record['purged']} purged"
+    )
     return dg.MaterializeResult(
         metadata={
             "documents_requested": sum(requested.values()),
@@ -278,7 +293,10 @@ record_job = dg.define_asset_job(
 
 
 @dg.schedule(
-    name="daily_reconciliation_record", job=record_job, cron_schedule="15 0 * * *", default_status=dg.DefaultScheduleStatus.RUNNING
+    name="daily_reconciliation_record",
+    job=record_job,
+    cron_schedule="15 0 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def record_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Each night, the record of the day before (today's is there to backfill any time)."""

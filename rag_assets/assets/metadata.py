@@ -23,5 +23,7 @@ def add_partition_metadata(context: dg.AssetExecutionContext, by_partition: Mapp
     targeted = set(context.partition_keys)
     stray = [key for key in by_partition if key not in targeted]
     if stray:
-        raise dg.DagsterInvariantViolationError(f"metadata for partition(s) this step does not materialize: {stray[:3]}")
+        raise dg.DagsterInvariantViolationError(
+            f"metadata for partition(s) this step does not materialize: {stray[:3]}"
+        )
     add_checked_partition_metadata(context, by_partition)

@@ -51,7 +51,11 @@ class Unread(list):
 
 def unread_record(unread: Unread) -> dict:
     """The record of a partition whose document could not be read."""
-    return {"status": "failed" if unread.transient else "unreadable", "document_key": unread.key, "reason": unread.reason}
+    return {
+        "status": "failed" if unread.transient else "unreadable",
+        "document_key": unread.key,
+        "reason": unread.reason,
+    }
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,14 @@ def document_rows(doc: SourceDocument, chunks: list[Chunk], emb: DocumentEmbeddi
 
 def expected_state(doc: SourceDocument, chunks: list[Chunk], pipeline: str) -> tuple:
     """What the index must hold for a document: its content, source version, pipeline, chunks, key."""
-    return (doc.content_hash, doc.etag, pipeline, len(chunks), chunk_digest(c.chunk_id for c in chunks), doc.document_key)
+    return (
+        doc.content_hash,
+        doc.etag,
+        pipeline,
+        len(chunks),
+        chunk_digest(c.chunk_id for c in chunks),
+        doc.document_key,
+    )
 
 
 def held_state(entry: IndexedDocument | None) -> tuple | None:
@@ -184,7 +195,11 @@ def embed_documents(
         part = slice(start, start + len(cs))
         start += len(cs)
         embedded = int(fresh[part].sum())
-        out.append(DocumentEmbeddings(embedder.model_id, embedder.dimension, vectors[part], embedded, len(cs) - embedded, calls[i]))
+        out.append(
+            DocumentEmbeddings(
+                embedder.model_id, embedder.dimension, vectors[part], embedded, len(cs) - embedded, calls[i]
+            )
+        )
     return out, stats, int((~fresh).sum())
 
 
@@ -234,7 +249,9 @@ def lineage_record(outcomes: Sequence[Outcome], model: str, pipeline: str, delet
     if not outcomes:
         return {"status": "superseded: deleted"}
     (o,) = outcomes
-    record = {k: v for k, v in o.__dict__.items() if k not in ("sidecar_fields", "sidecar_fields_refused", "document_id")}
+    record = {
+        k: v for k, v in o.__dict__.items() if k not in ("sidecar_fields", "sidecar_fields_refused", "document_id")
+    }
     lists = {name: list(getattr(o, name)) for name in ("sidecar_fields", "sidecar_fields_refused") if getattr(o, name)}
     return {**record, "model": model, "pipeline": pipeline, **lists}
 
@@ -266,7 +283,11 @@ class Family:
 def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list[dg.AssetsDefinition]:
     """chunks, embeddings and vector_index assets downstream of `source` (names get the
     family's prefix), and vector_index's golden_sets check when the family has it."""
-    common = {"partitions_def": family.partitions_def, "backfill_policy": family.backfill_policy, "group_name": family.group_name}
+    common = {
+        "partitions_def": family.partitions_def,
+        "backfill_policy": family.backfill_policy,
+        "group_name": family.group_name,
+    }
     chunks_name, embeddings_name, index_name = (f"{family.prefix}{n}" for n in ("chunks", "embeddings", "vector_index"))
 
     def keep_form(context: dg.AssetExecutionContext, work_area: WorkArea, key: str, like, parts: Iterable[list]):
@@ -282,13 +303,23 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         kinds={"python"},
         **common,
     )
-    def chunks(context: dg.AssetExecutionContext, documents: dict, rag_config: RagConfig, work_area: WorkArea) -> dg.MaterializeResult:
+    def chunks(
+        context: dg.AssetExecutionContext, documents: dict, rag_config: RagConfig, work_area: WorkArea
+    ) -> dg.MaterializeResult:
         """Token-aware, overlapping chunks of each document, with stable ids, pages and positions."""
         counts = {"documents": 0, "chunks": 0, "tokens": 0}
 
         def chunked(items) -> Iterator[list]:
             for part in parts_of(items):
-                out = [chunk_units(d.ref.document_id, d.parsed.units, max_tokens=rag_config.chunk_tokens, overlap=rag_config.chunk_overlap) for d in part]
+                out = [
+                    chunk_units(
+                        d.ref.document_id,
+                        d.parsed.units,
+                        max_tokens=rag_config.chunk_tokens,
+                        overlap=rag_config.chunk_overlap,
+                    )
+                    for d in part
+                ]
                 counts["documents"] += len(part)
                 counts["chunks"] += sum(len(cs) for cs in out)
                 counts["tokens"] += sum(c.tokens for cs in out for c in cs)
@@ -366,7 +397,11 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
 
     @dg.asset(
         name=index_name,
-        ins={"documents": dg.AssetIn(source.key), "chunks": dg.AssetIn(chunks_name), "embeddings": dg.AssetIn(embeddings_name)},
+        ins={
+            "documents": dg.AssetIn(source.key),
+            "chunks": dg.AssetIn(chunks_name),
+            "embeddings": dg.AssetIn(embeddings_name),
+        },
         check_specs=[
             dg.AssetCheckSpec(
                 "rows_match_chunks",
@@ -382,7 +417,9 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         required_resource_keys={family.store_key, family.embedder_key, "object_store", "rag_config"},
         **common,
     )
-    def vector_index(context: dg.AssetExecutionContext, documents: dict, chunks: dict, embeddings: dict) -> Iterator[dg.MaterializeResult]:
+    def vector_index(
+        context: dg.AssetExecutionContext, documents: dict, chunks: dict, embeddings: dict
+    ) -> Iterator[dg.MaterializeResult]:
         """Each document's chunks and vectors in the vector store, replaced in one write per
         batch (or per part of a partition that has parts). Documents that could not be read
         (`Unread`) are recorded with their reason, and the run fails naming them once the
@@ -401,23 +438,35 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             """One write of a group of documents (partition key, document, chunks, embeddings),
             against what the index held of them before it (all of it: absent = no rows)."""
             nonlocal written
-            changed = {d.ref.document_id for _, d, cs, _ in group if not holds(before.get(d.ref.document_id), d, cs, pipeline_for(d.ref.key))}
+            changed = {
+                d.ref.document_id
+                for _, d, cs, _ in group
+                if not holds(before.get(d.ref.document_id), d, cs, pipeline_for(d.ref.key))
+            }
             # Under the pool's slot nothing else writes these documents: what the source holds
             # now is what a purge or a later run acts on. Rows of a version that is gone are not written.
             moved = {}
             if family.check_source:
-                moved = superseded(object_store, {d.ref.document_id: d for _, d, _, _ in group if d.ref.document_id in changed})
+                moved = superseded(
+                    object_store, {d.ref.document_id: d for _, d, _, _ in group if d.ref.document_id in changed}
+                )
             for doc_id, what in sorted(moved.items()):
-                context.log.warning(f"{doc_id}: {what} since it was read; not written (a newer run or the purge has it)")
+                context.log.warning(
+                    f"{doc_id}: {what} since it was read; not written (a newer run or the purge has it)"
+                )
             rows = {
                 d.ref.document_id: document_rows(d, cs, emb, pipeline_for(d.ref.key))
                 for _, d, cs, emb in group
                 if d.ref.document_id in changed - set(moved)
             }
-            written += store.replace_documents(model_id, dimension, rows, held={i: before[i] for i in rows if i in before})
+            written += store.replace_documents(
+                model_id, dimension, rows, held={i: before[i] for i in rows if i in before}
+            )
             for key, doc, cs, emb in group:
                 doc_id = doc.ref.document_id
-                status = f"superseded: {moved[doc_id]}" if doc_id in moved else "ingested" if doc_id in rows else "unchanged"
+                status = (
+                    f"superseded: {moved[doc_id]}" if doc_id in moved else "ingested" if doc_id in rows else "unchanged"
+                )
                 outcomes[key].append(document_outcome(doc, status, cs, emb))
                 if doc_id not in moved:
                     expected[doc_id] = expected_state(doc, cs, pipeline_for(doc.ref.key))
@@ -426,17 +475,27 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             """Read back: each document written or unchanged is held exactly as expected."""
             for doc_id in doc_ids:
                 if held_state(after.get(doc_id)) != expected[doc_id]:
-                    mismatched.append({"document_id": doc_id, "expected": list(expected[doc_id]), "found": repr(after.get(doc_id))})
+                    mismatched.append(
+                        {"document_id": doc_id, "expected": list(expected[doc_id]), "found": repr(after.get(doc_id))}
+                    )
 
         def aligned(key: str) -> Iterator[list]:
-            for docs, cs, embs in zip(parts_of(documents[key]), parts_of(chunks[key]), parts_of(embeddings[key]), strict=True):
+            for docs, cs, embs in zip(
+                parts_of(documents[key]), parts_of(chunks[key]), parts_of(embeddings[key]), strict=True
+            ):
                 yield [(key, d, c, e) for d, c, e in zip(docs, cs, embs, strict=True)]
 
         def listed(doc_ids: list[str]) -> Mapping:
             return store.list_documents(model_id, dimension, document_ids=doc_ids) if doc_ids else {}
 
         # Partitions in memory are written together: one write per batch, read back by id.
-        group = [entry for key, items in documents.items() if isinstance(items, list) for part in aligned(key) for entry in part]
+        group = [
+            entry
+            for key, items in documents.items()
+            if isinstance(items, list)
+            for part in aligned(key)
+            for entry in part
+        ]
         ids = [d.ref.document_id for _, d, _, _ in group]
         write(group, listed(ids))
         mine = [i for i in ids if i in expected]
@@ -450,7 +509,9 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             started = time.monotonic()
             ids = [d.ref.document_id for part in parts_of(items) for d in part]
             before = listed(ids)
-            context.log.info(f"{key}: {len(before)} of its {len(ids)} record(s) held, listed in {time.monotonic() - started:.1f} s")
+            context.log.info(
+                f"{key}: {len(before)} of its {len(ids)} record(s) held, listed in {time.monotonic() - started:.1f} s"
+            )
             for n, part in enumerate(aligned(key), 1):
                 write(part, before)
                 if n % 10 == 0 or n == len(items.files):
@@ -467,11 +528,18 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             gone = [doc_id for doc_id, held in after.items() if doc_id not in kept and owned_by(held, root)]
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
             tenants_deleted.update(after[doc_id].tenant for doc_id in gone)
-            context.log.info(f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s")
+            context.log.info(
+                f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s"
+            )
         described = {
             key: unread_record(documents[key])
             if isinstance(documents[key], Unread)
-            else family.describe(outcomes[key], model_id, pipeline_for(outcomes[key][0].document_key if outcomes[key] else ""), deleted[key])
+            else family.describe(
+                outcomes[key],
+                model_id,
+                pipeline_for(outcomes[key][0].document_key if outcomes[key] else ""),
+                deleted[key],
+            )
             for key in documents
         }
         add_partition_metadata(context, described)
@@ -495,7 +563,9 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
                 "batch_documents_superseded": superseded_count,
                 "batch_documents_deleted": sum(deleted.values()),
                 "batch_vectors_written": written,
-                TENANTS_WRITTEN: dg.MetadataValue.json(sorted(tenants_deleted | {o.tenant for o in every if o.status == "ingested"})),
+                TENANTS_WRITTEN: dg.MetadataValue.json(
+                    sorted(tenants_deleted | {o.tenant for o in every if o.status == "ingested"})
+                ),
             },
             check_results=[
                 dg.AssetCheckResult(
@@ -518,5 +588,10 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             )
 
     if family.golden_sets:
-        return [chunks, embeddings, vector_index, build_golden_check(vector_index, family.store_key, family.embedder_key)]
+        return [
+            chunks,
+            embeddings,
+            vector_index,
+            build_golden_check(vector_index, family.store_key, family.embedder_key),
+        ]
     return [chunks, embeddings, vector_index]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def plan_batches(ordered_keys: Sequence[str], wanted: set[str] | Sequence[str], max_batch: int) -> list[tuple[str, str]]:
+def plan_batches(
+    ordered_keys: Sequence[str], wanted: set[str] | Sequence[str], max_batch: int
+) -> list[tuple[str, str]]:
     """Ranges (first, last) over `ordered_keys` that cover exactly the `wanted` keys.
 
     A Dagster run targets one contiguous range of a dynamic partitions definition, so a run

@@ -173,7 +173,9 @@ def cell(row: Mapping[str, Any], column: str | None) -> str:
     return "" if value is None else str(value).strip()
 
 
-def record_document(name: str, source: CatchupSource, date: str, number: int, row: Mapping[str, Any]) -> tuple[Any, str | None]:
+def record_document(
+    name: str, source: CatchupSource, date: str, number: int, row: Mapping[str, Any]
+) -> tuple[Any, str | None]:
     """A row as a document: (SourceDocument, None), or (None, why it is skipped: "no_text",
     "no_id", "no_tenant", "bad_tenant"). The document id is stable per (tenant, source, record id); its index
     key `SOURCE/DATE/ID` says which date holds it; its etag changes with its content or date."""
@@ -208,7 +210,9 @@ def record_document(name: str, source: CatchupSource, date: str, number: int, ro
     )
 
 
-def record_parts(name: str, source: CatchupSource, date: str, rows: Iterable[Mapping[str, Any]], counts: RecordCounts) -> Iterator[list]:
+def record_parts(
+    name: str, source: CatchupSource, date: str, rows: Iterable[Mapping[str, Any]], counts: RecordCounts
+) -> Iterator[list]:
     """A date's rows as documents, `chunk_rows` a part, skipped rows counted in `counts`. A
     record id seen again within the date replaces the earlier row, in whichever part."""
     seen: dict[str, int] = {}

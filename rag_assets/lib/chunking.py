@@ -99,7 +99,9 @@ def _boundary(text: str, spans: list[tuple[int, int]], i: int) -> int:
     if "\n" in gap and _BLANK_LINE.search(gap):
         return 3
     token = text[spans[i][0] : end]
-    stop = token in _FULL_STOP or (token in _CLOSERS and i > 0 and text[spans[i - 1][0] : spans[i - 1][1]] in _FULL_STOP)
+    stop = token in _FULL_STOP or (
+        token in _CLOSERS and i > 0 and text[spans[i - 1][0] : spans[i - 1][1]] in _FULL_STOP
+    )
     if stop and ("\n" in gap or not text[spans[i + 1][0]].islower()):
         return 2
     if "\n" in gap or token in _CLAUSE_END:
@@ -107,7 +109,9 @@ def _boundary(text: str, spans: list[tuple[int, int]], i: int) -> int:
     return 0
 
 
-def sentence_spans(text: str, max_tokens: int, overlap: int = 0, count: Count = estimate_word_pieces) -> list[tuple[int, int, int]]:
+def sentence_spans(
+    text: str, max_tokens: int, overlap: int = 0, count: Count = estimate_word_pieces
+) -> list[tuple[int, int, int]]:
     """(char_start, char_end, tokens) chunks of `text` of at most `max_tokens` as `count`
     counts them (estimated word pieces by default; a tokenizer's count can be injected),
     cut where a paragraph ends, else where a sentence ends, else at a line or clause end,

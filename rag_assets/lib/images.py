@@ -60,12 +60,19 @@ def thumbnail_key(tenant: str, key: str) -> str:
     show (TIFF, HEIC). The tenant is a valid tenant name (lib.keys.check_tenant): one segment."""
     from urllib.parse import quote
 
-    segments = [_SPECIAL_SEGMENTS.get(part) or quote(part, safe=_SEGMENT_SAFE, errors="surrogatepass") for part in key.split("/")]
+    segments = [
+        _SPECIAL_SEGMENTS.get(part) or quote(part, safe=_SEGMENT_SAFE, errors="surrogatepass")
+        for part in key.split("/")
+    ]
     suffix = PurePosixPath(key).suffix.lower()
     extension = "" if suffix in _WEB_FORMATS else ".jpg"
     encoded = "/".join(segments)
     if len(encoded) > _MAX_KEY_BYTES or any(len(s) > _MAX_SEGMENT_BYTES for s in segments):
-        encoded = "%hash/" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest() + (suffix if suffix in _WEB_FORMATS else "")
+        encoded = (
+            "%hash/"
+            + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+            + (suffix if suffix in _WEB_FORMATS else "")
+        )
     return f"{THUMBNAILS_PREFIX}/{tenant}/{encoded}{extension}"
 
 
@@ -93,7 +100,8 @@ def open_image(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:  # Pillow's own ceiling (2 x its MAX_IMAGE_PIXELS), checked in open()
         raise BadDocument(
-            name, f"image of more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than the limit of {max_pixels:,} pixels (RAG_MAX_IMAGE_PIXELS)"
+            name,
+            f"image of more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than the limit of {max_pixels:,} pixels (RAG_MAX_IMAGE_PIXELS)",
         ) from None
     except Image.UnidentifiedImageError:  # its message names only a BytesIO
         raise BadDocument(name, "not a readable image: the format is unknown or the header damaged") from None
@@ -102,7 +110,8 @@ def open_image(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     width, height = image.size
     if width * height > max_pixels:
         raise BadDocument(
-            name, f"image of {width:,} x {height:,} pixels, more than the limit of {max_pixels:,} pixels (RAG_MAX_IMAGE_PIXELS)"
+            name,
+            f"image of {width:,} x {height:,} pixels, more than the limit of {max_pixels:,} pixels (RAG_MAX_IMAGE_PIXELS)",
         )
     return image
 
@@ -256,11 +265,23 @@ class Analysis:
     raw: dict = field(default_factory=dict)  # the analyzer's whole answer
 
     def as_json(self) -> dict:
-        return {"category": self.category, "summary": self.summary, "tags": list(self.tags), "text": self.text, "raw": self.raw}
+        return {
+            "category": self.category,
+            "summary": self.summary,
+            "tags": list(self.tags),
+            "text": self.text,
+            "raw": self.raw,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> Analysis:
-        return cls(data["category"], data["summary"], tuple(data.get("tags") or ()), data.get("text") or "", data.get("raw") or {})
+        return cls(
+            data["category"],
+            data["summary"],
+            tuple(data.get("tags") or ()),
+            data.get("text") or "",
+            data.get("raw") or {},
+        )
 
 
 def parse_vision_answer(content: str | None) -> Analysis:
@@ -276,7 +297,9 @@ def parse_vision_answer(content: str | None) -> Analysis:
         raise ValueError(f"not JSON ({e.msg} at character {e.pos})") from None
     if not isinstance(answer, dict):
         raise ValueError(f"a JSON {type(answer).__name__}, not an object")  # noqa: TRY004 - bad data, callers catch ValueError
-    problems = [f"{name!r} must be a non-empty string" for name in ("category", "summary") if not _text(answer.get(name))]
+    problems = [
+        f"{name!r} must be a non-empty string" for name in ("category", "summary") if not _text(answer.get(name))
+    ]
     tags = answer.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         problems.append("'tags' must be a list of strings")

@@ -112,7 +112,9 @@ class PartitionParts:
 
 
 def is_root_alias(text: str) -> bool:
-    return (text.startswith(S3_ALIAS) and len(text) > len(S3_ALIAS) and "/" not in text) or bool(_FILE_ALIAS.match(text))
+    return (text.startswith(S3_ALIAS) and len(text) > len(S3_ALIAS) and "/" not in text) or bool(
+        _FILE_ALIAS.match(text)
+    )
 
 
 def split_partition_key(partition_key: str) -> PartitionParts:

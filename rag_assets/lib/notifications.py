@@ -16,7 +16,14 @@ from dataclasses import asdict, dataclass, field
 from rag_assets.lib.keys import BadTenant, check_tenant
 
 # Per document, in the order a document lives them; a catchup date gets the same.
-QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED = "queued", "started", "ingested", "unchanged", "failed", "deleted"
+QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED = (
+    "queued",
+    "started",
+    "ingested",
+    "unchanged",
+    "failed",
+    "deleted",
+)
 TYPES = (QUEUED, STARTED, INGESTED, UNCHANGED, FAILED, DELETED)
 # Webhook: "t=UNIX,v1=" + hex HMAC-SHA256(RAG_NOTIFY_SECRET, f"{t}." + body) (sign_webhook).
 SIGNATURE_HEADER = "X-Rag-Signature"
@@ -48,10 +55,14 @@ def message_id(storage_id: int, kind: str, tenant: str, document_key: str) -> st
     return hashlib.sha256(f"{storage_id}\0{kind}\0{tenant}\0{document_key}".encode()).hexdigest()[:24]
 
 
-def notification(storage_id: int, kind: str, tenant: str, document_key: str, run_id: str, at: float, **detail) -> Notification:
+def notification(
+    storage_id: int, kind: str, tenant: str, document_key: str, run_id: str, at: float, **detail
+) -> Notification:
     if kind not in TYPES:
         raise ValueError(f"unknown notification type {kind!r}")
-    return Notification(message_id(storage_id, kind, tenant, document_key), kind, tenant, document_key, run_id, at, detail)
+    return Notification(
+        message_id(storage_id, kind, tenant, document_key), kind, tenant, document_key, run_id, at, detail
+    )
 
 
 def run_failure_reason(run_id: str, error: str, run_tenants: Collection[str]) -> str:
@@ -140,7 +151,12 @@ def read_watch_token(token: object) -> tuple[WatchToken, str, str]:
     version, _, rest = token.partition(".")
     key_id, _, rest = rest.partition(".")
     tenant, expires, mac = rest.rsplit(".", 2) if rest.count(".") >= 2 else ("", "", "")
-    if version != TOKEN_VERSION or not _KEY_ID.fullmatch(key_id) or not re.fullmatch(r"[0-9]{1,12}", expires) or not mac:
+    if (
+        version != TOKEN_VERSION
+        or not _KEY_ID.fullmatch(key_id)
+        or not re.fullmatch(r"[0-9]{1,12}", expires)
+        or not mac
+    ):
         raise TokenRefused("not a watch token")
     try:
         check_tenant(tenant)
@@ -196,7 +212,9 @@ def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={int(timestamp)},v1={_webhook_mac(secret, int(timestamp), body)}"
 
 
-def verify_webhook(secret: str, header: str | None, body: bytes, now: float, tolerance: float = WEBHOOK_TOLERANCE_SECONDS) -> int:
+def verify_webhook(
+    secret: str, header: str | None, body: bytes, now: float, tolerance: float = WEBHOOK_TOLERANCE_SECONDS
+) -> int:
     """What a receiver runs on each request: the signature's timestamp if the header signs
     this body with `secret` and the timestamp is within `tolerance` seconds of `now`; else
     WebhookRefused. A request captured and sent again later is refused once the window has

@@ -31,7 +31,9 @@ def _edges(lines: list[str], edge: int) -> list[int]:
     return sorted(set(filled[:edge] + filled[-edge:]))
 
 
-def running_keys(pages: Sequence[str], *, edge: int = EDGE_LINES, min_share: float = MIN_SHARE, min_pages: int = MIN_PAGES) -> set[str]:
+def running_keys(
+    pages: Sequence[str], *, edge: int = EDGE_LINES, min_share: float = MIN_SHARE, min_pages: int = MIN_PAGES
+) -> set[str]:
     """The keys (`line_key`) of the lines at an edge of more than `min_share` of the pages
     with text (and of two pages at least); none for documents of fewer than `min_pages`."""
     filled = [page for page in pages if page.strip()]  # blank pages (scans before OCR) are not counted

@@ -188,7 +188,9 @@ def parse_pdf(
                 if not unlocked:
                     raise BadDocument(name, "encrypted PDF: it needs a password")
             if len(reader.pages) > max_pages:
-                raise BadDocument(name, f"{len(reader.pages):,} pages, more than the limit of {max_pages:,} (RAG_MAX_PDF_PAGES)")
+                raise BadDocument(
+                    name, f"{len(reader.pages):,} pages, more than the limit of {max_pages:,} (RAG_MAX_PDF_PAGES)"
+                )
             units = []
             for number, page in enumerate(reader.pages, start=1):
                 text = (page.extract_text() or "").replace("\x00", "")
@@ -203,11 +205,14 @@ def parse_pdf(
     blank = [u.page for u in units if not u.text]
     if len(blank) > max_ocr_pages:
         raise BadDocument(
-            name, f"{len(blank)} pages without a text layer, more than the OCR limit of {max_ocr_pages} (RAG_MAX_OCR_PAGES)"
+            name,
+            f"{len(blank)} pages without a text layer, more than the OCR limit of {max_ocr_pages} (RAG_MAX_OCR_PAGES)",
         )
     if blank:
         scanned = ocr_pdf_pages(name, data, blank)
-        units = [Unit(text=scanned[u.page], page=u.page, metadata={"ocr": True}) if u.page in scanned else u for u in units]
+        units = [
+            Unit(text=scanned[u.page], page=u.page, metadata={"ocr": True}) if u.page in scanned else u for u in units
+        ]
     units = [u for u in without_running_lines(units) if u.text]
     if not units:
         raise BadDocument(name, f"PDF has no text in {len(reader.pages)} page(s), not even by OCR")
@@ -280,7 +285,9 @@ def parse_csv(name: str, data: bytes, text_column: str) -> ParsedDocument:
     for number, row in enumerate(stream_csv(name, io.BytesIO(data), [text_column], sample=len(data) + 1), start=1):
         text = sanitize_text(row.get(text_column) or "")
         if text:
-            extra = {k: v for k, v in row.items() if k and k != text_column and isinstance(v, str) and v and len(v) <= 256}
+            extra = {
+                k: v for k, v in row.items() if k and k != text_column and isinstance(v, str) and v and len(v) <= 256
+            }
             units.append(Unit(text=text, row=number, metadata=user_fields(extra)[0]))
     if not units:
         raise BadDocument(name, f"CSV has no rows with text in {text_column!r}")
@@ -330,11 +337,15 @@ def stream_csv(name: str, stream: BinaryIO, columns: Sequence[str], sample: int 
     reader = csv.DictReader(_bounded_lines(name, text, MAX_CSV_LINE_CHARS))
     try:
         if len(reader.fieldnames or []) > MAX_CSV_COLUMNS:
-            raise BadDocument(name, f"CSV header has {len(reader.fieldnames):,} columns, more than the limit of {MAX_CSV_COLUMNS:,}")
+            raise BadDocument(
+                name, f"CSV header has {len(reader.fieldnames):,} columns, more than the limit of {MAX_CSV_COLUMNS:,}"
+            )
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             shown = ", ".join((reader.fieldnames or [])[:12]) or "none"
-            raise BadDocument(name, f"CSV has no {', '.join(map(repr, missing))} column{'s' * (len(missing) > 1)} (columns: {shown})")
+            raise BadDocument(
+                name, f"CSV has no {', '.join(map(repr, missing))} column{'s' * (len(missing) > 1)} (columns: {shown})"
+            )
         yield from reader
     except csv.Error as e:
         raise BadDocument(name, f"malformed CSV at line {reader.line_num} ({e})") from None
@@ -389,7 +400,10 @@ def check_zip(name: str, data: bytes, max_unpacked_bytes: int) -> None:
     import zipfile
 
     if data.startswith(_OLE_MAGIC):
-        raise BadDocument(name, "password-protected (encrypted) or a legacy binary Office file; save it unencrypted as .docx/.pptx/.xlsx")
+        raise BadDocument(
+            name,
+            "password-protected (encrypted) or a legacy binary Office file; save it unencrypted as .docx/.pptx/.xlsx",
+        )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
@@ -397,7 +411,8 @@ def check_zip(name: str, data: bytes, max_unpacked_bytes: int) -> None:
         raise BadDocument(name, f"corrupt: not a readable Office file ({e})") from None
     if unpacked > max_unpacked_bytes:
         raise BadDocument(
-            name, f"unpacks to {unpacked >> 20} MiB, more than the limit of {max_unpacked_bytes >> 20} MiB (RAG_MAX_UNPACKED_MB)"
+            name,
+            f"unpacks to {unpacked >> 20} MiB, more than the limit of {max_unpacked_bytes >> 20} MiB (RAG_MAX_UNPACKED_MB)",
         )
 
 
@@ -443,7 +458,9 @@ def parse_eml(name: str, data: bytes) -> ParsedDocument:
     metadata = {"subject": headers["Subject"], "from": headers["From"], "date": headers["Date"]}
     if attachments:
         metadata["attachments_not_indexed"] = ", ".join(attachments)
-    return ParsedDocument(kind="eml", units=[Unit(text=f"{head}\n\n{body}".strip(), metadata={k: v for k, v in metadata.items() if v})])
+    return ParsedDocument(
+        kind="eml", units=[Unit(text=f"{head}\n\n{body}".strip(), metadata={k: v for k, v in metadata.items() if v})]
+    )
 
 
 def parse_json(name: str, data: bytes, text_field: str, *, lines: bool) -> ParsedDocument:
@@ -475,10 +492,17 @@ def parse_json(name: str, data: bytes, text_field: str, *, lines: bool) -> Parse
         value = record.get(text_field)
         body = sanitize_text(value) if isinstance(value, str) else ""
         if body:
-            extra = {k: str(v) for k, v in record.items() if k != text_field and isinstance(v, str | int | float | bool) and len(str(v)) <= 256}
+            extra = {
+                k: str(v)
+                for k, v in record.items()
+                if k != text_field and isinstance(v, str | int | float | bool) and len(str(v)) <= 256
+            }
             units.append(Unit(text=body, row=number, metadata=user_fields(extra)[0]))
     if not units:
-        raise BadDocument(name, f"no record with text in {text_field!r} ({len(records)} record(s); RAG_CSV_TEXT_COLUMN names the field)")
+        raise BadDocument(
+            name,
+            f"no record with text in {text_field!r} ({len(records)} record(s); RAG_CSV_TEXT_COLUMN names the field)",
+        )
     return ParsedDocument(kind="jsonl" if lines else "json", units=units)
 
 
@@ -549,10 +573,16 @@ def parse_xlsx(name: str, data: bytes, text_column: str) -> ParsedDocument:
             header = [str(c).strip() if c is not None else "" for c in next(rows, ())]
             has_text_column = text_column in header
             for number, values in enumerate(rows, start=2):
-                row = {h or f"column {i + 1}": v for i, (h, v) in enumerate(zip(header, values, strict=False)) if v is not None}
+                row = {
+                    h or f"column {i + 1}": v
+                    for i, (h, v) in enumerate(zip(header, values, strict=False))
+                    if v is not None
+                }
                 if has_text_column:
                     text = sanitize_text(str(row.get(text_column) or ""))
-                    extra = user_fields({k: str(v) for k, v in row.items() if k != text_column and len(str(v)) <= 256})[0]
+                    extra = user_fields({k: str(v) for k, v in row.items() if k != text_column and len(str(v)) <= 256})[
+                        0
+                    ]
                 else:
                     text = sanitize_text("; ".join(f"{k}: {v}" for k, v in row.items()))
                     extra = {}

@@ -324,7 +324,10 @@ def guard_purges(
 
 
 def guard_releases(
-    before: AbstractSet[str], examined: AbstractSet[str] | None, decision: GuardDecision, purging: AbstractSet[str] = frozenset()
+    before: AbstractSet[str],
+    examined: AbstractSet[str] | None,
+    decision: GuardDecision,
+    purging: AbstractSet[str] = frozenset(),
 ) -> set[str]:
     """The held keys the guard lets go of: those a plan looked at (`examined`; None: every
     one, a complete listing pass) and found no longer to hold (the object is back, or its rows

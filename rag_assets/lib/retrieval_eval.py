@@ -134,7 +134,14 @@ def parse_eval_line(line: bytes | LineTooLong) -> EvalQuery | None:
 
 
 def _json_type(value: object) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
     return names.get(type(value), "null")
 
 
@@ -182,7 +189,9 @@ def parse_floors(spec: str | None) -> dict[str, float]:
         except ValueError:
             floor = math.nan
         if not sep or name not in known or not 0.0 <= floor <= 1.0:
-            raise ValueError(f"RAG_GOLDEN_FLOORS: {part.strip()!r}: give NAME=VALUE, NAME one of {', '.join(known)}, VALUE in [0, 1]")
+            raise ValueError(
+                f"RAG_GOLDEN_FLOORS: {part.strip()!r}: give NAME=VALUE, NAME one of {', '.join(known)}, VALUE in [0, 1]"
+            )
         floors[name] = floor
     return floors
 

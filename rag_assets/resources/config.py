@@ -26,7 +26,11 @@ class RagConfig(dg.ConfigurableResource):
     @property
     def parse_limits(self) -> dict[str, int]:
         """The limits lib.parsing.parse_document takes."""
-        return {"max_unpacked_bytes": self.max_unpacked_mb << 20, "max_ocr_pages": self.max_ocr_pages, "max_pdf_pages": self.max_pdf_pages}
+        return {
+            "max_unpacked_bytes": self.max_unpacked_mb << 20,
+            "max_ocr_pages": self.max_ocr_pages,
+            "max_pdf_pages": self.max_pdf_pages,
+        }
 
     @property
     def pipeline(self) -> str:

@@ -268,7 +268,9 @@ class LocalEmbedder(Embedder):
             return precision.Verdict("float32")
         if self.runtime == "bf16":
             if not host_bf16():
-                _warn_once("runtime bf16 on a CPU without bfloat16 instructions: torch emulates it, several times slower than float32")
+                _warn_once(
+                    "runtime bf16 on a CPU without bfloat16 instructions: torch emulates it, several times slower than float32"
+                )
             return precision.Verdict("bfloat16")
         with _AUTO_LOCK:  # the parts of a date are embedded from several threads at once
             return _auto_precision(self._weights, self.model_cache, self.batch_size)
@@ -289,17 +291,31 @@ class LocalEmbedder(Embedder):
         try:
             with httpx.Client(base_url=self.service_url, timeout=self.service_timeout) as client:
                 for start in range(0, len(texts), 1024):
-                    request = {"input": texts[start : start + 1024], "model": self.model_id, "encoding_format": "base64"}
+                    request = {
+                        "input": texts[start : start + 1024],
+                        "model": self.model_id,
+                        "encoding_format": "base64",
+                    }
                     reply = client.post("/v1/embeddings", json=request)
                     if reply.status_code != 200:  # a service of another model, or broken: never mix vectors
-                        raise RuntimeError(f"embedding service {self.service_url}: {reply.status_code} {reply.text[:300]}")
+                        raise RuntimeError(
+                            f"embedding service {self.service_url}: {reply.status_code} {reply.text[:300]}"
+                        )
                     body = reply.json()
                     if body.get("model") != self.model_id:
-                        raise RuntimeError(f"embedding service {self.service_url} embeds with {body.get('model')}, not {self.model_id}")
-                    vectors.append(decode_vectors([d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])], self.dimension))
+                        raise RuntimeError(
+                            f"embedding service {self.service_url} embeds with {body.get('model')}, not {self.model_id}"
+                        )
+                    vectors.append(
+                        decode_vectors(
+                            [d["embedding"] for d in sorted(body["data"], key=lambda d: d["index"])], self.dimension
+                        )
+                    )
                     stats.ran_on(body.get("runtime") or "service", body.get("bf16_probe_cosine_min"))
         except httpx.TransportError as exc:
-            _warn_once(f"embedding service {self.service_url} unreachable ({exc}); loading {self.model_id} in this process")
+            _warn_once(
+                f"embedding service {self.service_url} unreachable ({exc}); loading {self.model_id} in this process"
+            )
             return None
         return np.concatenate(vectors)
 
@@ -370,7 +386,9 @@ def _limiter(model: str, requests_per_second: float, tokens_per_minute: float) -
     return RateLimiter(requests_per_second, tokens_per_minute)
 
 
-def retry_delay(attempt: int, headers: dict | None, base: float = 0.5, cap: float = 30.0, jitter=random.random) -> float:
+def retry_delay(
+    attempt: int, headers: dict | None, base: float = 0.5, cap: float = 30.0, jitter=random.random
+) -> float:
     """Seconds to wait before retry `attempt` (1-based): the server's Retry-After (or
     retry-after-ms) when it sent one, else exponential backoff with jitter."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -457,7 +475,9 @@ class OpenAIEmbedder(Embedder):
             stats.seconds_waited += state.next_action.sleep
 
         response = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)),
+            retry=tenacity.retry_if_exception_type(
+                (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+            ),
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=_server_or_backoff,
             before_sleep=counted,
@@ -474,7 +494,11 @@ class OpenAIEmbedder(Embedder):
             batch = list(texts[start : start + self.batch_size])
             stats.batches.append(list(range(start, start + len(batch))))
             out.extend(self._request(batch, stats))
-        vectors = np.asarray(out, dtype=np.float32).reshape(len(texts), -1) if out else np.zeros((0, self.dimension), np.float32)
+        vectors = (
+            np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+            if out
+            else np.zeros((0, self.dimension), np.float32)
+        )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
 
@@ -534,7 +558,10 @@ class SqliteEmbeddingCache(EmbeddingCache):
 
     def _connect(self) -> sqlite3.Connection:
         return open_sqlite(
-            self.path, ["CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, text_hash))"]
+            self.path,
+            [
+                "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, text_hash))"
+            ],
         )
 
     def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
@@ -597,7 +624,9 @@ def embedding_cache_from_uri(uri: str) -> EmbeddingCache:
     return SqliteEmbeddingCache(path=uri)
 
 
-def embed_with_cache(embedder: Embedder, cache: EmbeddingCache, texts: Sequence[str]) -> tuple[np.ndarray, EmbedStats, np.ndarray]:
+def embed_with_cache(
+    embedder: Embedder, cache: EmbeddingCache, texts: Sequence[str]
+) -> tuple[np.ndarray, EmbedStats, np.ndarray]:
     """Vectors for `texts`, embedding only what the cache lacks, each distinct text once.
 
     Returns the vectors, the stats of the embedding calls (their batches re-expressed as

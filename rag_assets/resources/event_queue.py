@@ -49,7 +49,9 @@ class EventQueue(dg.ConfigurableResource):
     def delete(self, receipt_handles: list[str]) -> int:
         """Acknowledge messages. A handle that expired is skipped: its message comes back, and
         its duplicate work is absorbed by run keys."""
-        return self._in_batches(receipt_handles, self._sqs.delete_message_batch, lambda i, h: {"Id": i, "ReceiptHandle": h})
+        return self._in_batches(
+            receipt_handles, self._sqs.delete_message_batch, lambda i, h: {"Id": i, "ReceiptHandle": h}
+        )
 
     def release(self, receipt_handles: list[str]) -> int:
         """Make messages visible again at once (those of a tick whose result was lost), rather

@@ -119,7 +119,9 @@ class OpenAIImageAnalyzer(ImageAnalyzer):
         client = self._get_client()
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self.answer_attempts), wait=wait_fixed(0.5), retry=retry_if_exception_type(ValueError)
+                stop=stop_after_attempt(self.answer_attempts),
+                wait=wait_fixed(0.5),
+                retry=retry_if_exception_type(ValueError),
             ):
                 with attempt:
                     response = client.chat.completions.create(
@@ -129,10 +131,14 @@ class OpenAIImageAnalyzer(ImageAnalyzer):
         except RetryError as e:
             reason = e.last_attempt.exception()
             raise BadDocument(
-                name, f"openai:{self.model} gave a malformed analysis {self.answer_attempts} times (last: {reason})", transient=True
+                name,
+                f"openai:{self.model} gave a malformed analysis {self.answer_attempts} times (last: {reason})",
+                transient=True,
             ) from None
         except openai.OpenAIError as e:
-            raise BadDocument(name, f"image analysis by openai:{self.model} failed: {describe_error(e)}", transient=True) from None
+            raise BadDocument(
+                name, f"image analysis by openai:{self.model} failed: {describe_error(e)}", transient=True
+            ) from None
         raise AssertionError("unreachable")
 
 
@@ -224,17 +230,23 @@ class SqliteAnalysisStore(AnalysisStore):
 
     def cached(self, image_sha256: str, analyzer: str) -> Analysis | None:
         with self._connect() as conn:
-            row = conn.execute("SELECT analysis FROM analysis_cache WHERE image_sha256 = ? AND analyzer = ?", (image_sha256, analyzer)).fetchone()
+            row = conn.execute(
+                "SELECT analysis FROM analysis_cache WHERE image_sha256 = ? AND analyzer = ?", (image_sha256, analyzer)
+            ).fetchone()
         return Analysis.from_json(json.loads(row[0])) if row else None
 
     def remember(self, image_sha256: str, analyzer: str, analysis: Analysis) -> None:
         with self._connect() as conn:
-            conn.execute("INSERT OR IGNORE INTO analysis_cache (image_sha256, analyzer, analysis) VALUES (?, ?, ?)", (image_sha256, analyzer, json.dumps(analysis.as_json())))
+            conn.execute(
+                "INSERT OR IGNORE INTO analysis_cache (image_sha256, analyzer, analysis) VALUES (?, ?, ?)",
+                (image_sha256, analyzer, json.dumps(analysis.as_json())),
+            )
 
     def latest(self, item: str) -> LatestAnalysis | None:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT version, image_sha256, analyzer, raw_response FROM analyses WHERE item = ? ORDER BY version DESC LIMIT 1", (item,)
+                "SELECT version, image_sha256, analyzer, raw_response FROM analyses WHERE item = ? ORDER BY version DESC LIMIT 1",
+                (item,),
             ).fetchone()
         return LatestAnalysis(row[0], row[1], row[2], Analysis.from_json(json.loads(row[3]))) if row else None
 
@@ -270,14 +282,17 @@ class PostgresAnalysisStore(AnalysisStore):
             "coalesce(summary, '') || ' ' || coalesce(tags, '') || ' ' || coalesce(text_seen, ''))) STORED, "
             "PRIMARY KEY (item, version))"
         )
-        conn.execute("CREATE INDEX IF NOT EXISTS rag_image_analyses_search ON rag_image_analyses USING gin (search_vector)")
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS rag_image_analyses_search ON rag_image_analyses USING gin (search_vector)"
+        )
         conn.execute("CREATE INDEX IF NOT EXISTS rag_image_analyses_user ON rag_image_analyses (user_id)")
         return conn
 
     def cached(self, image_sha256: str, analyzer: str) -> Analysis | None:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT analysis FROM rag_image_analysis_cache WHERE image_sha256 = %s AND analyzer = %s", (image_sha256, analyzer)
+                "SELECT analysis FROM rag_image_analysis_cache WHERE image_sha256 = %s AND analyzer = %s",
+                (image_sha256, analyzer),
             ).fetchone()
         return Analysis.from_json(row[0]) if row else None
 
@@ -299,7 +314,8 @@ class PostgresAnalysisStore(AnalysisStore):
     def add(self, record: AnalysisRecord) -> None:
         with self._connect() as conn:
             conn.execute(
-                f"INSERT INTO rag_image_analyses ({_COLUMNS}) VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT DO NOTHING", record.row()
+                f"INSERT INTO rag_image_analyses ({_COLUMNS}) VALUES ({', '.join(['%s'] * 15)}) ON CONFLICT DO NOTHING",
+                record.row(),
             )
 
     def delete_items(self, items: Sequence[str]) -> int:

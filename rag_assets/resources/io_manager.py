@@ -152,7 +152,9 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: dict) -> None:
         expected = set(context.asset_partition_keys)
         if set(obj) != expected:
-            raise ValueError(f"{context.asset_key.to_user_string()}: output keys {sorted(obj)[:3]} differ from the run's partitions")
+            raise ValueError(
+                f"{context.asset_key.to_user_string()}: output keys {sorted(obj)[:3]} differ from the run's partitions"
+            )
         for key, value in obj.items():
             write_pickle(self._uri(context.asset_key, key), value)
 
@@ -169,5 +171,7 @@ class PartitionedPickleIOManager(dg.ConfigurableIOManager):
             try:
                 values[key] = pickle.loads(read_bytes(self._uri(context.asset_key, key)))
             except FileNotFoundError:
-                raise FileNotFoundError(f"{context.asset_key.to_user_string()}[{key}] has not been materialized") from None
+                raise FileNotFoundError(
+                    f"{context.asset_key.to_user_string()}[{key}] has not been materialized"
+                ) from None
         return values

@@ -208,6 +208,14 @@ def notifier_from_spec(spec: str | None, secret: str | None) -> Notifier:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if not parts.scheme or "table" not in query:
             raise ValueError(f"RAG_NOTIFY={spec!r}: want apigateway:https://API.execute-api.REGION.amazonaws.com/STAGE?table=TABLE")
-        optional = {k: query[q] for k, q in (("index_name", "index"), ("tenant_attribute", "tenant_attribute"), ("connection_attribute", "connection_attribute")) if q in query}
+        optional = {
+            k: query[q]
+            for k, q in (
+                ("index_name", "index"),
+                ("tenant_attribute", "tenant_attribute"),
+                ("connection_attribute", "connection_attribute"),
+            )
+            if q in query
+        }
         return ApiGatewayNotifier(endpoint=parts._replace(query="").geturl(), table=query["table"], **optional)
     raise ValueError(f"RAG_NOTIFY={spec!r}: use none, webhook:URL, apigateway:ENDPOINT?table=TABLE or ws://HOST:PORT")

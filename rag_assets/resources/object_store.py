@@ -36,7 +36,9 @@ def s3_version(etag: str, last_modified: float, version_id: str | None = None) -
 def _s3_object(key: str, response: dict) -> StoredObject:
     """A HEAD or GET response as a StoredObject."""
     etag, modified = response["ETag"].strip('"'), response["LastModified"].timestamp()
-    return StoredObject(key, etag, response["ContentLength"], modified, s3_version(etag, modified, response.get("VersionId")))
+    return StoredObject(
+        key, etag, response["ContentLength"], modified, s3_version(etag, modified, response.get("VersionId"))
+    )
 
 
 def _file_object(key: str, stat: os.stat_result) -> StoredObject:
@@ -55,7 +57,14 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 # What a boto3 client takes from the environment when it is made: a client is kept per value.
-AWS_ENVIRONMENT = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
+AWS_ENVIRONMENT = (
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+)
 
 
 def aws_client(service: str, endpoint_url: str | None = None):
@@ -159,7 +168,9 @@ class ObjectStore(dg.ConfigurableResource):
             return None
         except Exception as e:
             too_long = getattr(e, "errno", None) == errno.ENAMETOOLONG  # a file name of more than 255 bytes
-            too_long |= (getattr(e, "response", None) or {}).get("Error", {}).get("Code") == "KeyTooLongError"  # S3: 1,024
+            too_long |= (getattr(e, "response", None) or {}).get("Error", {}).get(
+                "Code"
+            ) == "KeyTooLongError"  # S3: 1,024
             if too_long:
                 return None
             raise

@@ -50,7 +50,9 @@ def check_mean_pooled(model) -> None:
     kinds = [type(m).__name__ for m in model]
     pooling = model[1].get_config_dict().get("pooling_mode") if len(kinds) > 1 else None
     if kinds[:2] != ["Transformer", "Pooling"] or pooling != "mean" or any(k != "Normalize" for k in kinds[2:]):
-        raise ValueError(f"ONNX runtime: only mean-pooled models are supported, this one is {kinds} ({pooling}); use runtime torch")
+        raise ValueError(
+            f"ONNX runtime: only mean-pooled models are supported, this one is {kinds} ({pooling}); use runtime torch"
+        )
 
 
 def _export(model, target: Path) -> None:

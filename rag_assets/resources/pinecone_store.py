@@ -141,7 +141,9 @@ def vector_metadata(row: VectorRow, budget: int = METADATA_BUDGET) -> dict:
 
     def build(user: dict, text: str) -> dict:
         meta = dict(fixed, text=text, metadata_json=json.dumps(user, sort_keys=True, default=str))
-        meta.update({USER_FIELD + k: v for k, v in user.items() if _filterable(v) and _size({k: v}) <= FILTER_VALUE_MAX})
+        meta.update(
+            {USER_FIELD + k: v for k, v in user.items() if _filterable(v) and _size({k: v}) <= FILTER_VALUE_MAX}
+        )
         if truncated:
             meta["truncated"] = list(truncated)
         return meta
@@ -216,7 +218,9 @@ class PineconeStore(VectorStore):
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         unknown = set(query) - {"namespace", "host", "index_host"}
         if unknown:
-            raise ValueError(f"RAG_INDEX_URI={uri!r}: unknown parameter(s) {sorted(unknown)} (namespace, host, index_host)")
+            raise ValueError(
+                f"RAG_INDEX_URI={uri!r}: unknown parameter(s) {sorted(unknown)} (namespace, host, index_host)"
+            )
         return cls(
             index_name=parts.netloc,
             namespace=query.get("namespace", ""),
@@ -237,7 +241,9 @@ class PineconeStore(VectorStore):
             return self.namespace
         tenant, sep, _ = document_id.partition(":")
         if not sep or not tenant:
-            raise ValueError(f"document id {document_id!r} names no tenant (want TENANT:URI) for namespace={self.namespace}")
+            raise ValueError(
+                f"document id {document_id!r} names no tenant (want TENANT:URI) for namespace={self.namespace}"
+            )
         return self.namespace_for(tenant)
 
     # --- connection ----------------------------------------------------------------------
@@ -261,7 +267,9 @@ class PineconeStore(VectorStore):
                     found_dimension, metric = desc.dimension, desc.metric
                     index = client.Index(host=desc.host)
                 if metric != "cosine":
-                    raise ValueError(f"Pinecone index {self.index_name!r} uses the {metric} metric; rag_assets needs cosine")
+                    raise ValueError(
+                        f"Pinecone index {self.index_name!r} uses the {metric} metric; rag_assets needs cosine"
+                    )
                 self._client, self._index, self._dimension = client, index, int(found_dimension)
         if dimension != self._dimension:
             raise DimensionMismatch(
@@ -310,7 +318,10 @@ class PineconeStore(VectorStore):
     def _namespace_sizes(index) -> dict[str, int]:
         """Vectors per namespace (describe_index_stats; the default namespace as "")."""
         namespaces = index.describe_index_stats().namespaces or {}
-        return {("" if ns in DEFAULT_NAMESPACES else ns): int(getattr(s, "vector_count", 0) or 0) for ns, s in namespaces.items()}
+        return {
+            ("" if ns in DEFAULT_NAMESPACES else ns): int(getattr(s, "vector_count", 0) or 0)
+            for ns, s in namespaces.items()
+        }
 
     def _namespaces(self, index, tenant: str | None) -> list[str]:
         """The namespaces to list: the fixed one, `tenant`'s, or (a pattern and no tenant) every
@@ -368,14 +379,21 @@ class PineconeStore(VectorStore):
             ids = set()
             for r in rs:
                 if r.document_id != doc_id or r.model != model_id:
-                    raise ValueError(f"replace_documents: a row under {doc_id!r} belongs to {r.document_id!r}/{r.model!r}")
+                    raise ValueError(
+                        f"replace_documents: a row under {doc_id!r} belongs to {r.document_id!r}/{r.model!r}"
+                    )
                 if self.per_tenant and self.namespace_for(r.tenant) != namespace:
                     raise ValueError(f"document id {doc_id!r} does not start with its tenant {r.tenant!r}:")
                 vid = vector_id(r)
                 ids.add(vid)
                 meta = vector_metadata(r)
                 if "truncated" in meta:
-                    log.warning("%s chunk %s: cut to fit Pinecone's metadata limit: %s", r.document_key, r.ordinal, meta["truncated"])
+                    log.warning(
+                        "%s chunk %s: cut to fit Pinecone's metadata limit: %s",
+                        r.document_key,
+                        r.ordinal,
+                        meta["truncated"],
+                    )
                 payloads.setdefault(namespace, []).append(
                     {"id": vid, "values": np.asarray(r.vector, dtype=np.float32).tolist(), "metadata": meta}
                 )
@@ -420,7 +438,9 @@ class PineconeStore(VectorStore):
                 # Serverless freshness is eventual: list (and delete) again until the listing is
                 # exactly the new ids, at once the first time, then after 0.2, 0.4 ... 2 s.
                 if not self._until_fresh()(lists_exactly_its_ids):
-                    log.warning("%s: the index did not list exactly its new vectors within %ss", doc_id, self.freshness_timeout)
+                    log.warning(
+                        "%s: the index did not list exactly its new vectors within %ss", doc_id, self.freshness_timeout
+                    )
 
             list(pool.map(prune, sorted(wanted)))
         return len(rows)
@@ -560,7 +580,9 @@ def former_ids(prefix: str, before: IndexedDocument | None, rows: Sequence[Vecto
     if before is None:
         return set()
     chunk_ids = [r.chunk_id for r in rows]
-    if MIXED in (before.content_hash, before.source_etag, before.pipeline) or before.chunk_digest != chunk_digest(chunk_ids):
+    if MIXED in (before.content_hash, before.source_etag, before.pipeline) or before.chunk_digest != chunk_digest(
+        chunk_ids
+    ):
         return None
     states = {id_state(before.content_hash, before.source_etag, before.pipeline), before.content_hash}
     return {f"{prefix}{state}#{c}" for state in states for c in chunk_ids}

@@ -116,7 +116,9 @@ class PipesEmbedRunner(EmbedRunner, ABC):
 
     def embedder_for(self, context: dg.AssetExecutionContext, embedder: Embedder) -> RemoteEmbedder:
         if not self.work_uri.startswith("s3://"):
-            raise ValueError(f"remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not {self.work_uri!r}")
+            raise ValueError(
+                f"remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not {self.work_uri!r}"
+            )
 
         def send(texts: Sequence[str], stats: EmbedStats | None) -> np.ndarray:
             return self.embed_remotely(context, embedder, texts, stats if stats is not None else EmbedStats())
@@ -217,7 +219,9 @@ class EcsEmbedRunner(PipesEmbedRunner):
             "taskDefinition": self.task_definition,
             "count": 1,
             "overrides": {
-                "containerOverrides": [{"name": self.container_name, "command": ["python", "-m", "rag_assets.pipes_embed"]}]
+                "containerOverrides": [
+                    {"name": self.container_name, "command": ["python", "-m", "rag_assets.pipes_embed"]}
+                ]
             },
         }
         if self.cluster:
@@ -225,9 +229,15 @@ class EcsEmbedRunner(PipesEmbedRunner):
         if self.subnets:
             params["launchType"] = "FARGATE"
             params["networkConfiguration"] = {
-                "awsvpcConfiguration": {"subnets": self.subnets, "securityGroups": self.security_groups, "assignPublicIp": "DISABLED"}
+                "awsvpcConfiguration": {
+                    "subnets": self.subnets,
+                    "securityGroups": self.security_groups,
+                    "assignPublicIp": "DISABLED",
+                }
             }
-        pipes = PipesECSClient(client=boto3.session.Session().client("ecs"), message_reader=work_message_reader(self.work_uri))
+        pipes = PipesECSClient(
+            client=boto3.session.Session().client("ecs"), message_reader=work_message_reader(self.work_uri)
+        )
         return pipes.run(context=context, run_task_params=params, extras={REQUEST: request})
 
 

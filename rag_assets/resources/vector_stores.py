@@ -525,7 +525,9 @@ class LanceDBStore(VectorStore):
 
     @staticmethod
     def _condition(tenant: str, where: Mapping[str, Scalar]) -> str:
-        return " AND ".join([f"tenant = {sql_quote(tenant)}", *(_lance_metadata_condition(f, v) for f, v in where.items())])
+        return " AND ".join(
+            [f"tenant = {sql_quote(tenant)}", *(_lance_metadata_condition(f, v) for f, v in where.items())]
+        )
 
     @staticmethod
     def _hits(found: Iterable[Mapping], score) -> Iterable[Hit]:

@@ -105,7 +105,15 @@ class Reader:
             meta = {k: v.value for k, v in observation.metadata.items()}
             if observation.asset_key == DOCUMENT_INDEX and str(meta.get("status", "")).startswith("purged"):
                 for tenant in meta.get("tenants") or []:
-                    yield notification(sid, DELETED, tenant, meta["document_key"], run.run_id, at, rows_deleted=meta.get("rows_deleted", 0))
+                    yield notification(
+                        sid,
+                        DELETED,
+                        tenant,
+                        meta["document_key"],
+                        run.run_id,
+                        at,
+                        rows_deleted=meta.get("rows_deleted", 0),
+                    )
 
     def _run_event(self, run: dg.DagsterRun, kind: str, sid: int, at: float, entry) -> Iterator[Notification]:
         if run.job_name == ingest_documents_job.name:
@@ -141,13 +149,30 @@ class Reader:
             if status in (INGESTED, UNCHANGED):
                 tenant = split_partition_key(materialization.partition).tenant
                 detail = {"chunks": meta.get("chunks"), "vectors": meta.get("vectors_written"), "seconds": seconds}
-                yield notification(sid, status, tenant, meta.get("document_key") or split_partition_key(materialization.partition).key, run.run_id, at, **detail)
+                yield notification(
+                    sid,
+                    status,
+                    tenant,
+                    meta.get("document_key") or split_partition_key(materialization.partition).key,
+                    run.run_id,
+                    at,
+                    **detail,
+                )
             return
         name = materialization.asset_key.path[-1].removesuffix("_vector_index")
         if name in self.catchup and materialization.partition and "records_by_tenant" in meta:
             for tenant, counts in sorted(meta["records_by_tenant"].items()):
                 status = INGESTED if counts.get("written") else UNCHANGED
-                yield notification(sid, status, tenant, f"{name}/{materialization.partition}", run.run_id, at, **counts, seconds=seconds)
+                yield notification(
+                    sid,
+                    status,
+                    tenant,
+                    f"{name}/{materialization.partition}",
+                    run.run_id,
+                    at,
+                    **counts,
+                    seconds=seconds,
+                )
 
     def started(self, run_id: str) -> float | None:
         """When the run began (its documents' `seconds` count from there)."""
@@ -173,7 +198,9 @@ class Reader:
         }
 
 
-def watched_pages(instance: dg.DagsterInstance, index_keys: list[dg.AssetKey], after: int | None, limit: int) -> dict[str, list]:
+def watched_pages(
+    instance: dg.DagsterInstance, index_keys: list[dg.AssetKey], after: int | None, limit: int
+) -> dict[str, list]:
     """The events a tick reads, by kind, ascending from storage id `after` (None: only the
     newest of each). Run status changes and asset events are in the same index of the event
     log (one sequence of storage ids), which run-sharded SQLite storage can also query."""
@@ -184,15 +211,21 @@ def watched_pages(instance: dg.DagsterInstance, index_keys: list[dg.AssetKey], a
         return instance.fetch_run_status_changes(records_filter, limit=limit, ascending=ascending).records
 
     def assets(fetch, key):
-        return fetch(dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=limit, ascending=ascending).records
+        return fetch(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=after), limit=limit, ascending=ascending
+        ).records
 
     pages = {kind.value: runs(kind) for kind in RUN_EVENTS}
-    pages.update({f"materialized {key.to_user_string()}": assets(instance.fetch_materializations, key) for key in index_keys})
+    pages.update(
+        {f"materialized {key.to_user_string()}": assets(instance.fetch_materializations, key) for key in index_keys}
+    )
     pages["observed vector_index"] = assets(instance.fetch_observations, DOCUMENT_INDEX)
     return pages
 
 
-def build_notification_sensor(catchup: Mapping[str, str | None], default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
+def build_notification_sensor(
+    catchup: Mapping[str, str | None], default_status: dg.DefaultSensorStatus
+) -> dg.SensorDefinition:
     @dg.sensor(
         name="notifications",
         minimum_interval_seconds=2,
@@ -205,13 +238,22 @@ def build_notification_sensor(catchup: Mapping[str, str | None], default_status:
         instance = context.instance
         index_keys = [DOCUMENT_INDEX, *(dg.AssetKey(f"{name}_vector_index") for name in catchup)]
         if context.cursor is None:  # a new sensor starts from now, not from the instance's history
-            newest = max((r.storage_id for page in watched_pages(instance, index_keys, None, 1).values() for r in page), default=0)
+            newest = max(
+                (r.storage_id for page in watched_pages(instance, index_keys, None, 1).values() for r in page),
+                default=0,
+            )
             return dg.SensorResult(cursor=str(newest), skip_reason="started from the newest event")
         after = int(context.cursor)
         pages = watched_pages(instance, index_keys, after, EVENTS_PER_TYPE)
         until = safe_cursor({k: [r.storage_id for r in page] for k, page in pages.items()}, EVENTS_PER_TYPE, after)
         reader = Reader(instance, catchup)
-        messages = in_order((r.storage_id, m) for page in pages.values() for r in page if r.storage_id <= until for m in reader.messages(r))
+        messages = in_order(
+            (r.storage_id, m)
+            for page in pages.values()
+            for r in page
+            if r.storage_id <= until
+            for m in reader.messages(r)
+        )
         delivery = notifier.send(messages, time.monotonic() + SEND_BUDGET_SECONDS)
         summary = f"{delivery.sent} message(s) sent, {delivery.dropped} not delivered (dropped)"
         if delivery.dropped:

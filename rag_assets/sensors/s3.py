@@ -108,7 +108,9 @@ def work_in_flight(instance: dg.DagsterInstance, ordered: Sequence[str], root: s
     return partitions_in_ranges(ordered, ranges), purging
 
 
-def unreadable_documents(instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str | Callable[[str], str]) -> dict[str, str]:
+def unreadable_documents(
+    instance: dg.DagsterInstance, partitions: Sequence[str], pipeline: str | Callable[[str], str]
+) -> dict[str, str]:
     """partition -> the source etag at which raw_documents last found it unreadable (under
     this pipeline and parser): the planner does not ask for it again until the object changes."""
     out: dict[str, str] = {}
@@ -342,7 +344,11 @@ def plan_and_result(
         dg.RunRequest(
             job_name=ingest_documents_job.name,
             run_key=batch.run_key,
-            tags={**range_tags(batch.first, batch.last), LAUNCHED_BY_TAG: sensor, **reason_tags(targets[m] for m in batch.members)},
+            tags={
+                **range_tags(batch.first, batch.last),
+                LAUNCHED_BY_TAG: sensor,
+                **reason_tags(targets[m] for m in batch.members),
+            },
         )
         for batch in ingest_batches(plan.ingest, ordered, sync_config.batch_size, identity)
     ]
@@ -392,7 +398,9 @@ def plan_and_result(
 # --- the event sensor ---------------------------------------------------------------------------
 
 
-def head_all(object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16) -> dict[str, StoredObject | None]:
+def head_all(
+    object_store: ObjectStore, root: str, keys: Sequence[str], threads: int = 16
+) -> dict[str, StoredObject | None]:
     """Each object as it is now (None when gone), many at a time."""
     # Thread-safe: the store makes its boto3 client from a session of its own.
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -448,7 +456,9 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
             done, lost = acks.take(recorded)
             event_queue.delete(done)
             if lost:
-                context.log.info(f"{event_queue.release(lost)} message(s) of a tick whose result was lost are visible again")
+                context.log.info(
+                    f"{event_queue.release(lost)} message(s) of a tick whose result was lost are visible again"
+                )
             messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
             acks.put(tick, [m.receipt_handle for m in messages])
         finally:
@@ -474,7 +484,9 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
             # An idle tick (no message, no document due to be looked at again, no deletion held)
             # ends here: it reads no partition keys, runs or index (docs/decisions.md D33).
             if not messages and not state.held() and not state.due(time.time(), sync_config.backoff, 1):
-                return dg.SensorResult(cursor=json.dumps({"tick": tick}), skip_reason="no S3 event, nothing to look at again")
+                return dg.SensorResult(
+                    cursor=json.dumps({"tick": tick}), skip_reason="no S3 event, nothing to look at again"
+                )
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
             work = work_in_flight(context.instance, known, root)
             # Deletions the guard holds wait for their objects' create events, or for a person:
@@ -494,7 +506,9 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
             sidecar_docs = sidecar_neighbourhood(object_store, root, [k for k in touched if is_sidecar(k)])
             keys = sorted({*documents, *sidecar_docs, *confirmed})
             indexed = vector_store.list_documents(
-                embedder.model_id, embedder.dimension, document_ids=candidate_ids(root, keys, by_key, sync_config.tenant_rule)
+                embedder.model_id,
+                embedder.dimension,
+                document_ids=candidate_ids(root, keys, by_key, sync_config.tenant_rule),
             )
             held = {d.uri[len(root) + 1 :]: d.source_etag for d in indexed.values()}
             wanted = dict(sidecar_docs)

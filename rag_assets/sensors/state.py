@@ -241,7 +241,9 @@ class GoldenState(_SQLite):
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def record(self, check_key: str, tenant: str, mode: str, digest: str, metrics: Mapping[str, float], run_id: str) -> None:
+    def record(
+        self, check_key: str, tenant: str, mode: str, digest: str, metrics: Mapping[str, float], run_id: str
+    ) -> None:
         with self._conn:
             self._conn.execute(
                 "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?)",

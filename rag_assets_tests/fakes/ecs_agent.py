@@ -34,7 +34,11 @@ class LocalEcsAgent:
         seen: set[str] = set()
         running: list[threading.Thread] = []
         while not self._stop.wait(self.interval):
-            arns = [a for a in self.ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"] if a not in seen]
+            arns = [
+                a
+                for a in self.ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"]
+                if a not in seen
+            ]
             if not arns:
                 continue
             for task in self.ecs.describe_tasks(cluster=self.cluster, tasks=arns)["tasks"]:
@@ -48,7 +52,9 @@ class LocalEcsAgent:
     def _run(self, task: dict) -> None:
         definition = self.ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
         (container,) = [c for c in definition["containerDefinitions"] if c["name"] == self.container]
-        override = next((o for o in task.get("overrides", {}).get("containerOverrides", []) if o["name"] == self.container), {})
+        override = next(
+            (o for o in task.get("overrides", {}).get("containerOverrides", []) if o["name"] == self.container), {}
+        )
         command = override.get("command") or container.get("command") or []
         env = {e["name"]: e["value"] for e in container.get("environment", []) + override.get("environment", [])}
         if command[:1] == ["python"]:
@@ -56,4 +62,6 @@ class LocalEcsAgent:
         record = {"task": task["taskArn"], "command": command, "exit": None}
         self.started.append(record)
         record["exit"] = subprocess.run(command, env={**os.environ, **env}, check=False).returncode
-        self.ecs.stop_task(cluster=self.cluster, task=task["taskArn"], reason=f"Essential container exited ({record['exit']})")
+        self.ecs.stop_task(
+            cluster=self.cluster, task=task["taskArn"], reason=f"Essential container exited ({record['exit']})"
+        )

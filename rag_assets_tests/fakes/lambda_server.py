@@ -65,12 +65,18 @@ class FakeLambdaServer(FakeJSONServer):
         name = req.path[len(INVOKE_PREFIX) : -len("/invocations")].rsplit(":function:", 1)[-1]
         function = self.functions.get(name)
         if function is None:
-            return Response(404, {"Type": "User", "message": f"Function not found: {name}"}, {"x-amzn-ErrorType": "ResourceNotFoundException"})
+            return Response(
+                404,
+                {"Type": "User", "message": f"Function not found: {name}"},
+                {"x-amzn-ErrorType": "ResourceNotFoundException"},
+            )
         if req.headers.get("x-amz-invocation-type", "RequestResponse") != "RequestResponse":
             return self.error(400, "the local Lambda serves RequestResponse invocations only")
         worker = self._take_worker(function)
         if worker is None:
-            return Response(429, {"Type": "User", "message": "Rate Exceeded."}, {"x-amzn-ErrorType": "TooManyRequestsException"})
+            return Response(
+                429, {"Type": "User", "message": "Rate Exceeded."}, {"x-amzn-ErrorType": "TooManyRequestsException"}
+            )
         process, conn = worker
         try:
             conn.send(req.json)
@@ -79,7 +85,11 @@ class FakeLambdaServer(FakeJSONServer):
             with self._lock:
                 function.busy -= 1
             process.kill()
-            return Response(200, {"errorType": "Runtime.ExitError", "errorMessage": "the worker process died"}, {"X-Amz-Function-Error": "Unhandled"})
+            return Response(
+                200,
+                {"errorType": "Runtime.ExitError", "errorMessage": "the worker process died"},
+                {"X-Amz-Function-Error": "Unhandled"},
+            )
         with self._lock:
             function.busy -= 1
             function.idle.append(worker)
@@ -105,7 +115,8 @@ class FakeLambdaServer(FakeJSONServer):
         host, port = self._listener.address
         with self._accept_lock:  # one cold start at a time: the connection accepted is this process's
             process = subprocess.Popen(
-                [sys.executable, "-m", "rag_assets_tests.fakes.lambda_worker", host, str(port), function.handler], env=env
+                [sys.executable, "-m", "rag_assets_tests.fakes.lambda_worker", host, str(port), function.handler],
+                env=env,
             )
             conn: Connection = self._listener.accept()  # the worker connects before importing the handler
         return process, conn

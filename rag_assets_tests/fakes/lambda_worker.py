@@ -30,7 +30,11 @@ def main(host: str, port: str, handler: str) -> None:
                 reply["result"] = function(event, None)
             except Exception as e:  # noqa: BLE001 - Lambda reports the handler's exception to the caller
                 traceback.print_exc(file=log)
-                reply["error"] = {"errorType": type(e).__name__, "errorMessage": str(e), "stackTrace": traceback.format_tb(e.__traceback__)}
+                reply["error"] = {
+                    "errorType": type(e).__name__,
+                    "errorMessage": str(e),
+                    "stackTrace": traceback.format_tb(e.__traceback__),
+                }
         reply.update(seconds=time.perf_counter() - started, log_tail=log.getvalue()[-4096:])
         sys.stderr.write(log.getvalue())
         conn.send(reply)

@@ -182,12 +182,33 @@ class FakeOpenAIServer(FakeJSONServer):
             content = self.vision_replies.pop(0)
         else:
             content = json.dumps(
-                {"category": "photo", "summary": f"A picture of {size[0]} x {size[1]} pixels.", "tags": ["test"], "text": ""}
+                {
+                    "category": "photo",
+                    "summary": f"A picture of {size[0]} x {size[1]} pixels.",
+                    "tags": ["test"],
+                    "text": "",
+                }
             )
-        usage = {"prompt_tokens": 300, "completion_tokens": count_tokens(content), "total_tokens": 300 + count_tokens(content)}
-        choice = {"index": 0, "message": {"role": "assistant", "content": content, "refusal": None}, "finish_reason": "stop"}
+        usage = {
+            "prompt_tokens": 300,
+            "completion_tokens": count_tokens(content),
+            "total_tokens": 300 + count_tokens(content),
+        }
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": None},
+            "finish_reason": "stop",
+        }
         return Response(
-            200, {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model, "choices": [choice], "usage": usage}
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [choice],
+                "usage": usage,
+            },
         )
 
 

@@ -275,8 +275,12 @@ class FakePineconeServer(FakeJSONServer):
             raise BadRequest("paginationToken: invalid") from None
         prefix = q.get("prefix", "")
         every = idx.sorted_ids(q.get("namespace"))
-        start = max(bisect.bisect_left(every, prefix), bisect.bisect_right(every, after))  # the first > after, >= prefix
-        ids = list(itertools.takewhile(lambda v: v.startswith(prefix), every[start : start + limit + 1]))  # one more: is there more?
+        start = max(
+            bisect.bisect_left(every, prefix), bisect.bisect_right(every, after)
+        )  # the first > after, >= prefix
+        ids = list(
+            itertools.takewhile(lambda v: v.startswith(prefix), every[start : start + limit + 1])
+        )  # one more: is there more?
         reply: dict[str, Any] = {
             "vectors": [{"id": v} for v in ids[:limit]],
             "namespace": q.get("namespace", ""),
