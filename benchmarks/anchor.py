@@ -393,13 +393,15 @@ def render(f: dict) -> str:
     s, fl, c = f["seconds"], f["floor_seconds"], f["corpus"]
     lines = [
         (
-            f"corpora: {', '.join(c['names'])}: {c['documents']} PDFs, {c['pages']} pages, {c['characters']:,} characters, "
+            f"corpora: {', '.join(c['names'])}: {c['documents']} PDFs, {c['pages']} pages, {c['characters']:,} "
+            "characters, "
             f"{c['queries']} queries; embedder {f['embedder']['model_id']} batch {f['embedder']['batch_size']}, "
             f"chunks of {f['defaults']['chunk_tokens']}/{f['defaults']['chunk_overlap']} (the defaults)"
         ),
         (
             f"chunks: rag_assets {f['chunks']['rag_assets']}, LangChain {f['chunks']['langchain']}; "
-            f"left out of both: LangChain imports {f['anchor_load_seconds']['imports']:.1f} s, model load {f['anchor_load_seconds']['model']:.1f} s"
+            f"left out of both: LangChain imports {f['anchor_load_seconds']['imports']:.1f} s, model load "
+            f"{f['anchor_load_seconds']['model']:.1f} s"
         ),
         f"floor: parse {fl['parse']:.1f} s + embed rag_assets' chunks {fl['embed']:.1f} s = {fl['parse_embed']:.1f} s",
         "",

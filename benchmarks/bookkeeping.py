@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
     medians = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
     print(
-        f"{args.docs} text documents (600 characters each) ingested into an instance already holding N partitions; medians of {args.repeat}"
+        f"{args.docs} text documents (600 characters each) ingested into an instance already holding N partitions; "
+        f"medians of {args.repeat}"
     )
     print(
         f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'loading keys':>14}{'in store_event':>16}{'ms/event':>10}"

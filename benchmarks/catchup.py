@@ -213,7 +213,8 @@ def run(kind: str, root: Path, csv_path: Path, env: dict, pinecone_url: str | No
         log(f"{kind}: {csv_path.name}")
         out = pool.apply(measure, (kind, str(root), str(csv_path), env, pinecone_url, f"ns-{kind}"))
     log(
-        f"{kind}: {out['rows']:,} rows in {out['seconds']:.1f} s ({out['rows_per_s']:.0f} rows/s), peak RSS {out['peak_rss_mib']:.0f} MiB"
+        f"{kind}: {out['rows']:,} rows in {out['seconds']:.1f} s ({out['rows_per_s']:.0f} rows/s), peak RSS "
+        f"{out['peak_rss_mib']:.0f} MiB"
     )
     return out
 

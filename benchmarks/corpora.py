@@ -312,7 +312,10 @@ DAGSTER_QUESTIONS = _natural(
         ("a sensor that watches several assets for new materializations", "definitions.multi_asset_sensor_definition"),
         (
             "define an asset that is produced outside of Dagster",
-            "definitions.decorators.source_asset_decorator definitions.source_asset definitions.assets.definition.asset_spec",
+            (
+                "definitions.decorators.source_asset_decorator definitions.source_asset "
+                "definitions.assets.definition.asset_spec"
+            ),
         ),
         ("the type checks of inputs and outputs with a custom Dagster type", "types.dagster_type"),
         ("execute a job and get the result of the run in Python", "execution.api execution.execute_in_process_result"),

@@ -677,7 +677,8 @@ def render(f: dict) -> str:
         ),
         (
             f"Dagster runs: first {d['runs_first']}, second {d['runs_second']}, edited {d['runs_edited']};  "
-            f"event-log entries: first {d['events_first']} ({d['events_first'] / n:.1f}/doc), second {d['events_second']}"
+            f"event-log entries: first {d['events_first']} ({d['events_first'] / n:.1f}/doc), second "
+            f"{d['events_second']}"
         ),
         (
             f"embedding calls: floor {f['embedding_calls']['floor']}; reported by ingest: first run "

@@ -220,8 +220,10 @@ def main() -> int:
     for r in results:
         if r["store"] == "lancedb":
             print(
-                f"lancedb  {r['rows']:>8,} rows: write of 1,000 rows {r['write_1000_ms']:,.0f} ms; optimize() after one "
-                f"{r['optimize_ms']:,.0f} ms with the FTS index, {r['optimize_without_index_ms']:,.0f} ms without; full "
+                f"lancedb  {r['rows']:>8,} rows: write of 1,000 rows {r['write_1000_ms']:,.0f} ms; optimize() after "
+                "one "
+                f"{r['optimize_ms']:,.0f} ms with the FTS index, {r['optimize_without_index_ms']:,.0f} ms without; "
+                "full "
                 f"rebuild {r['rebuild_ms']:,.0f} ms; keyword query {r['keyword_indexed_ms']} ms all indexed, "
                 + ", ".join(
                     f"{v} ms with {k.split('_')[1]} unindexed" for k, v in r.items() if k.endswith("_unindexed_ms")

@@ -123,15 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     floor_receiver.stop()
 
     print(
-        f"{len(delays)} messages ({args.waves} wave(s) of {args.docs} documents, half changed, all deleted), rejected: {receiver.rejected}"
+        f"{len(delays)} messages ({args.waves} wave(s) of {args.docs} documents, half changed, all deleted), "
+        f"rejected: {receiver.rejected}"
     )
     print(f"{'':>24} | {'median':>7} | {'p95':>7} | {'max':>7}")
     for name, values in [("all messages", delays), *sorted(by_type.items())]:
         print(
-            f"{name:>24} | {statistics.median(values):>6.2f}s | {percentile(values, 0.95):>6.2f}s | {max(values):>6.2f}s"
+            f"{name:>24} | {statistics.median(values):>6.2f}s | {percentile(values, 0.95):>6.2f}s | "
+            f"{max(values):>6.2f}s"
         )
     print(
-        f"{'floor: a direct POST':>24} | {statistics.median(floor) * 1000:>5.1f}ms | {percentile(floor, 0.95) * 1000:>5.1f}ms | {max(floor) * 1000:>5.1f}ms"
+        f"{'floor: a direct POST':>24} | {statistics.median(floor) * 1000:>5.1f}ms | "
+        f"{percentile(floor, 0.95) * 1000:>5.1f}ms | {max(floor) * 1000:>5.1f}ms"
     )
     if args.json:
         figures = {"median_s": statistics.median(delays), "p95_s": percentile(delays, 0.95), "messages": len(delays)}

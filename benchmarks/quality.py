@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
         _, _, pages = read[corpus.name]
         kinds = ", ".join(f"{len(corpus.of_kind(k))} {k}" for k in corpora.KINDS)
         print(
-            f"corpus {corpus.name} ({corpora.fingerprint(corpus)}): {corpus.description}; {len(corpus.documents)} documents, "
+            f"corpus {corpus.name} ({corpora.fingerprint(corpus)}): {corpus.description}; {len(corpus.documents)} "
+            "documents, "
             f"{sum(len(t) for t in corpus.documents.values()):,} characters"
             + (f", {pages} pages" if pages else "")
             + f"; queries: {kinds}"

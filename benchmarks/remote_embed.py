@@ -87,7 +87,8 @@ def batch_figures(sizes: list[int], repeats: int, work: Path) -> dict:
                     assert abs(vectors - floor).max() < 1e-4
                 figures[size] = {"in_process_s": statistics.median(local), "lambda_s": statistics.median(remote)}
                 log(
-                    f"{size} texts: in-process {figures[size]['in_process_s']:.2f} s, through Lambda {figures[size]['lambda_s']:.2f} s"
+                    f"{size} texts: in-process {figures[size]['in_process_s']:.2f} s, through Lambda "
+                    f"{figures[size]['lambda_s']:.2f} s"
                 )
             return dg.MaterializeResult()  # Dagster asks a step that opened Pipes sessions for a result
 
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         f = batches[size]
         print(
-            f"{size:>6} | {f['in_process_s']:>16.2f} s | {f['lambda_s']:>12.2f} s | {f['lambda_s'] - f['in_process_s']:>6.2f} s | {f['lambda_s'] / f['in_process_s']:.2f}x"
+            f"{size:>6} | {f['in_process_s']:>16.2f} s | {f['lambda_s']:>12.2f} s | "
+            f"{f['lambda_s'] - f['in_process_s']:>6.2f} s | {f['lambda_s'] / f['in_process_s']:.2f}x"
         )
     print()
     print(f"{args.cache_texts} texts on a fresh worker | seconds | embedded")

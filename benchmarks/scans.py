@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             figures[rss_key],
         )
         print(
-            f"{f'OCR engine alone, {name}':>30} | {floor:>7.1f} | {n / floor:>6.2f} | {figures['rss_after_floor_mib']:,.0f} MiB"
+            f"{f'OCR engine alone, {name}':>30} | {floor:>7.1f} | {n / floor:>6.2f} | "
+            f"{figures['rss_after_floor_mib']:,.0f} MiB"
         )
         print(f"{f'rag_assets pipeline, {name}':>30} | {pipeline:>7.1f} | {n / pipeline:>6.2f} | {rss:,.0f} MiB")
         print(f"{'':>30}   pipeline / floor: {pipeline / floor:.2f}x")

@@ -274,7 +274,10 @@ def main() -> int:
         "embedding excluded (see notes)."
     )
     print(f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}\n")
-    header = f"| {'corpus':<8} | {'queries':<8} | {'n':>3} | {'store':<8} | {'mode':<15} | recall@5 |   MRR | nDCG@10 | p50 ms |"
+    header = (
+        f"| {'corpus':<8} | {'queries':<8} | {'n':>3} | {'store':<8} | {'mode':<15} | recall@5 |   MRR | nDCG@10 "
+        "| p50 ms |"
+    )
     print(header)
     print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
     for r in results:

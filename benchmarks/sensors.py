@@ -430,7 +430,8 @@ def print_listing(results: list[dict]) -> None:
     notes = [
         (
             f"  A tick stops paging at max_objects_per_tick {first['max_objects_per_tick']:,} objects or after"
-            f" list_budget_seconds {first['list_budget_seconds']:.0f}, checked after each page (S3: 1,000 objects; a local"
+            f" list_budget_seconds {first['list_budget_seconds']:.0f}, checked after each page (S3: 1,000 objects; a "
+            "local"
             " folder: one page)."
         ),
         "  Between the passes the index is filled as the runs would fill it (one row a document: "

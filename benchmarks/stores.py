@@ -235,16 +235,21 @@ def main() -> int:
         print(json.dumps({"results": results, "notes": notes}, indent=2))
         return 0
     print(
-        f"\nVector stores: {DIM}-d {args.data} unit vectors, {len(TENANTS)} tenants, documents of {CHUNKS_PER_DOC} chunks, "
+        f"\nVector stores: {DIM}-d {args.data} unit vectors, {len(TENANTS)} tenants, documents of {CHUNKS_PER_DOC} "
+        "chunks, "
         f"{DOCS_PER_CALL} documents per replace_documents call; queries k={K} with a tenant filter."
     )
     print(f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}\n")
-    header = f"| {'store':<22} | {'vectors':>8} | {'written':>8} | {'write s':>8} | {'write vectors/s':>15} | {'queries':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'recall@10':>9} |"
+    header = (
+        f"| {'store':<22} | {'vectors':>8} | {'written':>8} | {'write s':>8} | {'write vectors/s':>15} | "
+        f"{'queries':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'recall@10':>9} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in sorted(results, key=lambda r: (r["vectors"], r["store"])):
         print(
-            f"| {r['store']:<22} | {r['vectors']:>8,} | {r['written']:>8,} | {r['write_s']:>8.1f} | {r['write_vps']:>15,} | "
+            f"| {r['store']:<22} | {r['vectors']:>8,} | {r['written']:>8,} | {r['write_s']:>8.1f} | "
+            f"{r['write_vps']:>15,} | "
             f"{r['queries']:>7} | {r['p50_ms']:>7.2f} | {r['p95_ms']:>7.2f} | {r['recall']:>9.3f} |"
         )
     for r in results:

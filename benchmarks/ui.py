@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:,} partitions: {results[n]}; the page as timed: {workdir / f'page-{n}.png'}", file=sys.stderr)
 
     print(
-        f"vector_index partitions page, headless Chromium, {args.materialized} partitions materialized; medians of {args.repeat} cold loads"
+        f"vector_index partitions page, headless Chromium, {args.materialized} partitions materialized; medians of "
+        f"{args.repeat} cold loads"
     )
     print(f"{'partitions':>11}{'first load s':>14}{'shown s':>10}{'network idle s':>16}  slowest GraphQL queries")
     for n, r in results.items():

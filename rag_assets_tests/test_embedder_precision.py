@@ -40,7 +40,10 @@ def test_bf16_native_from_the_flags(flags, capability, native):
 
 
 def test_cpu_identity_reads_proc_cpuinfo():
-    x86 = f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {EPYC}\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: {EPYC}\n"
+    x86 = (
+        f"processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: {EPYC}\n\nprocessor\t: 1\nmodel name\t: AMD "
+        f"EPYC\nflags\t\t: {EPYC}\n"
+    )
     assert cpu_identity(x86) == ("AMD EPYC", frozenset(EPYC.split()))
     arm = f"processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: {GRAVITON3}\nCPU part\t: 0xd40\n"
     model, flags = cpu_identity(arm)

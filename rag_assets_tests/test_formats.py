@@ -91,7 +91,10 @@ def eml_bytes() -> bytes:
 JSON = json.dumps(
     [{"id": "a", "formatted_text": "Tugboats need two days' notice.", "port": "Rotterdam"}, {"id": "b"}]
 ).encode()
-JSONL = b'{"id": "x", "formatted_text": "Pilots board at the outer buoy."}\n\n{"id": "y", "formatted_text": "<i>Anchorage</i> 4 is closed."}\n'
+JSONL = (
+    b'{"id": "x", "formatted_text": "Pilots board at the outer buoy."}\n\n{"id": "y", "formatted_text": '
+    b'"<i>Anchorage</i> 4 is closed."}\n'
+)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +108,10 @@ JSONL = b'{"id": "x", "formatted_text": "Pilots board at the outer buoy."}\n\n{"
                 (
                     None,
                     None,
-                    "Travel policy\nBook trains for trips under four hours; flights need a manager's approval.\nCity | Hotel budget\nRotterdam | 140 euros",
+                    (
+                        "Travel policy\nBook trains for trips under four hours; flights need a manager's approval.\nCity "
+                        "| Hotel budget\nRotterdam | 140 euros"
+                    ),
                     {},
                 )
             ],

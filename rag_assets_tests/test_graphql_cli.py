@@ -345,7 +345,9 @@ LISTED = [f"d{n}.txt: empty file (0 bytes)" for n in range(25)]
         ),
         (
             {
-                "message": 'dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing op "x":',
+                "message": (
+                    'dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing op "x":'
+                ),
                 "errorChain": [{"error": {"message": "ValueError: bad row 3"}}],
             },
             "ValueError: bad row 3",

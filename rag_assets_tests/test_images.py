@@ -156,7 +156,10 @@ def test_malformed_vision_answers_say_what_is_wrong(answer, problem):
 
 
 def test_a_vision_answer_becomes_an_analysis():
-    fenced = '```json\n{"category": "receipt", "summary": "A taxi receipt.", "tags": ["taxi", " taxi", "receipt"], "text": "Total 12.50"}\n```'
+    fenced = (
+        '```json\n{"category": "receipt", "summary": "A taxi receipt.", "tags": ["taxi", " taxi", "receipt"], '
+        '"text": "Total 12.50"}\n```'
+    )
     analysis = parse_vision_answer(fenced)
     assert (analysis.category, analysis.summary, analysis.tags, analysis.text) == (
         "receipt",
@@ -200,10 +203,14 @@ def test_each_image_format_gets_a_thumbnail(fmt, key, thumbnail_format):
 @pytest.mark.parametrize(
     "data, limit, reason",
     [
-        (png_header(20_000, 20_000), DEFAULT_MAX_IMAGE_PIXELS, "image of more than 178,956,970 pixels, more than the limit of 64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)"),
-        (png_header(9_000, 9_000), DEFAULT_MAX_IMAGE_PIXELS, "image of 9,000 x 9,000 pixels, more than the limit of 64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)"),
-        (png_header(2_000, 2_000), 1_000_000, "image of 2,000 x 2,000 pixels, more than the limit of 1,000,000 pixels (RAG_MAX_IMAGE_PIXELS)"),
-        (b"\x89PNG\r\n\x1a\n and then nonsense", DEFAULT_MAX_IMAGE_PIXELS, "not a readable image: the format is unknown or the header damaged"),
+        (png_header(20_000, 20_000), DEFAULT_MAX_IMAGE_PIXELS, ("image of more than 178,956,970 pixels, more than the "
+            "limit of 64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)")),
+        (png_header(9_000, 9_000), DEFAULT_MAX_IMAGE_PIXELS, ("image of 9,000 x 9,000 pixels, more than the limit of "
+            "64,000,000 pixels (RAG_MAX_IMAGE_PIXELS)")),
+        (png_header(2_000, 2_000), 1_000_000, ("image of 2,000 x 2,000 pixels, more than the limit of 1,000,000 pixels "
+            "(RAG_MAX_IMAGE_PIXELS)")),
+        (b"\x89PNG\r\n\x1a\n and then nonsense", DEFAULT_MAX_IMAGE_PIXELS, ("not a readable image: the format is "
+            "unknown or the header damaged")),
     ],
 )  # fmt: skip
 def test_oversized_and_broken_images_are_refused_before_decoding(data, limit, reason):
@@ -299,7 +306,8 @@ def test_analyses_are_searchable_rows_in_postgresql(tmp_path, pg_server):
     read(tmp_path, "acme/ferry.png", text_image(FERRY), store)
     with store._connect() as conn:
         rows = conn.execute(
-            "SELECT user_id, item_key, version, category, provider, model, raw_response->>'summary', created_at IS NOT NULL "
+            "SELECT user_id, item_key, version, category, provider, model, raw_response->>'summary', created_at IS "
+            "NOT NULL "
             "FROM rag_image_analyses WHERE search_vector @@ plainto_tsquery('english', 'ferries leaving')"
         ).fetchall()
     assert rows == [

@@ -871,7 +871,8 @@ def test_a_daemon_tells_each_tenant_in_order(instance, tmp_path, monkeypatch, ra
         assert m["document_key"].startswith(f"{m['tenant']}/")  # each message only to its tenant
     delays = sorted(arrived - m["at"] for m, arrived in zip(receiver.messages, receiver.arrived, strict=True))
     print(
-        f"\nDagster event -> message: median {delays[len(delays) // 2]:.2f} s, max {delays[-1]:.2f} s over {len(delays)} messages"
+        f"\nDagster event -> message: median {delays[len(delays) // 2]:.2f} s, max {delays[-1]:.2f} s over "
+        f"{len(delays)} messages"
     )
 
 

@@ -218,7 +218,10 @@ def test_remote_embedding_needs_the_work_location_on_s3(rag_env, instance, tmp_p
     report = run_ingest(replace(rag_env, embed_on="lambda:rag-embed"), instance, root)
     assert report.ingested == [] and len(report.failed) == 4
     assert {f["reason"] for f in report.failed} == {
-        f"ValueError: remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not {str(tmp_path / 'rag' / 'work')!r}"
+        (
+            "ValueError: remote embedding needs the work location on S3 (RAG_WORK_URI=s3://...), not "
+            f"{str(tmp_path / 'rag' / 'work')!r}"
+        )
     }
     assert build_definitions(
         replace(rag_env, embed_on="lambda:rag-embed")

@@ -880,7 +880,8 @@ def test_pgvector_schema_is_seed_003_compatible(pg_server):
         assert row[:4] == (rows[0].chunk_id, rows[0].text, "acme/a.txt", {"ordinal": 0}) and row[4] is not None
         # its readers can be given exactly their shape with a view
         conn.execute(
-            f"CREATE VIEW content_embeddings_{table[-10:]} AS SELECT id, content, key, embedding, metadata, created_at FROM {table}"
+            f"CREATE VIEW content_embeddings_{table[-10:]} AS SELECT id, content, key, embedding, metadata, "
+            f"created_at FROM {table}"
         )
 
 

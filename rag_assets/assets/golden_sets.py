@@ -108,8 +108,10 @@ def build_golden_check(index: dg.AssetsDefinition, store_key: str, embedder_key:
         blocking=False,
         required_resource_keys={store_key, embedder_key, "golden_config"},
         description=(
-            "Each tenant the run wrote that has a golden set (RAG_GOLDEN_SETS/TENANT.jsonl) is evaluated on its own index "
-            "(recall@5, MRR, nDCG@10 by document); a warning when a metric is lower than the previous evaluation's (by more "
+            "Each tenant the run wrote that has a golden set (RAG_GOLDEN_SETS/TENANT.jsonl) is evaluated on its own "
+            "index "
+            "(recall@5, MRR, nDCG@10 by document); a warning when a metric is lower than the previous evaluation's "
+            "(by more "
             "than RAG_GOLDEN_TOLERANCE) or below its RAG_GOLDEN_FLOORS. Executed alone, it evaluates every golden set."
         ),
     )

@@ -255,7 +255,8 @@ def index_reconciliation(context: dg.AssetExecutionContext) -> dg.MaterializeRes
     requested = {k: n for k, n in record["documents_requested"].items() if n}
     repairs = sum(n for k, n in requested.items() if k.endswith((": missing", ": retry")))
     context.log.info(
-        f"{window.start.date()}: {sum(requested.values())} document request(s), {repairs} repair(s), {record['purged']} purged"
+        f"{window.start.date()}: {sum(requested.values())} document request(s), {repairs} repair(s), "
+        f"{record['purged']} purged"
     )
     return dg.MaterializeResult(
         metadata={

@@ -377,7 +377,10 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         if ran.bf16_probe_cosine_min is not None:
             runtime["bf16_probe_cosine_min"] = ran.bf16_probe_cosine_min
         context.log.info(
-            f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), {hits} from the cache"
+            (
+                f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), {hits} "
+                "from the cache"
+            )
             + (f", {totals['retries']} retried call(s)" if totals["retries"] else "")
             + (f" ({runtime['embed_runtime']})" if runtime else "")
         )
@@ -529,7 +532,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
             tenants_deleted.update(after[doc_id].tenant for doc_id in gone)
             context.log.info(
-                f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in {time.monotonic() - started:.1f} s"
+                f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in "
+                f"{time.monotonic() - started:.1f} s"
             )
         described = {
             key: unread_record(documents[key])
@@ -547,7 +551,10 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         changed_count = sum(o.status == "ingested" for o in every)
         superseded_count = sum(o.status.startswith("superseded") for o in every)
         context.log.info(
-            f"{written} vectors written for {changed_count} document(s); {len(every) - changed_count - superseded_count} unchanged"
+            (
+                f"{written} vectors written for {changed_count} document(s); "
+                f"{len(every) - changed_count - superseded_count} unchanged"
+            )
             + (f", {superseded_count} superseded" if superseded_count else "")
             + (f", {sum(deleted.values())} no longer in their partition deleted" if any(deleted.values()) else "")
         )
@@ -582,7 +589,10 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             failed = [{"partition": key, "key": u.key, "reason": u.reason} for key, u in unread.items()]
             listed = "\n".join(f"  {printable(f['key'])}: {printable(f['reason'])}" for f in failed)
             raise dg.Failure(
-                description=f"{len(failed)} of {len(documents)} document(s) could not be read; the others were written:\n{listed}",
+                description=(
+                    f"{len(failed)} of {len(documents)} document(s) could not be read; the others were "
+                    f"written:\n{listed}"
+                ),
                 metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
                 allow_retries=False,
             )

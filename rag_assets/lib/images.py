@@ -101,7 +101,10 @@ def open_image(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     except Image.DecompressionBombError:  # Pillow's own ceiling (2 x its MAX_IMAGE_PIXELS), checked in open()
         raise BadDocument(
             name,
-            f"image of more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than the limit of {max_pixels:,} pixels (RAG_MAX_IMAGE_PIXELS)",
+            (
+                f"image of more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than the limit of {max_pixels:,} pixels "
+                "(RAG_MAX_IMAGE_PIXELS)"
+            ),
         ) from None
     except Image.UnidentifiedImageError:  # its message names only a BytesIO
         raise BadDocument(name, "not a readable image: the format is unknown or the header damaged") from None
@@ -111,7 +114,10 @@ def open_image(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
     if width * height > max_pixels:
         raise BadDocument(
             name,
-            f"image of {width:,} x {height:,} pixels, more than the limit of {max_pixels:,} pixels (RAG_MAX_IMAGE_PIXELS)",
+            (
+                f"image of {width:,} x {height:,} pixels, more than the limit of {max_pixels:,} pixels "
+                "(RAG_MAX_IMAGE_PIXELS)"
+            ),
         )
     return image
 

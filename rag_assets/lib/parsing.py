@@ -412,7 +412,10 @@ def check_zip(name: str, data: bytes, max_unpacked_bytes: int) -> None:
     if unpacked > max_unpacked_bytes:
         raise BadDocument(
             name,
-            f"unpacks to {unpacked >> 20} MiB, more than the limit of {max_unpacked_bytes >> 20} MiB (RAG_MAX_UNPACKED_MB)",
+            (
+                f"unpacks to {unpacked >> 20} MiB, more than the limit of {max_unpacked_bytes >> 20} MiB "
+                "(RAG_MAX_UNPACKED_MB)"
+            ),
         )
 
 

@@ -269,7 +269,8 @@ class LocalEmbedder(Embedder):
         if self.runtime == "bf16":
             if not host_bf16():
                 _warn_once(
-                    "runtime bf16 on a CPU without bfloat16 instructions: torch emulates it, several times slower than float32"
+                    "runtime bf16 on a CPU without bfloat16 instructions: torch emulates it, several times slower "
+                    "than float32"
                 )
             return precision.Verdict("bfloat16")
         with _AUTO_LOCK:  # the parts of a date are embedded from several threads at once
@@ -560,7 +561,10 @@ class SqliteEmbeddingCache(EmbeddingCache):
         return open_sqlite(
             self.path,
             [
-                "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, text_hash))"
+                (
+                    "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, "
+                    "text_hash))"
+                )
             ],
         )
 
@@ -571,7 +575,10 @@ class SqliteEmbeddingCache(EmbeddingCache):
             for start in range(0, len(unique), 500):
                 part = unique[start : start + 500]
                 rows = conn.execute(
-                    f"SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN ({','.join('?' * len(part))})",
+                    (
+                        "SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN "
+                        f"({','.join('?' * len(part))})"
+                    ),
                     [model_id, *part],
                 )
                 found.update((h, np.frombuffer(v, dtype=np.float32)) for h, v in rows)

@@ -216,12 +216,15 @@ class SqliteAnalysisStore(AnalysisStore):
             self.path,
             [
                 (
-                    "CREATE TABLE IF NOT EXISTS analysis_cache (image_sha256 TEXT, analyzer TEXT, analysis TEXT NOT NULL, "
+                    "CREATE TABLE IF NOT EXISTS analysis_cache (image_sha256 TEXT, analyzer TEXT, analysis TEXT NOT "
+                    "NULL, "
                     "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (image_sha256, analyzer))"
                 ),
                 (
-                    "CREATE TABLE IF NOT EXISTS analyses (item TEXT, user_id TEXT NOT NULL, item_key TEXT NOT NULL, version INTEGER, "
-                    "image_sha256 TEXT NOT NULL, analyzer TEXT NOT NULL, provider TEXT, model TEXT, prompt_hash TEXT, category TEXT, "
+                    "CREATE TABLE IF NOT EXISTS analyses (item TEXT, user_id TEXT NOT NULL, item_key TEXT NOT NULL, "
+                    "version INTEGER, "
+                    "image_sha256 TEXT NOT NULL, analyzer TEXT NOT NULL, provider TEXT, model TEXT, prompt_hash TEXT, "
+                    "category TEXT, "
                     "summary TEXT, tags TEXT, text_seen TEXT, raw_response TEXT, thumbnail_key TEXT, "
                     "created_at TEXT DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (item, version))"
                 ),
@@ -245,7 +248,10 @@ class SqliteAnalysisStore(AnalysisStore):
     def latest(self, item: str) -> LatestAnalysis | None:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT version, image_sha256, analyzer, raw_response FROM analyses WHERE item = ? ORDER BY version DESC LIMIT 1",
+                (
+                    "SELECT version, image_sha256, analyzer, raw_response FROM analyses WHERE item = ? ORDER BY version "
+                    "DESC LIMIT 1"
+                ),
                 (item,),
             ).fetchone()
         return LatestAnalysis(row[0], row[1], row[2], Analysis.from_json(json.loads(row[3]))) if row else None
@@ -270,12 +276,14 @@ class PostgresAnalysisStore(AnalysisStore):
 
         conn = psycopg.connect(self.dsn, autocommit=True)
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS rag_image_analysis_cache (image_sha256 text, analyzer text, analysis jsonb NOT NULL, "
+            "CREATE TABLE IF NOT EXISTS rag_image_analysis_cache (image_sha256 text, analyzer text, analysis jsonb "
+            "NOT NULL, "
             "created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (image_sha256, analyzer))"
         )
         conn.execute(
             "CREATE TABLE IF NOT EXISTS rag_image_analyses (item text, user_id text NOT NULL, item_key text NOT NULL, "
-            "version integer, image_sha256 text NOT NULL, analyzer text NOT NULL, provider text, model text, prompt_hash text, "
+            "version integer, image_sha256 text NOT NULL, analyzer text NOT NULL, provider text, model text, "
+            "prompt_hash text, "
             "category text, summary text, tags text, text_seen text, raw_response jsonb, thumbnail_key text, "
             "created_at timestamptz NOT NULL DEFAULT now(), "
             "search_vector tsvector GENERATED ALWAYS AS (to_tsvector('english', coalesce(category, '') || ' ' || "
@@ -299,14 +307,20 @@ class PostgresAnalysisStore(AnalysisStore):
     def remember(self, image_sha256: str, analyzer: str, analysis: Analysis) -> None:
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO rag_image_analysis_cache (image_sha256, analyzer, analysis) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (
+                    "INSERT INTO rag_image_analysis_cache (image_sha256, analyzer, analysis) VALUES (%s, %s, %s) ON "
+                    "CONFLICT DO NOTHING"
+                ),
                 (image_sha256, analyzer, json.dumps(analysis.as_json())),
             )
 
     def latest(self, item: str) -> LatestAnalysis | None:
         with self._connect() as conn:
             row = conn.execute(
-                "SELECT version, image_sha256, analyzer, raw_response FROM rag_image_analyses WHERE item = %s ORDER BY version DESC LIMIT 1",
+                (
+                    "SELECT version, image_sha256, analyzer, raw_response FROM rag_image_analyses WHERE item = %s ORDER "
+                    "BY version DESC LIMIT 1"
+                ),
                 (item,),
             ).fetchone()
         return LatestAnalysis(row[0], row[1], row[2], Analysis.from_json(row[3])) if row else None

@@ -230,7 +230,10 @@ def build_notification_sensor(
         name="notifications",
         minimum_interval_seconds=2,
         default_status=default_status,
-        description="Tells each tenant what happens to its documents (RAG_NOTIFY): queued, started, ingested, unchanged, failed, deleted.",
+        description=(
+            "Tells each tenant what happens to its documents (RAG_NOTIFY): queued, started, ingested, "
+            "unchanged, failed, deleted."
+        ),
     )
     def notifications(context: dg.SensorEvaluationContext, notifier: Notifier) -> dg.SensorResult | dg.SkipReason:
         if not notifier.enabled:

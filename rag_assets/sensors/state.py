@@ -68,23 +68,27 @@ class SourceState(_SQLite):
             [
                 "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, etag TEXT, version TEXT, pass INTEGER)",
                 (
-                    "CREATE TABLE IF NOT EXISTS pending_seen (sensor TEXT, tick INTEGER, key TEXT, etag TEXT, version TEXT, "
+                    "CREATE TABLE IF NOT EXISTS pending_seen (sensor TEXT, tick INTEGER, key TEXT, etag TEXT, version "
+                    "TEXT, "
                     "pass INTEGER, PRIMARY KEY (sensor, tick, key))"
                 ),
                 (
-                    "CREATE TABLE IF NOT EXISTS requests (partition TEXT PRIMARY KEY, version TEXT, attempt INTEGER, at REAL, "
+                    "CREATE TABLE IF NOT EXISTS requests (partition TEXT PRIMARY KEY, version TEXT, attempt INTEGER, "
+                    "at REAL, "
                     "done INTEGER DEFAULT 0)"
                 ),
                 # version NULL: the request is done (the document was seen current).
                 (
-                    "CREATE TABLE IF NOT EXISTS pending_requests (sensor TEXT, tick INTEGER, partition TEXT, version TEXT, "
+                    "CREATE TABLE IF NOT EXISTS pending_requests (sensor TEXT, tick INTEGER, partition TEXT, version "
+                    "TEXT, "
                     "attempt INTEGER, at REAL, PRIMARY KEY (sensor, tick, partition))"
                 ),
                 "CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, at REAL)",
                 "CREATE TABLE IF NOT EXISTS purged (key TEXT PRIMARY KEY, at REAL)",
                 # what: 'hold' (since at), 'release', or 'purged' (at).
                 (
-                    "CREATE TABLE IF NOT EXISTS pending_guard (sensor TEXT, tick INTEGER, key TEXT, what TEXT, at REAL, "
+                    "CREATE TABLE IF NOT EXISTS pending_guard (sensor TEXT, tick INTEGER, key TEXT, what TEXT, at "
+                    "REAL, "
                     "PRIMARY KEY (sensor, tick, key, what))"
                 ),
             ],
@@ -97,7 +101,10 @@ class SourceState(_SQLite):
         args = (self.sensor, tick)
         with self._conn:
             self._conn.execute(
-                "INSERT OR REPLACE INTO seen SELECT key, etag, version, pass FROM pending_seen WHERE sensor = ? AND tick = ?",
+                (
+                    "INSERT OR REPLACE INTO seen SELECT key, etag, version, pass FROM pending_seen WHERE sensor = ? AND "
+                    "tick = ?"
+                ),
                 args,
             )
             self._conn.execute(
@@ -146,7 +153,10 @@ class SourceState(_SQLite):
         for start in range(0, len(partitions), 500):
             part = partitions[start : start + 500]
             rows = self._conn.execute(
-                f"SELECT partition, version, attempt, at, done FROM requests WHERE partition IN ({','.join('?' * len(part))})",
+                (
+                    "SELECT partition, version, attempt, at, done FROM requests WHERE partition IN "
+                    f"({','.join('?' * len(part))})"
+                ),
                 part,
             )
             found.update((p, Request(v, a, t, bool(d))) for p, v, a, t, d in rows)
