@@ -405,7 +405,10 @@ def render(f: dict) -> str:
         ),
         f"floor: parse {fl['parse']:.1f} s + embed rag_assets' chunks {fl['embed']:.1f} s = {fl['parse_embed']:.1f} s",
         "",
-        f"{'phase (median of ' + str(f['repeat']) + ')':<28}{'LangChain s':>12}{'rag_assets s':>13}{'LangChain/rag':>15}{'rag/first':>11}{'runs':>6}",
+        (
+            f"{'phase (median of ' + str(f['repeat']) + ')':<28}{'LangChain s':>12}{'rag_assets s':>13}"
+            f"{'LangChain/rag':>15}{'rag/first':>11}{'runs':>6}"
+        ),
     ]
     for phase in PHASES:
         lc, rag = s[f"langchain {phase}"], s[f"rag_assets {phase}"]
@@ -414,7 +417,8 @@ def render(f: dict) -> str:
     lines.append(f"rag_assets first / floor: {s['rag_assets first'] / fl['parse_embed']:.2f}x")
     lines.append("")
     lines.append(
-        f"{'retrieval (by document)':<40}{'recall@5':>10}{'nDCG@10':>10}{'held-out recall@5':>19}{'held-out nDCG@10':>18}"
+        f"{'retrieval (by document)':<40}{'recall@5':>10}{'nDCG@10':>10}"
+        f"{'held-out recall@5':>19}{'held-out nDCG@10':>18}"
     )
     for system, kinds in f["quality"].items():
         for kind, q in kinds.items():

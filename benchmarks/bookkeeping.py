@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         f"medians of {args.repeat}"
     )
     print(
-        f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'loading keys':>14}{'in store_event':>16}{'ms/event':>10}"
-        f"{'vs first N':>12}"
+        f"{'N':>9}{'seconds':>10}{'ms/doc':>9}{'events/doc':>12}{'loading keys':>14}{'in store_event':>16}"
+        f"{'ms/event':>10}{'vs first N':>12}"
     )
     first = medians[sizes[0]]["seconds"]
     for n in sizes:

@@ -154,8 +154,8 @@ def pipeline(kind: str, root: Path, csv_path: str, pinecone_url: str | None, nam
         }
     config = root / f"catchup-{kind}.yaml"
     config.write_text(json.dumps({"sources": {"bench": source}}))
-    os.environ.update(DAGSTER_HOME=str(home), RAG_WORK_DIR=str(root / f"work-{kind}"), RAG_INDEX_URI=str(root / f"index-{kind}"),
-                      RAG_CATCHUP_CONFIG=str(config))  # fmt: skip
+    os.environ.update(DAGSTER_HOME=str(home), RAG_WORK_DIR=str(root / f"work-{kind}"),
+                      RAG_INDEX_URI=str(root / f"index-{kind}"), RAG_CATCHUP_CONFIG=str(config))  # fmt: skip
     defs = build_definitions(Settings.from_env())
     with dg.DagsterInstance.get() as instance:
         result = defs.resolve_job_def("bench_catchup").execute_in_process(instance=instance, partition_key=DATE)
@@ -252,8 +252,10 @@ def main() -> int:
         ("OpenAI -> Pinecone (fakes)", results["openai"]),
         ("local model -> LanceDB", results["local"]),
     ):
-        rows.append([name, f"{ours['rows']:,}", f"{base['seconds']:.1f}", f"{ours['seconds']:.1f}", f"{ours['seconds'] / base['seconds']:.2f}x",
-                     f"{base['rows_per_s']:.0f}", f"{ours['rows_per_s']:.0f}", f"{base['peak_rss_mib']:.0f}", f"{ours['peak_rss_mib']:.0f}"])  # fmt: skip
+        rows.append([name, f"{ours['rows']:,}", f"{base['seconds']:.1f}", f"{ours['seconds']:.1f}",
+                     f"{ours['seconds'] / base['seconds']:.2f}x", f"{base['rows_per_s']:.0f}",
+                     f"{ours['rows_per_s']:.0f}", f"{base['peak_rss_mib']:.0f}",
+                     f"{ours['peak_rss_mib']:.0f}"])  # fmt: skip
     headers = [
         "path", "rows", "floor s", "pipeline s", "ratio", "floor rows/s", "pipeline rows/s", "floor RSS MiB",
         "pipeline RSS MiB",

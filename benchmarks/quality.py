@@ -20,7 +20,8 @@ anchor's `write_text_pdf`) and read by `parse_document`, as the pipeline reads P
 `--format text` as a text file. Each configuration chunks every corpus, embeds the chunks,
 ranks every chunk by cosine for each query (the exact search LanceDB does on a table without
 an ANN index; `--modes` adds `hybrid` or `keyword`: the chunks written into a LanceDB table
-on disk and ranked by rag_assets.search.search, as `rag-assets query` ranks them) and scores recall@5 and nDCG@10 by document, per corpus and kind of query, on
+on disk and ranked by rag_assets.search.search, as `rag-assets query` ranks them) and scores recall@5 and nDCG@10 by
+document, per corpus and kind of query, on
 the tuning queries and the held-out ones apart. It prints what each choice costs too: chunks,
 the model's tokens, chunks longer than the model's window (their tail is not in their
 vector), embedding seconds.

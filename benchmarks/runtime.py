@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch capability": torch.backends.cpu.get_cpu_capability(),
         "bf16 flags": sorted(precision.BF16_FLAGS & flags),
         "threads": torch.get_num_threads(),
-        "load average (1 min) before, after": f"{load:.1f}, {os.getloadavg()[0]:.1f}",  # other work on the cores skews the seconds
+        # other work on the cores skews the seconds
+        "load average (1 min) before, after": f"{load:.1f}, {os.getloadavg()[0]:.1f}",
         "auto chooses": chosen.precision,
         "auto's probe": "ran or read from the cache"
         if chosen.cosine_min is not None

@@ -6,7 +6,8 @@ corpora, through the stores the pipeline writes: what DEFAULT_MODE is chosen by 
 The corpora: those of benchmarks/corpora.py (lexical, keyword and natural queries over pydoc,
 stdlib and dagster documents). Each corpus is chunked as the pipeline chunks a text file
 (RAG_CHUNK_TOKENS/RAG_CHUNK_OVERLAP, the defaults unless set), embedded with RAG_EMBEDDER
-(default the local all-MiniLM-L6-v2; vectors kept in benchmarks/out/ for the next run), and written through `replace_documents` (50 documents
+(default the local all-MiniLM-L6-v2; vectors kept in benchmarks/out/ for the next run), and written through
+`replace_documents` (50 documents
 a call, one tenant, beside a second tenant holding the same chunks, whose rows must never come
 back) into a fresh LanceDB table and a fresh pgvector table (a throwaway PostgreSQL 15,
 rag_assets_tests/pg_server.py). Then every query runs through `rag_assets.search.search` in

@@ -64,7 +64,8 @@ class Daemon:
             self.procs.append(
                 subprocess.Popen(
                     [str(DAEMON), "run", "-w", "workspace.yaml"],
-                    cwd=REPO, env=self.env or os.environ.copy(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                    cwd=REPO, env=self.env or os.environ.copy(), stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             )  # fmt: skip
 

@@ -109,7 +109,8 @@ JSONL = (
                     None,
                     None,
                     (
-                        "Travel policy\nBook trains for trips under four hours; flights need a manager's approval.\nCity "
+                        "Travel policy\nBook trains for trips under four hours; flights need a manager's "
+                        "approval.\nCity "
                         "| Hotel budget\nRotterdam | 140 euros"
                     ),
                     {},

@@ -225,7 +225,9 @@ class _Backfill(BaseHTTPRequestHandler):
             polls = sum("RagBackfill" in q for q in self.queries)
             backfill = {"__typename": "PartitionBackfill", "id": "b1", "isAssetBackfill": False, "numPartitions": 1,
                         "status": "REQUESTED" if polls == 1 else "COMPLETED_SUCCESS", "error": None,
-                        "partitionStatuses": {"results": [{"partitionName": "2025-01-01", "runId": None, "runStatus": None}]}}  # fmt: skip
+                        "partitionStatuses": {
+                            "results": [{"partitionName": "2025-01-01", "runId": None, "runStatus": None}]
+                        }}  # fmt: skip
             data = {"partitionBackfillOrError": backfill}
         body = json.dumps({"data": data}).encode()
         self.send_response(200)

@@ -183,8 +183,9 @@ def test_exif_orientation_date_and_camera():
 
 @pytest.mark.parametrize(
     "fmt, key, thumbnail_format",
-    [("PNG", "a/thumbnails/x.png", "PNG"), ("WEBP", "a/thumbnails/x.webp", "WEBP"), ("GIF", "a/thumbnails/x.gif", "GIF"),
-     ("TIFF", "a/thumbnails/x.tiff.jpg", "JPEG"), ("HEIF", "a/thumbnails/x.heic.jpg", "JPEG")],
+    [("PNG", "a/thumbnails/x.png", "PNG"), ("WEBP", "a/thumbnails/x.webp", "WEBP"),
+     ("GIF", "a/thumbnails/x.gif", "GIF"), ("TIFF", "a/thumbnails/x.tiff.jpg", "JPEG"),
+     ("HEIF", "a/thumbnails/x.heic.jpg", "JPEG")],
 )  # fmt: skip
 def test_each_image_format_gets_a_thumbnail(fmt, key, thumbnail_format):
     image = Image.new("RGBA" if fmt == "PNG" else "RGB", (2000, 1000), (10, 120, 200, 128))

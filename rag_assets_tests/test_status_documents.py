@@ -39,7 +39,8 @@ def webserver(home: Path, timeout: float = 180) -> Iterator[str]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [*command, "-m", "rag_assets.definitions", "-d", str(REPO)],
-            cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + timeout

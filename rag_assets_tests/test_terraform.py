@@ -395,7 +395,8 @@ def same_json(a, b) -> bool:
 def test_apply_from_nothing_and_outputs(deployment):
     out = deployment.outputs
     for name in ["ui_url", "queue_url", "dlq_url", "document_bucket", "work_bucket", "dagster_image_repository_url",
-                 "lambda_image_repository_url", "embed_function_name", "rds_endpoint", "cognito_user_pool_id"]:  # fmt: skip
+                 "lambda_image_repository_url", "embed_function_name", "rds_endpoint",
+                 "cognito_user_pool_id"]:  # fmt: skip
         assert out[name], name
     assert out["ui_url"].startswith("https://") and out["embed_function_name"] == f"{deployment.prefix}-embed"
     assert deployment.applied_after < 240, f"init + validate + apply took {deployment.applied_after:.0f}s"

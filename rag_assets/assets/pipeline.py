@@ -378,7 +378,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
             runtime["bf16_probe_cosine_min"] = ran.bf16_probe_cosine_min
         context.log.info(
             (
-                f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), {hits} "
+                f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), "
+                f"{hits} "
                 "from the cache"
             )
             + (f", {totals['retries']} retried call(s)" if totals["retries"] else "")

@@ -102,7 +102,8 @@ def open_image(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXEL
         raise BadDocument(
             name,
             (
-                f"image of more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than the limit of {max_pixels:,} pixels "
+                f"image of more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, more than the limit of {max_pixels:,} "
+                "pixels "
                 "(RAG_MAX_IMAGE_PIXELS)"
             ),
         ) from None

@@ -192,7 +192,8 @@ def plan_documents(
 ) -> Plan:
     """What to do about the documents under `root` that the source holds (`wanted`) and the
     keys it no longer holds (`gone`; with `complete`, every key under the root that starts
-    with `scope`, the prefix the listing covered, and is not wanted). `indexed` is the index's listing, at least of those documents; `partitions` the
+    with `scope`, the prefix the listing covered, and is not wanted). `indexed` is the index's listing, at least of
+    those documents; `partitions` the
     known document partitions in Dagster's order; `in_flight` the partitions (and, for
     purges, the object keys) some run is working on; `unreadable` partition -> the source
     etag at which its document could not be read; `requests` this sensor's last request per

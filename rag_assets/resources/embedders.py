@@ -562,7 +562,8 @@ class SqliteEmbeddingCache(EmbeddingCache):
             self.path,
             [
                 (
-                    "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY (model, "
+                    "CREATE TABLE IF NOT EXISTS embeddings (model TEXT, text_hash TEXT, vector BLOB, PRIMARY KEY "
+                    "(model, "
                     "text_hash))"
                 )
             ],

@@ -167,7 +167,8 @@ class AnalysisRecord:
         a, i = self.analysis, self.identity
         return (
             self.item, self.user_id, self.item_key, self.version, self.image_sha256, i.fingerprint, i.analyzer, i.model,
-            i.prompt_hash, a.category, a.summary, ", ".join(a.tags), a.text, json.dumps(a.as_json()), self.thumbnail_key,
+            i.prompt_hash, a.category, a.summary, ", ".join(a.tags), a.text, json.dumps(a.as_json()),
+            self.thumbnail_key,
         )  # fmt: skip
 
 
@@ -249,7 +250,8 @@ class SqliteAnalysisStore(AnalysisStore):
         with self._connect() as conn:
             row = conn.execute(
                 (
-                    "SELECT version, image_sha256, analyzer, raw_response FROM analyses WHERE item = ? ORDER BY version "
+                    "SELECT version, image_sha256, analyzer, raw_response FROM analyses WHERE item = ? ORDER BY "
+                    "version "
                     "DESC LIMIT 1"
                 ),
                 (item,),
@@ -318,7 +320,8 @@ class PostgresAnalysisStore(AnalysisStore):
         with self._connect() as conn:
             row = conn.execute(
                 (
-                    "SELECT version, image_sha256, analyzer, raw_response FROM rag_image_analyses WHERE item = %s ORDER "
+                    "SELECT version, image_sha256, analyzer, raw_response FROM rag_image_analyses WHERE item = %s "
+                    "ORDER "
                     "BY version DESC LIMIT 1"
                 ),
                 (item,),

@@ -102,7 +102,8 @@ class SourceState(_SQLite):
         with self._conn:
             self._conn.execute(
                 (
-                    "INSERT OR REPLACE INTO seen SELECT key, etag, version, pass FROM pending_seen WHERE sensor = ? AND "
+                    "INSERT OR REPLACE INTO seen SELECT key, etag, version, pass FROM pending_seen WHERE sensor = ? "
+                    "AND "
                     "tick = ?"
                 ),
                 args,
