@@ -8,7 +8,7 @@ export RAG_WORK_DIR ?= $(CURDIR)/.rag
 export RAG_INDEX_URI ?= $(CURDIR)/.rag/index
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo dev test bench bench-stores bench-search bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-runtime bench-anchor bench-csv install install-test postgres clean
+.PHONY: demo dev test lint bench bench-stores bench-search bench-sensors bench-convergence bench-catchup bench-bookkeeping bench-remote bench-scans bench-notify bench-ui bench-quality bench-runtime bench-anchor bench-csv install install-test postgres clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,11 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	trap 'kill $$service $$hub 2>/dev/null' EXIT INT TERM; \
 	RAG_EMBED_SERVICE_URL=http://127.0.0.1:$(EMBED_SERVICE_PORT) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-test: install-test postgres
+# ruff with pyproject.toml's rules and line length (ruff pinned in setup.py's test extra).
+lint: install-test
+	$(BIN)/ruff check .
+
+test: install-test postgres lint
 	$(BIN)/python -m pytest
 
 bench: install-test
