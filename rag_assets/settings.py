@@ -65,7 +65,7 @@ class Settings:
     golden_sets: str | None = None  # a folder of TENANT.jsonl golden sets, evaluated after each index write
     golden_floors: str | None = None  # recall@5=0.8,mrr=0.6,ndcg@10=0.7: below one is a warning
     golden_tolerance: float = 0.01  # a metric lower than the previous evaluation's by more is a warning
-    openai_requests_per_second: float = 20.0  # the account's limits: the catchup pipeline's by default
+    openai_requests_per_second: float = 20.0  # the OpenAI account's limits (docs/configuration.md)
     openai_tokens_per_minute: float = 1_000_000.0
 
     @property

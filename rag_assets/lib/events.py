@@ -8,7 +8,7 @@ from urllib.parse import unquote_plus
 
 CREATED, REMOVED, IGNORED = "created", "removed", "ignored"
 # Restores and storage-class transitions change neither the bytes nor the object's existence:
-# the index must not change (the CMS pipeline's archive/restore). Tagging and ACL changes neither.
+# the index must not change (an object archived and restored). Tagging and ACL changes neither.
 _NO_CHANGE_PREFIXES = ("ObjectRestore:", "LifecycleTransition", "ObjectTagging:", "ObjectAcl:", "IntelligentTiering")
 
 

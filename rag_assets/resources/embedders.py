@@ -408,8 +408,8 @@ def _server_or_backoff(state) -> float:
 
 
 class OpenAIEmbedder(Embedder):
-    """OpenAI embeddings through the official client: batched, rate limited (the catchup pipeline's
-    20 requests/s by default), retried with backoff on 429/5xx honouring Retry-After.
+    """OpenAI embeddings through the official client: batched, rate limited (20 requests/s
+    by default, docs/configuration.md), retried with backoff on 429/5xx honouring Retry-After.
     OPENAI_API_KEY and OPENAI_BASE_URL are read by the client when not given here."""
 
     model: str = "text-embedding-3-small"

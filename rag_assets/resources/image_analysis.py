@@ -152,7 +152,7 @@ def image_analyzer_from_spec(spec: str) -> ImageAnalyzer:
 
 @dataclass(frozen=True)
 class AnalysisRecord:
-    """One version of one item's analysis (seed 002's analyses table, plus how it was made)."""
+    """One version of one item's analysis (a row of the analyses table, docs/architecture.md, plus how it was made)."""
 
     item: str  # the document id: tenant + object URI
     user_id: str  # the tenant

@@ -1,5 +1,5 @@
 """Where progress notifications go (RAG_NOTIFY): nowhere, a signed webhook, API Gateway's
-WebSocket connections (seed 000's way), or the local WebSocket hub (rag_assets.notify_hub).
+WebSocket connections (docs/notifications.md), or the local WebSocket hub (rag_assets.notify_hub).
 
 Every notifier is bounded: it gives up at `deadline` (time.monotonic()) and counts what it
 could not deliver; nothing it does can hold up a run (docs/architecture.md, Notifications).
@@ -109,7 +109,7 @@ class WebhookNotifier(Notifier):
 
 
 class ApiGatewayNotifier(Notifier):
-    """Seed 000's WebSocket delivery: a tenant's connection ids from a DynamoDB table (the
+    """WebSocket delivery through API Gateway: a tenant's connection ids from a DynamoDB table (the
     tenant attribute queried through `index_name`, or the table's own key when None), each
     message posted with `apigatewaymanagementapi.post_to_connection`; a connection that is
     gone (410) is deleted from the table."""

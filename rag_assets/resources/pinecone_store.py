@@ -51,7 +51,7 @@ from rag_assets.resources.vector_stores import (
 
 log = logging.getLogger(__name__)
 
-UPSERT_BATCH = 100  # vectors per upsert request (the catchup pipeline's; Pinecone's recommendation)
+UPSERT_BATCH = 100  # vectors per upsert request (Pinecone's recommendation; docs/stores.md)
 MAX_REQUEST_BYTES = 1_800_000  # Pinecone refuses upsert requests over 2 MB; keep a margin
 MAX_METADATA_BYTES = 40_960  # Pinecone's limit per vector
 METADATA_BUDGET = 40_000  # what we allow ourselves, measured as compact ASCII JSON (an upper bound)
