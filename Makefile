@@ -64,8 +64,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	RAG_EMBED_SERVICE_URL=http://127.0.0.1:$(EMBED_SERVICE_PORT) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 # ruff with pyproject.toml's rules and line length (ruff pinned in setup.py's test extra).
+# ruff, and the layer contract of docs/architecture.md (Layout) with import-linter.
 lint: install-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: install-test postgres lint
 	$(BIN)/python -m pytest

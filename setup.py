@@ -78,6 +78,9 @@ setup(
             "hypothesis>=6.100",
             # The lint of `make test`; pinned so that a new ruff release cannot turn CI red.
             "ruff==0.17.6",
+            # The layer contract (pyproject.toml [tool.importlinter]) that `make lint` checks: no
+            # upward import, no import circle; pinned like ruff.
+            "import-linter==2.17",
         ],
     },
     entry_points={"console_scripts": ["rag-assets=rag_assets.cli:main"]},

@@ -172,7 +172,7 @@ class _Index:
     def __init__(self, command: str):
         from rag_assets.resources.embedders import embedder_from_spec
         from rag_assets.resources.pgvector_store import redact
-        from rag_assets.resources.vector_stores import vector_store_from_uri
+        from rag_assets.resources.stores import vector_store_from_uri
         from rag_assets.settings import Settings
 
         settings = Settings.from_env()

@@ -20,7 +20,7 @@ from rag_assets.resources.metabase import MetabaseClient
 from rag_assets.resources.notifiers import notifier_from_spec
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.remote_embedding import embed_runner_from_settings
-from rag_assets.resources.vector_stores import vector_store_from_uri
+from rag_assets.resources.stores import vector_store_from_uri
 from rag_assets.sensors.notify import notification_definitions
 from rag_assets.sensors.s3 import sensor_definitions
 from rag_assets.settings import Settings

@@ -14,33 +14,21 @@ the last 4 KB of a function's log, which Pipes would otherwise have to read them
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
 from dataclasses import replace
 from functools import cache
 
-import numpy as np
 from dagster_pipes import PipesMappingParamsLoader, PipesS3MessageWriter, open_dagster_pipes
 
 from rag_assets.dagster_compat import forget_pipes_context
+from rag_assets.lib.vector_files import REQUEST, encode_vectors
 from rag_assets.resources.embedders import Embedder, EmbedStats, embedder_from_spec
 from rag_assets.resources.io_manager import read_bytes, s3_client, write_bytes
 from rag_assets.settings import Settings
 
-REQUEST = "rag_embed"  # the event field (Lambda) or Pipes extra (ECS) holding the request
 SECRET_SUFFIX = "_SECRET_ARN"
-
-
-def encode_vectors(vectors: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(vectors, dtype=np.float32), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def decode_vectors(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def resolve_secrets(environ=os.environ) -> list[str]:

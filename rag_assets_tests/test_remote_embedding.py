@@ -17,7 +17,8 @@ import pytest
 
 from rag_assets.definitions import build_definitions, executor_from_settings
 from rag_assets.lib.keys import DocRef, encode_partition_key
-from rag_assets.pipes_embed import decode_vectors, encode_vectors, resolve_secrets
+from rag_assets.lib.vector_files import decode_vectors, encode_vectors
+from rag_assets.pipes_embed import resolve_secrets
 from rag_assets.resources.embedders import EmbedStats
 from rag_assets.resources.remote_embedding import (
     EcsEmbedRunner,

@@ -27,6 +27,7 @@ from rag_assets.resources.pinecone_store import (
     vector_id,
     vector_metadata,
 )
+from rag_assets.resources.stores import vector_store_from_uri
 from rag_assets.resources.vector_stores import (
     MIXED,
     DimensionMismatch,
@@ -36,7 +37,6 @@ from rag_assets.resources.vector_stores import (
     VectorStore,
     chunk_digest,
     table_name,
-    vector_store_from_uri,
 )
 from rag_assets.resources.vector_stores import (
     store_kind as kind_of_uri,

@@ -20,7 +20,8 @@ from rag_assets.lib.keys import TENANT_RULE
 from rag_assets.lib.parsing import BadDocument, stream_csv
 from rag_assets.resources.embedders import embedder_from_spec
 from rag_assets.resources.metabase import MetabaseError
-from rag_assets.resources.vector_stores import store_kind, vector_store_from_uri
+from rag_assets.resources.stores import vector_store_from_uri
+from rag_assets.resources.vector_stores import store_kind
 from rag_assets.settings import Settings
 
 

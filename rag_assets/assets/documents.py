@@ -8,7 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from rag_assets.assets.images import read_image_document
-from rag_assets.assets.pipeline import Family, SourceDocument, Unread, build_index_pipeline
+from rag_assets.assets.pipeline import Family, Unread, build_index_pipeline
 from rag_assets.lib import folders
 from rag_assets.lib.display import printable
 from rag_assets.lib.errors import describe_error
@@ -16,7 +16,7 @@ from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.identity import source_etag
 from rag_assets.lib.images import is_image
 from rag_assets.lib.keys import DocRef, check_tenant, decode_partition_key, sidecar_keys
-from rag_assets.lib.parsing import READERS, BadDocument, ParsedDocument, user_fields
+from rag_assets.lib.parsing import READERS, BadDocument, ParsedDocument, SourceDocument, user_fields
 from rag_assets.parse_sandbox import ParseSandbox
 from rag_assets.partitions import documents_partitions, known_roots
 from rag_assets.resources.config import RagConfig

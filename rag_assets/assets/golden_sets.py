@@ -12,8 +12,8 @@ from rag_assets.lib.errors import describe_error
 from rag_assets.lib.keys import is_valid_tenant
 from rag_assets.lib.retrieval_eval import BadEvalFile, eval_digest, parse_floors, read_eval_file, regressions
 from rag_assets.resources.config import GoldenConfig
+from rag_assets.resources.state import GoldenState
 from rag_assets.search import evaluate, mode_for
-from rag_assets.sensors.state import GoldenState
 
 GOLDEN_CHECK = "golden_sets"
 GOLDEN_K = 5  # recall@5

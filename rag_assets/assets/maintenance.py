@@ -24,8 +24,8 @@ from rag_assets.resources.embedders import Embedder
 from rag_assets.resources.image_analysis import AnalysisStore
 from rag_assets.resources.io_manager import PartitionedPickleIOManager
 from rag_assets.resources.object_store import ObjectStore, source_root
+from rag_assets.resources.state import SourceState, identity_of, state_file
 from rag_assets.resources.vector_stores import VectorStore
-from rag_assets.sensors.state import SourceState, identity_of, state_file
 
 INDEX_KEY = dg.AssetKey("vector_index")
 # Tags a planner puts on the runs it requests: how many documents, for which reason

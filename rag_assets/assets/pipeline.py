@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -22,8 +22,7 @@ from rag_assets.assets.metadata import add_partition_metadata
 from rag_assets.lib.chunking import Chunk, chunk_units
 from rag_assets.lib.display import printable
 from rag_assets.lib.errors import FAILED_PARTITIONS
-from rag_assets.lib.keys import DocRef
-from rag_assets.lib.parsing import ParsedDocument
+from rag_assets.lib.parsing import SourceDocument
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.embedders import EmbeddingCache, EmbedStats, embed_with_cache
 from rag_assets.resources.io_manager import WorkArea, parts_of
@@ -56,25 +55,6 @@ def unread_record(unread: Unread) -> dict:
         "document_key": unread.key,
         "reason": unread.reason,
     }
-
-
-@dataclass(frozen=True)
-class SourceDocument:
-    """A fetched, parsed document: what a family's first asset yields, per partition."""
-
-    ref: DocRef
-    content_hash: str
-    etag: str  # the source etag the index records (lib.identity.source_etag: with the sidecar's)
-    version: str  # the object's version when it was read: checked again before the write
-    size: int
-    parsed: ParsedDocument
-    metadata: dict = field(default_factory=dict)  # sidecar fields (never the project's own: lib.parsing.SYSTEM_FIELDS)
-    index_key: str | None = None  # the index's document key when it is not ref.key (a record: source/date/id)
-    refused_fields: tuple[str, ...] = ()  # what the sidecar tried to set of the project's own fields
-
-    @property
-    def document_key(self) -> str:
-        return self.index_key or self.ref.key
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from rag_assets.lib.hashing import content_hash
 from rag_assets.lib.keys import BadTenant, DocRef, check_tenant, is_valid_tenant
-from rag_assets.lib.parsing import ParsedDocument, Unit, sanitize_text
+from rag_assets.lib.parsing import ParsedDocument, SourceDocument, Unit, sanitize_text
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -175,12 +175,10 @@ def cell(row: Mapping[str, Any], column: str | None) -> str:
 
 def record_document(
     name: str, source: CatchupSource, date: str, number: int, row: Mapping[str, Any]
-) -> tuple[Any, str | None]:
+) -> tuple[SourceDocument | None, str | None]:
     """A row as a document: (SourceDocument, None), or (None, why it is skipped: "no_text",
     "no_id", "no_tenant", "bad_tenant"). The document id is stable per (tenant, source, record id); its index
     key `SOURCE/DATE/ID` says which date holds it; its etag changes with its content or date."""
-    from rag_assets.assets.pipeline import SourceDocument
-
     text = sanitize_text(cell(row, source.text_column))
     if not text:
         return None, "no_text"

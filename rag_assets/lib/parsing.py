@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
+from rag_assets.lib.keys import DocRef
 from rag_assets.lib.pages import drop_running_lines
 
 PDF_TYPES = {".pdf"}
@@ -596,3 +597,22 @@ def parse_xlsx(name: str, data: bytes, text_column: str) -> ParsedDocument:
     if not units:
         raise BadDocument(name, "Excel workbook has no rows with text")
     return ParsedDocument(kind="xlsx", units=units)
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """A fetched, parsed document: what a family's first asset yields, per partition."""
+
+    ref: DocRef
+    content_hash: str
+    etag: str  # the source etag the index records (lib.identity.source_etag: with the sidecar's)
+    version: str  # the object's version when it was read: checked again before the write
+    size: int
+    parsed: ParsedDocument
+    metadata: dict = field(default_factory=dict)  # sidecar fields (never the project's own: lib.parsing.SYSTEM_FIELDS)
+    index_key: str | None = None  # the index's document key when it is not ref.key (a record: source/date/id)
+    refused_fields: tuple[str, ...] = ()  # what the sidecar tried to set of the project's own fields
+
+    @property
+    def document_key(self) -> str:
+        return self.index_key or self.ref.key

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 
-from rag_assets.pipes_embed import REQUEST, decode_vectors
+from rag_assets.lib.vector_files import REQUEST, decode_vectors
 from rag_assets.resources.embedders import Embedder, EmbedStats
 from rag_assets.resources.io_manager import join, read_bytes, remove, s3_client, write_bytes
 from rag_assets.resources.object_store import split_s3_uri

@@ -1,4 +1,4 @@
-"""Vector stores behind one contract, chosen by RAG_INDEX_URI (`vector_store_from_uri`).
+"""Vector stores behind one contract, chosen by RAG_INDEX_URI (`rag_assets.resources.stores.vector_store_from_uri`).
 
 LanceDB lives here; pgvector in `pgvector_store.py`, Pinecone in `pinecone_store.py`. The
 contract is checked for all three by `rag_assets_tests/test_vector_store_contract.py`.
@@ -579,21 +579,3 @@ def store_kind(uri: str) -> str:
     if uri.startswith(PINECONE_SCHEME):
         return "pinecone"
     return "lancedb"
-
-
-def vector_store_from_uri(uri: str) -> VectorStore:
-    """The one place a store is picked from RAG_INDEX_URI.
-
-    `postgresql://...` or `postgres://...`: pgvector (a libpq URI, passed to psycopg as is);
-    `pinecone://INDEX[?namespace=NS][&host=URL][&index_host=URL]`: Pinecone, API key from
-    PINECONE_API_KEY; anything else: a LanceDB path or URI (`./.rag/index`, `s3://bucket/index`).
-    """
-    if uri.startswith(PG_SCHEMES):
-        from rag_assets.resources.pgvector_store import PgVectorStore
-
-        return PgVectorStore(dsn=uri)
-    if uri.startswith(PINECONE_SCHEME):
-        from rag_assets.resources.pinecone_store import PineconeStore
-
-        return PineconeStore.from_uri(uri)
-    return LanceDBStore(uri=uri)

@@ -70,8 +70,8 @@ from rag_assets.resources.config import RagConfig, SyncConfig
 from rag_assets.resources.embedders import Embedder
 from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.object_store import ObjectStore, StoredObject, source_root, split_s3_uri
+from rag_assets.resources.state import PendingAcks, SourceState, identity_of, state_file
 from rag_assets.resources.vector_stores import VectorStore
-from rag_assets.sensors.state import PendingAcks, SourceState, identity_of, state_file
 
 # Runs some run is still working on: their documents are not asked for again meanwhile.
 IN_FLIGHT = [
