@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,20 @@ from rag_assets.settings import INSTANCE_YAML, Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the moto server logs every request
+
+
+@pytest.fixture(autouse=True)
+def signal_dispositions_kept() -> Iterator[None]:
+    """Each test leaves SIGINT and SIGTERM as it found them. Dagster's command line entry points,
+    run in this process by some tests, map SIGTERM to SIGINT's handler: where the suite was
+    started with SIGINT ignored (in the background, `nohup`), SIGTERM became ignored too, and
+    every process a later test started (the notification hub) inherited it and outlived its
+    SIGTERM."""
+    kept = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in kept.items():
+        if signal.getsignal(number) != handler and handler is not None:
+            signal.signal(number, handler)
 
 
 def free_port() -> int:
