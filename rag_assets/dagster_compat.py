@@ -85,10 +85,10 @@ def add_checked_partition_metadata(
 # --- A ranged run reads the dynamic partitions' keys once (docs/decisions.md D20) -----------
 # Dagster resolves a ranged run's keys ~30 times in one run (planned events, each step's input
 # and output contexts), each by loading every key of the definition through
-# `instance.get_dynamic_partitions` (a public method): 0.3 s a time at 100,000 documents. Shadowing that method on the
-# one
-# instance object relies on Dagster's internal loads going through it; nothing public lets a
-# run share one read. No upstream issue; the same family as #14384 (one-key ranges only).
+# `instance.get_dynamic_partitions` (a public method): 0.3 s a time at 100,000 documents.
+# Shadowing that method on the one instance object relies on Dagster's internal loads going
+# through it; nothing public lets a run share one read. No upstream issue; the same family as
+# #14384 (one-key ranges only).
 
 
 @contextlib.contextmanager
