@@ -490,13 +490,30 @@ def latency_parts(instance, partition: str, uploaded: float, found: float) -> di
     return {**parts, "status": run.status.value, "run_s": run_s, "inside_run": inside}
 
 
+@contextlib.contextmanager
+def running_daemon(root: Path, env: dict):
+    """`dagster-daemon run` on the project's definitions, in a process group of its own and
+    logging to root/daemon.log, until the block ends (the whole group is stopped)."""
+    from rag_assets_tests.live import stop_group
+
+    with open(root / "daemon.log", "wb") as daemon_log:
+        daemon = subprocess.Popen(
+            [str(DAEMON), "run", "-m", "rag_assets.definitions"],
+            cwd=REPO, env=env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield daemon
+    finally:
+        stop_group(daemon, grace=15)
+
+
 def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = False) -> dict:
     import dagster as dg
 
     from rag_assets.definitions import build_resources
     from rag_assets.lib.keys import DocRef, encode_partition_key
     from rag_assets.settings import Settings
-    from rag_assets_tests.live import embed_service, stop_group
+    from rag_assets_tests.live import embed_service
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "AWS_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(new_home(root / "dagster_home")), RAG_WORK_DIR=str(root / "rag"),
@@ -527,32 +544,28 @@ def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = Fa
     embedder, store = resources["embedder"], resources["vector_store"]
     model, dimension = embedder.model_id, embedder.dimension
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
-    with open(root / "daemon.log", "wb") as daemon_log:
-        daemon = subprocess.Popen(
-            [str(DAEMON), "run", "-m", "rag_assets.definitions"],
-            cwd=REPO, env=env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    log(f"e2e {mode}: dagster-daemon pid {daemon.pid}")
     docs = []
     try:
-        for i in range(documents + 1):  # the first warms up: daemon start, code server, first run
-            key, text = f"acme/latency-{i}.txt", f"Latency probe {i}: the walrus {uuid.uuid4().hex} sings."
-            vector = embedder.embed([text])[0]
-            uploaded = time.time()
-            upload(key, text)
-            while key not in {h.key for h in store.query(model, dimension, vector, tenant="acme", k=5)}:
-                if daemon.poll() is not None or time.time() - uploaded > 300:
-                    tail = (root / "daemon.log").read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"{key} not queryable after {time.time() - uploaded:.0f}s; daemon log:\n{tail}")
-                time.sleep(0.1)
-            found = time.time()
-            partition = encode_partition_key(DocRef("acme", doc_root, key))
-            parts = latency_parts(instance, partition, uploaded, found)
-            docs.append({"latency_s": found - uploaded, "warmup": i == 0, **parts})
-            log(f"e2e {mode}: {key} queryable after {found - uploaded:.1f}s")
-            time.sleep(2 + random.uniform(0, 5))  # an idle daemon, its 5 s loop at any phase
+        with running_daemon(root, env) as daemon:
+            log(f"e2e {mode}: dagster-daemon pid {daemon.pid}")
+            for i in range(documents + 1):  # the first warms up: daemon start, code server, first run
+                key, text = f"acme/latency-{i}.txt", f"Latency probe {i}: the walrus {uuid.uuid4().hex} sings."
+                vector = embedder.embed([text])[0]
+                uploaded = time.time()
+                upload(key, text)
+                while key not in {h.key for h in store.query(model, dimension, vector, tenant="acme", k=5)}:
+                    if daemon.poll() is not None or time.time() - uploaded > 300:
+                        tail = (root / "daemon.log").read_text(errors="replace")[-3000:]
+                        waited = time.time() - uploaded
+                        raise RuntimeError(f"{key} not queryable after {waited:.0f}s; daemon log:\n{tail}")
+                    time.sleep(0.1)
+                found = time.time()
+                partition = encode_partition_key(DocRef("acme", doc_root, key))
+                parts = latency_parts(instance, partition, uploaded, found)
+                docs.append({"latency_s": found - uploaded, "warmup": i == 0, **parts})
+                log(f"e2e {mode}: {key} queryable after {found - uploaded:.1f}s")
+                time.sleep(2 + random.uniform(0, 5))  # an idle daemon, its 5 s loop at any phase
     finally:
-        stop_group(daemon, grace=15)
         services.close()
         instance.dispose()
     measured = [d["latency_s"] for d in docs if not d["warmup"]]
@@ -615,8 +628,6 @@ def bench_idle(mode: str, root: Path, moto: Moto, seconds: float) -> dict:
     after a warm-up: its ticks (how many, how long) and the CPU it and its code server used."""
     import dagster as dg
 
-    from rag_assets_tests.live import stop_group
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "AWS_", "DAGSTER_"))}
     env.update(DAGSTER_HOME=str(new_home(root / "dagster_home")), RAG_WORK_DIR=str(root / "rag"),
                RAG_INDEX_URI=str(root / "rag" / "index"), HF_HUB_OFFLINE="1")  # fmt: skip
@@ -627,28 +638,24 @@ def bench_idle(mode: str, root: Path, moto: Moto, seconds: float) -> dict:
         bucket, queue = moto.bucket(notify=True)
         env.update(moto.env, RAG_SOURCE_URI=f"s3://{bucket}/acme/", RAG_SQS_QUEUE_URL=queue)
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
-    with open(root / "daemon.log", "wb") as daemon_log:
-        daemon = subprocess.Popen(
-            [str(DAEMON), "run", "-m", "rag_assets.definitions"],
-            cwd=REPO, env=env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 300
-        while not any(s.instigator_name == mode for s in instance.all_instigator_state()):
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise RuntimeError(f"no tick of {mode}: {(root / 'daemon.log').read_text(errors='replace')[-2000:]}")
-            time.sleep(1)
-        time.sleep(20)  # the code server loaded, the first ticks behind
-        start, cpu = time.time(), group_cpu_seconds(daemon.pid)
-        time.sleep(seconds)
-        cpu, end = group_cpu_seconds(daemon.pid) - cpu, time.time()
-        ticks = {}
-        for state in instance.all_instigator_state():
-            for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, after=start, before=end):
-                if t.end_timestamp:
-                    ticks.setdefault(state.instigator_name, []).append(t.end_timestamp - t.timestamp)
+        with running_daemon(root, env) as daemon:
+            deadline = time.monotonic() + 300
+            while not any(s.instigator_name == mode for s in instance.all_instigator_state()):
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    tail = (root / "daemon.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"no tick of {mode}: {tail}")
+                time.sleep(1)
+            time.sleep(20)  # the code server loaded, the first ticks behind
+            start, cpu = time.time(), group_cpu_seconds(daemon.pid)
+            time.sleep(seconds)
+            cpu, end = group_cpu_seconds(daemon.pid) - cpu, time.time()
+            ticks = {}
+            for state in instance.all_instigator_state():
+                for t in instance.get_ticks(state.instigator_origin_id, state.selector_id, after=start, before=end):
+                    if t.end_timestamp:
+                        ticks.setdefault(state.instigator_name, []).append(t.end_timestamp - t.timestamp)
     finally:
-        stop_group(daemon, grace=15)
         instance.dispose()
     log(f"idle {mode}: {cpu:.1f} CPU s in {end - start:.0f} s, ticks {({k: len(v) for k, v in ticks.items()})}")
     return {"sensor": mode, "seconds": end - start, "cpu_s": cpu, "ticks": ticks}
