@@ -198,20 +198,18 @@ def rank_by_search(
 ) -> list[list[str]]:
     """Each query's chunks' documents as rag_assets.search ranks them in `mode`, over the chunks
     written into a fresh LanceDB table (its keyword index made as the pipeline's writes make it)."""
-    from rag_assets.lib.hashing import chunk_id
-    from rag_assets.resources.vector_stores import LanceDBStore, VectorRow
+    from search_modes import rows_by_document
+
+    from rag_assets.resources.vector_stores import LanceDBStore
     from rag_assets.search import search
 
     store = LanceDBStore(uri=tempfile.mkdtemp(prefix="rag-quality-index-"))
-    docs: dict[str, list[VectorRow]] = {}
-    for text, owner, vector in zip(texts, owners, vectors, strict=True):
-        rows = docs.setdefault(owner, [])
-        rows.append(
-            VectorRow(
-                chunk_id=chunk_id(owner, len(rows), text), tenant="bench", document_id=owner, document_key=owner,
-                ordinal=len(rows), text=text, content_hash=owner, model=embedder.model_id, vector=vector,
-            )
-        )  # fmt: skip
+    ordinals: dict[str, int] = {}
+    entries = []
+    for text, owner in zip(texts, owners, strict=True):
+        ordinals[owner] = ordinals.get(owner, -1) + 1
+        entries.append((owner, owner, ordinals[owner], text))
+    docs = rows_by_document("bench", embedder.model_id, entries, vectors)
     store.replace_documents(embedder.model_id, embedder.dimension, docs)
     found = search(store, embedder, "bench", queries, k=depth, mode=mode, vectors=query_vectors)
     return [[hit.key for hit in hits] for hits in found]

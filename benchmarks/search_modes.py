@@ -47,6 +47,7 @@ from rag_assets.lib.chunking import chunk_units
 from rag_assets.lib.hashing import chunk_id
 from rag_assets.lib.keys import DocRef
 from rag_assets.lib.parsing import parse_document
+from rag_assets.lib.retrieval_eval import Scores
 from rag_assets.resources.embedders import embedder_from_spec
 from rag_assets.resources.vector_stores import VectorRow
 from rag_assets.search import CANDIDATES, MODES, search
@@ -57,15 +58,14 @@ DOCS_PER_CALL = 50
 
 
 def load_corpora(names: list[str] | None):
-    """[(corpus name, documents, [(query, relevant documents, kind)])], and the module whose
-    distinct_documents / recall_at / ndcg_at score them."""
+    """[(corpus name, documents, [(query, relevant documents, kind)])]."""
     import corpora
 
     out = []
     for name in names or corpora.CORPORA:
         c = corpora.corpus(name)
         out.append((c.name, c.documents, [(q.text, q.relevant, q.kind) for q in c.queries]))
-    return out, corpora
+    return out
 
 
 def chunk_rows(documents: dict[str, str], embedder, settings: Settings, tenant: str, vectors=None):
@@ -80,22 +80,30 @@ def chunk_rows(documents: dict[str, str], embedder, settings: Settings, tenant: 
             chunks.append((ref, chunk))
     if vectors is None:
         vectors = cached_embed(embedder, [c.text for _, c in chunks])
+    entries = [(ref.document_id, ref.key, chunk.ordinal, chunk.text) for ref, chunk in chunks]
+    docs = rows_by_document(tenant, embedder.model_id, entries, vectors)
+    return docs, vectors
+
+
+def rows_by_document(tenant: str, model: str, entries, vectors) -> dict[str, list[VectorRow]]:
+    """{document id: rows} as the pipeline writes them, from (document id, document key,
+    ordinal, text) and each entry's vector; the content hash is the document id."""
     docs: dict[str, list[VectorRow]] = {}
-    for (ref, chunk), vector in zip(chunks, vectors, strict=True):
-        docs.setdefault(ref.document_id, []).append(
+    for (document_id, key, ordinal, text), vector in zip(entries, vectors, strict=True):
+        docs.setdefault(document_id, []).append(
             VectorRow(
-                chunk_id=chunk_id(ref.document_id, chunk.ordinal, chunk.text),
+                chunk_id=chunk_id(document_id, ordinal, text),
                 tenant=tenant,
-                document_id=ref.document_id,
-                document_key=ref.key,
-                ordinal=chunk.ordinal,
-                text=chunk.text,
-                content_hash=ref.document_id,
-                model=embedder.model_id,
+                document_id=document_id,
+                document_key=key,
+                ordinal=ordinal,
+                text=text,
+                content_hash=document_id,
+                model=model,
                 vector=np.asarray(vector, dtype=np.float32),
             )
         )
-    return docs, vectors
+    return docs
 
 
 CACHE = ROOT / "benchmarks" / "out" / "embeddings"
@@ -124,20 +132,13 @@ def write(store, model: str, dimension: int, docs: dict[str, list[VectorRow]]) -
     return time.perf_counter() - started
 
 
-def reciprocal_rank(ranked_docs, relevant) -> float:
-    return next((1.0 / n for n, doc in enumerate(ranked_docs, start=1) if doc in relevant), 0.0)
-
-
-def evaluate(rankings: list[list[str]], queries, metrics) -> dict[str, float]:
-    """recall@5, MRR and nDCG@10 by document, over the ranked chunk documents of each query."""
-    docs = [metrics.distinct_documents(r) for r in rankings]
-    rels = [rel for _, rel, _ in queries]
-    n = len(queries)
-    return {
-        "recall@5": sum(metrics.recall_at(d, r) for d, r in zip(docs, rels, strict=True)) / n,
-        "mrr": sum(reciprocal_rank(d, r) for d, r in zip(docs, rels, strict=True)) / n,
-        "ndcg@10": sum(metrics.ndcg_at(d, r) for d, r in zip(docs, rels, strict=True)) / n,
-    }
+def evaluate(rankings: list[list[str]], queries) -> dict[str, float]:
+    """recall@5, MRR and nDCG@10 by document over each query's ranked chunk documents, as
+    `rag-assets eval` scores them (rag_assets.lib.retrieval_eval)."""
+    scores = Scores(5)
+    for ranked, (_, relevant, _) in zip(rankings, queries, strict=True):
+        scores.add(ranked, relevant)
+    return scores.means()
 
 
 def searcher(store, embedder, mode: str, k: int):
@@ -192,7 +193,7 @@ def main() -> int:
     settings = Settings.from_env()
     embedder = embedder_from_spec(settings.embedder, settings)
     embedder.embed(["warm up"])
-    corpora_list, metrics = load_corpora(args.corpora.split(",") if args.corpora else None)
+    corpora_list = load_corpora(args.corpora.split(",") if args.corpora else None)
     wanted = args.stores.split(",")
     results, notes, cleanups = [], [], []
 
@@ -253,7 +254,7 @@ def main() -> int:
                         results.append(
                             {
                                 "corpus": name, "queries": label, "n": len(subset), "store": kind, "mode": mode,
-                                **{m: round(v, 3) for m, v in evaluate(picked, subset, metrics).items()},
+                                **{m: round(v, 3) for m, v in evaluate(picked, subset).items()},
                                 "p50_ms": round(statistics.median(latencies), 2),
                             }
                         )  # fmt: skip
