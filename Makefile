@@ -55,11 +55,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 
 EMBED_SERVICE_PORT ?= 8766
 
-# dagster dev, and beside it the local model loaded once (rag_assets.embed_service) for the
+# dagster dev, and beside it the local model loaded once (rag_assets.frontends.embed_service) for the
 # runs the daemon launches; both stop together.
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m rag_assets.embed_service --port $(EMBED_SERVICE_PORT) & service=$$!; hub=; \
-	case "$$RAG_NOTIFY" in ws://*) $(BIN)/python -m rag_assets.notify_hub --url "$$RAG_NOTIFY" & hub=$$!;; esac; \
+	$(BIN)/python -m rag_assets.frontends.embed_service --port $(EMBED_SERVICE_PORT) & service=$$!; hub=; \
+	case "$$RAG_NOTIFY" in ws://*) $(BIN)/python -m rag_assets.frontends.notify_hub --url "$$RAG_NOTIFY" & hub=$$!;; esac; \
 	trap 'kill $$service $$hub 2>/dev/null' EXIT INT TERM; \
 	RAG_EMBED_SERVICE_URL=http://127.0.0.1:$(EMBED_SERVICE_PORT) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 

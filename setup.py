@@ -83,5 +83,5 @@ setup(
             "import-linter==2.17",
         ],
     },
-    entry_points={"console_scripts": ["rag-assets=rag_assets.cli:main"]},
+    entry_points={"console_scripts": ["rag-assets=rag_assets.frontends.cli:main"]},
 )

@@ -7,7 +7,7 @@ same batch embedded in-process, and what the shared embedding cache saves a fres
    Dagster step: the floor, `embedder.embed(texts)` in the step's process (the model warm),
    and the same texts through `LambdaEmbedRunner.embed_batch`: texts to S3 (moto), the real
    PipesLambdaClient and boto3 invoking the local Lambda (tests' lambda_server: a warm worker
-   process running rag_assets.pipes_embed.lambda_handler), vectors back from S3, the
+   process running rag_assets.frontends.pipes_embed.lambda_handler), vectors back from S3, the
    report through Pipes' S3 messages. Medians of `--repeats`, after one cold start (reported
    apart). Both run on this machine's CPUs: the difference is the path's overhead, not
    Lambda's speed.
@@ -63,7 +63,7 @@ def batch_figures(sizes: list[int], repeats: int, work: Path) -> dict:
     figures: dict = {}
     with FakeLambdaServer() as server:
         server.add_function(
-            "rag-embed", "rag_assets.pipes_embed.lambda_handler", {"RAG_WORK_DIR": str(work / "lambda")}
+            "rag-embed", "rag_assets.frontends.pipes_embed.lambda_handler", {"RAG_WORK_DIR": str(work / "lambda")}
         )
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = server.url
         runner = LambdaEmbedRunner(function_name="rag-embed", work_uri="s3://bench-work/rag", parallel_calls=1)

@@ -1,4 +1,4 @@
-# The embed step's Lambda (Dagster Pipes, rag_assets.pipes_embed.lambda_handler), invoked by
+# The embed step's Lambda (Dagster Pipes, rag_assets.frontends.pipes_embed.lambda_handler), invoked by
 # run tasks when RAG_EMBED_ON=lambda:<name>. No VPC: it reads and writes the work bucket and
 # calls OpenAI; its OpenAI key (an OpenAI embedder only) is read from Secrets Manager at cold
 # start (*_SECRET_ARN).
@@ -24,7 +24,7 @@ resource "aws_lambda_function" "embed" {
   architectures                  = ["x86_64"]
 
   image_config {
-    command = ["rag_assets.pipes_embed.lambda_handler"]
+    command = ["rag_assets.frontends.pipes_embed.lambda_handler"]
   }
 
   ephemeral_storage {

@@ -54,7 +54,7 @@ class Settings:
     purge_guard_fraction: float = 0.5  # more of a source's documents gone at once is held until confirmed (1: no guard)
     purge_guard_min_documents: int = 10  # ...once the index holds this many under the source
     catchup_config: str = "catchup.yaml"  # the catchup sources (docs/catchup.md)
-    embed_service_url: str | None = None  # a warm local model (python -m rag_assets.embed_service)
+    embed_service_url: str | None = None  # a warm local model (python -m rag_assets.frontends.embed_service)
     model_cache: str | None = (
         None  # the +int8 ONNX export and the bf16 probe's verdict (default ~/.cache/rag_assets/models)
     )

@@ -104,7 +104,7 @@ def stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
 
 @contextmanager
 def embed_service(log_path: Path, timeout: float = 120) -> Iterator[str]:
-    """`python -m rag_assets.embed_service` on a free port, in a process group of its own;
+    """`python -m rag_assets.frontends.embed_service` on a free port, in a process group of its own;
     yields its URL once the model is loaded (GET /health answers)."""
     import httpx
 
@@ -114,7 +114,7 @@ def embed_service(log_path: Path, timeout: float = 120) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag_assets.embed_service", "--port", str(port)],
+            [sys.executable, "-m", "rag_assets.frontends.embed_service", "--port", str(port)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:

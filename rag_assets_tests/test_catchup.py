@@ -363,7 +363,7 @@ def test_a_date_range_launched_and_watched_over_graphql(rag_env, tmp_path, monke
 
     def cli(*args: str) -> dict:
         done = subprocess.run(
-            [sys.executable, "-m", "rag_assets.cli", *args, "--json"],
+            [sys.executable, "-m", "rag_assets.frontends.cli", *args, "--json"],
             check=False,
             capture_output=True,
             text=True,

@@ -17,7 +17,7 @@ import pytest
 from rag_assets.resources.vector_stores import table_name
 from rag_assets_tests.conftest import free_port, make_pdf
 
-CLI = [sys.executable, "-m", "rag_assets.cli"]
+CLI = [sys.executable, "-m", "rag_assets.frontends.cli"]
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rag_assets.cli import INSTANCE_READY
+from rag_assets.frontends.cli import INSTANCE_READY
 
-CLI = [sys.executable, "-m", "rag_assets.cli"]
+CLI = [sys.executable, "-m", "rag_assets.frontends.cli"]
 PROCESSES = 6
 
 

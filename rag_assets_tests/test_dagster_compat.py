@@ -21,7 +21,7 @@ from dagster_pipes import (
 )
 
 from rag_assets import dagster_compat as compat
-from rag_assets.graphql_client import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from rag_assets.frontends.graphql_client import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTER = REPO / "rag_assets" / "dagster_compat.py"

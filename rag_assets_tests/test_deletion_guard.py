@@ -43,7 +43,7 @@ def move(keys: list[str], source: Path, to: Path) -> None:
 
 
 def purge_cli(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "rag_assets.cli", "purge", *args]
+    command = [sys.executable, "-m", "rag_assets.frontends.cli", "purge", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=os.environ.copy(), check=False)
 
 

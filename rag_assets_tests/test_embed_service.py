@@ -1,4 +1,4 @@
-"""The warm model: `python -m rag_assets.embed_service` as a real process, the local embedder
+"""The warm model: `python -m rag_assets.frontends.embed_service` as a real process, the local embedder
 through it, and a run that embeds through it."""
 
 from __future__ import annotations

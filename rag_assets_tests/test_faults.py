@@ -103,7 +103,7 @@ def scene(instance, s3_env, tmp_path, monkeypatch):
 
 def cli_query(text: str) -> list[dict]:
     done = subprocess.run(
-        [sys.executable, "-m", "rag_assets.cli", "query", text, "--tenant", "acme", "--json"],
+        [sys.executable, "-m", "rag_assets.frontends.cli", "query", text, "--tenant", "acme", "--json"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return json.loads(done.stdout)

@@ -25,7 +25,7 @@ from rag_assets_tests.live import dagster_dev
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "rag_assets.cli"]
+CLI = [sys.executable, "-m", "rag_assets.frontends.cli"]
 DATES = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
 GOOD_RECORDS = 1 + 2 + 4  # demo_vector_index records the day of the month; the 3rd fails
 TOKEN = "s3cret-token"
@@ -140,7 +140,7 @@ def test_bad_dates_exit_2():
     ],
 )
 def test_date_range_is_bounded(start, end, dates):
-    from rag_assets.cli import _date_range
+    from rag_assets.frontends.cli import _date_range
 
     if dates is not None:
         assert len(_date_range(start, end)) == dates
@@ -366,6 +366,6 @@ LISTED = [f"d{n}.txt: empty file (0 bytes)" for n in range(25)]
     ],
 )
 def test_error_summary(error, summary):
-    from rag_assets.graphql_client import _error_summary
+    from rag_assets.frontends.graphql_client import _error_summary
 
     assert _error_summary(error) == summary

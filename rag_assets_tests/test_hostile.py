@@ -22,7 +22,7 @@ from rag_assets_tests.test_catchup import csv_source, partition_metadata, run_da
 from rag_assets_tests.test_documents_e2e import index_rows, latest_metadata
 from rag_assets_tests.test_images import FERRY, text_image
 
-CLI = [sys.executable, "-m", "rag_assets.cli"]
+CLI = [sys.executable, "-m", "rag_assets.frontends.cli"]
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -25,9 +25,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rag_assets.cli import main as cli_main
-from rag_assets.cli import watch_line
 from rag_assets.definitions import build_definitions
+from rag_assets.frontends.cli import main as cli_main
+from rag_assets.frontends.cli import watch_line
+from rag_assets.frontends.notify_hub import run as run_hub
 from rag_assets.lib.notifications import (
     TokenRefused,
     WebhookRefused,
@@ -44,7 +45,6 @@ from rag_assets.lib.notifications import (
     verify_webhook,
     watch_token,
 )
-from rag_assets.notify_hub import run as run_hub
 from rag_assets.resources.notifiers import (
     ApiGatewayNotifier,
     NoNotifier,
@@ -519,7 +519,7 @@ def test_a_subscription_ends_when_its_token_expires(hub):
 def test_the_relay_drops_malformed_publisher_messages_and_goes_on(hub, caplog):
     from websockets.sync.client import connect
 
-    caplog.set_level("WARNING", logger="rag_assets.notify_hub")
+    caplog.set_level("WARNING", logger="rag_assets.frontends.notify_hub")
     acme = subscribe(hub, "acme", token())
     subscribed(acme)
     with connect(hub, open_timeout=5) as publisher:
@@ -550,8 +550,8 @@ class Watch:
     stdout (parsed) and on stderr, as it comes."""
 
     def __init__(self, url: str, presented: str, tenant: str = "acme", **env):
-        command = [sys.executable, "-m", "rag_assets.cli", "watch", "--tenant", tenant, "--url", url, "--json",
-                   "--backoff-seconds", "0.1", "--backoff-max-seconds", "0.3"]  # fmt: skip
+        command = [sys.executable, "-m", "rag_assets.frontends.cli", "watch", "--tenant", tenant, "--url", url,
+                   "--json", "--backoff-seconds", "0.1", "--backoff-max-seconds", "0.3"]  # fmt: skip
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=watch_env(presented, **env)
         )
@@ -572,12 +572,13 @@ class Watch:
 
 @contextmanager
 def hub_process(port: int, log, *options: str, scheme: str = "ws"):
-    """`python -m rag_assets.notify_hub` on 127.0.0.1:port, until the block ends (SIGTERM)."""
+    """`python -m rag_assets.frontends.notify_hub` on 127.0.0.1:port, until the block ends (SIGTERM)."""
     import socket
 
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag_assets.notify_hub", "--url", f"{scheme}://127.0.0.1:{port}", *options],
+            [sys.executable, "-m", "rag_assets.frontends.notify_hub", "--url", f"{scheme}://127.0.0.1:{port}",
+             *options],
             env={**os.environ, "RAG_NOTIFY_SECRET": SECRET}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
         )  # fmt: skip
 
@@ -655,7 +656,7 @@ def test_watch_prints_a_tenant_s_messages_as_json_lines(hub):
 )
 def test_watch_exits_saying_why_it_was_refused_and_does_not_retry(hub, tenant, presented, why):
     done = subprocess.run(
-        [sys.executable, "-m", "rag_assets.cli", "watch", "--tenant", tenant, "--url", hub],
+        [sys.executable, "-m", "rag_assets.frontends.cli", "watch", "--tenant", tenant, "--url", hub],
         check=False, capture_output=True, text=True, env=watch_env(presented()), timeout=60,
     )  # fmt: skip
     assert done.returncode == 1 and f"rag-assets watch: refused: {why}" in done.stderr, done.stderr

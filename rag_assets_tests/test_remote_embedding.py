@@ -1,6 +1,6 @@
 """The embeddings step on AWS Lambda through Dagster Pipes (RAG_EMBED_ON=lambda:...), end to
 end: the real PipesLambdaClient and boto3 against a local Lambda (its Invoke API in front of
-worker processes running rag_assets.pipes_embed.lambda_handler), the intermediates, texts,
+worker processes running rag_assets.frontends.pipes_embed.lambda_handler), the intermediates, texts,
 vectors and Pipes messages in moto S3. The index must equal the in-process one."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from rag_assets.definitions import build_definitions, executor_from_settings
+from rag_assets.frontends.pipes_embed import resolve_secrets
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.lib.vector_files import decode_vectors, encode_vectors
-from rag_assets.pipes_embed import resolve_secrets
 from rag_assets.resources.embedders import EmbedStats
 from rag_assets.resources.remote_embedding import (
     EcsEmbedRunner,
@@ -35,7 +35,7 @@ from rag_assets_tests.fakes.lambda_server import FakeLambdaServer
 from rag_assets_tests.test_documents_e2e import corpus, latest_metadata, run_ingest
 
 MODEL = "local:all-MiniLM-L6-v2"
-HANDLER = "rag_assets.pipes_embed.lambda_handler"
+HANDLER = "rag_assets.frontends.pipes_embed.lambda_handler"
 
 
 @pytest.mark.parametrize(
@@ -279,4 +279,4 @@ def test_ecs_embedding_gives_the_same_vectors(rag_env, instance, s3_env, tmp_pat
     for chunk_id, row in want.items():
         np.testing.assert_allclose(got[chunk_id]["vector"], row["vector"], atol=1e-5)
     assert len(agent.started) == math.ceil(expected.chunks / 64) and all(t["exit"] == 0 for t in agent.started)
-    assert all(t["command"][1:] == ["-m", "rag_assets.pipes_embed"] for t in agent.started)
+    assert all(t["command"][1:] == ["-m", "rag_assets.frontends.pipes_embed"] for t in agent.started)

@@ -24,7 +24,7 @@ from rag_assets_tests.live import stop_group
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "rag_assets.cli"]
+CLI = [sys.executable, "-m", "rag_assets.frontends.cli"]
 TITLE, RED = "\x1b]0;pwned\x07", "\x1b[31m"  # retitles the terminal; turns what follows red
 GOOD = 20
 

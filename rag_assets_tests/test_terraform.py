@@ -978,7 +978,7 @@ def test_task_definitions_services_and_the_lambda(deployment):
     assert lam.get_function(FunctionName=out["embed_function_name"])["Code"]["ImageUri"] == (
         f"{out['lambda_image_repository_url']}:test-1"
     )
-    assert fn["ImageConfigResponse"]["ImageConfig"]["Command"] == ["rag_assets.pipes_embed.lambda_handler"]
+    assert fn["ImageConfigResponse"]["ImageConfig"]["Command"] == ["rag_assets.frontends.pipes_embed.lambda_handler"]
     assert fn["Environment"]["Variables"] == {
         "RAG_EMBEDDER": "openai:text-embedding-3-small",
         "RAG_MODEL_CACHE": "/tmp/models",

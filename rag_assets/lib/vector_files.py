@@ -1,4 +1,4 @@
-"""What the embed step and its remote half (rag_assets.pipes_embed) exchange through the work
+"""What the embed step and its remote half (rag_assets.frontends.pipes_embed) exchange through the work
 location: the request's field name and the vectors as a .npy file (docs/architecture.md,
 Remote steps). Pure: numpy only, so the worker and the step share it without either importing
 the other."""

@@ -222,7 +222,7 @@ LOCAL_RUNTIMES = {"auto": "", "torch": "+float32", "bf16": "+bf16", "onnx-int8":
 class LocalEmbedder(Embedder):
     """sentence-transformers on the CPU, loaded once per process from a local path; or, with
     `service_url` (RAG_EMBED_SERVICE_URL), the same model already loaded by the embedding
-    service (`python -m rag_assets.embed_service`, started by `make dev`), falling back to
+    service (`python -m rag_assets.frontends.embed_service`, started by `make dev`), falling back to
     loading it here when the service does not answer.
 
     `runtime` (docs/decisions.md D29): "auto" runs torch in bfloat16 where the CPU has

@@ -1,5 +1,5 @@
 """Where progress notifications go (RAG_NOTIFY): nowhere, a signed webhook, API Gateway's
-WebSocket connections (docs/notifications.md), or the local WebSocket hub (rag_assets.notify_hub).
+WebSocket connections (docs/notifications.md), or the local WebSocket hub (rag_assets.frontends.notify_hub).
 
 Every notifier is bounded: it gives up at `deadline` (time.monotonic()) and counts what it
 could not deliver; nothing it does can hold up a run (docs/architecture.md, Notifications).
@@ -163,7 +163,7 @@ class ApiGatewayNotifier(Notifier):
 
 
 class WebSocketHubNotifier(Notifier):
-    """Publishes to the local hub (`python -m rag_assets.notify_hub`), which hands each
+    """Publishes to the local hub (`python -m rag_assets.frontends.notify_hub`), which hands each
     message to the clients subscribed to its tenant (`rag-assets watch`)."""
 
     url: str  # ws://HOST:PORT

@@ -4,7 +4,7 @@ AWS Lambda or ECS through Dagster Pipes (docs/architecture.md, Remote steps).
 The step keeps everything but the model: the embedding cache, the accounting, the
 materialization. Only the texts the cache lacks travel, through the work location on S3, in
 invocations of at most `texts_per_call` texts, `parallel_calls` at a time; each reports its
-cost back through Pipes (rag_assets.pipes_embed).
+cost back through Pipes (rag_assets.frontends.pipes_embed).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ class PipesEmbedRunner(EmbedRunner, ABC):
 
 class LambdaEmbedRunner(PipesEmbedRunner):
     """Each invocation is a synchronous call of an AWS Lambda function running
-    rag_assets.pipes_embed.lambda_handler (RAG_EMBED_ON=lambda:FUNCTION)."""
+    rag_assets.frontends.pipes_embed.lambda_handler (RAG_EMBED_ON=lambda:FUNCTION)."""
 
     function_name: str
 
@@ -202,7 +202,7 @@ def function_error(function_name: str, error: Exception) -> Exception:
 
 class EcsEmbedRunner(PipesEmbedRunner):
     """Each invocation is an ECS task of `task_definition` running `python -m
-    rag_assets.pipes_embed` (RAG_EMBED_ON=ecs:TASK_DEFINITION), in the cluster and subnets
+    rag_assets.frontends.pipes_embed` (RAG_EMBED_ON=ecs:TASK_DEFINITION), in the cluster and subnets
     given (RAG_ECS_CLUSTER, RAG_ECS_SUBNETS, RAG_ECS_SECURITY_GROUPS)."""
 
     task_definition: str
@@ -220,7 +220,7 @@ class EcsEmbedRunner(PipesEmbedRunner):
             "count": 1,
             "overrides": {
                 "containerOverrides": [
-                    {"name": self.container_name, "command": ["python", "-m", "rag_assets.pipes_embed"]}
+                    {"name": self.container_name, "command": ["python", "-m", "rag_assets.frontends.pipes_embed"]}
                 ]
             },
         }

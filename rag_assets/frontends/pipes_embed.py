@@ -3,9 +3,9 @@ Remote steps): it reads a batch of texts from the work location, embeds them wit
 embedder the step names, writes the vectors beside them and reports what it cost through
 Dagster Pipes, so the step's materialization reads as when it embeds in-process.
 
-- AWS Lambda: the image's handler is `rag_assets.pipes_embed.lambda_handler`; the request
+- AWS Lambda: the image's handler is `rag_assets.frontends.pipes_embed.lambda_handler`; the request
   and the Pipes context come in the event.
-- ECS: the task runs `python -m rag_assets.pipes_embed`; the Pipes context comes in the
+- ECS: the task runs `python -m rag_assets.frontends.pipes_embed`; the Pipes context comes in the
   environment and the request in its extras.
 
 Messages go to S3 beside the intermediates (PipesS3MessageWriter): Lambda hands back only
@@ -115,7 +115,7 @@ def lambda_handler(event: dict, context=None) -> dict:
 
 
 def main() -> None:
-    """An ECS task's entry point (`python -m rag_assets.pipes_embed`)."""
+    """An ECS task's entry point (`python -m rag_assets.frontends.pipes_embed`)."""
     resolve_secrets()
     run_with_pipes()
 

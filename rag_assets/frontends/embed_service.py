@@ -3,7 +3,8 @@ serving the OpenAI embeddings API on a local port (`make dev` starts it; runs fi
 RAG_EMBED_SERVICE_URL). A run of a few documents otherwise spends most of its time loading
 the model (docs/architecture.md, A warm model).
 
-    python -m rag_assets.embed_service [--host 127.0.0.1] [--port 8766] [--model all-MiniLM-L6-v2[+float32|+bf16|+int8]]
+    python -m rag_assets.frontends.embed_service [--host 127.0.0.1] [--port 8766]
+        [--model all-MiniLM-L6-v2[+float32|+bf16|+int8]]
 
 POST /v1/embeddings {"input": [texts], "model": MODEL_ID, "encoding_format": "base64"} answers
 {"object": "list", "model": MODEL_ID, "data": [{"index": i, "embedding": BASE64 float32}],
@@ -26,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from rag_assets.resources.embedders import Embedder, EmbedStats, embedder_from_spec, encode_vectors
 from rag_assets.settings import Settings
 
-log = logging.getLogger("rag_assets.embed_service")
+log = logging.getLogger("rag_assets.frontends.embed_service")
 MAX_TEXTS = 2048  # a request, as OpenAI's API
 
 

@@ -361,7 +361,7 @@ def _date_range(start: str, end: str | None) -> list[str]:
     import re
     from datetime import date, timedelta
 
-    from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
+    from rag_assets.frontends.graphql_client import MAX_BACKFILL_PARTITIONS
 
     def parse(option: str, text: str) -> date:
         try:
@@ -385,7 +385,7 @@ def _date_range(start: str, end: str | None) -> list[str]:
 
 
 def _remote_error(command: str, exc: Exception) -> int:
-    from rag_assets.graphql_client import DagsterUnreachable
+    from rag_assets.frontends.graphql_client import DagsterUnreachable
 
     hint = " (is `make dev` running? else give --url or RAG_DAGSTER_URL)" if isinstance(exc, DagsterUnreachable) else ""
     print(f"rag-assets {command}: {printable(exc)}{hint}", file=sys.stderr)
@@ -393,7 +393,7 @@ def _remote_error(command: str, exc: Exception) -> int:
 
 
 def cmd_catchup(args: argparse.Namespace) -> int:
-    from rag_assets.graphql_client import DagsterAPIError, launch_backfill
+    from rag_assets.frontends.graphql_client import DagsterAPIError, launch_backfill
 
     try:
         dates = _date_range(args.start_date, args.end_date)
@@ -433,7 +433,7 @@ def _print_status(report: dict) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from rag_assets.graphql_client import CANCELED, FAILED, DagsterAPIError, status, wait
+    from rag_assets.frontends.graphql_client import CANCELED, FAILED, DagsterAPIError, status, wait
 
     url = _dagster_url(args)
     try:
@@ -692,7 +692,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from rag_assets.graphql_client import MAX_BACKFILL_PARTITIONS
+    from rag_assets.frontends.graphql_client import MAX_BACKFILL_PARTITIONS
     from rag_assets.search import DEFAULT_MODE, MODES
 
     p = argparse.ArgumentParser(prog="rag-assets", description=__doc__)

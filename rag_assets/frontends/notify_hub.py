@@ -12,8 +12,8 @@ closes a subscription when its token expires or is revoked. Publishing takes
 lib.notifications.publisher_token, which no watch token is. A publisher message that is not
 a JSON object with a valid tenant is dropped and counted; the relay goes on.
 
-    python -m rag_assets.notify_hub --url ws://127.0.0.1:8765   (make dev starts it when RAG_NOTIFY=ws://...)
-    python -m rag_assets.notify_hub --url wss://0.0.0.0:8765 --certfile hub.pem --keyfile hub.key
+    python -m rag_assets.frontends.notify_hub --url ws://127.0.0.1:8765   (make dev starts it when RAG_NOTIFY=ws://...)
+    python -m rag_assets.frontends.notify_hub --url wss://0.0.0.0:8765 --certfile hub.pem --keyfile hub.key
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from rag_assets.lib.notifications import (
     verify_watch_token,
 )
 
-log = logging.getLogger("rag_assets.notify_hub")
+log = logging.getLogger("rag_assets.frontends.notify_hub")
 HELLO_SECONDS = 10.0
 RECHECK_SECONDS = 5.0  # how often a subscription's token is checked again (revoked, expired)
 POLICY_VIOLATION = 1008
