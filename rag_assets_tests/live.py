@@ -139,7 +139,7 @@ def embed_service(log_path: Path, timeout: float = 120) -> Iterator[str]:
 def dagster_dev(home: Path, port: int, module: str, env: dict, timeout: float = 180) -> Iterator[str]:
     """`dagster dev` (webserver + daemon) serving `module` on 127.0.0.1:port, DAGSTER_HOME
     `home` with the project's instance settings; yields its URL once the code is loaded."""
-    from rag_assets import graphql_client
+    from rag_assets.frontends import graphql_client
     from rag_assets.settings import INSTANCE_YAML
 
     home.mkdir(parents=True, exist_ok=True)

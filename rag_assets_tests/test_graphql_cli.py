@@ -17,7 +17,7 @@ from typing import ClassVar
 import pytest
 import requests
 
-from rag_assets import graphql_client
+from rag_assets.frontends import graphql_client
 from rag_assets_tests.conftest import free_port
 from rag_assets_tests.graphql_fixture.definitions import FAILING_DATE, FAILURE_TEXT
 from rag_assets_tests.live import dagster_dev

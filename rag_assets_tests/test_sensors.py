@@ -418,7 +418,7 @@ def ingest_runs(instance: dg.DagsterInstance) -> int:
 def test_the_listing_sensor_holds_an_emptied_folder_until_it_comes_back_or_a_person_confirms(
     instance, tmp_path, monkeypatch, rag_env, capsys
 ):
-    from rag_assets import cli
+    from rag_assets.frontends import cli
 
     keys = [f"acme/doc{n:02}.txt" for n in range(8)] + [f"globex/doc{n:02}.txt" for n in range(4)]
     inbox = local_source(tmp_path, monkeypatch, {k: f"Document {k} about harbour cranes." for k in keys})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_assets import graphql_client
+from rag_assets.frontends import graphql_client
 from rag_assets.lib.display import printable
 from rag_assets_tests.conftest import free_port
 from rag_assets_tests.live import stop_group
