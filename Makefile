@@ -27,9 +27,9 @@ $(VENV)/.installed-test: $(VENV)/.installed setup.py
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-$(DAGSTER_HOME)/dagster.yaml: rag_assets/dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp rag_assets/dagster.yaml $@
+	cp dagster.yaml $@
 
 postgres:
 	bash scripts/install-postgres.sh
@@ -63,11 +63,13 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 	trap 'kill $$service $$hub 2>/dev/null' EXIT INT TERM; \
 	RAG_EMBED_SERVICE_URL=http://127.0.0.1:$(EMBED_SERVICE_PORT) $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-# ruff with pyproject.toml's rules and line length (ruff pinned in setup.py's test extra).
-# ruff, and the layer contract of docs/architecture.md (Layout) with import-linter.
-lint: install-test
+# ruff with pyproject.toml's rules and line length (ruff pinned in setup.py's test extra), the
+# layer contract of docs/architecture.md (Layout) with import-linter, and the defs folder as
+# `dg` loads it (component YAML validated, every definition built).
+lint: install-test $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 test: install-test postgres lint
 	$(BIN)/python -m pytest

@@ -5,7 +5,6 @@ setup(
     version="0.1.0",
     description="Keep a RAG vector index in step with the documents dropped into S3, as Dagster assets.",
     packages=find_packages(exclude=["rag_assets_tests", "rag_assets_tests.*"]),
-    package_data={"rag_assets": ["dagster.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         "dagster==1.13.27",

@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rag_assets.assets.metadata import add_partition_metadata
+from rag_assets.components.metadata import add_partition_metadata
 
 parts = dg.DynamicPartitionsDefinition(name="docs")
 TIMES: dict[str, float] = {}

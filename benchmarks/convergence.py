@@ -44,7 +44,7 @@ class Scene:
     """A bucket, an environment pointing rag_assets at it, a daemon on its own DAGSTER_HOME."""
 
     def __init__(self, moto: Moto, root: Path, mode: str):
-        from rag_assets.definitions import build_resources
+        from rag_assets.defs.resources import build_resources
         from rag_assets.settings import Settings
         from rag_assets_tests.live import Daemon
 
@@ -128,8 +128,8 @@ def churn(scene: Scene) -> float:
 def floor(root: Path) -> dict[str, float]:
     """The same work in this process, no Dagster: one document read, parsed, chunked,
     embedded (model loaded) and written; and its rows deleted. Median of 5."""
-    from rag_assets.assets.documents import load_document
-    from rag_assets.assets.pipeline import DocumentEmbeddings, document_rows
+    from rag_assets.components.index_pipeline import DocumentEmbeddings, document_rows
+    from rag_assets.defs.documents.assets import load_document
     from rag_assets.lib.chunking import CHUNK_OVERLAP, CHUNK_TOKENS, chunk_units
     from rag_assets.lib.identity import pipeline_fingerprint
     from rag_assets.lib.keys import DocRef

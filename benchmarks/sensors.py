@@ -225,9 +225,9 @@ def timed(name: str, fn, count):
 
 def instrument() -> None:
     """Time, in this process only, the calls that make the coarse split of a tick."""
+    from rag_assets.defs.sync import sensors as s3
     from rag_assets.resources.event_queue import EventQueue
     from rag_assets.resources.object_store import ObjectStore
-    from rag_assets.sensors import s3
 
     EventQueue.receive = timed("receive", EventQueue.receive, len)
     EventQueue.delete = timed("ack", EventQueue.delete, int)
@@ -299,10 +299,10 @@ def index_resources(root: Path) -> dict:
 def bench_events(moto: Moto, root: Path, objects: int) -> dict:
     import dagster as dg
 
+    from rag_assets.defs.sync.sensors import build_s3_event_sensor
     from rag_assets.resources.config import SyncConfig
     from rag_assets.resources.event_queue import EventQueue
     from rag_assets.resources.object_store import ObjectStore
-    from rag_assets.sensors.s3 import build_s3_event_sensor
 
     bucket, queue = moto.bucket(notify=True)
     log(f"events: uploading {objects:,} objects to s3://{bucket}")
@@ -393,9 +393,9 @@ def bench_listing(root: Path, source_uri: str, objects: int) -> dict:
     runs would fill it, and the second finds everything current."""
     import dagster as dg
 
+    from rag_assets.defs.sync.sensors import build_listing_sensor
     from rag_assets.resources.config import SyncConfig
     from rag_assets.resources.object_store import ObjectStore
-    from rag_assets.sensors.s3 import build_listing_sensor
 
     config = SyncConfig(source_uri=source_uri, index_uri=str(root / "index"), state_dir=str(root / "state"))
     resources = {**index_resources(root), "object_store": ObjectStore(), "sync_config": config}
@@ -451,7 +451,7 @@ LATENCY_PARTS = {
     "constant) and evaluates a sensor once its minimum_interval_seconds have passed",
     "tick": "the tick: the sensor evaluated in the code server, then the daemon adds the partition, creates the run "
     "(its execution plan, its planned events) and enqueues it",
-    "queue": "enqueued -> starting: the QueuedRunCoordinator dequeues every second (rag_assets/dagster.yaml)",
+    "queue": "enqueued -> starting: the QueuedRunCoordinator dequeues every second (dagster.yaml)",
     "launch": "starting -> started: a new Python process (`dagster api execute_run`) imports dagster and loads the "
     "code location",
     "run": "started -> queryable: reading, chunking, embedding (loading the model in every run, unless a warm model "
@@ -510,7 +510,7 @@ def running_daemon(root: Path, env: dict):
 def bench_e2e(mode: str, root: Path, moto: Moto, documents: int, warm: bool = False) -> dict:
     import dagster as dg
 
-    from rag_assets.definitions import build_resources
+    from rag_assets.defs.resources import build_resources
     from rag_assets.lib.keys import DocRef, encode_partition_key
     from rag_assets.settings import Settings
     from rag_assets_tests.live import embed_service

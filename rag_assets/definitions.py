@@ -1,114 +1,29 @@
-"""The code location: one Definitions, resources chosen from the environment (Settings)."""
+"""The code location: the defs folder (rag_assets/defs, one folder per area) loaded with
+`dg`'s component tree, with the settings read from the environment once per load."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.assets.catchup import catchup_definitions
-from rag_assets.assets.documents import document_definitions
-from rag_assets.assets.maintenance import maintenance_definitions
-from rag_assets.lib.keys import check_tenant_rule
-from rag_assets.lib.retrieval_eval import parse_floors
-from rag_assets.resources.config import GoldenConfig, RagConfig, SyncConfig
-from rag_assets.resources.embedders import embedder_from_spec, embedding_cache_from_uri
-from rag_assets.resources.event_queue import EventQueue
-from rag_assets.resources.image_analysis import analysis_store_from_uri, image_analyzer_from_spec
-from rag_assets.resources.io_manager import PartitionedPickleIOManager, WorkArea
-from rag_assets.resources.metabase import MetabaseClient
-from rag_assets.resources.notifiers import notifier_from_spec
-from rag_assets.resources.object_store import ObjectStore
-from rag_assets.resources.remote_embedding import embed_runner_from_settings
-from rag_assets.resources.stores import vector_store_from_uri
-from rag_assets.sensors.notify import notification_definitions
-from rag_assets.sensors.s3 import sensor_definitions
-from rag_assets.settings import Settings
+import rag_assets.defs
+from rag_assets.settings import Settings, loading_with
 
-
-def build_resources(settings: Settings) -> dict:
-    check_tenant_rule(settings.tenant_from_key)  # a bad RAG_TENANT_FROM_KEY fails here, by name, not key by key
-    work = Path(settings.work_dir)
-    return {
-        "object_store": ObjectStore(),
-        "embedder": embedder_from_spec(settings.embedder, settings),
-        "embedding_cache": embedding_cache_from_uri(settings.embedding_cache_location),
-        "vector_store": vector_store_from_uri(settings.index_uri),
-        "work_io_manager": PartitionedPickleIOManager(base_uri=settings.work_location),
-        "work_area": WorkArea(base_uri=settings.work_location),
-        "embed_runner": embed_runner_from_settings(settings),
-        "image_analyzer": image_analyzer_from_spec(settings.image_analyzer),
-        "analysis_store": analysis_store_from_uri(settings.analyses_location),
-        "rag_config": RagConfig(
-            csv_text_column=settings.csv_text_column,
-            max_unpacked_mb=settings.max_unpacked_mb,
-            max_ocr_pages=settings.max_ocr_pages,
-            max_pdf_pages=settings.max_pdf_pages,
-            max_image_pixels=settings.max_image_pixels,
-            max_document_mb=settings.max_document_mb,
-            max_seconds_per_document=settings.max_seconds_per_document,
-            max_memory_mb=settings.max_memory_mb,
-            image_analyzer=settings.image_analyzer,
-            chunk_tokens=settings.chunk_tokens,
-            chunk_overlap=settings.chunk_overlap,
-        ),
-        "sync_config": SyncConfig(
-            source_uri=settings.source_uri,
-            index_uri=settings.index_uri,
-            tenant_rule=settings.tenant_from_key,
-            batch_size=settings.batch_size,
-            reconcile_interval_seconds=settings.reconcile_seconds if settings.sqs_queue_url else 0.0,
-            state_dir=str(work / "state"),
-            purge_guard_fraction=settings.purge_guard_fraction,
-            purge_guard_min_documents=settings.purge_guard_min_documents,
-        ),
-        "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
-        "metabase": MetabaseClient(),
-        "notifier": notifier_from_spec(settings.notify, settings.notify_secret),
-    } | golden_resources(settings)
-
-
-def golden_resources(settings: Settings) -> dict:
-    """The golden_sets checks' configuration, when RAG_GOLDEN_SETS names a folder (a bad
-    RAG_GOLDEN_FLOORS fails here, by name)."""
-    if not settings.golden_sets:
-        return {}
-    parse_floors(settings.golden_floors)
-    return {
-        "golden_config": GoldenConfig(
-            folder=settings.golden_sets,
-            floors=settings.golden_floors or "",
-            tolerance=settings.golden_tolerance,
-            state_dir=str(Path(settings.work_dir) / "state"),
-        )
-    }
-
-
-def executor_from_settings(name: str) -> dg.ExecutorDefinition:
-    """RAG_EXECUTOR: in_process (the default: a batch run loads the model once,
-    docs/architecture.md), or ecs (each step its own ECS task of the run's task definition)."""
-    if name == "in_process":
-        return dg.in_process_executor
-    if name == "ecs":
-        from dagster_aws.ecs import ecs_executor
-
-        return ecs_executor
-    raise ValueError(f"RAG_EXECUTOR={name!r}: use in_process or ecs")
+# Where pyproject.toml is in a checkout. An installed package (the deployment's image) has none:
+# the tree needs a root, not a file in it.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or Settings.from_env()
-    return dg.Definitions.merge(
-        document_definitions(settings),
-        catchup_definitions(settings),
-        maintenance_definitions(),
-        sensor_definitions(event_mode=bool(settings.sqs_queue_url)),
-        notification_definitions(settings),
-        dg.Definitions(
-            resources=build_resources(settings),
-            executor=executor_from_settings(settings.executor),
-        ),
-    )
+    """Everything in rag_assets/defs, built with `settings` (default: read from the environment)."""
+    # Dagster's loader uses its own beta and preview classes (code references, module loading):
+    # their warnings say nothing about this project, so this load does not print them.
+    with loading_with(settings or Settings.from_env()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.ComponentTree.from_module(defs_module=rag_assets.defs, project_root=PROJECT_ROOT).build_defs()
 
 
 defs = build_definitions()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag_assets.lib.chunking import CHUNK_OVERLAP, CHUNK_TOKENS
 
-# The settings of a local Dagster instance (pools, run queue, run monitoring): copied into
-# DAGSTER_HOME by the Makefile, the command line and the tests.
-INSTANCE_YAML = Path(__file__).with_name("dagster.yaml")
+# The settings of a local Dagster instance (pools, run queue, run monitoring), at the root of
+# the checkout: copied into DAGSTER_HOME by the Makefile, the command line and the tests. The
+# deployment's instance is deploy/dagster.yaml, in its image's DAGSTER_HOME.
+INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 @dataclass(frozen=True)
@@ -139,3 +142,30 @@ class Settings:
 def _names(value: str | None) -> tuple[str, ...]:
     """A comma-separated list."""
     return tuple(n.strip() for n in (value or "").split(",") if n.strip())
+
+
+# The settings the defs folder is being loaded with (rag_assets.definitions.build_definitions):
+# read from the environment once per load, or given by a test.
+_LOADING: ContextVar[Settings | None] = ContextVar("rag_assets_settings", default=None)
+
+
+@contextmanager
+def loading_with(settings: Settings) -> Iterator[Settings]:
+    """The scope in which rag_assets.defs builds its definitions with `settings`."""
+    token = _LOADING.set(settings)
+    try:
+        yield settings
+    finally:
+        _LOADING.reset(token)
+
+
+def loading_settings() -> Settings:
+    """The settings of the definitions being loaded. Outside a load it is an error, not a second
+    read of the environment: one load, one reading (docs/configuration.md)."""
+    settings = _LOADING.get()
+    if settings is None:
+        raise RuntimeError(
+            "rag_assets.defs is loaded by rag_assets.definitions.build_definitions "
+            "(dagster -m rag_assets.definitions, dg check defs), which reads the settings once"
+        )
+    return settings

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from rag_assets.assets.metadata import add_partition_metadata
+from rag_assets.components.metadata import add_partition_metadata
 from rag_assets.dagster_compat import partition_keys_read_once
 
 parts = dg.DynamicPartitionsDefinition(name="things")

@@ -13,7 +13,8 @@ import dagster as dg
 import lancedb
 import pytest
 
-from rag_assets.definitions import build_definitions, build_resources
+from rag_assets.definitions import build_definitions
+from rag_assets.defs.resources import build_resources
 from rag_assets.lib.catchup import CatchupConfigError, CatchupSource, RecordCounts, load_catchup_config, record_parts
 from rag_assets.resources.vector_stores import table_name
 from rag_assets.settings import Settings

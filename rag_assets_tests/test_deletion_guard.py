@@ -15,7 +15,7 @@ import dagster as dg
 import httpx
 import pytest
 
-from rag_assets.definitions import build_resources
+from rag_assets.defs.resources import build_resources
 from rag_assets.settings import Settings
 from rag_assets_tests.live import Daemon, embed_service, guard_evaluations, wait_for
 

@@ -10,7 +10,8 @@ import dagster as dg
 import lancedb
 import pytest
 
-from rag_assets.definitions import build_definitions, build_resources
+from rag_assets.definitions import build_definitions
+from rag_assets.defs.resources import build_resources
 from rag_assets.ingest import discover, ingest
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.resources.object_store import ObjectStore

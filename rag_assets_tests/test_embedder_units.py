@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pydantic import PrivateAttr
 
-from rag_assets.assets.pipeline import split_by_document
+from rag_assets.components.index_pipeline import split_by_document
 from rag_assets.resources.embedders import (
     Embedder,
     EmbedStats,

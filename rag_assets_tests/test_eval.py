@@ -13,7 +13,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rag_assets.definitions import build_definitions, build_resources
+from rag_assets.definitions import build_definitions
+from rag_assets.defs.resources import build_resources
 from rag_assets.ingest import discover, ingest
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.search import DEFAULT_MODE

@@ -16,7 +16,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from rag_assets.definitions import build_resources
+from rag_assets.defs.resources import build_resources
 from rag_assets.settings import Settings
 from rag_assets_tests.live import Daemon, drift, event_bucket, runs_started, wait_for
 

@@ -262,10 +262,10 @@ def test_a_document_an_older_parser_refused_is_tried_again(instance):
     An image is compared with its own pipeline (its analyzer's is part of it)."""
     import dagster as dg
 
-    from rag_assets.assets.documents import unreadable_observation
+    from rag_assets.defs.documents.assets import unreadable_observation
+    from rag_assets.defs.sync.sensors import unreadable_documents
     from rag_assets.lib.parsing import READERS
     from rag_assets.resources.config import RagConfig
-    from rag_assets.sensors.s3 import unreadable_documents
 
     old, now, photo = (f"acme|acme/{name}|s3:docs" for name in ("old.docx", "now.docx", "photo.png"))
     config = RagConfig()

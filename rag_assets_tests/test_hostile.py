@@ -135,7 +135,7 @@ def test_one_bad_document_fails_alone_across_tenants_and_is_recorded(rag_env, in
         assert unreadable(instance, inbox, key, key.split("/")[0])["reason"] == reason
 
     # The sensors leave them alone until they change: a listing pass asks for nothing.
-    from rag_assets.sensors.s3 import build_listing_sensor
+    from rag_assets.defs.sync.sensors import build_listing_sensor
     from rag_assets_tests.test_sensors import ON, Harness
 
     monkeypatch.setenv("RAG_SOURCE_URI", str(inbox))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from rag_assets.assets.images import read_image_document
+from rag_assets.defs.documents.images import read_image_document
 from rag_assets.lib.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
     analyzer_identity,
@@ -434,7 +434,7 @@ def test_images_are_indexed_and_found_and_a_new_analyzer_re_analyzes(rag_env, in
 
 
 def test_the_event_sensor_ignores_thumbnails_and_a_deleted_image_loses_its_thumbnail(instance, bucket):  # noqa: F811 - the fixture
-    from rag_assets.sensors.s3 import build_s3_event_sensor
+    from rag_assets.defs.sync.sensors import build_s3_event_sensor
 
     h = Harness(instance, build_s3_event_sensor(ON))
     bucket.put("acme/ferry.png", text_image(FERRY))
@@ -454,7 +454,7 @@ def test_the_event_sensor_ignores_thumbnails_and_a_deleted_image_loses_its_thumb
 
 
 def test_the_listing_sensor_ignores_thumbnails_in_a_folder(instance, tmp_path, monkeypatch, rag_env):
-    from rag_assets.sensors.s3 import build_listing_sensor
+    from rag_assets.defs.sync.sensors import build_listing_sensor
 
     inbox = local_source(tmp_path, monkeypatch, {"acme/ferry.png": text_image(FERRY)})
     h = Harness(instance, build_listing_sensor(ON))

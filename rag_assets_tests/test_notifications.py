@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 
 from rag_assets.definitions import build_definitions
+from rag_assets.defs.notifications.sensors import build_notification_sensor
 from rag_assets.frontends.cli import main as cli_main
 from rag_assets.frontends.cli import watch_line
 from rag_assets.frontends.notify_hub import run as run_hub
@@ -52,7 +53,6 @@ from rag_assets.resources.notifiers import (
     WebSocketHubNotifier,
     notifier_from_spec,
 )
-from rag_assets.sensors.notify import build_notification_sensor
 from rag_assets_tests.conftest import free_port
 from rag_assets_tests.fakes.webhook_receiver import WebhookReceiver
 from rag_assets_tests.live import REPO, Daemon, sensor_has_ticked, wait_for
@@ -749,7 +749,7 @@ def notify_tick(instance, sensor, notifier, cursor):
 
 
 def test_the_sensor_tells_each_tenant_its_documents_life(instance, tmp_path, monkeypatch, rag_env, receiver):
-    from rag_assets.sensors.s3 import build_listing_sensor
+    from rag_assets.defs.sync.sensors import build_listing_sensor
 
     sensor = build_notification_sensor({}, ON)
     notifier = WebhookNotifier(url=receiver.url, secret=SECRET)

@@ -76,7 +76,7 @@ def test_pipeline_runs_on_openai_by_configuration(rag_env, instance, tmp_path, s
     assert sorted(report.ingested) == ["acme/a.txt", "acme/b.txt"]
     served = [r for r in server.requests_to("/v1/embeddings") if r["status"] == 200]
     assert report.embedding_calls == len(served) == 1  # both documents in one request
-    from rag_assets.definitions import build_resources
+    from rag_assets.defs.resources import build_resources
 
     resources = build_resources(settings)
     emb, store = resources["embedder"], resources["vector_store"]

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from rag_assets.defs.sync.sensors import listing_prefix, settled
 from rag_assets.lib.identity import index_identity, pipeline_fingerprint, source_etag, split_source_etag
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.lib.reconcile import (
@@ -25,7 +26,6 @@ from rag_assets.lib.reconcile import (
     wanted_documents,
 )
 from rag_assets.resources.vector_stores import IndexedDocument
-from rag_assets.sensors.s3 import listing_prefix, settled
 
 ROOT = "s3://docs"
 PIPE = pipeline_fingerprint(160, 32, "formatted_text")
@@ -272,7 +272,7 @@ def test_a_document_is_settled_once_the_listing_is_past_its_sidecars():
 
 
 def test_purge_targets_round_trip_through_run_config():
-    from rag_assets.assets.maintenance import PurgeConfig, purge_run_config
+    from rag_assets.defs.maintenance.assets import PurgeConfig, purge_run_config
 
     target = PurgeTarget("acme/a.pdf", "s3://docs/acme/a.pdf", ("acme:s3://docs/acme/a.pdf",), (part("acme/a.pdf"),))
     config = purge_run_config([target])["ops"]["purge_deleted_documents"]["config"]

@@ -15,7 +15,8 @@ import lancedb
 import numpy as np
 import pytest
 
-from rag_assets.definitions import build_definitions, executor_from_settings
+from rag_assets.definitions import build_definitions
+from rag_assets.defs.resources import executor_from_settings
 from rag_assets.frontends.pipes_embed import resolve_secrets
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.lib.vector_files import decode_vectors, encode_vectors

@@ -11,17 +11,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from rag_assets.assets.documents import INTERMEDIATE_ASSETS
-from rag_assets.assets.maintenance import confirm_run_config, deletion_guard, index_reconciliation
 from rag_assets.dagster_compat import RUN_KEY_TAG, SENSOR_NAME_TAG
-from rag_assets.definitions import build_definitions, build_resources
+from rag_assets.definitions import build_definitions
+from rag_assets.defs.documents.assets import INTERMEDIATE_ASSETS
+from rag_assets.defs.maintenance.assets import confirm_run_config, deletion_guard, index_reconciliation
+from rag_assets.defs.resources import build_resources
+from rag_assets.defs.sync.sensors import build_listing_sensor, build_s3_event_sensor
 from rag_assets.ingest import failed_documents
 from rag_assets.lib.keys import DocRef, encode_partition_key
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import SyncConfig
 from rag_assets.resources.io_manager import partition_uri
 from rag_assets.resources.vector_stores import VectorRow
-from rag_assets.sensors.s3 import build_listing_sensor, build_s3_event_sensor
 from rag_assets.settings import Settings
 from rag_assets_tests.conftest import make_pdf
 from rag_assets_tests.live import guard_evaluations
@@ -376,7 +377,7 @@ def test_a_listing_pass_repairs_what_the_index_lost_or_never_got(instance, tmp_p
 def test_the_daily_record_counts_what_the_planners_asked_for(instance, tmp_path, monkeypatch, rag_env):
     from datetime import UTC, datetime
 
-    from rag_assets.assets.maintenance import index_reconciliation
+    from rag_assets.defs.maintenance.assets import index_reconciliation
 
     inbox = local_source(tmp_path, monkeypatch, {f"acme/{n}": f"Document {n}." for n in ("a.txt", "b.txt")})
     h = Harness(instance, build_listing_sensor(ON))

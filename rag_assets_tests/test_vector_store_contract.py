@@ -1391,7 +1391,7 @@ def write_inbox(root: Path) -> Path:
 
 
 def query_text(text: str, tenant: str, k: int = 3, where=None):
-    from rag_assets.definitions import build_resources
+    from rag_assets.defs.resources import build_resources
     from rag_assets.settings import Settings
 
     resources = build_resources(Settings.from_env())
@@ -1404,7 +1404,7 @@ def query_text(text: str, tenant: str, k: int = 3, where=None):
 def check_pipeline_end_to_end(instance, tmp_path: Path, kind: str):
     import dagster as dg
 
-    from rag_assets.definitions import build_resources
+    from rag_assets.defs.resources import build_resources
     from rag_assets.settings import Settings
 
     assert type(build_resources(Settings.from_env())["vector_store"]).__name__ == kind

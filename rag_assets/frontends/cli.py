@@ -34,6 +34,12 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
+        if not INSTANCE_YAML.exists():
+            raise SystemExit(
+                f"{config} does not exist, and there is no {INSTANCE_YAML} to copy there: "
+                "give DAGSTER_HOME an instance settings file (dagster.yaml of the repository, "
+                "or deploy/dagster.yaml)"
+            )
         with tempfile.NamedTemporaryFile("w", dir=home, prefix=".dagster.yaml.", delete=False) as out:
             out.write(INSTANCE_YAML.read_text())
         os.replace(out.name, config)
@@ -628,7 +634,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     sensors purge what is held. Purges nothing itself."""
     from collections import Counter
 
-    from rag_assets.assets.maintenance import (
+    from rag_assets.definitions import build_definitions
+    from rag_assets.defs.maintenance.assets import (
         CONFIRM_JOB,
         CONFIRM_OP,
         confirm_command,
@@ -636,7 +643,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
         guard_root,
         held_deletions,
     )
-    from rag_assets.definitions import build_definitions
     from rag_assets.ingest import LAUNCHED_BY_TAG
     from rag_assets.lib.keys import tenant_from_key
     from rag_assets.settings import Settings

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 # The step failure's metadata that names the documents of a run that could not be read
-# ({partition, key, reason}): written by vector_index (assets.pipeline), read by the command
+# ({partition, key, reason}): written by vector_index (components.index_pipeline), read by the command
 # line, the notifications and `rag-assets status` (over GraphQL).
 FAILED_PARTITIONS = "failed_partitions"
 

@@ -1,6 +1,6 @@
 """Progress notifications: the message each tenant gets about its documents, and the tokens
 and signatures that keep one tenant's messages from another (docs/architecture.md,
-Notifications). Pure functions; rag_assets.sensors.notify reads Dagster's record into them."""
+Notifications). Pure functions; rag_assets.defs.notifications.sensors reads Dagster's record into them."""
 
 from __future__ import annotations
 

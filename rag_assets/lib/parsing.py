@@ -25,7 +25,7 @@ OFFICE_TYPES = {".docx", ".pptx", ".xlsx"}
 HTML_TYPES = {".html", ".htm"}
 MAIL_TYPES = {".eml"}
 JSON_TYPES = {".json", ".jsonl"}
-# Images are read by the image family's analyzer (rag_assets.assets.images), not here.
+# Images are read by the image family's analyzer (rag_assets.defs.documents.images), not here.
 IMAGE_TYPES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 SUPPORTED_TYPES = PDF_TYPES | TEXT_TYPES | CSV_TYPES | OFFICE_TYPES | HTML_TYPES | MAIL_TYPES | JSON_TYPES | IMAGE_TYPES
 # The file types this parser reads, as unreadable documents record it: one refused by an
@@ -365,7 +365,7 @@ def parse_document(
 ) -> ParsedDocument:
     """Parse by file type. Raises BadDocument (file name + reason) for anything unreadable.
     `csv_text_column` is the column (CSV, XLSX) or field (JSON) of each record's text;
-    an image is read by the image family (assets.images), not here."""
+    an image is read by the image reader (defs.documents.images), not here."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_TYPES:
         supported = ", ".join(sorted(SUPPORTED_TYPES))

@@ -87,7 +87,7 @@ class SyncConfig(dg.ConfigurableResource):
 
 class GoldenConfig(dg.ConfigurableResource):
     """Each tenant's golden set (RAG_GOLDEN_SETS: a folder of TENANT.jsonl eval files) and how
-    the golden_sets check judges an evaluation (assets.golden_sets)."""
+    the golden_sets check judges an evaluation (components.golden_sets)."""
 
     folder: str
     floors: str = ""  # RAG_GOLDEN_FLOORS: recall@5=0.8,mrr=0.6,ndcg@10=0.7 (lib.retrieval_eval.parse_floors)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.assets.documents import INTERMEDIATE_ASSETS, ingest_documents_job
-from rag_assets.assets.images import forget_images
-from rag_assets.assets.pipeline import INDEX_WRITERS
+from rag_assets.components.index_pipeline import INDEX_WRITERS
+from rag_assets.defs.documents.assets import INTERMEDIATE_ASSETS, ingest_documents_job
+from rag_assets.defs.documents.images import forget_images
 from rag_assets.lib.errors import describe_error
 from rag_assets.lib.keys import document_tenant
 from rag_assets.lib.reconcile import PurgeTarget
@@ -305,7 +305,9 @@ def record_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=day, partition_key=day)
 
 
-def maintenance_definitions() -> dg.Definitions:
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The reconciliation record, the deletion guard, and the purge and confirmation jobs."""
     return dg.Definitions(
         assets=[index_reconciliation],
         asset_checks=[deletion_guard],

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from rag_assets.assets.images import read_image_document
-from rag_assets.assets.pipeline import Family, Unread, build_index_pipeline
+from rag_assets.components.index_pipeline import Family, Unread, build_index_pipeline
+from rag_assets.defs.documents.images import read_image_document
 from rag_assets.lib import folders
 from rag_assets.lib.display import printable
 from rag_assets.lib.errors import describe_error
@@ -23,7 +23,7 @@ from rag_assets.resources.config import RagConfig
 from rag_assets.resources.image_analysis import AnalysisStore, ImageAnalyzer
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import store_kind
-from rag_assets.settings import Settings
+from rag_assets.settings import loading_settings
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 # The document family's assets whose values the IO manager keeps per partition (a purge deletes them).
@@ -95,7 +95,7 @@ def load_document(
     **limits: int,
 ) -> SourceDocument | None:
     """The document, read and parsed within the sandbox's time and memory limits (an image by
-    `read_image`: assets.images.read_image_document, in the same sandbox); None when its
+    `read_image`: defs.documents.images.read_image_document, in the same sandbox); None when its
     object is gone (deleted since it was asked for: the purge removes it). Raises BadDocument,
     with the source etag it was read at, for anything that goes wrong with this document: one
     bad document never fails another."""
@@ -142,7 +142,7 @@ def load_document(
 def unreadable_observation(partition: str, reason: str, etag: str | None, pipeline: str) -> dg.AssetObservation:
     """What raw_documents records of a document it cannot read: the planners do not ask for it
     again until its source version, the pipeline or the file types read change
-    (sensors.s3.unreadable_documents)."""
+    (defs.sync.sensors.unreadable_documents)."""
     return dg.AssetObservation(
         asset_key=RAW_DOCUMENTS,
         partition=partition,
@@ -265,9 +265,11 @@ def build_raw_documents(backfill_policy: dg.BackfillPolicy) -> dg.AssetsDefiniti
     return raw_documents
 
 
-def document_definitions(settings: Settings) -> dg.Definitions:
+@dg.definitions
+def defs() -> dg.Definitions:
     """The document family's assets and job. A backfill of many documents from the UI runs as
     ranged runs of RAG_BATCH_SIZE documents each (the model loads once per run)."""
+    settings = loading_settings()
     policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.batch_size)
     raw = build_raw_documents(policy)
     family = Family(

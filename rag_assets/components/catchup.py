@@ -3,7 +3,8 @@ partition per date, through the same index pipeline as documents (docs/catchup.m
 
 For each source NAME of the catchup file (RAG_CATCHUP_CONFIG, default ./catchup.yaml):
 `NAME_records -> NAME_chunks -> NAME_embeddings -> NAME_vector_index`, the job
-`NAME_catchup`, and the schedule `NAME_daily` (the day before, at 01:00).
+`NAME_catchup`, and the schedule `NAME_daily` (the day before, at 01:00). The component
+`CatchupSources` (an instance in rag_assets/defs/catchup/defs.yaml) makes them.
 """
 
 
@@ -13,8 +14,8 @@ from typing import Any
 
 import dagster as dg
 
-from rag_assets.assets.metadata import add_partition_metadata
-from rag_assets.assets.pipeline import Family, build_index_pipeline
+from rag_assets.components.index_pipeline import Family, build_index_pipeline
+from rag_assets.components.metadata import add_partition_metadata
 from rag_assets.lib.catchup import CatchupSource, RecordCounts, catchup_root, load_catchup_config, record_parts
 from rag_assets.lib.keys import TENANT_RULE
 from rag_assets.lib.parsing import BadDocument, stream_csv
@@ -22,7 +23,7 @@ from rag_assets.resources.embedders import embedder_from_spec
 from rag_assets.resources.metabase import MetabaseError
 from rag_assets.resources.stores import vector_store_from_uri
 from rag_assets.resources.vector_stores import store_kind
-from rag_assets.settings import Settings
+from rag_assets.settings import Settings, loading_settings
 
 
 def metabase_rows(context: dg.AssetExecutionContext, name: str, source: CatchupSource, date: str) -> list[dict]:
@@ -105,7 +106,7 @@ def date_record(outcomes, model: str, pipeline: str, deleted: int) -> dict:
         "chunks": sum(o.chunks for o in outcomes),
         "vectors_written": sum(o.vectors_written for o in outcomes),
         "tenants": len({o.tenant for o in outcomes}),
-        # per tenant: the notifications' addressees (rag_assets.sensors.notify)
+        # per tenant: the notifications' addressees (rag_assets.defs.notifications.sensors)
         "records_by_tenant": dg.MetadataValue.json(records_by_tenant(outcomes)),
         "model": model,
         "pipeline": pipeline,
@@ -154,3 +155,14 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
         jobs.append(job)
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
 
+
+
+class CatchupSources(dg.Component, dg.Resolvable, dg.Model):
+    """The sources of the catchup file (RAG_CATCHUP_CONFIG, default ./catchup.yaml), each an
+    index family: NAME_records -> NAME_chunks -> NAME_embeddings -> NAME_vector_index, the job
+    NAME_catchup and the schedule NAME_daily. Adding a source is one block in that file; it is
+    validated when the definitions load (`dg check defs`). The file stays outside the package so
+    a deployment changes its sources without a new image (docs/decisions.md D36)."""
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return catchup_definitions(loading_settings())

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
-from rag_assets.assets.documents import ingest_documents_job
 from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
+from rag_assets.defs.documents.assets import ingest_documents_job
 from rag_assets.ingest import failed_documents
 from rag_assets.lib.catchup import load_catchup_config
 from rag_assets.lib.display import printable
@@ -38,7 +38,7 @@ from rag_assets.lib.notifications import (
 from rag_assets.lib.reconcile import partitions_in_ranges
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.notifiers import Notifier
-from rag_assets.settings import Settings
+from rag_assets.settings import loading_settings
 
 EVENTS_PER_TYPE = 500  # per event type and tick
 SEND_BUDGET_SECONDS = 20.0  # what a tick may spend delivering; the rest is dropped and counted
@@ -268,8 +268,10 @@ def build_notification_sensor(
     return notifications
 
 
-def notification_definitions(settings: Settings) -> dg.Definitions:
+@dg.definitions
+def defs() -> dg.Definitions:
     """The notification sensor: running when RAG_NOTIFY is set."""
+    settings = loading_settings()
     catchup = {name: source.tenant for name, source in load_catchup_config(settings.catchup_config).items()}
     status = dg.DefaultSensorStatus.RUNNING if settings.notify else dg.DefaultSensorStatus.STOPPED
     return dg.Definitions(sensors=[build_notification_sensor(catchup, status)])

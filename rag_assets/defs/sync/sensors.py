@@ -21,8 +21,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.assets.documents import RAW_DOCUMENTS, ingest_documents_job
-from rag_assets.assets.maintenance import (
+from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
+from rag_assets.defs.documents.assets import RAW_DOCUMENTS, ingest_documents_job
+from rag_assets.defs.maintenance.assets import (
     GUARD_CHECK,
     INDEX_KEY,
     PURGED_TAG,
@@ -33,7 +34,6 @@ from rag_assets.assets.maintenance import (
     purge_documents_job,
     purge_run_config,
 )
-from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
 from rag_assets.ingest import LAUNCHED_BY_TAG
 from rag_assets.lib.events import CREATED, BadEvent, latest_per_key, parse_message
 from rag_assets.lib.identity import source_etag, split_source_etag
@@ -72,6 +72,7 @@ from rag_assets.resources.event_queue import EventQueue
 from rag_assets.resources.object_store import ObjectStore, StoredObject, source_root, split_s3_uri
 from rag_assets.resources.state import PendingAcks, SourceState, identity_of, state_file
 from rag_assets.resources.vector_stores import VectorStore
+from rag_assets.settings import loading_settings
 
 # Runs some run is still working on: their documents are not asked for again meanwhile.
 IN_FLIGHT = [
@@ -658,9 +659,11 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
     return listing_sensor
 
 
-def sensor_definitions(event_mode: bool) -> dg.Definitions:
+@dg.definitions
+def defs() -> dg.Definitions:
     """The event sensor runs when a queue is configured; the listing sensor always (pass after
     pass without a queue, a reconciliation pass every RAG_RECONCILE_SECONDS with one)."""
+    event_mode = bool(loading_settings().sqs_queue_url)
     running, stopped = dg.DefaultSensorStatus.RUNNING, dg.DefaultSensorStatus.STOPPED
     return dg.Definitions(
         sensors=[build_s3_event_sensor(running if event_mode else stopped), build_listing_sensor(running)]

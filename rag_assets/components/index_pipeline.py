@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import dagster as dg
 import numpy as np
 
-from rag_assets.assets.golden_sets import TENANTS_WRITTEN, build_golden_check
-from rag_assets.assets.metadata import add_partition_metadata
+from rag_assets.components.golden_sets import TENANTS_WRITTEN, build_golden_check
+from rag_assets.components.metadata import add_partition_metadata
 from rag_assets.lib.chunking import Chunk, chunk_units
 from rag_assets.lib.display import printable
 from rag_assets.lib.errors import FAILED_PARTITIONS
@@ -257,7 +257,7 @@ class Family:
     # partition metadata from its outcomes, the model, the pipeline and the rows deleted
     describe: Callable[[Sequence[Outcome], str, str, int], dict] = lineage_record
     parallel_parts: int = 1  # parts embedded at a time
-    golden_sets: bool = False  # RAG_GOLDEN_SETS is set: vector_index has the golden_sets check (assets.golden_sets)
+    golden_sets: bool = False  # RAG_GOLDEN_SETS is set: vector_index has the golden_sets check (components.golden_sets)
 
 
 def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list[dg.AssetsDefinition]:

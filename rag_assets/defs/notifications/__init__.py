@@ -1,0 +1,1 @@
+"""Per-user progress notifications from what Dagster recorded."""
