@@ -6,10 +6,12 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import get_origin, get_type_hints
 
 from rag_assets.lib.chunking import CHUNK_OVERLAP, CHUNK_TOKENS
+from rag_assets.lib.images import DEFAULT_MAX_IMAGE_PIXELS
 
 # The settings of a local Dagster instance (pools, run queue, run monitoring), at the root of
 # the checkout: copied into DAGSTER_HOME by the Makefile, the command line and the tests. The
@@ -42,7 +44,7 @@ class Settings:
     max_unpacked_mb: int = 256  # an Office file (a zip) may unpack to this much (zip bombs are refused)
     max_ocr_pages: int = 100  # pages without a text layer a PDF may have OCRed
     max_pdf_pages: int = 2_000  # pages a PDF may have
-    max_image_pixels: int = 64_000_000  # pixels an image may have (checked before it is decoded)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # pixels an image may have (checked before it is decoded)
     max_document_mb: int = 512  # bytes a document may have, checked before it is read (0: no limit)
     max_seconds_per_document: float = 600.0  # reading one document (0: no limit; both 0: read in the run's process)
     max_memory_mb: int = 2048  # the address space of the process that reads documents (0: no limit)
@@ -76,6 +78,11 @@ class Settings:
         return self.work_uri or str(Path(self.work_dir) / "work")
 
     @property
+    def state_dir(self) -> str:
+        """What the sensors and checks remember between ticks (resources.state)."""
+        return str(Path(self.work_dir) / "state")
+
+    @property
     def embedding_cache_location(self) -> str:
         return self.embedding_cache_uri or str(Path(self.work_dir) / "cache" / "embeddings.sqlite")
 
@@ -90,58 +97,39 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of `env` (default: the process's environment): each field from
+        RAG_<FIELD NAME>, parsed by its type; unset or empty keeps the default."""
         env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            source_uri=env.get("RAG_SOURCE_URI") or d.source_uri,
-            sqs_queue_url=env.get("RAG_SQS_QUEUE_URL") or None,
-            index_uri=env.get("RAG_INDEX_URI") or d.index_uri,
-            embedder=env.get("RAG_EMBEDDER") or d.embedder,
-            tenant_from_key=env.get("RAG_TENANT_FROM_KEY") or d.tenant_from_key,
-            work_dir=env.get("RAG_WORK_DIR") or d.work_dir,
-            work_uri=env.get("RAG_WORK_URI") or None,
-            embedding_cache_uri=env.get("RAG_EMBEDDING_CACHE_URI") or None,
-            embed_on=env.get("RAG_EMBED_ON") or d.embed_on,
-            embed_texts_per_call=int(env.get("RAG_EMBED_TEXTS_PER_CALL") or d.embed_texts_per_call),
-            embed_parallel_calls=int(env.get("RAG_EMBED_PARALLEL_CALLS") or d.embed_parallel_calls),
-            executor=env.get("RAG_EXECUTOR") or d.executor,
-            ecs_cluster=env.get("RAG_ECS_CLUSTER") or None,
-            ecs_subnets=_names(env.get("RAG_ECS_SUBNETS")),
-            ecs_security_groups=_names(env.get("RAG_ECS_SECURITY_GROUPS")),
-            csv_text_column=env.get("RAG_CSV_TEXT_COLUMN") or d.csv_text_column,
-            max_unpacked_mb=int(env.get("RAG_MAX_UNPACKED_MB") or d.max_unpacked_mb),
-            max_ocr_pages=int(env.get("RAG_MAX_OCR_PAGES") or d.max_ocr_pages),
-            max_pdf_pages=int(env.get("RAG_MAX_PDF_PAGES") or d.max_pdf_pages),
-            max_image_pixels=int(env.get("RAG_MAX_IMAGE_PIXELS") or d.max_image_pixels),
-            max_document_mb=int(env.get("RAG_MAX_DOCUMENT_MB") or d.max_document_mb),
-            max_seconds_per_document=float(env.get("RAG_MAX_SECONDS_PER_DOCUMENT") or d.max_seconds_per_document),
-            max_memory_mb=int(env.get("RAG_MAX_MEMORY_MB") or d.max_memory_mb),
-            image_analyzer=env.get("RAG_IMAGE_ANALYZER") or d.image_analyzer,
-            analyses_uri=env.get("RAG_ANALYSES_URI") or None,
-            batch_size=int(env.get("RAG_BATCH_SIZE") or d.batch_size),
-            chunk_tokens=int(env.get("RAG_CHUNK_TOKENS") or d.chunk_tokens),
-            chunk_overlap=int(env.get("RAG_CHUNK_OVERLAP") or d.chunk_overlap),
-            reconcile_seconds=float(env.get("RAG_RECONCILE_SECONDS") or d.reconcile_seconds),
-            purge_guard_fraction=float(env.get("RAG_PURGE_GUARD_FRACTION") or d.purge_guard_fraction),
-            purge_guard_min_documents=int(env.get("RAG_PURGE_GUARD_MIN_DOCUMENTS") or d.purge_guard_min_documents),
-            catchup_config=env.get("RAG_CATCHUP_CONFIG") or d.catchup_config,
-            embed_service_url=env.get("RAG_EMBED_SERVICE_URL") or None,
-            model_cache=env.get("RAG_MODEL_CACHE") or None,
-            notify=env.get("RAG_NOTIFY") or None,
-            notify_secret=env.get("RAG_NOTIFY_SECRET") or None,
-            notify_key_id=env.get("RAG_NOTIFY_KEY_ID") or d.notify_key_id,
-            notify_revoked=env.get("RAG_NOTIFY_REVOKED") or None,
-            golden_sets=env.get("RAG_GOLDEN_SETS") or None,
-            golden_floors=env.get("RAG_GOLDEN_FLOORS") or None,
-            golden_tolerance=float(env.get("RAG_GOLDEN_TOLERANCE") or d.golden_tolerance),
-            openai_requests_per_second=float(env.get("RAG_OPENAI_REQUESTS_PER_SECOND") or d.openai_requests_per_second),
-            openai_tokens_per_minute=float(env.get("RAG_OPENAI_TOKENS_PER_MINUTE") or d.openai_tokens_per_minute),
-        )
+        types = get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            name = env_name(f.name)
+            raw = env.get(name)
+            if raw:
+                values[f.name] = parse_setting(name, raw, types[f.name])
+        return cls(**values)
 
 
-def _names(value: str | None) -> tuple[str, ...]:
-    """A comma-separated list."""
-    return tuple(n.strip() for n in (value or "").split(",") if n.strip())
+class BadSetting(ValueError):
+    """An environment variable whose value its setting cannot take; the message names both."""
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting (docs/configuration.md)."""
+    return f"RAG_{field_name.upper()}"
+
+
+def parse_setting(name: str, raw: str, kind: object) -> str | int | float | tuple[str, ...]:
+    """`raw` as a setting of type `kind`: text, a whole number, a number, or a comma-separated
+    list (tuple[str, ...])."""
+    if get_origin(kind) is tuple:
+        return tuple(n.strip() for n in raw.split(",") if n.strip())
+    if kind not in (int, float):
+        return raw
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        raise BadSetting(f"{name}={raw!r}: must be {'a whole number' if kind is int else 'a number'}") from None
 
 
 # The settings the defs folder is being loaded with (rag_assets.definitions.build_definitions):

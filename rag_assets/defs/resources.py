@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 
 from rag_assets.lib.keys import check_tenant_rule
@@ -23,7 +21,6 @@ from rag_assets.settings import Settings, loading_settings
 
 def build_resources(settings: Settings) -> dict:
     check_tenant_rule(settings.tenant_from_key)  # a bad RAG_TENANT_FROM_KEY fails here, by name, not key by key
-    work = Path(settings.work_dir)
     return {
         "object_store": ObjectStore(),
         "embedder": embedder_from_spec(settings.embedder, settings),
@@ -34,29 +31,8 @@ def build_resources(settings: Settings) -> dict:
         "embed_runner": embed_runner_from_settings(settings),
         "image_analyzer": image_analyzer_from_spec(settings.image_analyzer),
         "analysis_store": analysis_store_from_uri(settings.analyses_location),
-        "rag_config": RagConfig(
-            csv_text_column=settings.csv_text_column,
-            max_unpacked_mb=settings.max_unpacked_mb,
-            max_ocr_pages=settings.max_ocr_pages,
-            max_pdf_pages=settings.max_pdf_pages,
-            max_image_pixels=settings.max_image_pixels,
-            max_document_mb=settings.max_document_mb,
-            max_seconds_per_document=settings.max_seconds_per_document,
-            max_memory_mb=settings.max_memory_mb,
-            image_analyzer=settings.image_analyzer,
-            chunk_tokens=settings.chunk_tokens,
-            chunk_overlap=settings.chunk_overlap,
-        ),
-        "sync_config": SyncConfig(
-            source_uri=settings.source_uri,
-            index_uri=settings.index_uri,
-            tenant_rule=settings.tenant_from_key,
-            batch_size=settings.batch_size,
-            reconcile_interval_seconds=settings.reconcile_seconds if settings.sqs_queue_url else 0.0,
-            state_dir=str(work / "state"),
-            purge_guard_fraction=settings.purge_guard_fraction,
-            purge_guard_min_documents=settings.purge_guard_min_documents,
-        ),
+        "rag_config": RagConfig.from_settings(settings),
+        "sync_config": SyncConfig.from_settings(settings),
         "event_queue": EventQueue(queue_url=settings.sqs_queue_url),
         "metabase": MetabaseClient(),
         "notifier": notifier_from_spec(settings.notify, settings.notify_secret),
@@ -66,17 +42,11 @@ def build_resources(settings: Settings) -> dict:
 def golden_resources(settings: Settings) -> dict:
     """The golden_sets checks' configuration, when RAG_GOLDEN_SETS names a folder (a bad
     RAG_GOLDEN_FLOORS fails here, by name)."""
-    if not settings.golden_sets:
+    golden = GoldenConfig.from_settings(settings)
+    if golden is None:
         return {}
-    parse_floors(settings.golden_floors)
-    return {
-        "golden_config": GoldenConfig(
-            folder=settings.golden_sets,
-            floors=settings.golden_floors or "",
-            tolerance=settings.golden_tolerance,
-            state_dir=str(Path(settings.work_dir) / "state"),
-        )
-    }
+    parse_floors(golden.floors)
+    return {"golden_config": golden}
 
 
 def executor_from_settings(name: str) -> dg.ExecutorDefinition:

@@ -448,8 +448,9 @@ class OpenAIEmbedder(Embedder):
                 import openai
 
                 self._client = openai.OpenAI(
-                    api_key=self.api_key or os.environ.get("OPENAI_API_KEY"),
-                    base_url=self.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                    # None: the client reads OPENAI_API_KEY and OPENAI_BASE_URL itself, in this process
+                    api_key=self.api_key,
+                    base_url=self.base_url,
                     max_retries=0,  # retried in _request: through the limiter, and counted
                     timeout=self.timeout_seconds,
                 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -94,8 +93,9 @@ class OpenAIImageAnalyzer(ImageAnalyzer):
                 import openai
 
                 self._client = openai.OpenAI(
-                    api_key=self.api_key or os.environ.get("OPENAI_API_KEY"),
-                    base_url=self.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                    # None: the client reads OPENAI_API_KEY and OPENAI_BASE_URL itself, in this process
+                    api_key=self.api_key,
+                    base_url=self.base_url,
                     max_retries=self.max_retries,
                     timeout=self.timeout_seconds,
                 )
