@@ -24,12 +24,23 @@ def dg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_dg_checks_and_lists_the_definitions(rag_env):
     checked = dg("check", "defs")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    listed = dg("list", "defs", "--json")
+    listed = dg("list", "defs", "--json", env={**os.environ, "RAG_CATCHUP_CONFIG": str(REPO / "catchup.yaml")})
     assert listed.returncode == 0, listed.stderr
     defs = json.loads(listed.stdout)
     assert {"raw_documents", "chunks", "embeddings", "vector_index"} <= {a["asset_key"] for a in defs["assets"]}
     assert "ingest_documents" in {j["name"] for j in defs["jobs"]}
     assert "daily_reconciliation_record" in {s["name"] for s in defs["schedules"]}
+    # the catchup families, made by the CatchupSources component of defs/catchup/defs.yaml
+    families = {"exports_records", "exports_vector_index", "tickets_vector_index"}
+    assert families <= {a["asset_key"] for a in defs["assets"]}
+    assert {"exports_catchup", "tickets_catchup"} <= {j["name"] for j in defs["jobs"]}
+
+
+def test_dg_lists_the_catchup_component(rag_env):
+    listed = dg("list", "components", "--json")
+    assert listed.returncode == 0, listed.stderr
+    keys = {c["key"] for c in json.loads(listed.stdout)["items"]}
+    assert "rag_assets.components.CatchupSources" in keys
 
 
 def test_dg_check_fails_on_a_bad_catchup_file(rag_env, tmp_path):
