@@ -143,13 +143,14 @@ def superseded(object_store: ObjectStore, documents: Mapping[str, SourceDocument
     "deleted" or "changed"), one HEAD each, many at a time. Their rows are not written: the
     purge or the newer version's run does what is right."""
 
-    def now(doc: SourceDocument) -> str | None:
+    def change_since_read(doc: SourceDocument) -> str | None:
+        """How the object changed since `doc` was read: "deleted", "changed", or None (it did not)."""
         found = object_store.head(doc.ref.uri)
         return "deleted" if found is None else None if found.version == doc.version else "changed"
 
     ids = list(documents)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return {i: s for i, s in zip(ids, pool.map(now, (documents[i] for i in ids)), strict=True) if s}
+        return {i: s for i, s in zip(ids, pool.map(change_since_read, (documents[i] for i in ids)), strict=True) if s}
 
 
 def split_by_document(counts: dict, batches: list[list[int]]) -> dict:
@@ -183,7 +184,7 @@ def embed_documents(
     return out, stats, int((~fresh).sum())
 
 
-def in_order(fn: Callable, items: Iterable, window: int) -> Iterator:
+def map_in_order(fn: Callable, items: Iterable, window: int) -> Iterator:
     """fn over items, up to `window` at a time, results in order; never more than `window`
     items taken ahead (a part is loaded only when there is room for it)."""
     with ThreadPoolExecutor(max_workers=max(1, window)) as pool:
@@ -350,7 +351,7 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         # Partitions in parts (a date's records): a few parts at a time.
         for key, items in chunks.items():
             if key not in out:
-                parts = (account(r) for r in in_order(embed, parts_of(items), family.parallel_parts))
+                parts = (account(r) for r in map_in_order(embed, parts_of(items), family.parallel_parts))
                 out[key] = work_area.write_parts(context.asset_key, key, parts)
         hits = totals["hits"]
         runtime = {"embed_runtime": ", ".join(sorted(ran.runtimes))} if ran.runtimes else {}
