@@ -33,8 +33,8 @@ from rag_assets.frontends.notify_hub import run as run_hub
 from rag_assets.lib.notifications import (
     TokenRefused,
     WebhookRefused,
-    in_order,
     notification,
+    ordered_messages,
     parse_duration,
     publisher_token,
     read_watch_token,
@@ -89,7 +89,7 @@ def test_the_cursor_never_passes_an_unread_event(ids, limit, after, until):
 
 def test_messages_go_in_event_order_and_ids_are_stable():
     started, ingested = message("started", sid=5), message("ingested", sid=9)
-    assert in_order([(9, ingested), (5, started)]) == [started, ingested]
+    assert ordered_messages([(9, ingested), (5, started)]) == [started, ingested]
     assert message(sid=9).id == ingested.id  # the same event read again: the same id
     assert message(sid=9, tenant="globex").id != ingested.id
     assert set(json.loads(ingested.body())) == {"id", "type", "tenant", "document_key", "run_id", "at", "detail"}

@@ -12,7 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 import numpy as np
@@ -25,9 +25,9 @@ from rag_assets.lib.errors import FAILED_PARTITIONS
 from rag_assets.lib.parsing import SourceDocument
 from rag_assets.resources.config import RagConfig
 from rag_assets.resources.embedders import EmbeddingCache, EmbedStats, embed_with_cache
-from rag_assets.resources.io_manager import WorkArea, parts_of
+from rag_assets.resources.io_manager import Parts, WorkArea, parts_of
 from rag_assets.resources.object_store import ObjectStore
-from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, chunk_digest
+from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, VectorStore, chunk_digest
 
 # Ranged runs are how a batch of documents becomes one run (docs/architecture.md, Batching);
 # Dagster marks the parameter beta, which we accept knowingly.
@@ -143,13 +143,14 @@ def superseded(object_store: ObjectStore, documents: Mapping[str, SourceDocument
     "deleted" or "changed"), one HEAD each, many at a time. Their rows are not written: the
     purge or the newer version's run does what is right."""
 
-    def now(doc: SourceDocument) -> str | None:
+    def change_since_read(doc: SourceDocument) -> str | None:
+        """How the object changed since `doc` was read: "deleted", "changed", or None (it did not)."""
         found = object_store.head(doc.ref.uri)
         return "deleted" if found is None else None if found.version == doc.version else "changed"
 
     ids = list(documents)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        return {i: s for i, s in zip(ids, pool.map(now, (documents[i] for i in ids)), strict=True) if s}
+        return {i: s for i, s in zip(ids, pool.map(change_since_read, (documents[i] for i in ids)), strict=True) if s}
 
 
 def split_by_document(counts: dict, batches: list[list[int]]) -> dict:
@@ -183,7 +184,7 @@ def embed_documents(
     return out, stats, int((~fresh).sum())
 
 
-def in_order(fn: Callable, items: Iterable, window: int) -> Iterator:
+def map_in_order(fn: Callable, items: Iterable, window: int) -> Iterator:
     """fn over items, up to `window` at a time, results in order; never more than `window`
     items taken ahead (a part is loaded only when there is room for it)."""
     with ThreadPoolExecutor(max_workers=max(1, window)) as pool:
@@ -236,6 +237,252 @@ def lineage_record(outcomes: Sequence[Outcome], model: str, pipeline: str, delet
     return {**record, "model": model, "pipeline": pipeline, **lists}
 
 
+# A document on its way into the index: its partition key, the document, its chunks and their embeddings.
+Entry = tuple[str, SourceDocument, list[Chunk], DocumentEmbeddings]
+
+
+def aligned_parts(documents: Mapping, chunks: Mapping, embeddings: Mapping, key: str) -> Iterator[list[Entry]]:
+    """A partition's documents with their chunks and embeddings, a part at a time (a list is one part)."""
+    for docs, cs, embs in zip(parts_of(documents[key]), parts_of(chunks[key]), parts_of(embeddings[key]), strict=True):
+        yield [(key, d, c, e) for d, c, e in zip(docs, cs, embs, strict=True)]
+
+
+@dataclass
+class EmbedTotals:
+    """What an embeddings run's passes added up to, and what computed their vectors."""
+
+    vectors: int = 0
+    hits: int = 0
+    calls: int = 0
+    retries: int = 0
+    tokens: int = 0
+    waited: float = 0.0
+    ran: EmbedStats = field(default_factory=EmbedStats)  # runtimes of the vectors embedded now (none: all cached)
+
+    def add(self, result: tuple[list[DocumentEmbeddings], EmbedStats, int]) -> list[DocumentEmbeddings]:
+        """Count one pass (`embed_documents`'s result) and return its embeddings."""
+        out, stats, hits = result
+        self.vectors += sum(len(e.vectors) for e in out)
+        self.hits += hits
+        self.calls += stats.calls
+        self.retries += stats.retries
+        self.tokens += stats.tokens
+        self.waited += stats.seconds_waited
+        for runtime in stats.runtimes:
+            self.ran.ran_on(runtime, stats.bf16_probe_cosine_min)
+        return out
+
+    def runtime(self) -> dict:
+        """What computed the vectors, as metadata (nothing when all came from the cache)."""
+        runtime = {"embed_runtime": ", ".join(sorted(self.ran.runtimes))} if self.ran.runtimes else {}
+        if self.ran.bf16_probe_cosine_min is not None:
+            runtime["bf16_probe_cosine_min"] = self.ran.bf16_probe_cosine_min
+        return runtime
+
+    def summary(self) -> str:
+        """The run's log line."""
+        runtime = self.runtime()
+        return (
+            f"{self.vectors} vectors: {self.vectors - self.hits} embedded in {self.calls} call(s), "
+            f"{self.hits} from the cache"
+            + (f", {self.retries} retried call(s)" if self.retries else "")
+            + (f" ({runtime['embed_runtime']})" if runtime else "")
+        )
+
+    def metadata(self, model_id: str, dimension: int) -> dict:
+        """The batch's metadata (batch_*: each partition's own metadata is merged over it)."""
+        return {
+            "model": model_id,
+            "dimension": dimension,
+            "batch_embedding_calls": self.calls,
+            "batch_retries": self.retries,
+            "batch_api_tokens": self.tokens,
+            "batch_cache_hits": self.hits,
+            "batch_seconds_waited": round(self.waited, 3),
+            **self.runtime(),
+        }
+
+
+@dataclass
+class IndexWrites:
+    """One vector_index run's writes and what it learned of them: each partition's outcomes and
+    rows deleted, the vectors written, and the documents the read back found not as expected."""
+
+    store: VectorStore
+    model_id: str
+    dimension: int
+    pipeline_for: Callable[[str], str]  # the pipeline a document key is cut by (RagConfig.pipeline_for)
+    object_store: ObjectStore
+    check_source: bool  # HEAD each changed document before its rows are written (Family.check_source)
+    log: dg.DagsterLogManager
+    outcomes: dict[str, list[Outcome]]  # partition key -> its documents' outcomes
+    deleted: dict[str, int]  # partition key -> rows deleted as no longer in it
+    written: int = 0
+    mismatched: list[dict] = field(default_factory=list)
+    expected: dict[str, tuple] = field(default_factory=dict)  # document id -> what the index must hold after the write
+    tenants_deleted: set[str] = field(default_factory=set)  # of the rows a partition that owns a key prefix deleted
+
+    def listed(self, doc_ids: list[str]) -> Mapping:
+        """What the index holds of these documents (none asked: nothing listed)."""
+        return self.store.list_documents(self.model_id, self.dimension, document_ids=doc_ids) if doc_ids else {}
+
+    def write(self, group: list[Entry], before: Mapping) -> None:
+        """One write of a group of documents, against what the index held of them before it
+        (all of it: absent = no rows)."""
+        changed = {
+            d.ref.document_id
+            for _, d, cs, _ in group
+            if not holds(before.get(d.ref.document_id), d, cs, self.pipeline_for(d.ref.key))
+        }
+        # Under the pool's slot nothing else writes these documents: what the source holds
+        # now is what a purge or a later run acts on. Rows of a version that is gone are not written.
+        moved = {}
+        if self.check_source:
+            moved = superseded(
+                self.object_store, {d.ref.document_id: d for _, d, _, _ in group if d.ref.document_id in changed}
+            )
+        for doc_id, what in sorted(moved.items()):
+            self.log.warning(f"{doc_id}: {what} since it was read; not written (a newer run or the purge has it)")
+        rows = {
+            d.ref.document_id: document_rows(d, cs, emb, self.pipeline_for(d.ref.key))
+            for _, d, cs, emb in group
+            if d.ref.document_id in changed - set(moved)
+        }
+        self.written += self.store.replace_documents(
+            self.model_id, self.dimension, rows, held={i: before[i] for i in rows if i in before}
+        )
+        for key, doc, cs, emb in group:
+            doc_id = doc.ref.document_id
+            status = (
+                f"superseded: {moved[doc_id]}" if doc_id in moved else "ingested" if doc_id in rows else "unchanged"
+            )
+            self.outcomes[key].append(document_outcome(doc, status, cs, emb))
+            if doc_id not in moved:
+                self.expected[doc_id] = expected_state(doc, cs, self.pipeline_for(doc.ref.key))
+
+    def check(self, after: Mapping, doc_ids: Iterable[str]) -> None:
+        """Read back: each document written or unchanged is held exactly as expected."""
+        for doc_id in doc_ids:
+            if held_state(after.get(doc_id)) != self.expected[doc_id]:
+                self.mismatched.append(
+                    {"document_id": doc_id, "expected": list(self.expected[doc_id]), "found": repr(after.get(doc_id))}
+                )
+
+    def write_together(self, group: list[Entry]) -> None:
+        """Partitions in memory, written together: one write per batch, read back by id."""
+        ids = [d.ref.document_id for _, d, _, _ in group]
+        self.write(group, self.listed(ids))
+        mine = [i for i in ids if i in self.expected]
+        self.check(self.listed(mine), mine)
+
+    def write_parts(
+        self, key: str, items: Parts, parts: Iterable[list[Entry]], owns: Callable[[str], tuple[str, str]] | None
+    ) -> None:
+        """A partition in parts: listed once before (all its documents: a store lists many ids
+        its own cheapest way) and once after, written a part at a time. A partition that owns
+        an index key prefix (`owns`: a date's records) deletes what it holds there but did not write."""
+        started = time.monotonic()
+        ids = [d.ref.document_id for part in parts_of(items) for d in part]
+        before = self.listed(ids)
+        self.log.info(
+            f"{key}: {len(before)} of its {len(ids)} record(s) held, listed in {time.monotonic() - started:.1f} s"
+        )
+        for n, part in enumerate(parts, 1):
+            self.write(part, before)
+            if n % 10 == 0 or n == len(items.files):
+                self.log.info(f"{key}: part {n}/{len(items.files)} written, {self.written} vectors so far")
+        mine = [i for i in ids if i in self.expected]
+        if owns is None:
+            self.check(self.listed(mine), mine)
+        else:
+            self.delete_unwritten(key, *owns(key), in_partition=set(ids), mine=mine)
+
+    def delete_unwritten(self, key: str, key_prefix: str, root: str, in_partition: set[str], mine: list[str]) -> None:
+        """Read back a partition that owns the documents of `root` under `key_prefix`, and
+        delete those it holds there but did not write this time (never another source's)."""
+        started = time.monotonic()
+        after = self.store.list_documents(self.model_id, self.dimension, key_prefix=key_prefix)
+        self.check(after, mine)
+        gone = [doc_id for doc_id, held in after.items() if doc_id not in in_partition and owned_by(held, root)]
+        self.deleted[key] = self.store.delete_documents(self.model_id, self.dimension, gone) if gone else 0
+        self.tenants_deleted.update(after[doc_id].tenant for doc_id in gone)
+        self.log.info(
+            f"{key}: read back and {self.deleted[key]} row(s) no longer in it deleted in "
+            f"{time.monotonic() - started:.1f} s"
+        )
+
+    def every(self) -> list[Outcome]:
+        return [o for os in self.outcomes.values() for o in os]
+
+    def summary(self) -> str:
+        """The run's log line."""
+        every = self.every()
+        changed = sum(o.status == "ingested" for o in every)
+        moved = sum(o.status.startswith("superseded") for o in every)
+        deleted = sum(self.deleted.values())
+        return (
+            f"{self.written} vectors written for {changed} document(s); {len(every) - changed - moved} unchanged"
+            + (f", {moved} superseded" if moved else "")
+            + (f", {deleted} no longer in their partition deleted" if deleted else "")
+        )
+
+    def result(self, unread: int) -> dg.MaterializeResult:
+        """The batch's materialization and its rows_match_chunks check. Batch-wide figures are
+        named batch_*: each partition's own metadata is merged over them and would shadow a shared name."""
+        every = self.every()
+        changed = sum(o.status == "ingested" for o in every)
+        moved = sum(o.status.startswith("superseded") for o in every)
+        return dg.MaterializeResult(
+            metadata={
+                "batch_documents": len(every),
+                "batch_documents_unread": unread,
+                "batch_documents_written": changed,
+                "batch_documents_superseded": moved,
+                "batch_documents_deleted": sum(self.deleted.values()),
+                "batch_vectors_written": self.written,
+                TENANTS_WRITTEN: dg.MetadataValue.json(
+                    sorted(self.tenants_deleted | {o.tenant for o in every if o.status == "ingested"})
+                ),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="rows_match_chunks",
+                    passed=not self.mismatched,
+                    metadata={
+                        "documents_checked": len(every) - moved,
+                        "mismatched": dg.MetadataValue.json(self.mismatched[:100]),
+                    },
+                )
+            ],
+        )
+
+
+def partition_records(documents: Mapping, writes: IndexWrites, describe: Callable) -> dict:
+    """Each partition's metadata: an unread one's record, else the family's description of its outcomes."""
+    return {
+        key: unread_record(documents[key])
+        if isinstance(documents[key], Unread)
+        else describe(
+            writes.outcomes[key],
+            writes.model_id,
+            writes.pipeline_for(writes.outcomes[key][0].document_key if writes.outcomes[key] else ""),
+            writes.deleted[key],
+        )
+        for key in documents
+    }
+
+
+def unread_failure(unread: Mapping[str, Unread], documents: int) -> dg.Failure:
+    """The run's failure naming the documents that could not be read (after the others were written)."""
+    failed = [{"partition": key, "key": u.key, "reason": u.reason} for key, u in unread.items()]
+    listed = "\n".join(f"  {printable(f['key'])}: {printable(f['reason'])}" for f in failed)
+    return dg.Failure(
+        description=f"{len(failed)} of {documents} document(s) could not be read; the others were written:\n{listed}",
+        metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
+        allow_retries=False,
+    )
+
+
 @dataclass(frozen=True)
 class Family:
     """How a source family's index steps are built and described."""
@@ -260,6 +507,15 @@ class Family:
     golden_sets: bool = False  # RAG_GOLDEN_SETS is set: vector_index has the golden_sets check (components.golden_sets)
 
 
+def keep_form(
+    context: dg.AssetExecutionContext, work_area: WorkArea, key: str, like: list | Parts, parts: Iterable[list]
+) -> list | Parts:
+    """A partition's new value in the form of its input: a list, or Parts in the work area."""
+    if isinstance(like, list):
+        return next(iter(parts), [])
+    return work_area.write_parts(context.asset_key, key, parts)
+
+
 def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list[dg.AssetsDefinition]:
     """chunks, embeddings and vector_index assets downstream of `source` (names get the
     family's prefix), and vector_index's golden_sets check when the family has it."""
@@ -269,12 +525,6 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         "group_name": family.group_name,
     }
     chunks_name, embeddings_name, index_name = (f"{family.prefix}{n}" for n in ("chunks", "embeddings", "vector_index"))
-
-    def keep_form(context: dg.AssetExecutionContext, work_area: WorkArea, key: str, like, parts: Iterable[list]):
-        """A partition's new value in the form of its input: a list, or Parts in the work area."""
-        if isinstance(like, list):
-            return next(iter(parts), [])
-        return work_area.write_parts(context.asset_key, key, parts)
 
     @dg.asset(
         name=chunks_name,
@@ -323,61 +573,24 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         # runner sends what the cache lacks to Lambda or ECS when RAG_EMBED_ON says so.
         embedder = context.resources.embed_runner.embedder_for(context, getattr(context.resources, family.embedder_key))
         cache, work_area = context.resources.embedding_cache, context.resources.work_area
-        totals = {"vectors": 0, "hits": 0, "calls": 0, "retries": 0, "tokens": 0, "waited": 0.0}
-        ran = EmbedStats()  # what computed the vectors embedded now (none: all from the cache)
+        totals = EmbedTotals()
 
         def embed(chunk_lists: list) -> list[DocumentEmbeddings]:
             return embed_documents(embedder, cache, chunk_lists)
 
-        def account(result) -> list[DocumentEmbeddings]:
-            out, stats, hits = result
-            totals["vectors"] += sum(len(e.vectors) for e in out)
-            totals["hits"] += hits
-            totals["calls"] += stats.calls
-            totals["retries"] += stats.retries
-            totals["tokens"] += stats.tokens
-            totals["waited"] += stats.seconds_waited
-            for runtime in stats.runtimes:
-                ran.ran_on(runtime, stats.bf16_probe_cosine_min)
-            return out
-
         out = {}
         # Partitions in memory (documents) are embedded together: one pass fills the model's batches.
         in_memory = [key for key, items in chunks.items() if isinstance(items, list)]
-        together = account(embed([cs for key in in_memory for cs in chunks[key]]))
+        together = totals.add(embed([cs for key in in_memory for cs in chunks[key]]))
         for key in in_memory:
             out[key], together = together[: len(chunks[key])], together[len(chunks[key]) :]
         # Partitions in parts (a date's records): a few parts at a time.
         for key, items in chunks.items():
             if key not in out:
-                parts = (account(r) for r in in_order(embed, parts_of(items), family.parallel_parts))
+                parts = (totals.add(r) for r in map_in_order(embed, parts_of(items), family.parallel_parts))
                 out[key] = work_area.write_parts(context.asset_key, key, parts)
-        hits = totals["hits"]
-        runtime = {"embed_runtime": ", ".join(sorted(ran.runtimes))} if ran.runtimes else {}
-        if ran.bf16_probe_cosine_min is not None:
-            runtime["bf16_probe_cosine_min"] = ran.bf16_probe_cosine_min
-        context.log.info(
-            (
-                f"{totals['vectors']} vectors: {totals['vectors'] - hits} embedded in {totals['calls']} call(s), "
-                f"{hits} "
-                "from the cache"
-            )
-            + (f", {totals['retries']} retried call(s)" if totals["retries"] else "")
-            + (f" ({runtime['embed_runtime']})" if runtime else "")
-        )
-        return dg.MaterializeResult(
-            value=out,
-            metadata={
-                "model": embedder.model_id,
-                "dimension": embedder.dimension,
-                "batch_embedding_calls": totals["calls"],
-                "batch_retries": totals["retries"],
-                "batch_api_tokens": totals["tokens"],
-                "batch_cache_hits": hits,
-                "batch_seconds_waited": round(totals["waited"], 3),
-                **runtime,
-            },
-        )
+        context.log.info(totals.summary())
+        return dg.MaterializeResult(value=out, metadata=totals.metadata(embedder.model_id, embedder.dimension))
 
     @dg.asset(
         name=index_name,
@@ -408,175 +621,33 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
         batch (or per part of a partition that has parts). Documents that could not be read
         (`Unread`) are recorded with their reason, and the run fails naming them once the
         others are written."""
-        store, embedder = getattr(context.resources, family.store_key), getattr(context.resources, family.embedder_key)
-        # The pipeline each document is cut by: an image's includes its analyzer (RagConfig.pipeline_for).
-        object_store, pipeline_for = context.resources.object_store, context.resources.rag_config.pipeline_for
-        model_id, dimension = embedder.model_id, embedder.dimension
-        outcomes: dict[str, list[Outcome]] = {key: [] for key in documents}
-        mismatched, written, deleted = [], 0, dict.fromkeys(documents, 0)
-
-        expected: dict[str, tuple] = {}  # document id -> what the index must hold after the write
-        tenants_deleted: set[str] = set()  # of the rows a partition that owns a key prefix deleted
-
-        def write(group: list[tuple[str, SourceDocument, list[Chunk], DocumentEmbeddings]], before: Mapping) -> None:
-            """One write of a group of documents (partition key, document, chunks, embeddings),
-            against what the index held of them before it (all of it: absent = no rows)."""
-            nonlocal written
-            changed = {
-                d.ref.document_id
-                for _, d, cs, _ in group
-                if not holds(before.get(d.ref.document_id), d, cs, pipeline_for(d.ref.key))
-            }
-            # Under the pool's slot nothing else writes these documents: what the source holds
-            # now is what a purge or a later run acts on. Rows of a version that is gone are not written.
-            moved = {}
-            if family.check_source:
-                moved = superseded(
-                    object_store, {d.ref.document_id: d for _, d, _, _ in group if d.ref.document_id in changed}
-                )
-            for doc_id, what in sorted(moved.items()):
-                context.log.warning(
-                    f"{doc_id}: {what} since it was read; not written (a newer run or the purge has it)"
-                )
-            rows = {
-                d.ref.document_id: document_rows(d, cs, emb, pipeline_for(d.ref.key))
-                for _, d, cs, emb in group
-                if d.ref.document_id in changed - set(moved)
-            }
-            written += store.replace_documents(
-                model_id, dimension, rows, held={i: before[i] for i in rows if i in before}
-            )
-            for key, doc, cs, emb in group:
-                doc_id = doc.ref.document_id
-                status = (
-                    f"superseded: {moved[doc_id]}" if doc_id in moved else "ingested" if doc_id in rows else "unchanged"
-                )
-                outcomes[key].append(document_outcome(doc, status, cs, emb))
-                if doc_id not in moved:
-                    expected[doc_id] = expected_state(doc, cs, pipeline_for(doc.ref.key))
-
-        def check(after: Mapping, doc_ids: Iterable[str]) -> None:
-            """Read back: each document written or unchanged is held exactly as expected."""
-            for doc_id in doc_ids:
-                if held_state(after.get(doc_id)) != expected[doc_id]:
-                    mismatched.append(
-                        {"document_id": doc_id, "expected": list(expected[doc_id]), "found": repr(after.get(doc_id))}
-                    )
-
-        def aligned(key: str) -> Iterator[list]:
-            for docs, cs, embs in zip(
-                parts_of(documents[key]), parts_of(chunks[key]), parts_of(embeddings[key]), strict=True
-            ):
-                yield [(key, d, c, e) for d, c, e in zip(docs, cs, embs, strict=True)]
-
-        def listed(doc_ids: list[str]) -> Mapping:
-            return store.list_documents(model_id, dimension, document_ids=doc_ids) if doc_ids else {}
-
-        # Partitions in memory are written together: one write per batch, read back by id.
-        group = [
-            entry
-            for key, items in documents.items()
-            if isinstance(items, list)
-            for part in aligned(key)
-            for entry in part
-        ]
-        ids = [d.ref.document_id for _, d, _, _ in group]
-        write(group, listed(ids))
-        mine = [i for i in ids if i in expected]
-        check(listed(mine), mine)
-        # Partitions in parts: listed once before (all their documents: a store lists many ids
-        # its own cheapest way) and once after, written a part at a time. A partition that owns
-        # an index key prefix (a date's records) deletes what it holds there but did not write.
-        for key, items in documents.items():
-            if isinstance(items, list):
-                continue
-            started = time.monotonic()
-            ids = [d.ref.document_id for part in parts_of(items) for d in part]
-            before = listed(ids)
-            context.log.info(
-                f"{key}: {len(before)} of its {len(ids)} record(s) held, listed in {time.monotonic() - started:.1f} s"
-            )
-            for n, part in enumerate(aligned(key), 1):
-                write(part, before)
-                if n % 10 == 0 or n == len(items.files):
-                    context.log.info(f"{key}: part {n}/{len(items.files)} written, {written} vectors so far")
-            mine = [i for i in ids if i in expected]
-            started = time.monotonic()
-            if family.owns is None:
-                check(listed(mine), mine)
-                continue
-            key_prefix, root = family.owns(key)
-            after = store.list_documents(model_id, dimension, key_prefix=key_prefix)
-            check(after, mine)
-            kept = set(ids)
-            gone = [doc_id for doc_id, held in after.items() if doc_id not in kept and owned_by(held, root)]
-            deleted[key] = store.delete_documents(model_id, dimension, gone) if gone else 0
-            tenants_deleted.update(after[doc_id].tenant for doc_id in gone)
-            context.log.info(
-                f"{key}: read back and {deleted[key]} row(s) no longer in it deleted in "
-                f"{time.monotonic() - started:.1f} s"
-            )
-        described = {
-            key: unread_record(documents[key])
-            if isinstance(documents[key], Unread)
-            else family.describe(
-                outcomes[key],
-                model_id,
-                pipeline_for(outcomes[key][0].document_key if outcomes[key] else ""),
-                deleted[key],
-            )
-            for key in documents
-        }
-        add_partition_metadata(context, described)
-        every = [o for os in outcomes.values() for o in os]
-        changed_count = sum(o.status == "ingested" for o in every)
-        superseded_count = sum(o.status.startswith("superseded") for o in every)
-        context.log.info(
-            (
-                f"{written} vectors written for {changed_count} document(s); "
-                f"{len(every) - changed_count - superseded_count} unchanged"
-            )
-            + (f", {superseded_count} superseded" if superseded_count else "")
-            + (f", {sum(deleted.values())} no longer in their partition deleted" if any(deleted.values()) else "")
+        embedder = getattr(context.resources, family.embedder_key)
+        writes = IndexWrites(
+            store=getattr(context.resources, family.store_key),
+            model_id=embedder.model_id,
+            dimension=embedder.dimension,
+            # The pipeline each document is cut by: an image's includes its analyzer (RagConfig.pipeline_for).
+            pipeline_for=context.resources.rag_config.pipeline_for,
+            object_store=context.resources.object_store,
+            check_source=family.check_source,
+            log=context.log,
+            outcomes={key: [] for key in documents},
+            deleted=dict.fromkeys(documents, 0),
         )
-        # Batch-wide figures are named batch_*: each partition's own metadata is merged over
-        # them and would shadow a shared name.
+        in_memory = [key for key, items in documents.items() if isinstance(items, list)]
+        writes.write_together(
+            [e for key in in_memory for part in aligned_parts(documents, chunks, embeddings, key) for e in part]
+        )
+        for key, items in documents.items():
+            if not isinstance(items, list):
+                writes.write_parts(key, items, aligned_parts(documents, chunks, embeddings, key), family.owns)
+        add_partition_metadata(context, partition_records(documents, writes, family.describe))
+        context.log.info(writes.summary())
         order = {key: n for n, key in enumerate(context.partition_keys)}  # the failures in the partitions' order
         unread = {key: documents[key] for key in sorted(documents, key=order.get) if isinstance(documents[key], Unread)}
-        yield dg.MaterializeResult(
-            metadata={
-                "batch_documents": len(every),
-                "batch_documents_unread": len(unread),
-                "batch_documents_written": changed_count,
-                "batch_documents_superseded": superseded_count,
-                "batch_documents_deleted": sum(deleted.values()),
-                "batch_vectors_written": written,
-                TENANTS_WRITTEN: dg.MetadataValue.json(
-                    sorted(tenants_deleted | {o.tenant for o in every if o.status == "ingested"})
-                ),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="rows_match_chunks",
-                    passed=not mismatched,
-                    metadata={
-                        "documents_checked": len(every) - superseded_count,
-                        "mismatched": dg.MetadataValue.json(mismatched[:100]),
-                    },
-                )
-            ],
-        )
+        yield writes.result(len(unread))
         if unread:  # after the materialization: the others' rows and records are kept
-            failed = [{"partition": key, "key": u.key, "reason": u.reason} for key, u in unread.items()]
-            listed = "\n".join(f"  {printable(f['key'])}: {printable(f['reason'])}" for f in failed)
-            raise dg.Failure(
-                description=(
-                    f"{len(failed)} of {len(documents)} document(s) could not be read; the others were "
-                    f"written:\n{listed}"
-                ),
-                metadata={FAILED_PARTITIONS: dg.MetadataValue.json(failed)},
-                allow_retries=False,
-            )
+            raise unread_failure(unread, len(documents))
 
     if family.golden_sets:
         return [

@@ -246,7 +246,7 @@ def safe_cursor(counts: dict[str, Sequence[int]], limit: int, after: int) -> int
     return max((ids[-1] for ids in counts.values() if ids), default=after)
 
 
-def in_order(messages: Iterable[tuple[int, Notification]]) -> list[Notification]:
+def ordered_messages(messages: Iterable[tuple[int, Notification]]) -> list[Notification]:
     """Messages by the storage id of their event, then type order (a run's start before its
     documents' results)."""
     return [m for _, m in sorted(messages, key=lambda pair: (pair[0], TYPES.index(pair[1].type), pair[1].document_key))]

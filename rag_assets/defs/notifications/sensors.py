@@ -30,8 +30,8 @@ from rag_assets.lib.notifications import (
     STARTED,
     UNCHANGED,
     Notification,
-    in_order,
     notification,
+    ordered_messages,
     run_failure_reason,
     safe_cursor,
 )
@@ -250,7 +250,7 @@ def build_notification_sensor(
         pages = watched_pages(instance, index_keys, after, EVENTS_PER_TYPE)
         until = safe_cursor({k: [r.storage_id for r in page] for k, page in pages.items()}, EVENTS_PER_TYPE, after)
         reader = Reader(instance, catchup)
-        messages = in_order(
+        messages = ordered_messages(
             (r.storage_id, m)
             for page in pages.values()
             for r in page

@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -68,7 +70,7 @@ from rag_assets.lib.reconcile import (
 from rag_assets.partitions import ROOT_REGISTRY, documents_partitions, known_roots, unregistered_roots
 from rag_assets.resources.config import RagConfig, SyncConfig
 from rag_assets.resources.embedders import Embedder
-from rag_assets.resources.event_queue import EventQueue
+from rag_assets.resources.event_queue import EventQueue, Message
 from rag_assets.resources.object_store import ObjectStore, StoredObject, source_root, split_s3_uri
 from rag_assets.resources.state import PendingAcks, SourceState, identity_of, state_file
 from rag_assets.resources.vector_stores import VectorStore
@@ -149,6 +151,57 @@ def candidate_ids(root: str, keys: Iterable[str], by_key: Mapping[str, list[str]
     return sorted(ids)
 
 
+# --- what a tick knows --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A sensor's tick: which sensor, the source root it follows, its number, the identity
+    (store, model, pipeline) its runs are keyed by, its state and its configuration."""
+
+    context: dg.SensorEvaluationContext
+    sensor: str
+    root: str
+    number: int
+    identity: str
+    state: SourceState
+    sync_config: SyncConfig
+    rag_config: RagConfig
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """What Dagster knows for a tick: the document partitions, the work in flight
+    (`work_in_flight`), and the deletions the guard holds (`guard_memory`)."""
+
+    known: Sequence[str]  # the document partitions
+    in_flight: set[str]  # partitions an ingest run is working on
+    purging: set[str]  # object keys under the root a purge run is working on
+    held: Mapping[str, float]  # deletions the guard holds: key -> since when
+    confirmed: AbstractSet[str]  # of those, the ones a person has confirmed
+
+
+def instance_view(instance: dg.DagsterInstance, state: SourceState, root: str, known: Sequence[str]) -> InstanceView:
+    """What Dagster knows now of the work under `root`, given the document partitions."""
+    in_flight, purging = work_in_flight(instance, known, root)
+    held, confirmed = guard_memory(instance, state, root)
+    return InstanceView(known, in_flight, purging, held, confirmed)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What a tick found of the documents under its root: those the source holds (`wanted`),
+    those gone, and what the index holds of them."""
+
+    wanted: Mapping[str, Wanted]
+    indexed: Mapping
+    gone: Iterable[str] = ()
+    complete: bool = False  # `wanted` is every document under the scope (a listing pass ended)
+    scope: str = ""  # the key prefix the source is under
+    examined: AbstractSet[str] | None = None  # the held keys the tick looked at (None: all under the scope)
+    list_index: Callable[[], Mapping] | None = None  # all the index holds, when `indexed` is not all of it
+
+
 # --- the deletion guard -------------------------------------------------------------------------
 
 
@@ -160,33 +213,28 @@ def guard_memory(instance: dg.DagsterInstance, state: SourceState, root: str) ->
     return held, {k for k, at in held.items() if cutoff is not None and at <= cutoff}
 
 
+def held_tenants(keys: Iterable[str], by_key: Mapping[str, list[str]], targets: Mapping[str, PurgeTarget]) -> Counter:
+    """Whose documents these held keys are: their partitions' tenants, else their rows' ("?": neither)."""
+    tenants = Counter()
+    for key in keys:
+        names = {split_partition_key(p).tenant for p in by_key.get(key, [])}
+        if not names and key in targets:
+            names = {document_tenant(d, targets[key].uri) for d in targets[key].document_ids}
+        tenants.update(names or {"?"})
+    return tenants
+
+
 def guard_plan(
-    context: dg.SensorEvaluationContext,
-    plan: Plan,
-    *,
-    root: str,
-    scope: str,
-    wanted: Mapping[str, Wanted],
-    indexed: Mapping,
-    by_key: Mapping[str, list[str]],
-    examined: AbstractSet[str] | None,
-    list_index: Callable[[], Mapping] | None,
-    held_before: Mapping[str, float],
-    confirmed: AbstractSet[str],
-    purging: AbstractSet[str],
-    state: SourceState,
-    tick: int,
-    now: float,
-    sync_config: SyncConfig,
+    tick: Tick, view: InstanceView, found: Findings, plan: Plan, by_key: Mapping[str, list[str]], now: float
 ) -> tuple[list[PurgeTarget], str | None, list]:
     """A plan's purge through the deletion guard (lib.reconcile.guard_purges), counting what
-    the index holds under the source (`indexed`, complete unless `list_index` lists it all);
-    the holds and releases noted in `state` under `tick`. Returns what to purge, what the
+    the index holds under the source (`found.indexed`, complete unless `found.list_index` lists
+    it all); the holds and releases noted in the tick's state. Returns what to purge, what the
     guard holds in words (a log line; the tick's skip reason if it requests no run), and the
     asset events to report: the deletion_guard check failed and an observation on
-    vector_index when it holds more, passed when it held and holds nothing any more.
-    `examined`: the held keys the plan looked at (None: all under the scope)."""
-    guard = sync_config.purge_guard
+    vector_index when it holds more, passed when it held and holds nothing any more."""
+    guard, root, scope = tick.sync_config.purge_guard, tick.root, found.scope
+    held_before, confirmed, purging = view.held, view.confirmed, view.purging
     deletions = {t.key for t in plan.purge if t.if_gone}
     if not deletions and not held_before:
         return plan.purge, None, []
@@ -194,35 +242,30 @@ def guard_plan(
     def under(keys: Iterable[str]) -> set[str]:
         return {k for k in keys if k.startswith(scope)}
 
-    recent = state.purged_since(now - guard.window_seconds) - set(wanted)
-    looked = under(held_before) if examined is None else set(held_before) & set(examined)
+    recent = tick.state.purged_since(now - guard.window_seconds) - set(found.wanted)
+    looked = under(held_before) if found.examined is None else set(held_before) & set(found.examined)
     still = set(held_before) - (looked - deletions - set(purging))  # held, and not seen back or gone from the index
-    holds = under(set(by_key) | set(indexed_by_key(indexed, root)))
+    holds = under(set(by_key) | set(indexed_by_key(found.indexed, root)))
     gone = (deletions | still | recent) - confirmed
-    if list_index is not None and guard.may_trip(len(gone), len((holds | recent) - confirmed)):
-        holds |= under(indexed_by_key(list_index(), root))  # a mass delete is possible: count all the index holds
+    if found.list_index is not None and guard.may_trip(len(gone), len((holds | recent) - confirmed)):
+        holds |= under(indexed_by_key(found.list_index(), root))  # a mass delete is possible: count all the index holds
     decision = guard_purges(plan.purge, indexed=holds, guard=guard, held=still, recent=recent, confirmed=confirmed)
     release = guard_releases(held_before, looked, decision, purging)
     hold = {t.key for t in decision.held}
     purged = [t.key for t in decision.purge if t.if_gone and t.key not in confirmed]
-    state.guard(tick, hold, release, purged, now)
+    tick.state.guard(tick.number, hold, release, purged, now)
     after = (set(held_before) | hold) - release
     where = f"{root}/{scope}" if scope else root
+    log = tick.context.log
     if decision.confirmed:
-        context.log.info(f"deletion guard: {len(decision.confirmed)} confirmed deletion(s) under {root} to purge")
+        log.info(f"deletion guard: {len(decision.confirmed)} confirmed deletion(s) under {root} to purge")
     if not after:
         if not held_before:
             return decision.purge, None, []
-        context.log.info(f"deletion guard: holds nothing under {where} any more (came back, or confirmed and purged)")
+        log.info(f"deletion guard: holds nothing under {where} any more (came back, or confirmed and purged)")
         meta = guard_metadata(root, (), let_go=len(held_before))
         return decision.purge, None, guard_events(False, "deletion guard: cleared", meta, f"nothing held under {where}")
-    targets = {t.key: t for t in decision.held}
-    tenants = Counter()
-    for key in after:  # whose documents they are: their partitions' tenants, else their rows'
-        names = {split_partition_key(p).tenant for p in by_key.get(key, [])}
-        if not names and key in targets:
-            names = {document_tenant(d, targets[key].uri) for d in targets[key].document_ids}
-        tenants.update(names or {"?"})
+    tenants = held_tenants(after, by_key, {t.key: t for t in decision.held})
     by_tenant = ", ".join(f"{t} {n}" for t, n in sorted(tenants.items()))
     confirm = f"{confirm_command(root)} (or launch the confirm_deletions job with root {root})"
     if decision.holding:
@@ -235,7 +278,7 @@ def guard_plan(
         )
     else:
         message = f"deletion guard: still holding {len(after)} deletion(s) under {where} ({by_tenant}); {confirm}"
-    context.log.warning(message)
+    log.warning(message)
     if not hold - set(held_before):
         return decision.purge, message, []
     meta = guard_metadata(root, after, tenants, gone=decision.gone, of=decision.of, fraction=guard.fraction)
@@ -265,81 +308,41 @@ def reason_tags(targets: Iterable[Target]) -> dict[str, str]:
     return {f"rag/{reason}": str(n) for reason, n in counts.items()}
 
 
-def plan_and_result(
-    context: dg.SensorEvaluationContext,
-    *,
-    sensor: str,
-    root: str,
-    wanted: Mapping[str, Wanted],
-    gone: Iterable[str] = (),
-    complete: bool = False,
-    scope: str = "",
-    indexed: Mapping,
-    known: Sequence[str],
-    in_flight: tuple[set[str], set[str]],
-    state: SourceState,
-    tick: int,
-    cursor: str,
-    sync_config: SyncConfig,
-    rag_config: RagConfig,
-    identity: str,
-    held: tuple[Mapping[str, float], AbstractSet[str]] = ({}, frozenset()),
-    examined: AbstractSet[str] | None = None,
-    list_index: Callable[[], Mapping] | None = None,
-) -> dg.SensorResult:
-    """Plan the documents under `root` against the index and the runs in flight (`work_in_flight`),
-    pass the purge through the deletion guard (`held`: `guard_memory`; `examined`, `list_index`:
-    `guard_plan`), note the requests and the guard's holds in `state` (pending under `tick`),
-    and make the sensor's result: new partitions, one ranged run per batch, one purge run,
-    and the guard's asset events."""
-    in_flight, purging = in_flight
-    now = time.time()
-    by_key = partitions_by_key(known, root)
-    requests = state.requests(by_key[k][0] for k in wanted if k in by_key)
+def plan_tick(tick: Tick, view: InstanceView, found: Findings, by_key: Mapping[str, list[str]], now: float) -> Plan:
+    """Plan the documents found under the tick's root against the index and the runs in
+    flight, and note its requests in the tick's state (pending under its number)."""
+    requests = tick.state.requests(by_key[k][0] for k in found.wanted if k in by_key)
 
     def plan_with(unreadable: Mapping[str, str]) -> Plan:
         return plan_documents(
-            root=root,
-            wanted=wanted,
-            gone=gone,
-            complete=complete,
-            scope=scope,
-            indexed=indexed,
-            partitions=known,
-            tenant_rule=sync_config.tenant_rule,
-            pipeline=rag_config.pipeline_for,
-            in_flight=in_flight,
-            purging=purging,
+            root=tick.root,
+            wanted=found.wanted,
+            gone=found.gone,
+            complete=found.complete,
+            scope=found.scope,
+            indexed=found.indexed,
+            partitions=view.known,
+            tenant_rule=tick.sync_config.tenant_rule,
+            pipeline=tick.rag_config.pipeline_for,
+            in_flight=view.in_flight,
+            purging=view.purging,
             unreadable=unreadable,
             requests=requests,
-            backoff=sync_config.backoff,
+            backoff=tick.sync_config.backoff,
             now=now,
         )
 
     # Which documents were found unreadable is looked up for the few that would be asked for.
     plan = plan_with({})
     if suspects := [t.partition for t in plan.ingest if t.reason != "new"]:
-        plan = plan_with(unreadable_documents(context.instance, suspects, rag_config.pipeline_for))
-    state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick)
-    plan.purge, held_message, asset_events = guard_plan(
-        context,
-        plan,
-        root=root,
-        scope=scope,
-        wanted=wanted,
-        indexed=indexed,
-        by_key=by_key,
-        examined=examined,
-        list_index=list_index,
-        held_before=held[0],
-        confirmed=held[1],
-        purging=purging,
-        state=state,
-        tick=tick,
-        now=now,
-        sync_config=sync_config,
-    )
-    ordered = [*known, *plan.add]
+        plan = plan_with(unreadable_documents(tick.context.instance, suspects, tick.rag_config.pipeline_for))
+    tick.state.record({t.partition: Request(t.version, t.attempt, now) for t in plan.ingest}, plan.current, tick.number)
+    return plan
+
+
+def plan_run_requests(tick: Tick, view: InstanceView, plan: Plan) -> list[dg.RunRequest]:
+    """One ranged ingest run per batch of the plan's documents, and one purge run."""
+    ordered = [*view.known, *plan.add]
     targets = {t.partition: t for t in plan.ingest}
     run_requests = [
         dg.RunRequest(
@@ -347,43 +350,66 @@ def plan_and_result(
             run_key=batch.run_key,
             tags={
                 **range_tags(batch.first, batch.last),
-                LAUNCHED_BY_TAG: sensor,
+                LAUNCHED_BY_TAG: tick.sensor,
                 **reason_tags(targets[m] for m in batch.members),
             },
         )
-        for batch in ingest_batches(plan.ingest, ordered, sync_config.batch_size, identity)
+        for batch in ingest_batches(plan.ingest, ordered, tick.sync_config.batch_size, tick.identity)
     ]
     if plan.purge:
-        confirmed = sum(1 for t in plan.purge if t.if_gone and t.key in held[1])
+        confirmed = sum(1 for t in plan.purge if t.if_gone and t.key in view.confirmed)
         run_requests.append(
             dg.RunRequest(
                 job_name=purge_documents_job.name,
-                run_key=run_key("purge", identity, [f"{sensor}:{tick}", *(t.uri for t in plan.purge)]),
+                run_key=run_key("purge", tick.identity, [f"{tick.sensor}:{tick.number}", *(t.uri for t in plan.purge)]),
                 run_config=purge_run_config(plan.purge),
                 tags={
-                    LAUNCHED_BY_TAG: sensor,
+                    LAUNCHED_BY_TAG: tick.sensor,
                     PURGED_TAG: str(len(plan.purge)),
                     **({CONFIRMED_TAG: str(confirmed)} if confirmed else {}),
                 },
             )
         )
+    return run_requests
+
+
+def log_plan(log: dg.DagsterLogManager, plan: Plan, runs: int) -> None:
+    """The plan's skipped documents, and what it asks for, in the tick's log."""
     for key, reason in plan.skipped:
-        context.log.warning(f"skipped {key}: {reason}")
+        log.warning(f"skipped {key}: {reason}")
     if plan.ingest or plan.purge:
         reasons = {r: sum(1 for t in plan.ingest if t.reason == r) for r in sorted({t.reason for t in plan.ingest})}
         retries = sum(1 for t in plan.ingest if t.retry)
-        context.log.info(
+        log.info(
             f"{len(plan.ingest)} document(s) to ingest ({', '.join(f'{n} {r}' for r, n in reasons.items()) or 'none'}"
             f"{f'; {retries} again after a failed or lost attempt' if retries else ''}) in "
-            f"{len(run_requests) - bool(plan.purge)} run(s); {len(plan.purge)} to purge; {len(plan.current)} current; "
+            f"{runs - bool(plan.purge)} run(s); {len(plan.purge)} to purge; {len(plan.current)} current; "
             f"{len(plan.waiting)} waiting on runs in flight or backing off; {len(plan.unreadable)} unreadable"
         )
+
+
+def partition_requests(instance: dg.DagsterInstance, root: str, plan: Plan) -> list[dg.AddDynamicPartitionsRequest]:
+    """The plan's new document partitions, and its root in the registry when it is new there."""
     adds = []
     if plan.add:
-        registry = unregistered_roots([root], known_roots(context.instance))
+        registry = unregistered_roots([root], known_roots(instance))
         if registry:
             adds.append(dg.AddDynamicPartitionsRequest(ROOT_REGISTRY, registry))
         adds.append(dg.AddDynamicPartitionsRequest(documents_partitions.name, plan.add))
+    return adds
+
+
+def plan_and_result(tick: Tick, view: InstanceView, found: Findings, cursor: str) -> dg.SensorResult:
+    """Plan what the tick found against the index and the runs in flight (`plan_tick`), pass
+    the purge through the deletion guard (`guard_plan`), and make the sensor's result: new
+    partitions, one ranged run per batch, one purge run, and the guard's asset events."""
+    now = time.time()
+    by_key = partitions_by_key(view.known, tick.root)
+    plan = plan_tick(tick, view, found, by_key, now)
+    plan.purge, held_message, asset_events = guard_plan(tick, view, found, plan, by_key, now)
+    run_requests = plan_run_requests(tick, view, plan)
+    log_plan(tick.context.log, plan, len(run_requests))
+    adds = partition_requests(tick.context.instance, tick.root, plan)
     # A tick that holds deletions and asks for no run says why in its result (Dagster takes a
     # skip reason or run requests, not both: otherwise the log line says it).
     skip = held_message if held_message and not run_requests else None
@@ -428,6 +454,99 @@ def sidecar_neighbourhood(object_store: ObjectStore, root: str, sidecars: Iterab
     return out
 
 
+def take_messages(
+    log: dg.DagsterLogManager, event_queue: EventQueue, sync_config: SyncConfig, recorded: int, tick: int
+) -> list[Message]:
+    """This tick's messages, noted as pending under `tick`; those of the ticks Dagster recorded
+    (up to `recorded`) are deleted first, and those of a tick whose result was lost made visible again."""
+    # Messages received by a tick are deleted only once a later tick's cursor names it:
+    # the cursor is stored with the tick's runs and partitions, so a crash loses nothing.
+    # Those of a tick whose result was lost come back at once, not after the timeout.
+    acks = PendingAcks(state_file(sync_config, "acks", str(event_queue.queue_url)))
+    try:
+        done, lost = acks.take(recorded)
+        event_queue.delete(done)
+        if lost:
+            log.info(f"{event_queue.release(lost)} message(s) of a tick whose result was lost are visible again")
+        messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
+        acks.put(tick, [m.receipt_handle for m in messages])
+    finally:
+        acks.close()
+    return messages
+
+
+def touched_objects(
+    log: dg.DagsterLogManager, messages: Sequence[Message], bucket: str, prefix: str, source_uri: str
+) -> tuple[list, dict[str, str]]:
+    """The events in these messages, and the objects they touch under the source: key -> the
+    sequencer of its latest event if that created it ("" if it removed it)."""
+    events = []
+    for message in messages:
+        try:
+            events.extend(parse_message(message.body))
+        except BadEvent as e:
+            log.warning(f"skipped message {message.message_id}: {e}")
+    sequencers = {}
+    for (b, key), event in latest_per_key(events).items():
+        if b != bucket or not key.startswith(prefix):
+            log.warning(f"skipped s3://{b}/{key}: outside {source_uri}")
+        elif not is_thumbnail(key):  # the image family's own writes
+            sequencers[key] = event.sequencer if event.kind == CREATED else ""
+    return events, sequencers
+
+
+def event_findings(
+    tick: Tick,
+    view: InstanceView,
+    sequencers: Mapping[str, str],
+    scope: str,
+    object_store: ObjectStore,
+    vector_store: VectorStore,
+    embedder: Embedder,
+) -> Findings:
+    """The documents the events touched, those due to be looked at again, and the deletions a
+    person confirmed, as the source and the index hold them now."""
+    root, sync_config = tick.root, tick.sync_config
+    # Deletions the guard holds wait for their objects' create events, or for a person:
+    # confirmed ones are planned as gone (the purge checks each is still gone).
+    confirmed = sorted(view.confirmed - view.purging)
+    # Documents requested before, with no run on them now, are looked at again (and,
+    # if still out of date, asked for again, backing off): a failed run, a lost write.
+    due = tick.state.due(time.time(), sync_config.backoff, sync_config.max_messages_per_tick, skip=view.in_flight)
+    again = [p.key for p in map(split_partition_key, due) if p.alias == root_alias(root)]
+    touched = sorted({*sequencers, *again})
+    documents = [k for k in touched if not is_sidecar(k)]
+    # Events can be duplicated and reordered (a delete before a late create): act on
+    # the objects as they are now, not on the events' order. One HEAD per document.
+    now = head_all(object_store, root, documents)
+    by_key = partitions_by_key(view.known, root)
+    sidecar_docs = sidecar_neighbourhood(object_store, root, [k for k in touched if is_sidecar(k)])
+    keys = sorted({*documents, *sidecar_docs, *confirmed})
+    indexed = vector_store.list_documents(
+        embedder.model_id,
+        embedder.dimension,
+        document_ids=candidate_ids(root, keys, by_key, sync_config.tenant_rule),
+    )
+    held = {d.uri[len(root) + 1 :]: d.source_etag for d in indexed.values()}
+    wanted = dict(sidecar_docs)
+    for key, obj in now.items():
+        if obj is None or key in wanted:
+            continue
+        # A document's own event says nothing of its sidecar: it is taken to be as the
+        # index has it (a sidecar's change comes with an event of its own).
+        side = split_source_etag(held[key])[1] if key in held else None
+        version = obj.version + (f"#{sequencers[key]}" if sequencers.get(key) else "")
+        wanted[key] = Wanted(key, source_etag(obj.etag, side), version)
+    return Findings(
+        wanted=wanted,
+        indexed=indexed,
+        gone=[k for k, obj in now.items() if obj is None] + [k for k in confirmed if k not in now],
+        scope=scope,
+        examined={*documents, *sidecar_docs, *confirmed},
+        list_index=lambda: vector_store.list_documents(embedder.model_id, embedder.dimension),
+    )
+
+
 def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
     @dg.sensor(
         name="s3_event_sensor",
@@ -447,37 +566,12 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
         rag_config: RagConfig,
         sync_config: SyncConfig,
     ) -> dg.SensorResult:
-        # Messages received by a tick are deleted only once a later tick's cursor names it:
-        # the cursor is stored with the tick's runs and partitions, so a crash loses nothing.
-        # Those of a tick whose result was lost come back at once, not after the timeout.
         recorded = json.loads(context.cursor)["tick"] if context.cursor else 0
         tick = recorded + 1
-        acks = PendingAcks(state_file(sync_config, "acks", str(event_queue.queue_url)))
-        try:
-            done, lost = acks.take(recorded)
-            event_queue.delete(done)
-            if lost:
-                context.log.info(
-                    f"{event_queue.release(lost)} message(s) of a tick whose result was lost are visible again"
-                )
-            messages = event_queue.receive(sync_config.max_messages_per_tick, sync_config.receive_budget_seconds)
-            acks.put(tick, [m.receipt_handle for m in messages])
-        finally:
-            acks.close()
-        events = []
-        for message in messages:
-            try:
-                events.extend(parse_message(message.body))
-            except BadEvent as e:
-                context.log.warning(f"skipped message {message.message_id}: {e}")
+        messages = take_messages(context.log, event_queue, sync_config, recorded, tick)
         bucket, prefix = split_s3_uri(sync_config.source_uri)
+        events, sequencers = touched_objects(context.log, messages, bucket, prefix, sync_config.source_uri)
         root = f"s3://{bucket}"
-        sequencers = {}
-        for (b, key), event in latest_per_key(events).items():
-            if b != bucket or not key.startswith(prefix):
-                context.log.warning(f"skipped s3://{b}/{key}: outside {sync_config.source_uri}")
-            elif not is_thumbnail(key):  # the image family's own writes
-                sequencers[key] = event.sequencer if event.kind == CREATED else ""
         identity = identity_of(sync_config, embedder, rag_config)
         state = SourceState(state_file(sync_config, "source", root, identity), "s3_event_sensor")
         try:
@@ -488,62 +582,13 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
                 return dg.SensorResult(
                     cursor=json.dumps({"tick": tick}), skip_reason="no S3 event, nothing to look at again"
                 )
+            this_tick = Tick(context, "s3_event_sensor", root, tick, identity, state, sync_config, rag_config)
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
-            work = work_in_flight(context.instance, known, root)
-            # Deletions the guard holds wait for their objects' create events, or for a person:
-            # confirmed ones are planned as gone (the purge checks each is still gone).
-            holding = guard_memory(context.instance, state, root)
-            confirmed = sorted(holding[1] - work[1])
-            # Documents requested before, with no run on them now, are looked at again (and,
-            # if still out of date, asked for again, backing off): a failed run, a lost write.
-            due = state.due(time.time(), sync_config.backoff, sync_config.max_messages_per_tick, skip=work[0])
-            again = [p.key for p in map(split_partition_key, due) if p.alias == root_alias(root)]
-            touched = sorted({*sequencers, *again})
-            documents = [k for k in touched if not is_sidecar(k)]
-            # Events can be duplicated and reordered (a delete before a late create): act on
-            # the objects as they are now, not on the events' order. One HEAD per document.
-            now = head_all(object_store, root, documents)
-            by_key = partitions_by_key(known, root)
-            sidecar_docs = sidecar_neighbourhood(object_store, root, [k for k in touched if is_sidecar(k)])
-            keys = sorted({*documents, *sidecar_docs, *confirmed})
-            indexed = vector_store.list_documents(
-                embedder.model_id,
-                embedder.dimension,
-                document_ids=candidate_ids(root, keys, by_key, sync_config.tenant_rule),
-            )
-            held = {d.uri[len(root) + 1 :]: d.source_etag for d in indexed.values()}
-            wanted = dict(sidecar_docs)
-            for key, obj in now.items():
-                if obj is None or key in wanted:
-                    continue
-                # A document's own event says nothing of its sidecar: it is taken to be as the
-                # index has it (a sidecar's change comes with an event of its own).
-                side = split_source_etag(held[key])[1] if key in held else None
-                version = obj.version + (f"#{sequencers[key]}" if sequencers.get(key) else "")
-                wanted[key] = Wanted(key, source_etag(obj.etag, side), version)
-            gone = [k for k, obj in now.items() if obj is None] + [k for k in confirmed if k not in now]
+            view = instance_view(context.instance, state, root, known)
+            found = event_findings(this_tick, view, sequencers, prefix, object_store, vector_store, embedder)
             if messages:
                 context.log.info(f"{len(messages)} message(s), {len(events)} event(s), {len(sequencers)} object(s)")
-            result = plan_and_result(
-                context,
-                sensor="s3_event_sensor",
-                root=root,
-                wanted=wanted,
-                gone=gone,
-                scope=prefix,
-                indexed=indexed,
-                known=known,
-                in_flight=work,
-                state=state,
-                tick=tick,
-                cursor=json.dumps({"tick": tick}),
-                sync_config=sync_config,
-                rag_config=rag_config,
-                identity=identity,
-                held=holding,
-                examined={*documents, *sidecar_docs, *confirmed},
-                list_index=lambda: vector_store.list_documents(embedder.model_id, embedder.dimension),
-            )
+            result = plan_and_result(this_tick, view, found, cursor=json.dumps({"tick": tick}))
         finally:
             state.close()
         return result
@@ -558,6 +603,69 @@ def settled(keys: Iterable[str], last_listed: str) -> list[str]:
     """Documents whose every possible sidecar sorts at or before `last_listed` (S3 lists in
     key order): what the listing so far says of them is all it will say this pass."""
     return [k for k in keys if not is_sidecar(k) and max(sidecar_keys(k)) <= last_listed]
+
+
+def listing_cursor(cursor: str | None, identity: str) -> dict:
+    """The listing sensor's cursor (its tick, pass, continuation token, identity, when the pass
+    started and the last one ended); another store, model or pipeline starts a new pass at once."""
+    defaults = {"tick": 0, "pass": 1, "token": None, "identity": identity, "started": None, "ended": 0.0}
+    out = {**defaults, **(json.loads(cursor) if cursor else {})}
+    if out["identity"] != identity:
+        out.update(identity=identity, token=None, started=None, ended=0.0, **{"pass": out["pass"] + 1})
+    return out
+
+
+def next_listing_cursor(cursor: dict, tick: int, token: str | None, finished: bool) -> dict:
+    """The cursor after this tick: the next pass once the listing finished, else where it goes on."""
+    return {
+        "tick": tick,
+        "pass": cursor["pass"] + 1 if finished else cursor["pass"],
+        "token": token,
+        "identity": cursor["identity"],
+        "started": None if finished else cursor["started"] or time.time(),
+        "ended": time.time() if finished else cursor["ended"],
+    }
+
+
+def list_some(
+    object_store: ObjectStore, listing: str, cursor: dict, state: SourceState, tick: int, sync_config: SyncConfig
+) -> tuple[str | None, bool, list[str]]:
+    """Page through the listing from the cursor's continuation token, noting each object in the
+    state, until it ends, the time budget is spent, or enough was listed. Returns the token to
+    go on from, whether the listing ended, and the keys listed."""
+    deadline = time.monotonic() + sync_config.list_budget_seconds
+    token, listed = cursor["token"], []
+    while True:
+        page, token = object_store.list_page(listing, token)
+        state.observe([(o.key, o.etag, o.version) for o in page], cursor["pass"], tick)
+        listed.extend(o.key for o in page)
+        if token is None:
+            return token, True, listed
+        if time.monotonic() > deadline or len(listed) >= sync_config.max_objects_per_tick:
+            return token, False, listed
+
+
+def listing_findings(
+    tick: Tick, known: Sequence[str], cursor: dict, listed: list[str], finished: bool, listing: str, index: Callable
+) -> Findings:
+    """The documents this pass has seen so far (all of them once it finished; else those the
+    listing so far says all of) and what the index holds of them (all it holds once finished)."""
+    seen = {k: StoredObject(k, e, 0, 0.0, v) for k, (e, v) in tick.state.seen(cursor["pass"], tick.number).items()}
+    everything = wanted_documents(seen)
+    if finished:  # the pass is complete: every document, and whatever else the index holds under the root
+        wanted, indexed = everything, index()
+    else:
+        wanted = {k: everything[k] for k in settled(listed, max(listed, default="")) if k in everything}
+        ids = candidate_ids(tick.root, wanted, partitions_by_key(known, tick.root), tick.sync_config.tenant_rule)
+        indexed = index(document_ids=ids)
+    return Findings(
+        wanted=wanted,
+        indexed=indexed,
+        complete=finished,
+        scope=split_s3_uri(listing)[1] if listing.startswith("s3://") else "",
+        # A complete pass judges every held deletion under the scope; a page, the documents it found.
+        examined=None if finished else set(wanted),
+    )
 
 
 def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDefinition:
@@ -583,13 +691,10 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
         sync_config: SyncConfig,
     ) -> dg.SensorResult:
         identity = identity_of(sync_config, embedder, rag_config)
-        defaults = {"tick": 0, "pass": 1, "token": None, "identity": identity, "started": None, "ended": 0.0}
-        cursor = {**defaults, **(json.loads(context.cursor) if context.cursor else {})}
+        cursor = listing_cursor(context.cursor, identity)
         root, listing = source_root(sync_config.source_uri)
         if not listing.startswith("s3://") and not Path(listing).is_dir():
             return dg.SkipReason(f"{listing} does not exist (yet)")
-        if cursor["identity"] != identity:  # another store, model or pipeline: a new pass, at once
-            cursor.update(identity=identity, token=None, started=None, ended=0.0, **{"pass": cursor["pass"] + 1})
         tick = cursor["tick"] + 1
         state = SourceState(state_file(sync_config, "source", root, identity), "listing_sensor")
         try:
@@ -599,59 +704,14 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             interval = sync_config.reconcile_interval_seconds
             if cursor["started"] is None and interval and time.time() < cursor["ended"] + interval:
                 return dg.SkipReason(f"next reconciliation pass in {cursor['ended'] + interval - time.time():.0f} s")
+            this_tick = Tick(context, "listing_sensor", root, tick, identity, state, sync_config, rag_config)
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
-            deadline = time.monotonic() + sync_config.list_budget_seconds
-            token, finished, listed = cursor["token"], False, []
-            # Page on until the listing ends, the time budget is spent, or enough was listed;
-            # the next tick goes on from the continuation token.
-            while True:
-                page, token = object_store.list_page(listing, token)
-                state.observe([(o.key, o.etag, o.version) for o in page], cursor["pass"], tick)
-                listed.extend(o.key for o in page)
-                if token is None:
-                    finished = True
-                    break
-                if time.monotonic() > deadline or len(listed) >= sync_config.max_objects_per_tick:
-                    break
-            seen = {k: StoredObject(k, e, 0, 0.0, v) for k, (e, v) in state.seen(cursor["pass"], tick).items()}
-            everything = wanted_documents(seen)
-            if finished:  # the pass is complete: every document, and whatever else the index holds under the root
-                wanted = everything
-                indexed = vector_store.list_documents(embedder.model_id, embedder.dimension)
-            else:
-                wanted = {k: everything[k] for k in settled(listed, max(listed, default="")) if k in everything}
-                by_key = partitions_by_key(known, root)
-                ids = candidate_ids(root, wanted, by_key, sync_config.tenant_rule)
-                indexed = vector_store.list_documents(embedder.model_id, embedder.dimension, document_ids=ids)
-            started = cursor["started"] or time.time()
-            next_cursor = {
-                "tick": tick,
-                "pass": cursor["pass"] + 1 if finished else cursor["pass"],
-                "token": token,
-                "identity": identity,
-                "started": None if finished else started,
-                "ended": time.time() if finished else cursor["ended"],
-            }
-            result = plan_and_result(
-                context,
-                sensor="listing_sensor",
-                root=root,
-                wanted=wanted,
-                complete=finished,
-                scope=split_s3_uri(listing)[1] if listing.startswith("s3://") else "",
-                indexed=indexed,
-                known=known,
-                in_flight=work_in_flight(context.instance, known, root),
-                state=state,
-                tick=tick,
-                cursor=json.dumps(next_cursor),
-                sync_config=sync_config,
-                rag_config=rag_config,
-                identity=identity,
-                # A complete pass judges every held deletion under the scope; a page, the documents it found.
-                held=guard_memory(context.instance, state, root),
-                examined=None if finished else set(wanted),
-            )
+            # The next tick goes on from the continuation token.
+            token, finished, listed = list_some(object_store, listing, cursor, state, tick, sync_config)
+            index = partial(vector_store.list_documents, embedder.model_id, embedder.dimension)
+            found = listing_findings(this_tick, known, cursor, listed, finished, listing, index)
+            next_cursor = json.dumps(next_listing_cursor(cursor, tick, token, finished))
+            result = plan_and_result(this_tick, instance_view(context.instance, state, root, known), found, next_cursor)
         finally:
             state.close()
         return result
@@ -668,4 +728,3 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         sensors=[build_s3_event_sensor(running if event_mode else stopped), build_listing_sensor(running)]
     )
-
