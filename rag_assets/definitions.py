@@ -18,8 +18,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """Everything in rag_assets/defs, built with `settings` (default: read from the environment)."""
-    # Dagster's loader uses its own beta and preview classes (code references, module loading):
-    # their warnings say nothing about this project, so this load does not print them.
+    # Dagster's loader uses its own beta and preview classes (code references, module loading),
+    # and ranged runs (`backfill_policy`: how a batch of documents becomes one run,
+    # docs/architecture.md) are a beta parameter we take knowingly: this load does not print them.
     with loading_with(settings or Settings.from_env()), warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)

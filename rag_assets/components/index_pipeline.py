@@ -9,7 +9,6 @@ Each step keeps that form; parts are embedded a few at a time and written one at
 
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,10 +27,6 @@ from rag_assets.resources.embedders import EmbeddingCache, EmbedStats, embed_wit
 from rag_assets.resources.io_manager import Parts, WorkArea, parts_of
 from rag_assets.resources.object_store import ObjectStore
 from rag_assets.resources.vector_stores import MIXED, IndexedDocument, VectorRow, VectorStore, chunk_digest
-
-# Ranged runs are how a batch of documents becomes one run (docs/architecture.md, Batching);
-# Dagster marks the parameter beta, which we accept knowingly.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 
 # Every step that writes or deletes index rows takes a slot of this pool; dagster.yaml gives
 # it one slot, so an ingest's write and a purge of the same document never interleave.
@@ -536,7 +531,8 @@ def build_index_pipeline(*, source: dg.AssetsDefinition, family: Family) -> list
     def chunks(
         context: dg.AssetExecutionContext, documents: dict, rag_config: RagConfig, work_area: WorkArea
     ) -> dg.MaterializeResult:
-        """Token-aware, overlapping chunks of each document, with stable ids, pages and positions."""
+        """Each document cut into chunks at sentence ends (RAG_CHUNK_TOKENS estimated word pieces,
+        RAG_CHUNK_OVERLAP of overlap), with stable ids, pages and positions."""
         counts = {"documents": 0, "chunks": 0, "tokens": 0}
 
         def chunked(items) -> Iterator[list]:
