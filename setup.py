@@ -5,6 +5,9 @@ setup(
     version="0.1.0",
     description="Keep a RAG vector index in step with the documents dropped into S3, as Dagster assets.",
     packages=find_packages(exclude=["rag_assets_tests", "rag_assets_tests.*"]),
+    # The component instances of the defs folder (rag_assets/defs/*/defs.yaml): an installed
+    # package (the deployment's image) loads them as a checkout does.
+    package_data={"rag_assets": ["defs/*/defs.yaml"]},
     python_requires=">=3.11",
     install_requires=[
         "dagster==1.13.27",
