@@ -7,7 +7,6 @@ For each source NAME of the catchup file (RAG_CATCHUP_CONFIG, default ./catchup.
 `CatchupSources` (an instance in rag_assets/defs/catchup/defs.yaml) makes them.
 """
 
-
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
@@ -154,7 +153,6 @@ def catchup_definitions(settings: Settings) -> dg.Definitions:
         assets += family_assets
         jobs.append(job)
     return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules, resources=resources)
-
 
 
 class CatchupSources(dg.Component, dg.Resolvable, dg.Model):
