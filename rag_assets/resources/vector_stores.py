@@ -355,10 +355,9 @@ class LanceDBStore(VectorStore):
     # by the same optimize() as the full-text index (new rows are searched flat until then),
     # which adds rows to the partitions and codes trained at the build; once the table holds
     # ann_retrain_growth times the rows it was trained over, a write builds it again over all
-    # rows (a full retrain) and drops the old one. Queries probe at least ann_nprobes
-    # partitions (more while the tenant's rows found are fewer than k) and re-rank
-    # refine_factor * max(k, 10) candidates by the exact vectors (docs/stores.md, LanceDB;
-    # docs/decisions.md D37).
+    # rows (a full retrain) and drops the old one. Queries probe ann_nprobes partitions and
+    # re-rank refine_factor * max(k, 10) candidates by the exact vectors; fewer than k found
+    # (a small tenant): an exact scan instead (docs/stores.md, LanceDB; docs/decisions.md D37).
     ann_index_rows: int = 200_000
     ann_retrain_growth: float = 4.0
     ann_nprobes: int = 20
@@ -607,21 +606,27 @@ class LanceDBStore(VectorStore):
         if table is None:
             return []
         condition = self._condition(tenant, where)
-        # With no vector index the probes and refinement are ignored: an exact scan. With it, at
-        # least ann_nprobes partitions and as many more as the tenant's k rows need (no
-        # maximum); refine_factor * max(k, 10) candidates re-ranked by the exact vectors, so a
-        # small k is not left to the codes alone (D37).
-        found = (
-            table.search(vector)
-            .distance_type("cosine")
-            .where(condition, prefilter=True)
-            .minimum_nprobes(self.ann_nprobes)
-            .maximum_nprobes(0)
-            .refine_factor(self.refine_factor)
-            .limit(max(k, MIN_CANDIDATES))
-            .to_list()[:k]
-        )
+        found = self._nearest(table, vector, condition, k)
         return admitted(self._hits(found, lambda r: float(1.0 - r["_distance"])), tenant, where)
+
+    def _nearest(self, table, vector: np.ndarray, condition: str, k: int) -> list[dict]:
+        """The k rows meeting `condition` nearest to `vector`. With no vector index: an exact
+        scan (the probes and refinement are ignored). With it: ann_nprobes partitions of every
+        delta of the index, refine_factor * max(k, 10) candidates re-ranked by the exact
+        vectors; when that finds fewer than k rows (a tenant, or a `where`, with few rows in
+        those partitions) the same query again as an exact scan, cheap for so few rows, so a
+        tenant with k rows always gets k (D37)."""
+
+        def search(exact: bool) -> list[dict]:
+            query = table.search(vector).distance_type("cosine").where(condition, prefilter=True)
+            if exact:
+                query = query.bypass_vector_index()
+            else:
+                query = query.nprobes(self.ann_nprobes).refine_factor(self.refine_factor)
+            return query.limit(max(k, MIN_CANDIDATES)).to_list()[:k]
+
+        found = search(exact=False)
+        return found if len(found) >= k else search(exact=True)
 
     def keyword_query(self, model_id, dimension, text, tenant, k=5, where=None):
         from lancedb.query import MatchQuery
