@@ -921,6 +921,24 @@ def test_lancedb_past_the_threshold_has_its_indexes_and_answers_as_the_exact_sca
     assert all_rows(store, model, "acme").keys() == {r.chunk_id for r in rows["acme"]}
 
 
+@pytest.mark.parametrize("nprobes", [1, 20])
+@pytest.mark.parametrize("k", [5, 12])
+def test_lancedb_a_small_tenant_past_the_threshold_gets_k_rows_whatever_the_probes(tmp_path, nprobes, k):
+    """A tenant with few rows among many: the probed partitions may hold fewer than k of its
+    rows (with 1 probe, surely); the store then answers by an exact scan, so it gets its own
+    k nearest (D37)."""
+    store = LanceDBStore(uri=str(tmp_path / "lance"), ann_index_rows=ANN_ROWS, ann_nprobes=nprobes)
+    model = unique("m")
+    big = clustered_docs(model, "big", 60, seed=3)
+    small_id, small = make_doc("small", "small/only.txt", random_vectors(12, seed=301), model=model)
+    store.replace_documents(model, DIM, {**big, small_id: small})
+    assert "vector" in lance_index_types(store, model)
+    for seed in range(4):
+        q = random_vectors(1, seed=500 + seed)[0]
+        hits = store.query(model, DIM, q, tenant="small", k=k)
+        assert [h.chunk_id for h in hits] == exact_top(small, q, k)
+
+
 @pytest.mark.parametrize("folded_in_by", ["optimize", "a-later-write"])
 def test_lancedb_rows_written_after_the_vector_index_are_found_before_and_after_optimize(tmp_path, folded_in_by):
     """Rows written after the IVF_PQ index was built are searched flat until optimize() adds

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -325,6 +326,10 @@ def fts_config():
     )  # fmt: skip
 
 
+_CONNECTIONS: dict[tuple[int, str], object] = {}  # LanceDBStore._db: (process, uri) -> connection
+_CONNECTIONS_LOCK = threading.Lock()
+
+
 def import_meanwhile(module: str) -> None:
     """Import `module` in a thread of its own, unless it is imported already: whoever imports
     it later waits for that import instead of making it (Python's import locks)."""
@@ -372,9 +377,17 @@ class LanceDBStore(VectorStore):
         import_meanwhile("lancedb")
 
     def _db(self):
+        """One connection per URI and process: its session caches the indexes a query reads
+        (a fresh connection per query read 19 index deltas from disk each time: 84 ms p50
+        against 26 ms at 1,000,000 rows, D37). Tables are still opened per call, at their
+        latest version."""
         import lancedb
 
-        return lancedb.connect(self.uri)
+        key = (os.getpid(), self.uri)
+        with _CONNECTIONS_LOCK:
+            if key not in _CONNECTIONS:
+                _CONNECTIONS[key] = lancedb.connect(self.uri)
+            return _CONNECTIONS[key]
 
     def _schema(self, dimension: int):
         import pyarrow as pa
