@@ -837,6 +837,152 @@ def test_vector_store_from_uri_picks_the_store():
 
 
 # ============================================================================================
+# LanceDB: the indexes a table gets as it grows (docs/decisions.md D37)
+# ============================================================================================
+
+ANN_ROWS = 400  # ann_index_rows lowered for the tests (default 200,000; product quantization needs >= 256 rows)
+
+
+def lance_table(store: LanceDBStore, model: str):
+    import lancedb
+
+    return lancedb.connect(store.uri).open_table(table_name(model, DIM))
+
+
+def lance_index_types(store: LanceDBStore, model: str) -> dict[str, str]:
+    """{column: index type as LanceDB lists it} of the model's table."""
+    return {i.columns[0]: i.index_type for i in lance_table(store, model).list_indices()}
+
+
+def clustered_docs(model: str, tenant: str, docs: int, seed: int) -> dict[str, list[VectorRow]]:
+    """`docs` documents of 10 rows: each document near one of 8 topics, its rows near the
+    document (the structure embeddings have; benchmarks/stores.py makes its corpus alike)."""
+    rng = np.random.default_rng(seed)
+    topics = [unit(rng.normal(size=DIM)) for _ in range(8)]
+    out = {}
+    for d in range(docs):
+        centre = unit(topics[d % 8] + rng.normal(size=DIM) * 0.5 / np.sqrt(DIM))
+        did, rows = make_doc(tenant, f"{tenant}/doc{d}.txt", [unit(centre + rng.normal(size=DIM) * 0.5 / np.sqrt(DIM))
+                                                              for _ in range(10)], model=model)  # fmt: skip
+        out[did] = rows
+    return out
+
+
+def exact_top(rows: list[VectorRow], q: np.ndarray, k: int) -> list[str]:
+    scores = sorted((-float(r.vector @ q), r.chunk_id) for r in rows)
+    return [c for _, c in scores[:k]]
+
+
+@pytest.mark.parametrize(
+    ("docs_per_tenant", "trained_over"),
+    [(5, None), (40, 450), (60, 1800)],
+    ids=["below-threshold", "past-threshold", "retrained-at-4x"],
+)
+@pytest.mark.parametrize("k", [1, 10])
+def test_lancedb_past_the_threshold_has_its_indexes_and_answers_as_the_exact_scan(tmp_path, docs_per_tenant,
+                                                                                   trained_over, k):
+    """A bitmap index on tenant from the first write; an IVF_PQ index on the vectors built by
+    the write that takes the table to ann_index_rows (here the third, to 450 rows), built again
+    over all rows at 4 times that (1,800); either way each tenant gets exactly its own top k,
+    the same ids and scores as an exact scan (a small corpus: the probes and the re-ranking of
+    10 x max(k, 10) candidates by the exact vectors leave nothing to the codes; D37)."""
+    store = LanceDBStore(uri=str(tmp_path / "lance"), ann_index_rows=ANN_ROWS)
+    model = unique("m")
+    names = ["acme", "globex", "initech"]
+    tenants = {t: clustered_docs(model, t, docs_per_tenant, seed=i) for i, t in enumerate(names)}
+    for start in range(0, docs_per_tenant, 5):  # writes of 150 rows, the tenants mixed as the pipeline mixes them
+        batch = {d: rs for docs in tenants.values() for d, rs in list(docs.items())[start : start + 5]}
+        store.replace_documents(model, DIM, batch)
+    small_id, small = make_doc("small", "small/only.txt", random_vectors(12, seed=300), model=model)
+    store.replace_documents(model, DIM, {small_id: small})
+
+    indexes = [(i.columns[0], i.index_type, i.name) for i in lance_table(store, model).list_indices()]
+    assert sorted((c, t) for c, t, _ in indexes if c != "vector") == [("tenant", "Bitmap"), ("text", "FTS")]
+    vector = [name for c, t, name in indexes if c == "vector"]
+    assert vector == ([] if trained_over is None else [f"vector_idx_trained_{trained_over}"])
+    if vector:
+        stats = lance_table(store, model).index_stats(vector[0])
+        assert stats.index_type == "IVF_PQ" and stats.distance_type == "cosine"
+
+    rows = {t: [r for rs in docs.values() for r in rs] for t, docs in tenants.items()} | {"small": small}
+    rng = np.random.default_rng(7)
+    for tenant, mine in rows.items():
+        by_id = {r.chunk_id: r for r in mine}
+        for i in range(8):
+            q = unit(mine[int(rng.integers(len(mine)))].vector + rng.normal(size=DIM) * 0.3 / np.sqrt(DIM))
+            hits = store.query(model, DIM, q, tenant=tenant, k=k)
+            assert {h.tenant for h in hits} == {tenant}
+            assert [h.chunk_id for h in hits] == exact_top(mine, q, k), (tenant, i)
+            assert [round(h.score, 4) for h in hits] == [round(float(by_id[h.chunk_id].vector @ q), 4) for h in hits]
+    # A tenant asked for more than it has gets all its rows, and nobody else's.
+    assert {h.chunk_id for h in store.query(model, DIM, small[0].vector, tenant="small", k=50)} == {
+        r.chunk_id for r in small
+    }
+    assert all_rows(store, model, "acme").keys() == {r.chunk_id for r in rows["acme"]}
+
+
+@pytest.mark.parametrize("nprobes", [1, 20])
+@pytest.mark.parametrize("k", [5, 12])
+def test_lancedb_a_small_tenant_past_the_threshold_gets_k_rows_whatever_the_probes(tmp_path, nprobes, k):
+    """A tenant with few rows among many: the probed partitions may hold fewer than k of its
+    rows (with 1 probe, surely); the store then answers by an exact scan, so it gets its own
+    k nearest (D37)."""
+    store = LanceDBStore(uri=str(tmp_path / "lance"), ann_index_rows=ANN_ROWS, ann_nprobes=nprobes)
+    model = unique("m")
+    big = clustered_docs(model, "big", 60, seed=3)
+    small_id, small = make_doc("small", "small/only.txt", random_vectors(12, seed=301), model=model)
+    store.replace_documents(model, DIM, {**big, small_id: small})
+    assert "vector" in lance_index_types(store, model)
+    for seed in range(4):
+        q = random_vectors(1, seed=500 + seed)[0]
+        hits = store.query(model, DIM, q, tenant="small", k=k)
+        assert [h.chunk_id for h in hits] == exact_top(small, q, k)
+
+
+@pytest.mark.parametrize("folded_in_by", ["optimize", "a-later-write"])
+def test_lancedb_rows_written_after_the_vector_index_are_found_before_and_after_optimize(tmp_path, folded_in_by):
+    """Rows written after the IVF_PQ index was built are searched flat until optimize() adds
+    them to it; a replaced document's old rows are gone at once, indexed or not."""
+    uri = str(tmp_path / "lance")
+    # No optimize() after writes: fts_reindex_* and compact_every out of reach.
+    never = {"fts_reindex_rows": 10**9, "fts_reindex_fraction": 1e9, "compact_every": 0}
+    store = LanceDBStore(uri=uri, ann_index_rows=ANN_ROWS, **never)
+    model = unique("m")
+    docs = clustered_docs(model, "acme", 50, seed=1)
+    store.replace_documents(model, DIM, docs)
+    index = "vector_idx_trained_500"
+    assert lance_table(store, model).index_stats(index).num_unindexed_rows == 0
+
+    fresh_id, fresh = make_doc("acme", "acme/new.txt", random_vectors(3, seed=77), model=model)
+    replaced_id = next(iter(docs))
+    old = docs[replaced_id]
+    _, replacement = make_doc("acme", old[0].document_key, random_vectors(2, seed=78), model=model, version="v2")
+    store.replace_documents(model, DIM, {fresh_id: fresh, replaced_id: replacement})
+
+    def check() -> None:
+        for row in [*fresh, *replacement]:
+            hits = store.query(model, DIM, row.vector, tenant="acme", k=5)
+            assert hits[0].chunk_id == row.chunk_id and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        for row in old:  # no ghosts: the replaced rows are gone from the index's answers
+            assert row.chunk_id not in {h.chunk_id for h in store.query(model, DIM, row.vector, tenant="acme", k=10)}
+        assert store.query(model, DIM, fresh[0].vector, tenant="globex", k=5) == []
+
+    stats = lance_table(store, model).index_stats(index)
+    assert stats.num_unindexed_rows > 0  # the new rows are not in the index yet
+    check()
+
+    if folded_in_by == "optimize":
+        lance_table(store, model).optimize()
+    else:  # a store whose bound the unindexed rows reach: its next write runs optimize()
+        _, more = make_doc("acme", "acme/more.txt", random_vectors(2, seed=79), model=model)
+        eager = LanceDBStore(uri=uri, ann_index_rows=ANN_ROWS, fts_reindex_rows=5)
+        eager.replace_documents(model, DIM, {more[0].document_id: more})
+    stats = lance_table(store, model).index_stats(index)
+    assert stats.num_unindexed_rows == 0 and stats.num_indexed_rows == lance_table(store, model).count_rows()
+    check()
+
+
+# ============================================================================================
 # pgvector
 # ============================================================================================
 

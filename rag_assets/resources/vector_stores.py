@@ -11,9 +11,11 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,6 +287,31 @@ def check_key_prefix(key_prefix: str | None) -> str | None:
 
 
 FTS_COLUMN = "text"
+TENANT_COLUMN = "tenant"
+VECTOR_COLUMN = "vector"
+MIN_CANDIDATES = 10  # a vector query asks the index for at least this many rows (then keeps k)
+PQ_MIN_ROWS = 256  # product quantization trains 256 centroids per sub-vector: it needs at least that many rows
+
+
+def ann_config(rows: int, dimension: int):
+    """The LanceDB vector index: IVF_PQ under cosine, sqrt(rows) partitions (LanceDB's own
+    rule), an 8-bit code per 16 dimensions (24 bytes a row at 384-d; narrower vectors: per 8, 4,
+    2 or 1 dimensions, at least 4 codes a row). Queries re-rank its candidates by the exact
+    vectors (`LanceDBStore.refine_factor`), so the codes need only find the neighbourhood
+    (docs/stores.md, LanceDB; docs/decisions.md D37)."""
+    from lancedb.index import IvfPq
+
+    sub = next((d for d in (16, 8, 4, 2) if dimension % d == 0 and dimension // d >= 4), 1)
+    return IvfPq(distance_type="cosine", num_partitions=max(1, round(rows**0.5)), num_sub_vectors=dimension // sub)
+
+
+ANN_INDEX_PREFIX = "vector_idx_trained_"  # + the rows it was trained over: vector_idx_trained_200000
+
+
+def trained_rows(index_name: str) -> int:
+    """The rows a vector index of this store was trained over (its name says), 0 if unknown."""
+    tail = index_name.removeprefix(ANN_INDEX_PREFIX)
+    return int(tail) if index_name.startswith(ANN_INDEX_PREFIX) and tail.isdigit() else 0
 
 
 def fts_config():
@@ -297,6 +324,10 @@ def fts_config():
         with_position=False, base_tokenizer="simple", language="English", lower_case=True,
         stem=True, remove_stop_words=True, ascii_folding=True,
     )  # fmt: skip
+
+
+_CONNECTIONS: dict[tuple[int, str], object] = {}  # LanceDBStore._db: (process, uri) -> connection
+_CONNECTIONS_LOCK = threading.Lock()
 
 
 def import_meanwhile(module: str) -> None:
@@ -323,6 +354,19 @@ class LanceDBStore(VectorStore):
     # then keyword queries scan those rows unindexed (docs/stores.md, D31).
     fts_reindex_rows: int = 10_000
     fts_reindex_fraction: float = 0.1
+    # The vector (ANN) index, IVF_PQ: built by the first write that leaves the table with at
+    # least ann_index_rows rows (and PQ_MIN_ROWS); below that a query is an exact scan of the
+    # tenant's rows, found through the bitmap index on `tenant`: fast enough, and exact. Kept
+    # by the same optimize() as the full-text index (new rows are searched flat until then),
+    # which adds rows to the partitions and codes trained at the build; once the table holds
+    # ann_retrain_growth times the rows it was trained over, a write builds it again over all
+    # rows (a full retrain) and drops the old one. Queries probe ann_nprobes partitions and
+    # re-rank refine_factor * max(k, 10) candidates by the exact vectors; fewer than k found
+    # (a small tenant): an exact scan instead (docs/stores.md, LanceDB; docs/decisions.md D37).
+    ann_index_rows: int = 200_000
+    ann_retrain_growth: float = 4.0
+    ann_nprobes: int = 20
+    refine_factor: int = 10
 
     search_modes: ClassVar[tuple[str, ...]] = ("hybrid", "vector", "keyword")
 
@@ -333,9 +377,17 @@ class LanceDBStore(VectorStore):
         import_meanwhile("lancedb")
 
     def _db(self):
+        """One connection per URI and process: its session caches the indexes a query reads
+        (a fresh connection per query read 19 index deltas from disk each time: 84 ms p50
+        against 26 ms at 1,000,000 rows, D37). Tables are still opened per call, at their
+        latest version."""
         import lancedb
 
-        return lancedb.connect(self.uri)
+        key = (os.getpid(), self.uri)
+        with _CONNECTIONS_LOCK:
+            if key not in _CONNECTIONS:
+                _CONNECTIONS[key] = lancedb.connect(self.uri)
+            return _CONNECTIONS[key]
 
     def _schema(self, dimension: int):
         import pyarrow as pa
@@ -376,24 +428,48 @@ class LanceDBStore(VectorStore):
         return table
 
     @staticmethod
-    def _fts_index(table):
-        """The table's full-text index on the chunk text (`fts_config`), created (on an older
+    def _indexes(table, column: str, kinds: tuple[str, ...]) -> list:
+        """The indexes of one of `kinds` (FTS, BITMAP, IVF_PQ: LanceDB lists them as FTS,
+        Bitmap, IvfPq) on `column`."""
+
+        def kind(name: str) -> str:
+            return name.replace("_", "").upper()
+
+        wanted = {kind(k) for k in kinds}
+        return [i for i in table.list_indices() if kind(i.index_type) in wanted and i.columns == [column]]
+
+    @classmethod
+    def _find_index(cls, table, column: str, kinds: tuple[str, ...]):
+        return next(iter(cls._indexes(table, column, kinds)), None)
+
+    @classmethod
+    def _index(cls, table, column: str, kinds: tuple[str, ...], config):
+        """The table's index of one of `kinds` on `column`, created with `config` (on an older
         table, over its rows) when it has none."""
-
-        def find():
-            return next((i for i in table.list_indices() if i.index_type == "FTS" and i.columns == [FTS_COLUMN]), None)
-
-        found = find()
+        found = cls._find_index(table, column, kinds)
         if found is None:
             try:
-                table.create_index(FTS_COLUMN, config=fts_config())
+                table.create_index(column, config=config, replace=False)
             except (RuntimeError, ValueError, OSError):
-                found = find()  # a concurrent first writer made it
+                found = cls._find_index(table, column, kinds)  # a concurrent first writer made it
                 if found is None:
                     raise
             else:
-                found = find()
+                found = cls._find_index(table, column, kinds)
         return found
+
+    @classmethod
+    def _fts_index(cls, table):
+        """The table's full-text index on the chunk text (`fts_config`)."""
+        return cls._index(table, FTS_COLUMN, ("FTS",), fts_config())
+
+    @classmethod
+    def _tenant_index(cls, table):
+        """A bitmap index on `tenant` (few distinct values): the prefilter of every query reads
+        the tenant's row ids from it instead of scanning the column (docs/decisions.md D37)."""
+        from lancedb.index import Bitmap
+
+        return cls._index(table, TENANT_COLUMN, ("BITMAP", "BTREE"), Bitmap())
 
     def replace_documents(self, model_id, dimension, documents, held=None):
         rows = [r for rs in documents.values() for r in rs]
@@ -402,6 +478,7 @@ class LanceDBStore(VectorStore):
             return 0
         table = self._table(model_id, dimension, create=True)
         fts = self._fts_index(table)  # kept from the table's first write on
+        self._tenant_index(table)  # likewise
         data = self._arrow(rows, dimension)
         ids = ", ".join(sql_quote(d) for d in documents)
         # One commit: upsert the documents' chunks and drop their rows that are no longer chunks.
@@ -412,7 +489,7 @@ class LanceDBStore(VectorStore):
             .when_not_matched_by_source_delete(f"document_id IN ({ids})")
             .execute(data)
         )
-        self._upkeep(table, fts)
+        self._upkeep(table, fts, dimension)
         return len(rows)
 
     def _arrow(self, rows: Sequence[VectorRow], dimension: int):
@@ -442,20 +519,60 @@ class LanceDBStore(VectorStore):
             schema=self._schema(dimension),
         )
 
-    def _upkeep(self, table, fts) -> None:
-        """After a write: optimize() (compaction, and the full-text index's incremental update)
-        every `compact_every` versions, or once the rows the index has not taken in reach the
-        bound. Until then keyword queries scan those rows, so nothing written is missed; a
+    def _upkeep(self, table, fts, dimension: int) -> None:
+        """After a write: build the vector index once the table holds `ann_index_rows` rows;
+        optimize() (compaction, and the incremental update of every index: full-text, tenant,
+        vector) every `compact_every` versions, or once the rows an index has not taken in
+        reach the bound. Until then queries scan those rows, so nothing written is missed; a
         failed optimize (a concurrent writer's commit came first) leaves the write as it is
-        and the next write tries again (docs/stores.md, D31)."""
-        stats = table.index_stats(fts.name)
-        indexed, unindexed = (stats.num_indexed_rows or 0, stats.num_unindexed_rows or 0) if stats else (0, 0)
-        bound = min(self.fts_reindex_rows, max(1, self.fts_reindex_fraction * indexed))
-        if (self.compact_every and table.version % self.compact_every == 0) or unindexed >= bound:
+        and the next write tries again (docs/stores.md, D31, D37)."""
+        ann = self._vector_index(table, dimension)
+        unindexed = [self._unindexed(table, index) for index in (fts, ann) if index is not None]
+        if (self.compact_every and table.version % self.compact_every == 0) or any(
+            rows >= min(self.fts_reindex_rows, max(1, self.fts_reindex_fraction * indexed))
+            for indexed, rows in unindexed
+        ):
             try:
                 table.optimize()
             except (RuntimeError, OSError) as e:
                 log.warning("%s: optimize() after the write failed; the next write tries again: %s", table.name, e)
+
+    @staticmethod
+    def _unindexed(table, index) -> tuple[int, int]:
+        """(rows the index holds, rows it has not taken in yet)."""
+        stats = table.index_stats(index.name)
+        return (stats.num_indexed_rows or 0, stats.num_unindexed_rows or 0) if stats else (0, 0)
+
+    def _vector_index(self, table, dimension: int):
+        """The table's IVF_PQ index on the vectors: built here when the table has reached
+        `ann_index_rows` rows and has none, built again over all rows (a full retrain) when the
+        table has grown `ann_retrain_growth` times past the rows it was trained over; None
+        below the threshold. In between, optimize() adds new rows to it (D37)."""
+        kinds = ("IVF_PQ",)
+        found = self._indexes(table, VECTOR_COLUMN, kinds)
+        current = max(found, key=lambda i: trained_rows(i.name), default=None)
+        rows = table.count_rows()
+        if current is None and rows < max(self.ann_index_rows, PQ_MIN_ROWS):
+            return None
+        if current is not None and not rows >= self.ann_retrain_growth * trained_rows(current.name) > 0:
+            return current
+        started = time.perf_counter()
+        try:
+            table.create_index(
+                VECTOR_COLUMN, config=ann_config(rows, dimension), name=f"{ANN_INDEX_PREFIX}{rows}", replace=False
+            )
+        except (RuntimeError, ValueError, OSError) as e:  # a concurrent writer's build came first
+            log.warning("%s: building the vector index failed; the next write tries again: %s", table.name, e)
+            return current
+        seconds = time.perf_counter() - started
+        for old in found:
+            with contextlib.suppress(RuntimeError, ValueError, OSError):  # a concurrent writer dropped it
+                table.drop_index(old.name)
+        log.info(
+            "%s: %s the vector index (IVF_PQ) over %d rows in %.1f s", table.name, "rebuilt" if found else "built",
+            rows, seconds, extra={"ann_index_rows": rows, "ann_index_seconds": seconds},
+        )  # fmt: skip
+        return max(self._indexes(table, VECTOR_COLUMN, kinds), key=lambda i: trained_rows(i.name), default=None)
 
     def delete_documents(self, model_id, dimension, document_ids):
         table = self._table(model_id, dimension)
@@ -502,8 +619,27 @@ class LanceDBStore(VectorStore):
         if table is None:
             return []
         condition = self._condition(tenant, where)
-        found = table.search(vector).distance_type("cosine").where(condition, prefilter=True).limit(k).to_list()
+        found = self._nearest(table, vector, condition, k)
         return admitted(self._hits(found, lambda r: float(1.0 - r["_distance"])), tenant, where)
+
+    def _nearest(self, table, vector: np.ndarray, condition: str, k: int) -> list[dict]:
+        """The k rows meeting `condition` nearest to `vector`. With no vector index: an exact
+        scan (the probes and refinement are ignored). With it: ann_nprobes partitions of every
+        delta of the index, refine_factor * max(k, 10) candidates re-ranked by the exact
+        vectors; when that finds fewer than k rows (a tenant, or a `where`, with few rows in
+        those partitions) the same query again as an exact scan, cheap for so few rows, so a
+        tenant with k rows always gets k (D37)."""
+
+        def search(exact: bool) -> list[dict]:
+            query = table.search(vector).distance_type("cosine").where(condition, prefilter=True)
+            if exact:
+                query = query.bypass_vector_index()
+            else:
+                query = query.nprobes(self.ann_nprobes).refine_factor(self.refine_factor)
+            return query.limit(max(k, MIN_CANDIDATES)).to_list()[:k]
+
+        found = search(exact=False)
+        return found if len(found) >= k else search(exact=True)
 
     def keyword_query(self, model_id, dimension, text, tenant, k=5, where=None):
         from lancedb.query import MatchQuery
