@@ -75,7 +75,7 @@ class SyncConfig(dg.ConfigurableResource):
     receive_budget_seconds: float = 15.0
     max_objects_per_tick: int = 10_000  # objects the listing sensor lists (and plans) a tick
     list_budget_seconds: float = 30.0
-    state_dir: str = "./.rag/state"
+    state_dir: str = DEFAULTS.state_dir
     # A document still out of date after a request waits retry_base_seconds * 2**attempt
     # (at most retry_cap_seconds) before the next one: a failed run, a lost write.
     retry_base_seconds: float = 30.0
@@ -120,7 +120,7 @@ class GoldenConfig(dg.ConfigurableResource):
     folder: str
     floors: str = ""  # RAG_GOLDEN_FLOORS: recall@5=0.8,mrr=0.6,ndcg@10=0.7 (lib.retrieval_eval.parse_floors)
     tolerance: float = DEFAULTS.golden_tolerance  # RAG_GOLDEN_TOLERANCE
-    state_dir: str = "./.rag/state"  # where the previous evaluation of each tenant is kept
+    state_dir: str = DEFAULTS.state_dir  # where the previous evaluation of each tenant is kept
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoldenConfig | None:
