@@ -1,7 +1,7 @@
 """What Dagster's bookkeeping costs as the instance grows: the same small batch of documents
-ingested into instances that already hold 100 and 100,000 document partitions.
+ingested into instances that already hold 100 and 1,000,000 document partitions.
 
-    python benchmarks/bookkeeping.py [--docs 40] [--partitions 100,100000] [--repeat 2] [--json]
+    python benchmarks/bookkeeping.py [--docs 40] [--partitions 100,1000000] [--repeat 2] [--via cli|daemon] [--json]
 
 Each instance is a fresh SQLite DAGSTER_HOME with that many document partitions registered
 beforehand (not timed); then `rag_assets.ingest` runs the batch (short text documents, the
@@ -11,6 +11,13 @@ the seconds spent loading partition keys and storing events (cProfile of the sam
 per event stored, so the ratio between sizes shows what grows with the partition count
 (docs/decisions.md D7, D20); then the events by kind (planned, materializations, step
 events, log messages...) per ingest and per document (D33).
+
+With --via daemon the batch goes the way production's does: a `dagster-daemon run` follows a
+local folder holding the documents (listing_sensor), asks for ranged runs and launches them,
+each in a run worker process of its own (D38). Printed a size: the tick that asked for them,
+from its start to its end (the daemon creates the runs inside it), the runs' wait in the
+queue and launch, the runs themselves (RUN_START to RUN_SUCCESS, summed), and the sum of the
+three against the first size.
 """
 
 from __future__ import annotations
@@ -60,7 +67,8 @@ def event_kind(entry) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--docs", type=int, default=40)
-    p.add_argument("--partitions", default="100,100000", help="partitions already in the instance, comma separated")
+    p.add_argument("--partitions", default="100,1000000", help="partitions already in the instance, comma separated")
+    p.add_argument("--via", choices=["cli", "daemon"], default="cli", help="the command line, or a daemon's runs")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json", action="store_true")
@@ -71,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(DAGSTER_HOME=str(workdir / "unused"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     warnings.filterwarnings("ignore")
     logging.getLogger("dagster").setLevel(logging.ERROR)
+    if args.via == "daemon":
+        return through_the_daemon(args, sizes, workdir)
 
     import corpora
     import dagster as dg
@@ -79,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from rag_assets.definitions import build_definitions
     from rag_assets.ingest import discover, ingest
-    from rag_assets.lib.keys import DocRef, encode_partition_key
     from rag_assets.partitions import documents_partitions
     from rag_assets.resources.embedders import embedder_from_spec
     from rag_assets.resources.object_store import ObjectStore
@@ -104,12 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             defs = build_definitions(settings)
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                filler = [
-                    encode_partition_key(DocRef(tenant="acme", root=str(workdir / "elsewhere"), key=f"old/{i:06d}.txt"))
-                    for i in range(n)
-                ]
-                for start in range(0, n, 10_000):  # in pieces: one call of 100,000 is one huge statement
-                    instance.add_dynamic_partitions(documents_partitions.name, filler[start : start + 10_000])
+                fill(instance, n, str(workdir / "elsewhere"))
                 refs, _ = discover([str(corpus.parent)], ObjectStore(), None, settings.tenant_from_key)
                 profile = cProfile.Profile()
                 started = time.perf_counter()
@@ -174,6 +178,100 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.json:
         print(json.dumps({"docs": args.docs, "medians": medians, "all": results}, indent=2))
+    return 0
+
+
+def fill(instance, n: int, elsewhere: str) -> None:
+    """`n` document partitions of another root, registered as a sensor would (in pieces: one
+    call of 100,000 is one huge statement)."""
+    from rag_assets.lib.keys import DocRef, encode_partition_key
+    from rag_assets.partitions import documents_partitions
+
+    filler = [encode_partition_key(DocRef(tenant="acme", root=elsewhere, key=f"old/{i:07d}.txt")) for i in range(n)]
+    for start in range(0, n, 10_000):
+        instance.add_dynamic_partitions(documents_partitions.name, filler[start : start + 10_000])
+
+
+def daemon_batch(root: Path, n: int, texts: dict[str, str]) -> dict[str, float]:
+    """One batch through a daemon on an instance holding `n` partitions: the figures of its
+    tick and runs, read from the instance once every run has ended."""
+    import dagster as dg
+    from sensors import new_home, running_daemon
+
+    from rag_assets.dagster_compat import TICK_ID_TAG
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "AWS_", "DAGSTER_"))}
+    inbox = root / "inbox"
+    env.update(DAGSTER_HOME=str(new_home(root / "home")), RAG_WORK_DIR=str(root / "rag"),
+               RAG_INDEX_URI=str(root / "rag" / "index"), RAG_SOURCE_URI=str(inbox), HF_HUB_OFFLINE="1")  # fmt: skip
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        fill(instance, n, str(root / "elsewhere"))
+        (inbox / "acme").mkdir(parents=True)
+        for name, text in texts.items():
+            (inbox / "acme" / f"{name}.txt").write_text(text)
+        ingest_runs = dg.RunsFilter(job_name="ingest_documents")
+        with running_daemon(root, env) as daemon:
+            deadline = time.monotonic() + 900
+            while True:
+                records = instance.get_run_records(ingest_runs)
+                done = [r for r in records if r.dagster_run.is_finished]
+                materialized = sum(
+                    1
+                    for r in done
+                    for e in instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                    if e.dagster_event.asset_key.path[-1] == "vector_index"
+                )
+                if records and len(done) == len(records) and materialized >= len(texts):
+                    break
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    tail = (root / "daemon.log").read_text(errors="replace")[-3000:]
+                    raise SystemExit(f"{n:,} partitions: {materialized} of {len(texts)} indexed; daemon log:\n{tail}")
+                time.sleep(1)
+        figures = {"runs": len(records), "queue_and_launch": 0.0, "run": 0.0}
+        ticks = set()
+        for record in records:
+            run = record.dagster_run
+            if run.status != dg.DagsterRunStatus.SUCCESS:
+                raise SystemExit(f"{n:,} partitions: run {run.run_id} {run.status.value}")
+            at = {}
+            for entry in instance.all_logs(run.run_id):
+                if entry.dagster_event is not None:
+                    at.setdefault(entry.dagster_event.event_type.name, entry.timestamp)
+            figures["queue_and_launch"] += at["RUN_START"] - record.create_timestamp.timestamp()
+            figures["run"] += at["RUN_SUCCESS"] - at["RUN_START"]
+            ticks.add(int(run.tags[TICK_ID_TAG]))
+        figures["tick"] = sum(
+            t.end_timestamp - t.timestamp for t in map(instance.schedule_storage.get_tick, ticks)
+        )  # the daemon's own record of the tick
+    figures["total"] = figures["tick"] + figures["queue_and_launch"] + figures["run"]
+    return figures
+
+
+def through_the_daemon(args, sizes: list[int], workdir: Path) -> int:
+    import corpora
+
+    texts = {name: text[:600] for name, text in list(corpora.pydoc_documents().items())[: args.docs]}
+    results: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    for rep in range(args.repeat):
+        for n in sizes if rep % 2 == 0 else sizes[::-1]:
+            print(f"repetition {rep + 1}: {n:,} partitions", file=sys.stderr, flush=True)
+            for name, value in daemon_batch(workdir / f"daemon-{rep}-{n}", n, texts).items():
+                results[n].setdefault(name, []).append(value)
+    medians = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
+    print(
+        f"{args.docs} text documents (600 characters each) ingested by a dagster-daemon (listing_sensor, ranged runs, "
+        f"a run worker each) into an instance already holding N partitions; medians of {args.repeat}"
+    )
+    print(f"{'N':>9}{'runs':>6}{'tick s':>9}{'queue+launch s':>16}{'runs s':>9}{'total s':>9}{'vs first N':>12}")
+    first = medians[sizes[0]]["total"]
+    for n in sizes:
+        m = medians[n]
+        print(
+            f"{n:>9,}{m['runs']:>6.0f}{m['tick']:>9.2f}{m['queue_and_launch']:>16.2f}{m['run']:>9.2f}{m['total']:>9.2f}"
+            f"{m['total'] / first:>11.2f}x"
+        )
+    if args.json:
+        print(json.dumps({"docs": args.docs, "via": "daemon", "medians": medians, "all": results}, indent=2))
     return 0
 
 

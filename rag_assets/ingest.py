@@ -18,9 +18,11 @@ from rag_assets.dagster_compat import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     free_concurrency_slots_for_run,
-    partition_keys_read_once,
+    partition_keys_between,
+    partition_keys_of_the_run,
+    partition_storage_ids,
 )
-from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.batching import in_storage_order, plan_batches
 from rag_assets.lib.errors import FAILED_PARTITIONS, error_chain, error_summary
 from rag_assets.lib.folders import NOT_FOLLOWED
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
@@ -92,16 +94,36 @@ def current_documents(
     refs: Mapping[DocRef, str],
     indexed: Mapping[str, IndexedDocument],
     pipeline: str | Callable[[str], str],
-    materialized: AbstractSet[str],
+    materialized: Callable[[list[str]], AbstractSet[str]],
 ) -> dict[str, IndexedDocument]:
     """Partition key -> what the index holds, for the documents with nothing to do: the index
-    holds their source version cut by this pipeline, and this instance has their lineage."""
-    out = {}
+    holds their source version cut by this pipeline, and this instance has their lineage
+    (`materialized` says which of the partitions it is asked about were materialized)."""
+    held_current = {}
     for ref, etag in refs.items():
-        key, held = encode_partition_key(ref), indexed.get(ref.document_id)
-        if etag and is_current(held, etag, pipeline_of(pipeline, ref.key)) and key in materialized:
-            out[key] = held
-    return out
+        held = indexed.get(ref.document_id)
+        if etag and is_current(held, etag, pipeline_of(pipeline, ref.key)):
+            held_current[encode_partition_key(ref)] = held
+    lineage = materialized(list(held_current)) if held_current else set()
+    return {key: held for key, held in held_current.items() if key in lineage}
+
+
+def materialized_among(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Sequence[str]) -> set[str]:
+    """Those of `partitions` of `asset_key` that have been materialized, asked about in pages
+    of 500: the asset's other partitions (a million) are not read (docs/decisions.md D38)."""
+    found: set[str] = set()
+    for start in range(0, len(partitions), 500):
+        part = partitions[start : start + 500]
+        records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=part)
+        cursor, missing = None, set(part)
+        while missing:
+            page = instance.fetch_materializations(records_filter, limit=len(part), cursor=cursor)
+            found.update(r.partition_key for r in page.records if r.partition_key in missing)
+            missing -= found
+            if not page.has_more:
+                break
+            cursor = page.cursor
+    return found
 
 
 def failed_documents(instance: dg.DagsterInstance, run_id: str) -> list[dict] | None:
@@ -197,14 +219,18 @@ def materialize_documents(
     job = defs.resolve_job_def("ingest_documents")
     fail_orphaned_runs(instance)
     keys = list(dict.fromkeys(keys))
-    known = set(instance.get_dynamic_partitions(documents_partitions.name))
-    instance.add_dynamic_partitions(documents_partitions.name, [k for k in keys if k not in known])
+    name = documents_partitions.name
+    for start in range(0, len(keys), 10_000):  # Dagster adds those it does not hold yet, a statement a piece
+        instance.add_dynamic_partitions(name, keys[start : start + 10_000])
+    # The keys in Dagster's order, and where others lie between them, without loading every
+    # key of the definition (docs/decisions.md D38).
+    ids = partition_storage_ids(instance, name, keys)
+    ordered = in_storage_order(ids, lambda low, high: bool(partition_keys_between(instance, name, low, high, limit=1)))
     done, failed, runs = {}, [], []
-    ordered = instance.get_dynamic_partitions(documents_partitions.name)
-    position = {k: i for i, k in enumerate(ordered)}
+    position = {k: i for i, k in enumerate(ordered) if k is not None}
     for first, last in plan_batches(ordered, set(keys), batch_size):
         batch = ordered[position[first] : position[last] + 1]
-        with partition_keys_read_once(instance, {documents_partitions.name}), planned_once_per_asset():
+        with partition_keys_of_the_run(instance, name, first, last), planned_once_per_asset():
             result = job.execute_in_process(
                 instance=instance,
                 run_config=QUIET_RUN_CONFIG,
@@ -260,8 +286,9 @@ def ingest(
     except Exception as exc:  # noqa: BLE001 - the reason above
         log.warning("could not list the index (%s): every document runs", exc)
         indexed = {}
-    materialized = instance.get_materialized_partitions(dg.AssetKey("vector_index")) if indexed else set()
-    current = current_documents(refs, indexed, pipeline, materialized)
+    current = current_documents(
+        refs, indexed, pipeline, lambda keys: materialized_among(instance, dg.AssetKey("vector_index"), keys)
+    )
     on_progress(len(current))
     done, failed, runs = materialize_documents(
         [k for k in keys if k not in current],

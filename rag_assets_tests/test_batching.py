@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.batching import in_storage_order, plan_batches
 
 KEYS = list("abcdefgh")
 
@@ -47,3 +47,57 @@ def test_plan_batches_unknown_key():
 def test_plan_batches_max_batch(max_batch):
     with pytest.raises(ValueError, match="max_batch"):
         plan_batches(KEYS, {"a"}, max_batch)
+
+
+# --- The wanted keys' order without the others (in_storage_order, docs/decisions.md D38) ----
+
+
+def occupied_in(ids: dict[str, int]):
+    """`occupied` for a definition whose keys have these storage ids; records each question."""
+    taken, asked = sorted(ids.values()), []
+
+    def occupied(low: int, high: int) -> bool:
+        asked.append((low, high))
+        return any(low <= i <= high for i in taken)
+
+    return occupied, asked
+
+
+@pytest.mark.parametrize(
+    "wanted, expected, questions",
+    [
+        ({"a": 1, "b": 2, "c": 3}, ["a", "b", "c"], 0),  # consecutive ids: nothing to ask
+        ({"c": 3, "a": 1}, ["a", None, "c"], 1),  # b (id 2) lies between
+        ({"a": 1, "e": 9}, ["a", None, "e"], 1),
+        ({"d": 7, "e": 9}, ["d", "e"], 1),  # id 8 was deleted: d and e are neighbours
+        ({"e": 9}, ["e"], 0),
+        ({}, [], 0),
+    ],
+)
+def test_in_storage_order(wanted, expected, questions):
+    every = {"a": 1, "b": 2, "c": 3, "d": 7, "e": 9}  # ids 4-6 and 8 deleted
+    occupied, asked = occupied_in(every)
+    assert in_storage_order(wanted, occupied) == expected
+    assert len(asked) == questions
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_batches_from_the_wanted_keys_alone_are_the_batches_from_every_key(seed):
+    rng = random.Random(seed)
+    ids = sorted(rng.sample(range(1, 400), rng.randint(1, 120)))  # the gaps are deleted keys
+    every = {f"k{i:03d}": i for i in ids}
+    keys = list(every)  # Dagster's order
+    wanted = {k for k in keys if rng.random() < rng.random()}
+    max_batch = rng.randint(1, 10)
+    occupied, _ = occupied_in(every)
+    ordered = in_storage_order({k: every[k] for k in wanted}, occupied)
+    assert plan_batches(ordered, wanted, max_batch) == plan_batches(keys, wanted, max_batch)
+
+
+def test_a_batch_of_new_keys_among_a_million_asks_nothing():
+    every = {f"doc-{i:07d}": i for i in range(1, 1_000_001)}  # a million known, then 50 new ones
+    new = {f"new-{i:02d}": 1_000_000 + i for i in range(1, 51)}
+    occupied, asked = occupied_in({**every, **new})
+    ordered = in_storage_order(new, occupied)
+    assert plan_batches(ordered, set(new), 20) == [("new-01", "new-20"), ("new-21", "new-40"), ("new-41", "new-50")]
+    assert asked == []

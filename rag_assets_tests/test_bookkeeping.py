@@ -1,7 +1,7 @@
 """The ways around Dagster's per-partition costs (docs/decisions.md D7, D20), through a real
 instance: add_partition_metadata gives each partition's materialization its own metadata,
-on the fast path and on the public call's; partition_keys_read_once reads a definition's
-keys once and leaves the instance as it was."""
+on the fast path and on the public call's; partition_keys_of_the_run answers with the run's
+range, read once (D38), and leaves the instance as it was."""
 
 from types import SimpleNamespace
 
@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from rag_assets.components.metadata import add_partition_metadata
-from rag_assets.dagster_compat import partition_keys_read_once
+from rag_assets.dagster_compat import partition_keys_of_the_run
 
 parts = dg.DynamicPartitionsDefinition(name="things")
 
@@ -56,9 +56,9 @@ def test_a_partition_outside_the_run_is_refused():
     assert "does not materialize: ['a']" in failure.step_failure_data.error.to_string()
 
 
-def test_partition_keys_are_read_once_then_the_instance_is_as_it_was():
+def test_a_runs_keys_are_its_range_read_once_then_the_instance_is_as_it_was():
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("things", ["a", "b"])
+        instance.add_dynamic_partitions("things", ["a", "b", "c", "d"])
         instance.add_dynamic_partitions("others", ["x"])
         reads = []
         storage_read = instance.event_log_storage.get_dynamic_partitions
@@ -68,11 +68,12 @@ def test_partition_keys_are_read_once_then_the_instance_is_as_it_was():
             return storage_read(name)
 
         instance.event_log_storage.get_dynamic_partitions = counted
-        with partition_keys_read_once(instance, {"things"}):
-            assert [instance.get_dynamic_partitions("things") for _ in range(3)] == [["a", "b"]] * 3
+        with partition_keys_of_the_run(instance, "things", "b", "c") as keys:
+            assert keys == ["b", "c"]
+            assert [instance.get_dynamic_partitions("things") for _ in range(3)] == [["b", "c"]] * 3
             assert instance.get_dynamic_partitions("others") == ["x"]
             assert instance.get_dynamic_partitions("others") == ["x"]
-        assert reads == ["things", "others", "others"]  # others are not kept
+        assert reads == ["others", "others"]  # the range is read alone; others are read as before
         assert "get_dynamic_partitions" not in vars(instance)
-        instance.add_dynamic_partitions("things", ["c"])
-        assert instance.get_dynamic_partitions("things") == ["a", "b", "c"]
+        instance.add_dynamic_partitions("things", ["e"])
+        assert instance.get_dynamic_partitions("things") == ["a", "b", "c", "d", "e"]

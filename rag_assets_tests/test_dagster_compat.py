@@ -177,23 +177,86 @@ def test_the_public_call_still_loads_every_key_per_call():
         assert len(reads) - baseline >= len(RANGE), (baseline, len(reads))
 
 
-# --- A ranged run reads the keys once (docs/decisions.md D20) -------------------------------
+# --- A ranged run reads its own keys (docs/decisions.md D20, D38) --------------------------
 
 
-def test_a_ranged_run_reads_the_keys_once_under_partition_keys_read_once_and_many_times_without():
+@pytest.mark.parametrize(
+    "first, last", [(KEYS[3], KEYS[8]), (KEYS[0], KEYS[-1]), (KEYS[5], KEYS[5]), (KEYS[9], KEYS[2])]
+)
+def test_the_keys_of_a_range_are_dagsters_slice_without_the_others(first, last):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(compat_docs.name, KEYS)
+        instance.delete_dynamic_partition(compat_docs.name, KEYS[4])  # a hole in the storage ids
+        instance.add_dynamic_partitions("other", ["doc-05", "x"])  # another definition, same keys
+        instance.add_dynamic_partitions(compat_docs.name, ["doc-99"])
+        reads = count_key_reads(instance)
+        ours = compat.partition_keys_in_range(instance, compat_docs.name, first, last)
+        assert reads == []
+        with dg.partition_loading_context(dynamic_partitions_store=instance):
+            dagsters = compat_docs.get_partition_keys_in_range(dg.PartitionKeyRange(first, last))
+        assert ours == dagsters
+        ids = compat.partition_storage_ids(instance, compat_docs.name, ["doc-99", KEYS[4], "x", KEYS[0]])
+        assert sorted(ids, key=ids.get) == [KEYS[0], "doc-99"]  # the deleted key and the other's are not ours
+
+
+def test_a_range_with_an_unknown_end_is_left_to_dagster():
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(compat_docs.name, KEYS)
+        assert compat.partition_keys_in_range(instance, compat_docs.name, KEYS[0], "nope") is None
+        with compat.partition_keys_of_the_run(instance, compat_docs.name, KEYS[0], "nope"):
+            assert "get_dynamic_partitions" not in vars(instance)
+
+
+def test_a_ranged_run_reads_no_key_list_under_partition_keys_of_the_run_and_many_without():
     with dg.instance_for_test() as instance:
         ranged_run(instance, [ranged])
+        instance.add_dynamic_partitions("other", ["x"])
         reads = count_key_reads(instance)
-        with compat.partition_keys_read_once(instance, {compat_docs.name}):
+        with compat.partition_keys_of_the_run(instance, compat_docs.name, RANGE[0], RANGE[-1]):
+            assert instance.get_dynamic_partitions("other") == ["x"]  # other definitions are read as before
             assert ranged_run(instance, [ranged, downstream]).success
-        assert SEEN["downstream"] == RANGE
-        assert reads.count(compat_docs.name) == 1, (
-            "Dagster no longer loads a run's keys through instance.get_dynamic_partitions"
-        )
+        assert SEEN["keys"] == SEEN["downstream"] == RANGE
+        assert reads == ["other"], "Dagster no longer loads a run's keys through instance.get_dynamic_partitions"
+        assert "get_dynamic_partitions" not in vars(instance)
         reads.clear()
         assert ranged_run(instance, [ranged, downstream]).success
-        # Why D20's workaround exists; when this fails, Dagster reads a run's keys once itself.
+        # Why the workaround exists; when this fails, Dagster resolves a range without every key.
         assert reads.count(compat_docs.name) > 1
+
+
+def reading_job():
+    """A job of `ranged` and `downstream` on the executor the deployment uses (D38)."""
+    job = dg.define_asset_job(
+        "reading_job", executor_def=compat.in_process_executor_reading_run_keys(compat_docs.name)
+    )
+    return dg.Definitions(assets=[ranged, downstream], jobs=[job]).resolve_job_def("reading_job")
+
+
+def plain_job():
+    job = dg.define_asset_job("plain_job", executor_def=dg.in_process_executor)
+    return dg.Definitions(assets=[ranged, downstream], jobs=[job]).resolve_job_def("plain_job")
+
+
+def test_the_executor_reads_no_key_list_in_a_runs_steps():
+    # dg.execute_job runs the job's own executor in this process, as a launched run's worker does.
+    tags = {compat.PARTITION_RANGE_START_TAG: RANGE[0], compat.PARTITION_RANGE_END_TAG: RANGE[-1]}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(compat_docs.name, KEYS)
+        reads = count_key_reads(instance)
+        with dg.execute_job(dg.reconstructable(plain_job), instance=instance, tags=tags) as result:
+            assert result.success
+        planned_and_steps = reads.count(compat_docs.name)
+        reads.clear()
+        with dg.execute_job(dg.reconstructable(reading_job), instance=instance, tags=tags) as result:
+            assert result.success
+            assert sorted(e.materialization.partition for e in result.get_asset_materialization_events()) == sorted(
+                RANGE * 2
+            )
+            messages = [e.user_message for e in instance.all_logs(result.run_id)]
+            assert compat.RANGE_READ_MESSAGE.format(count=len(RANGE)) in messages
+        # Left: the planned events, which the run's creation resolves before any executor runs.
+        assert 0 < reads.count(compat_docs.name) < planned_and_steps, (reads, planned_and_steps)
+        assert "get_dynamic_partitions" not in vars(instance)
 
 
 # --- A killed process's run gives back its pool slots (docs/decisions.md D14) ---------------

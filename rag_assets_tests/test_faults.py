@@ -205,3 +205,43 @@ def test_a_daemon_killed_mid_tick_and_mid_run_loses_nothing(scene, tmp_path):
     s.daemon.start()
     s.converge("after two kills", timeout=420)
     assert "of a tick whose result was lost are visible again" in s.daemon.read_log()
+
+
+def sensor_ticks(instance: dg.DagsterInstance, name: str) -> list:
+    """The daemon's record of sensor `name`'s ticks, newest first."""
+    state = next(s for s in instance.all_instigator_state() if s.name == name)
+    return instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1000)
+
+
+def test_a_daemon_over_an_instance_holding_many_partitions(scene):
+    # A million documents (docs/decisions.md D38), scaled to what make test's time allows: the
+    # instance already holds 100,000 document partitions of another root. The daemon's ranged
+    # runs read their own keys, not the definition's, and every tick completes.
+    from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RANGE_READ_MESSAGE
+    from rag_assets.lib.keys import DocRef, encode_partition_key
+    from rag_assets.partitions import documents_partitions
+
+    s = scene("events")
+    others = [encode_partition_key(DocRef("acme", "s3://elsewhere", f"old/{i:06d}.txt")) for i in range(100_000)]
+    for start in range(0, len(others), 10_000):
+        s.instance.add_dynamic_partitions(documents_partitions.name, others[start : start + 10_000])
+    for n in range(6):  # all in the queue before the first tick: one ranged run
+        s.put(f"acme/crane-{n}.txt", f"Crane {n} lifts containers at berth {n}.")
+    s.daemon.start()
+    s.converge("six documents among 100,000 partitions")
+
+    runs = s.instance.get_run_records(dg.RunsFilter(job_name="ingest_documents"))
+    assert runs and all(r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    ranged = [r.dagster_run for r in runs if r.dagster_run.tags.get(PARTITION_RANGE_START_TAG)]
+    ranged = [run for run in ranged if run.tags[PARTITION_RANGE_START_TAG] != run.tags[PARTITION_RANGE_END_TAG]]
+    assert ranged, "the six documents were not asked for together"
+    for run in ranged:
+        logs = s.instance.all_logs(run.run_id)
+        events = [e.dagster_event for e in logs if e.dagster_event and e.dagster_event.is_step_materialization]
+        written = {e.partition for e in events if e.asset_key.path == ["vector_index"]}
+        # The run worker's executor served the steps the range's keys alone, and they were these.
+        assert RANGE_READ_MESSAGE.format(count=len(written)) in [e.user_message for e in logs], run.run_id
+    ticks = sensor_ticks(s.instance, "s3_event_sensor")
+    assert ticks and not [t for t in ticks if t.status.value == "FAILURE"], [t.error for t in ticks]
+    longest = max(t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp)
+    print(f"\ns3_event_sensor with 100,000 partitions: {len(ticks)} ticks, the longest {longest:.2f} s")

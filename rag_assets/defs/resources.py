@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from rag_assets.dagster_compat import in_process_executor_reading_run_keys
 from rag_assets.lib.keys import check_tenant_rule
 from rag_assets.lib.retrieval_eval import parse_floors
+from rag_assets.partitions import documents_partitions
 from rag_assets.resources.config import GoldenConfig, RagConfig, SyncConfig
 from rag_assets.resources.embedders import embedder_from_spec, embedding_cache_from_uri
 from rag_assets.resources.event_queue import EventQueue
@@ -51,9 +53,10 @@ def golden_resources(settings: Settings) -> dict:
 
 def executor_from_settings(name: str) -> dg.ExecutorDefinition:
     """RAG_EXECUTOR: in_process (the default: a batch run loads the model once,
-    docs/architecture.md), or ecs (each step its own ECS task of the run's task definition)."""
+    docs/architecture.md; its ranged runs read their own keys, not the million others,
+    docs/decisions.md D38), or ecs (each step its own ECS task of the run's task definition)."""
     if name == "in_process":
-        return dg.in_process_executor
+        return in_process_executor_reading_run_keys(documents_partitions.name)
     if name == "ecs":
         from dagster_aws.ecs import ecs_executor
 
