@@ -118,3 +118,39 @@ def test_what_a_terminal_is_shown_has_no_control_characters(value):
     assert "\u202e" not in shown
     if all(unicodedata.category(c) not in ("Cc", "Zl", "Zp", "Cs", "Cf") for c in value):
         assert shown == value  # ordinary text, accents and all, is shown as it is
+
+
+def partitions_by_key_parsed_whole(partitions, root):
+    """partitions_by_key as it was before its fast paths (D38): every key taken apart whole."""
+    from rag_assets.lib.keys import root_alias, split_partition_key
+
+    out = {}
+    for partition in partitions:
+        try:
+            parts = split_partition_key(partition)
+        except ValueError:
+            continue
+        if parts.alias == root_alias(root):
+            out.setdefault(parts.key, []).append(partition)
+    return out
+
+
+ROOTS = ["s3://bucket", "s3://other", "/srv/in", "/srv/in box|x"]
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(lambda t, r, k: encode_partition_key(DocRef(t, r, k)), tenant_like, st.sampled_from(ROOTS), text),
+            st.builds(lambda t, r, k: f"{t}|{r}|{k}", tenant_like, st.sampled_from(ROOTS), text),  # the old form
+            text,  # anything at all
+        ),
+        max_size=30,
+    ),
+    st.sampled_from(ROOTS),
+)
+@example(["acme|a.txt|s3:bucket", "acme|a|b|s3:bucket", "acme|s3://bucket|a.txt", "a|b|c|", "x|y|s3:other"], "s3://bucket")
+def test_partitions_by_key_takes_apart_only_what_it_must_and_agrees_with_the_whole_parse(partitions, root):
+    from rag_assets.lib.reconcile import partitions_by_key
+
+    assert partitions_by_key(partitions, root) == partitions_by_key_parsed_whole(partitions, root)

@@ -111,6 +111,11 @@ class PartitionParts:
     root: str | None  # known without the registry: S3 roots and keys of the old form
 
 
+def encoded_alias(root: str) -> str:
+    """The root's alias as it ends a document partition key (`encode_partition_key`)."""
+    return _escape(root_alias(root))
+
+
 def is_root_alias(text: str) -> bool:
     return (text.startswith(S3_ALIAS) and len(text) > len(S3_ALIAS) and "/" not in text) or bool(
         _FILE_ALIAS.match(text)

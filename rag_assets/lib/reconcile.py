@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import unquote
 
 from rag_assets.lib.batching import plan_batches
 from rag_assets.lib.identity import source_etag
@@ -22,6 +23,8 @@ from rag_assets.lib.images import is_thumbnail
 from rag_assets.lib.keys import (
     DocRef,
     encode_partition_key,
+    encoded_alias,
+    is_root_alias,
     is_sidecar,
     root_alias,
     sidecar_keys,
@@ -149,10 +152,26 @@ class Plan:
 
 
 def partitions_by_key(partitions: Iterable[str], root: str) -> dict[str, list[str]]:
-    """Object key -> the partitions (of any tenant, of either key form) naming it under `root`."""
+    """Object key -> the partitions (of any tenant, of either key form) naming it under `root`.
+
+    A million partitions are read at every listing tick, so the common cases skip the full
+    parse (`split_partition_key`): a key of the current form ending with this root's alias,
+    and one ending with another root's alias. Only keys of the old form are taken apart
+    whole (docs/decisions.md D38)."""
     alias = root_alias(root)
+    ours = "|" + encoded_alias(root)
     out: dict[str, list[str]] = {}
+    elsewhere: dict[str, bool] = {}  # a key's last part -> whether it names another root
     for partition in partitions:
+        if partition.endswith(ours) and partition.count("|") == 2:  # TENANT|KEY|OUR-ALIAS
+            key = unquote(partition[partition.index("|") + 1 : -len(ours)])
+            out.setdefault(key, []).append(partition)
+            continue
+        last = partition[partition.rfind("|") + 1 :]
+        if last not in elsewhere:
+            elsewhere[last] = unquote(last) != alias and is_root_alias(unquote(last))
+        if elsewhere[last]:  # another root's (or not a document key)
+            continue
         try:
             parts = split_partition_key(partition)
         except ValueError:
@@ -177,7 +196,7 @@ def plan_documents(
     root: str,
     wanted: Mapping[str, Wanted],
     indexed: Mapping[str, object],
-    partitions: Sequence[str],
+    by_key: Mapping[str, list[str]],
     tenant_rule: str,
     pipeline: str | Callable[[str], str],
     gone: Iterable[str] = (),
@@ -193,14 +212,13 @@ def plan_documents(
     """What to do about the documents under `root` that the source holds (`wanted`) and the
     keys it no longer holds (`gone`; with `complete`, every key under the root that starts
     with `scope`, the prefix the listing covered, and is not wanted). `indexed` is the index's listing, at least of
-    those documents; `partitions` the
-    known document partitions in Dagster's order; `in_flight` the partitions (and, for
+    those documents; `by_key` the known document partitions naming each object key under the
+    root (`partitions_by_key`); `in_flight` the partitions (and, for
     purges, the object keys) some run is working on; `unreadable` partition -> the source
     etag at which its document could not be read; `requests` this sensor's last request per
     partition."""
     unreadable, requests = unreadable or {}, requests or {}
     plan = Plan()
-    by_key = partitions_by_key(partitions, root)
     in_index = indexed_by_key(indexed, root)
     gone = set(gone)
     if complete:

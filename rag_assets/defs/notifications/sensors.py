@@ -15,7 +15,12 @@ from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
-from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
+from rag_assets.dagster_compat import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    PARTITION_TAG,
+    partition_keys_in_range,
+)
 from rag_assets.defs.documents.assets import ingest_documents_job
 from rag_assets.ingest import failed_documents
 from rag_assets.lib.catchup import load_catchup_config
@@ -35,7 +40,6 @@ from rag_assets.lib.notifications import (
     run_failure_reason,
     safe_cursor,
 )
-from rag_assets.lib.reconcile import partitions_in_ranges
 from rag_assets.partitions import documents_partitions
 from rag_assets.resources.notifiers import Notifier
 from rag_assets.settings import loading_settings
@@ -56,8 +60,7 @@ class Reader:
     def __init__(self, instance: dg.DagsterInstance, catchup: Mapping[str, str | None]):
         self.instance, self.catchup = instance, catchup  # catchup source -> its fixed tenant (or None)
         self._runs: dict[str, dg.DagsterRun | None] = {}
-        self._ordered: list[str] | None = None  # the document partitions, in Dagster's order
-        self._position: dict[str, int] = {}
+        self._ranges: dict[tuple[str, str], list[str]] = {}  # a run's range -> its partitions, in order
         self._starts: dict[str, float | None] = {}
 
     def run(self, run_id: str) -> dg.DagsterRun | None:
@@ -69,11 +72,10 @@ class Reader:
         """(partition, tenant, key) of each document an ingest run works on."""
         tags = run.tags
         if PARTITION_RANGE_START_TAG in tags:
-            if self._ordered is None:
-                self._ordered = self.instance.get_dynamic_partitions(documents_partitions.name)
-                self._position = {p: n for n, p in enumerate(self._ordered)}
-            span = [(tags[PARTITION_RANGE_START_TAG], tags[PARTITION_RANGE_END_TAG])]
-            partitions = sorted(partitions_in_ranges(self._ordered, span), key=self._position.__getitem__)
+            span = (tags[PARTITION_RANGE_START_TAG], tags[PARTITION_RANGE_END_TAG])
+            if span not in self._ranges:  # the range's keys alone, not the million others (D38)
+                self._ranges[span] = partition_keys_in_range(self.instance, documents_partitions.name, *span) or []
+            partitions = self._ranges[span]
         else:
             partitions = [tags[PARTITION_TAG]] if PARTITION_TAG in tags else []
         out = []

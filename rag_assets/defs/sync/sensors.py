@@ -321,7 +321,7 @@ def plan_tick(tick: Tick, view: InstanceView, found: Findings, by_key: Mapping[s
             complete=found.complete,
             scope=found.scope,
             indexed=found.indexed,
-            partitions=view.known,
+            by_key=by_key,
             tenant_rule=tick.sync_config.tenant_rule,
             pipeline=tick.rag_config.pipeline_for,
             in_flight=view.in_flight,
