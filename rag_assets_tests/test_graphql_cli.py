@@ -369,3 +369,37 @@ def test_error_summary(error, summary):
     from rag_assets.frontends.graphql_client import _error_summary
 
     assert _error_summary(error) == summary
+
+
+class _PagedKeys:
+    """What _read_range asks of a Connection: the partition keys of an asset in pages, as the
+    webserver's partitionKeyConnection gives them (newest first when ascending is false)."""
+
+    def __init__(self, keys: list[str], page: int):
+        self.keys, self.page, self.pages = keys, page, 0
+
+    def execute(self, query: str, variables: dict) -> dict:
+        assert "ascending: false" in query
+        newest_first = self.keys[::-1]
+        at = int(variables["cursor"] or 0)
+        self.pages += 1
+        results = newest_first[at : at + self.page]
+        more = at + self.page < len(newest_first)
+        return {"assetNodeOrError": {"__typename": "AssetNode", "partitionKeyConnection": {
+            "results": results, "cursor": str(at + self.page), "hasMore": more}}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "start, end, expected, pages",
+    [
+        ("k097", "k099", ["k097", "k098", "k099"], 1),  # the newest range: the first page
+        ("k010", "k012", ["k010", "k011", "k012"], 23),  # an old one: paged back to it
+        ("k003", "k005", ["k003", "k004", "k005"], 25),  # across a page's edge
+        ("k050", "nope", None, 25),  # an end that is not a key: no answer
+    ],
+)
+def test_a_ranged_runs_keys_are_paged_from_the_newest(start, end, expected, pages):
+    conn = _PagedKeys([f"k{i:03d}" for i in range(100)], page=4)
+    run = {"assetSelection": [{"path": ["vector_index"]}]}
+    assert graphql_client._read_range(conn, run, start, end) == expected
+    assert conn.pages == pages

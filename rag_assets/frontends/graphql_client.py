@@ -187,7 +187,7 @@ query RagAssetPartitionKeys($assetKey: AssetKeyInput!, $cursor: String) {{
   assetNodeOrError(assetKey: $assetKey) {{
     __typename
     ... on AssetNode {{
-      partitionKeyConnection(limit: {PARTITION_KEYS_PAGE}, ascending: true, cursor: $cursor) {{
+      partitionKeyConnection(limit: {PARTITION_KEYS_PAGE}, ascending: false, cursor: $cursor) {{
         results cursor hasMore
       }}
     }}
@@ -540,7 +540,7 @@ def _run_status(conn: Connection, run: dict[str, Any]) -> dict[str, Any]:
 
 def _range_partitions(conn: Connection, run: dict[str, Any], start: str, end: str) -> list[str] | None:
     """The keys from `start` to `end` of the partitions of a ranged run's assets (a batch of
-    documents: dynamic partitions, in the order they were added), read once per run and
+    documents: dynamic partitions, in the order they were added, paged from the newest), read once per run and
     connection; None when the webserver cannot say (the run's job is not in its workspace, the
     keys are gone)."""
     if run["runId"] not in conn.ranges:
@@ -568,12 +568,12 @@ def _read_range(conn: Connection, run: dict[str, Any], start: str, end: str) -> 
             page = node.get("partitionKeyConnection") if node["__typename"] == "AssetNode" else None
             if page is None:
                 break  # not partitioned (or not found): the next asset
-            for key in page["results"]:
-                inside = inside or key == start
+            for key in page["results"]:  # newest first: a run's range is most often among the last added
+                inside = inside or key == end
                 if inside:
                     keys.append(key)
-                    if key == end:
-                        return keys
+                    if key == start:
+                        return keys[::-1]
             if not page["hasMore"]:
                 return None
             cursor = page["cursor"]
