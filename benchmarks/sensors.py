@@ -1,7 +1,7 @@
 """Sensor benchmark: how long the sensors' ticks take at scale, and how long a document
 takes from upload to queryable through a real `dagster-daemon`.
 
-    python benchmarks/sensors.py [--quick] [--json] [--s3-objects N] [--parts events,listing,e2e,idle]
+    python benchmarks/sensors.py [--quick] [--json] [--s3-objects N] [--parts events,listing,e2e,idle,partitions]
                                  [--sensors listing_sensor,s3_event_sensor] [--documents 3] [--warm-only]
 
 1. s3_event_sensor: 1,000 and 10,000 S3 notifications pending in SQS (real ones: put_object
@@ -18,6 +18,11 @@ takes from upload to queryable through a real `dagster-daemon`.
    into the wait for the sensor's tick, the tick, the run's start and the run.
 4. Idle (--parts idle): the same daemon following an empty source for a minute: its ticks
    and the CPU it and its code server use with nothing to do.
+5. Partitions (--parts partitions; --partitions 100,1000000): the tick that finds 20 new
+   documents, of the listing_sensor (a local folder) and of the s3_event_sensor (20
+   notifications), on an instance already holding N document partitions of another root
+   (docs/scale.md): its seconds, the seconds of its one read of every key, and the process's
+   peak RSS after it (sizes in increasing order, so each peak is that size's).
 
 In 1 and 2 a sensor is evaluated like the daemon does it, with dg.build_sensor_context on a
 real DagsterInstance (as rag_assets_tests/test_sensors.py's Harness): the partitions it asks
@@ -444,6 +449,72 @@ def print_listing(results: list[dict]) -> None:
     table("2. listing_sensor: every tick of two passes (runs not executed)", headers, rows, notes)
 
 
+# --- 5. A tick on an instance holding many partitions ----------------------------------------
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_partitions(moto: Moto, root: Path, n: int) -> list[dict]:
+    """The first tick of each sensor finding 20 new documents, with `n` partitions already held."""
+    import dagster as dg
+
+    from rag_assets.defs.sync.sensors import build_listing_sensor, build_s3_event_sensor
+    from rag_assets.lib.keys import DocRef, encode_partition_key
+    from rag_assets.partitions import documents_partitions
+    from rag_assets.resources.config import SyncConfig
+    from rag_assets.resources.event_queue import EventQueue
+    from rag_assets.resources.object_store import ObjectStore
+
+    inbox = root / "inbox"
+    (inbox / "acme").mkdir(parents=True)
+    for i in range(20):
+        (inbox / "acme" / f"doc{i:02}.txt").write_text(f"tiny document {i}")
+    bucket, queue = moto.bucket(notify=True)
+    moto.upload(bucket, 20)
+    others = [encode_partition_key(DocRef("acme", "s3://elsewhere", f"old/{i:07d}.txt")) for i in range(n)]
+    out = []
+    for name, source in (("listing_sensor", str(inbox)), ("s3_event_sensor", f"s3://{bucket}/acme/")):
+        where = root / name
+        config = SyncConfig(source_uri=source, index_uri=str(where / "index"), state_dir=str(where / "state"))
+        resources = {**index_resources(where), "object_store": ObjectStore(), "sync_config": config}
+        if name == "s3_event_sensor":
+            resources["event_queue"] = EventQueue(queue_url=queue)
+        build = build_listing_sensor if name == "listing_sensor" else build_s3_event_sensor
+        harness = Harness(where / "dagster_home", build(dg.DefaultSensorStatus.RUNNING), resources)
+        try:
+            for start in range(0, n, 10_000):
+                harness.instance.add_dynamic_partitions(documents_partitions.name, others[start : start + 10_000])
+            read = harness.instance.get_dynamic_partitions
+            timed_read = timed("read keys", read, len)
+            harness.instance.get_dynamic_partitions = timed_read  # this object only
+            tick = harness.tick()
+        finally:
+            harness.close()
+        out.append({"sensor": name, "held": n, **tick, "peak_rss_mb": peak_rss_mb()})
+        log(f"partitions[{n:,}] {name}: {tick['seconds']:.2f}s, {tick['runs']} run(s)")
+    return out
+
+
+def print_partitions(results: list[dict]) -> None:
+    rows = [
+        [r["sensor"], f"{r['held']:,}", r["seconds"], r.get("read keys s", 0.0), f"{r['partitions']:,}", r["runs"],
+         f"{r['peak_rss_mb']:,.0f}"]
+        for r in results
+    ]  # fmt: skip
+    notes = [
+        "  The tick that finds 20 new documents, evaluated like the daemon does (runs not executed; the daemon's",
+        "  share, creating the runs, is in benchmarks/bookkeeping.py --via daemon). read keys s: the tick's reads of",
+        "  dynamic partitions (every document partition once, and the registry of roots). peak RSS: this process's,",
+        "  after the tick (sizes in increasing order).",
+    ]
+    headers = ["sensor", "partitions held", "tick s", "read keys s", "partitions added", "runs", "peak RSS MB"]
+    table("5. A tick on an instance already holding many document partitions", headers, rows, notes)
+
+
 # --- 3. End to end through dagster-daemon ------------------------------------------------
 
 LATENCY_PARTS = {
@@ -709,9 +780,10 @@ def main() -> int:
     parser.add_argument(
         "--parts",
         default="events,listing,e2e",
-        help="which parts to run: events, listing, e2e, idle (default: the first three)",
+        help="which parts to run: events, listing, e2e, idle, partitions (default: the first three)",
     )
     parser.add_argument("--documents", type=int, default=3, help="end to end: documents measured after the warm-up")
+    parser.add_argument("--partitions", default="100,1000000", help="partitions: the sizes held, comma separated")
     parser.add_argument("--warm-only", action="store_true", help="end to end: only with the warm model (as make dev)")
     parser.add_argument(
         "--sensors", default="listing_sensor,s3_event_sensor", help="end to end: which sensors follow the uploads"
@@ -745,6 +817,11 @@ def main() -> int:
         if "idle" in parts:
             results["idle"] = [bench_idle(mode, root / f"idle-{mode}", moto, 60) for mode in args.sensors.split(",")]
             print_idle(results["idle"])
+        if "partitions" in parts:
+            sizes = sorted(int(x) for x in args.partitions.split(","))
+            bench_partitions(moto, root / "partitions-warm-up", 0)  # first imports and loads: not recorded
+            results["partitions"] = [r for n in sizes for r in bench_partitions(moto, root / f"partitions-{n}", n)]
+            print_partitions(results["partitions"])
         if "e2e" in parts:
             results["e2e"] = [
                 bench_e2e(mode, root / f"{mode}{'-warm' if warm else ''}", moto, args.documents, warm)
