@@ -5,9 +5,12 @@ moves or changes one of them fails here, by name, rather than slowing or breakin
 pipeline. Nothing else in the repository imports a private Dagster module."""
 
 import ast
+import contextlib
 import os
 import tempfile
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -19,9 +22,12 @@ from dagster_pipes import (
     encode_param,
     open_dagster_pipes,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rag_assets import dagster_compat as compat
 from rag_assets.frontends.graphql_client import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from rag_assets.settings import INSTANCE_YAML
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTER = REPO / "rag_assets" / "dagster_compat.py"
@@ -257,6 +263,111 @@ def test_the_executor_reads_no_key_list_in_a_runs_steps():
         # Left: the planned events, which the run's creation resolves before any executor runs.
         assert 0 < reads.count(compat_docs.name) < planned_and_steps, (reads, planned_and_steps)
         assert "get_dynamic_partitions" not in vars(instance)
+
+
+# --- One read of a definition's keys per process, kept current (docs/decisions.md D39) -----
+
+
+@contextlib.contextmanager
+def yaml_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """An instance made as every process makes it: from a DAGSTER_HOME holding dagster.yaml."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML.read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def test_dagster_yaml_makes_every_instance_the_key_caching_one(tmp_path):
+    with yaml_instance(tmp_path) as instance:
+        assert isinstance(instance, compat.KeyCachingInstance)
+    deployed = (REPO / "deploy" / "dagster.yaml").read_text()
+    assert "module: rag_assets.dagster_compat\n  class: KeyCachingInstance" in deployed
+
+
+def test_a_read_is_answered_from_what_changed(tmp_path):
+    cache = compat.PartitionKeysCache()
+    with yaml_instance(tmp_path) as instance:
+        storage, truth = instance.event_log_storage, instance.event_log_storage.get_dynamic_partitions
+
+        def read():
+            return cache.read(storage, "here", "d")
+
+        instance.add_dynamic_partitions("d", ["a", "b", "c"])
+        assert read() == ["a", "b", "c"] and cache.reads == {"unchanged": 0, "added": 0, "whole": 1}
+        assert read() == ["a", "b", "c"] and cache.reads["unchanged"] == 1
+        instance.add_dynamic_partitions("d", ["e", "a", "f"])
+        assert read() == truth("d") == ["a", "b", "c", "e", "f"] and cache.reads["added"] == 1
+        instance.delete_dynamic_partition("d", "b")
+        assert read() == truth("d") == ["a", "c", "e", "f"] and cache.reads["whole"] == 2
+        instance.delete_dynamic_partition("d", "f")  # a delete and an add between two reads
+        instance.add_dynamic_partitions("d", ["g"])
+        assert read() == truth("d") == ["a", "c", "e", "g"] and cache.reads["whole"] == 3
+        mine = read()
+        mine.append("changed by a caller")
+        assert read() == truth("d")
+        assert len(storage.get_dynamic_partitions(compat.PARTITION_ID_MARK)) == 1  # the newest mark alone
+
+
+def test_dagsters_own_reads_of_a_ranged_run_go_through_the_instance(tmp_path):
+    with yaml_instance(tmp_path) as instance:
+        instance.add_dynamic_partitions(compat_docs.name, KEYS)
+        instance.get_dynamic_partitions(compat_docs.name)
+        before = dict(compat.PARTITION_KEYS.reads)
+        assert ranged_run(instance, [ranged, downstream]).success
+        after = compat.PARTITION_KEYS.reads
+        assert SEEN["keys"] == SEEN["downstream"] == RANGE
+        # Dagster read the keys many times (planned events, each step); none was a whole read.
+        assert after["unchanged"] - before["unchanged"] > 4
+        assert after["whole"] == before["whole"], (before, after)
+
+
+# Operations on one definition: adds and deletes from a small alphabet, so that deleted keys
+# come back and the newest rows are deleted, and reads by another process in between.
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=3, unique=True)),
+        st.tuples(st.just("delete"), st.sampled_from("abcdefg")),
+        st.tuples(st.just("read"), st.none()),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_another_process_reading_now_and_then_always_reads_what_the_storage_holds(tmp_path, ops):
+    name = f"d{uuid.uuid4().hex}"
+    cache = compat.PartitionKeysCache()  # another process's: it sees only the states it reads
+    with yaml_instance(tmp_path) as instance:
+        storage = instance.event_log_storage
+        for op, arg in ops + [("read", None)]:
+            if op == "add":
+                instance.add_dynamic_partitions(name, arg)
+            elif op == "delete":
+                instance.delete_dynamic_partition(name, arg)
+            else:
+                assert cache.read(storage, "here", name) == storage.get_dynamic_partitions(name)
+
+
+def test_sqlite_gives_a_deleted_highest_id_again_which_is_why_deletes_leave_a_mark(tmp_path):
+    # Two deletes of the newest keys, two adds, no read between: the same count and highest id.
+    def steps(instance) -> tuple[list[str], list[str]]:
+        cache = compat.PartitionKeysCache()
+        instance.add_dynamic_partitions("d", ["a", "b", "c"])
+        cache.read(instance.event_log_storage, "here", "d")
+        instance.delete_dynamic_partition("d", "c")
+        instance.delete_dynamic_partition("d", "b")
+        instance.add_dynamic_partitions("d", ["x", "c"])
+        storage = instance.event_log_storage
+        return cache.read(storage, "here", "d"), storage.get_dynamic_partitions("d")
+
+    with dg.instance_for_test() as plain:  # Dagster's instance: ids come back, the check is fooled
+        held, truth = steps(plain)
+        assert truth == ["a", "x", "c"] and held == ["a", "b", "c"], "SQLite no longer reuses ids: the mark is unneeded"
+    with yaml_instance(tmp_path) as instance:
+        held, truth = steps(instance)
+        assert held == truth == ["a", "x", "c"]
 
 
 # --- A killed process's run gives back its pool slots (docs/decisions.md D14) ---------------

@@ -123,3 +123,28 @@ def test_a_run_becomes_an_ecs_task_with_the_run_command(deploy_home):
         assert "unused-with-trust-auth" not in command[5] and "DAGSTER_PG_PASSWORD" in command[5]
         tags = {t["key"]: t["value"] for t in started.get("tags", [])}
         assert tags.get("dagster/run_id") == run.run_id and tags.get("rag/launched_by") == "sensor"
+
+
+def test_the_production_instance_keeps_each_processs_keys_current_in_postgres(deploy_home):
+    from rag_assets import dagster_compat as compat
+
+    home, _ = deploy_home
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance, compat.KeyCachingInstance)
+        storage, other = instance.event_log_storage, compat.PartitionKeysCache()  # another process's
+
+        def read() -> list[str]:
+            truth = storage.get_dynamic_partitions("d")
+            assert other.read(storage, "pg", "d") == instance.get_dynamic_partitions("d") == truth
+            return truth
+
+        instance.add_dynamic_partitions("d", ["a", "b", "c"])
+        assert read() == ["a", "b", "c"]
+        assert read() == ["a", "b", "c"]
+        instance.add_dynamic_partitions("d", ["x"])
+        assert read() == ["a", "b", "c", "x"]
+        for key in ("x", "c"):  # the newest keys go, then come back among others
+            instance.delete_dynamic_partition("d", key)
+        instance.add_dynamic_partitions("d", ["y", "c"])
+        assert read() == ["a", "b", "y", "c"]
+        assert other.reads == {"unchanged": 1, "added": 1, "whole": 2}

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from rag_assets.components.index_pipeline import INDEX_WRITERS
+from rag_assets.dagster_compat import partition_storage_ids
 from rag_assets.defs.documents.assets import INTERMEDIATE_ASSETS, ingest_documents_job
 from rag_assets.defs.documents.images import forget_images
 from rag_assets.lib.errors import describe_error
@@ -76,7 +77,9 @@ def purge_deleted_documents(
     left = vector_store.list_documents(model, dimension, document_ids=ids)
     if left:
         raise dg.Failure(f"rows remain after the purge for {sorted(left)[:5]}")
-    known = set(context.instance.get_dynamic_partitions(documents_partitions.name))
+    # which of their partitions the instance holds, asked of these keys alone (docs/scale.md)
+    asked = [p for t in doomed for p in t.partitions]
+    known = set(partition_storage_ids(context.instance, documents_partitions.name, asked))
     for t in doomed:
         rows = sum(before[d].rows for d in t.document_ids if d in before)
         for partition in t.partitions or [None]:
