@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from rag_assets.lib.batching import in_storage_order, plan_batches
+from rag_assets.lib.batching import in_storage_order, plan_batch_members, plan_batches
 
 KEYS = list("abcdefgh")
 
@@ -36,6 +36,8 @@ def test_plan_batches_covers_exactly_the_wanted_keys(seed):
         assert 1 <= len(stretch) <= max_batch
         covered += stretch
     assert sorted(covered) == sorted(wanted)  # each wanted key exactly once
+    members = plan_batch_members(keys, wanted, max_batch)
+    assert [keys[keys.index(m[0]) : keys.index(m[-1]) + 1] for m in members] == members  # the ranges' keys
 
 
 def test_plan_batches_unknown_key():

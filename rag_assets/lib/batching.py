@@ -14,25 +14,32 @@ def plan_batches(
     holds a contiguous stretch of wanted keys, at most `max_batch` of them. A None in
     `ordered_keys` stands for keys that are not wanted (`in_storage_order`).
     """
+    return [(members[0], members[-1]) for members in plan_batch_members(ordered_keys, wanted, max_batch)]
+
+
+def plan_batch_members(
+    ordered_keys: Sequence[str | None], wanted: set[str] | Sequence[str], max_batch: int
+) -> list[list[str]]:
+    """The keys of each of `plan_batches`' ranges, in order: what a run of that range holds."""
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     wanted = set(wanted)
     missing = wanted.difference(ordered_keys)
     if missing:
         raise ValueError(f"keys not among the partitions: {sorted(missing)[:5]}")
-    batches: list[tuple[str, str]] = []
+    batches: list[list[str]] = []
     run: list[str] = []
     for key in ordered_keys:
         if key in wanted:
             run.append(key)
             if len(run) == max_batch:
-                batches.append((run[0], run[-1]))
+                batches.append(run)
                 run = []
         elif run:
-            batches.append((run[0], run[-1]))
+            batches.append(run)
             run = []
     if run:
-        batches.append((run[0], run[-1]))
+        batches.append(run)
     return batches
 
 

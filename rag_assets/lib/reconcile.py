@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote
 
-from rag_assets.lib.batching import plan_batches
+from rag_assets.lib.batching import plan_batch_members
 from rag_assets.lib.identity import source_etag
 from rag_assets.lib.images import is_thumbnail
 from rag_assets.lib.keys import (
@@ -387,22 +387,22 @@ def ingest_batches(targets: Sequence[Target], ordered: Sequence[str], batch_size
     `batch_size_for`); a run key per batch from each member's partition, version and attempt,
     under the index identity."""
     by_partition = {t.partition: t for t in targets}
-    position = {p: i for i, p in enumerate(ordered)}
     by_size: dict[int, set[str]] = {}
     for t in targets:
         by_size.setdefault(batch_size_for(t, batch_size), set()).add(t.partition)
     batches = []
     for size, partitions in sorted(by_size.items(), reverse=True):
-        for first, last in plan_batches(ordered, partitions, size):
-            members = tuple(ordered[position[first] : position[last] + 1])
+        for members in plan_batch_members(ordered, partitions, size):
             parts = [f"{m}@{by_partition[m].version}#{by_partition[m].attempt}" for m in members]
-            batches.append(Batch(first, last, members, run_key("ingest", identity, parts)))
+            batches.append(Batch(members[0], members[-1], tuple(members), run_key("ingest", identity, parts)))
     return batches
 
 
 def partitions_in_ranges(ordered: Sequence[str], ranges: Iterable[tuple[str, str]]) -> set[str]:
     """The partitions covered by (first, last) ranges over `ordered` (a run's range tags)."""
-    position = {p: i for i, p in enumerate(ordered)}
+    ranges = list(ranges)
+    ends = {key for pair in ranges for key in pair}
+    position = {p: i for i, p in enumerate(ordered) if p in ends}  # of a million keys, the ends alone
     out: set[str] = set()
     for first, last in ranges:
         if first in position and last in position:
