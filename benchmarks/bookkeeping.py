@@ -14,7 +14,9 @@ events, log messages...) per ingest and per document (D33).
 
 With --via daemon the batch goes the way production's does: a `dagster-daemon run` follows a
 local folder holding the documents (listing_sensor), asks for ranged runs and launches them,
-each in a run worker process of its own (D38). Printed a size: the tick that asked for them,
+each in a run worker process of its own (D38). Two batches go through one daemon: its first,
+whose processes read every key once, then the next, when they read only the keys that
+changed (D39). Printed a size and batch: the tick that asked for them,
 from its start to its end (the sensor's evaluation, then the daemon creating the runs), the
 runs' wait in the queue and launch (from the tick's end to RUN_START), the runs themselves
 (RUN_START to RUN_SUCCESS), and the whole, from the tick's start to the last run's end,
@@ -193,90 +195,118 @@ def fill(instance, n: int, elsewhere: str) -> None:
         instance.add_dynamic_partitions(documents_partitions.name, filler[start : start + 10_000])
 
 
-def daemon_batch(root: Path, n: int, texts: dict[str, str]) -> dict[str, float]:
-    """One batch through a daemon on an instance holding `n` partitions: the figures of its
-    tick and runs, read from the instance once every run has ended."""
+def daemon_batches(root: Path, n: int, texts: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Two batches through one daemon on an instance holding `n` partitions: its first, whose
+    processes read every key once, then the next, when they read only what changed (D39).
+    The figures of each batch's tick and runs, read from the instance once its runs have ended."""
     import dagster as dg
     from sensors import new_home, running_daemon
-
-    from rag_assets.dagster_compat import TICK_ID_TAG
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "AWS_", "DAGSTER_"))}
     inbox = root / "inbox"
     env.update(DAGSTER_HOME=str(new_home(root / "home")), RAG_WORK_DIR=str(root / "rag"),
                RAG_INDEX_URI=str(root / "rag" / "index"), RAG_SOURCE_URI=str(inbox), HF_HUB_OFFLINE="1")  # fmt: skip
+    (inbox / "acme").mkdir(parents=True)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         fill(instance, n, str(root / "elsewhere"))
-        (inbox / "acme").mkdir(parents=True)
-        for name, text in texts.items():
-            (inbox / "acme" / f"{name}.txt").write_text(text)
-        ingest_runs = dg.RunsFilter(job_name="ingest_documents")
+        figures, seen = {}, set()
         with running_daemon(root, env) as daemon:
-            deadline = time.monotonic() + 900
-            while True:
-                records = instance.get_run_records(ingest_runs)
-                done = [r for r in records if r.dagster_run.is_finished]
-                materialized = sum(
-                    1
-                    for r in done
-                    for e in instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-                    if e.dagster_event.asset_key.path[-1] == "vector_index"
-                )
-                if records and len(done) == len(records) and materialized >= len(texts):
-                    break
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    tail = (root / "daemon.log").read_text(errors="replace")[-3000:]
-                    raise SystemExit(f"{n:,} partitions: {materialized} of {len(texts)} indexed; daemon log:\n{tail}")
-                time.sleep(1)
-        runs = []
-        for record in records:
-            run = record.dagster_run
-            if run.status != dg.DagsterRunStatus.SUCCESS:
-                raise SystemExit(f"{n:,} partitions: run {run.run_id} {run.status.value}")
-            at = {}
-            for entry in instance.all_logs(run.run_id):
-                if entry.dagster_event is not None:
-                    at.setdefault(entry.dagster_event.event_type.name, entry.timestamp)
-            runs.append((instance.schedule_storage.get_tick(int(run.tags[TICK_ID_TAG])), at))
-        ticks = {tick.tick_id: tick for tick, _ in runs}.values()  # the daemon's own record of its ticks
-        figures = {
-            "runs": len(runs),
-            # The tick: the sensor's evaluation, then the daemon creating its runs.
-            "tick": sum(t.end_timestamp - t.timestamp for t in ticks),
-            # From the tick's end to each run's start: the queue, the launch, the run worker's start.
-            "launch": sum(at["RUN_START"] - tick.end_timestamp for tick, at in runs),
-            "run": sum(at["RUN_SUCCESS"] - at["RUN_START"] for _, at in runs),
-            # From the first tick's start to the last run's end.
-            "total": max(at["RUN_SUCCESS"] for _, at in runs) - min(t.timestamp for t in ticks),
-        }
+            for batch in ("first", "next"):
+                for name, text in texts.items():
+                    (inbox / "acme" / f"{batch}-{name}.txt").write_text(text)
+                records = wait_for_batch(instance, daemon, root, n, seen, len(texts))
+                seen |= {r.dagster_run.run_id for r in records}
+                figures[batch] = batch_figures(instance, n, records)
     return figures
+
+
+def wait_for_batch(instance, daemon, root: Path, n: int, seen: set[str], count: int) -> list:
+    """The records of the ingest runs not in `seen`, once all have ended and indexed `count` documents."""
+    import dagster as dg
+
+    deadline = time.monotonic() + 900
+    while True:
+        records = [
+            r
+            for r in instance.get_run_records(dg.RunsFilter(job_name="ingest_documents"))
+            if r.dagster_run.run_id not in seen
+        ]
+        done = [r for r in records if r.dagster_run.is_finished]
+        materialized = sum(
+            1
+            for r in done
+            for e in instance.all_logs(r.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            if e.dagster_event.asset_key.path[-1] == "vector_index"
+        )
+        if records and len(done) == len(records) and materialized >= count:
+            return records
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            tail = (root / "daemon.log").read_text(errors="replace")[-3000:]
+            raise SystemExit(f"{n:,} partitions: {materialized} of {count} indexed; daemon log:\n{tail}")
+        time.sleep(1)
+
+
+def batch_figures(instance, n: int, records: list) -> dict[str, float]:
+    """A batch's tick and runs, from the instance's records of them."""
+    import dagster as dg
+
+    from rag_assets.dagster_compat import TICK_ID_TAG
+
+    runs = []
+    for record in records:
+        run = record.dagster_run
+        if run.status != dg.DagsterRunStatus.SUCCESS:
+            raise SystemExit(f"{n:,} partitions: run {run.run_id} {run.status.value}")
+        at = {}
+        for entry in instance.all_logs(run.run_id):
+            if entry.dagster_event is not None:
+                at.setdefault(entry.dagster_event.event_type.name, entry.timestamp)
+        runs.append((instance.schedule_storage.get_tick(int(run.tags[TICK_ID_TAG])), at))
+    ticks = {tick.tick_id: tick for tick, _ in runs}.values()  # the daemon's own record of its ticks
+    return {
+        "runs": len(runs),
+        # The tick: the sensor's evaluation, then the daemon creating its runs.
+        "tick": sum(t.end_timestamp - t.timestamp for t in ticks),
+        # From the tick's end to each run's start: the queue, the launch, the run worker's start.
+        "launch": sum(at["RUN_START"] - tick.end_timestamp for tick, at in runs),
+        "run": sum(at["RUN_SUCCESS"] - at["RUN_START"] for _, at in runs),
+        # From the first tick's start to the last run's end.
+        "total": max(at["RUN_SUCCESS"] for _, at in runs) - min(t.timestamp for t in ticks),
+    }
 
 
 def through_the_daemon(args, sizes: list[int], workdir: Path) -> int:
     import corpora
 
     texts = {name: text[:600] for name, text in list(corpora.pydoc_documents().items())[: args.docs]}
-    results: dict[int, dict[str, list[float]]] = {n: {} for n in sizes}
+    results: dict[tuple[int, str], dict[str, list[float]]] = {}
     for rep in range(args.repeat):
         for n in sizes if rep % 2 == 0 else sizes[::-1]:
             print(f"repetition {rep + 1}: {n:,} partitions", file=sys.stderr, flush=True)
-            for name, value in daemon_batch(workdir / f"daemon-{rep}-{n}", n, texts).items():
-                results[n].setdefault(name, []).append(value)
-    medians = {n: {k: statistics.median(v) for k, v in f.items()} for n, f in results.items()}
+            for batch, figures in daemon_batches(workdir / f"daemon-{rep}-{n}", n, texts).items():
+                for name, value in figures.items():
+                    results.setdefault((n, batch), {}).setdefault(name, []).append(value)
+    medians = {key: {k: statistics.median(v) for k, v in f.items()} for key, f in results.items()}
     print(
         f"{args.docs} text documents (600 characters each) ingested by a dagster-daemon (listing_sensor, ranged runs, "
-        f"a run worker each) into an instance already holding N partitions; medians of {args.repeat}"
+        f"a run worker each) into an instance already holding N partitions, twice: the daemon's first batch, then its "
+        f"next; medians of {args.repeat}"
     )
-    print(f"{'N':>9}{'runs':>6}{'tick s':>9}{'queue+launch s':>16}{'runs s':>9}{'tick to end s':>15}{'vs first N':>12}")
-    first = medians[sizes[0]]["total"]
-    for n in sizes:
-        m = medians[n]
-        print(
-            f"{n:>9,}{m['runs']:>6.0f}{m['tick']:>9.2f}{m['launch']:>16.2f}{m['run']:>9.2f}{m['total']:>15.2f}"
-            f"{m['total'] / first:>11.2f}x"
-        )
+    print(
+        f"{'N':>9}{'batch':>7}{'runs':>6}{'tick s':>9}{'queue+launch s':>16}{'runs s':>9}{'tick to end s':>15}"
+        f"{'vs first N':>12}"
+    )
+    for batch in ("first", "next"):
+        base = medians[(sizes[0], batch)]["total"]
+        for n in sizes:
+            m = medians[(n, batch)]
+            print(
+                f"{n:>9,}{batch:>7}{m['runs']:>6.0f}{m['tick']:>9.2f}{m['launch']:>16.2f}{m['run']:>9.2f}"
+                f"{m['total']:>15.2f}{m['total'] / base:>11.2f}x"
+            )
     if args.json:
-        print(json.dumps({"docs": args.docs, "via": "daemon", "medians": medians, "all": results}, indent=2))
+        flat = {f"{n} {batch}": m for (n, batch), m in medians.items()}
+        print(json.dumps({"docs": args.docs, "via": "daemon", "medians": flat}, indent=2))
     return 0
 
 

@@ -1,7 +1,7 @@
 """How long the Dagster UI's partitions page of `vector_index` takes to load in a real
-headless browser, with 100 and with 100,000 document partitions.
+headless browser, with 100 and with 1,000,000 document partitions (docs/scale.md).
 
-    python benchmarks/ui.py [--partitions 100,100000] [--materialized 500] [--repeat 3] [--json]
+    python benchmarks/ui.py [--partitions 100,1000000] [--materialized 500] [--repeat 3] [--json]
 
 Needs Chromium and playwright-core: `make bench-ui` installs both (scripts/install-chromium.sh).
 Each size gets a fresh DAGSTER_HOME with that many document partitions registered and the
@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--partitions", default="100,100000")
+    p.add_argument("--partitions", default="100,1000000")
     p.add_argument("--materialized", type=int, default=500)
     p.add_argument("--repeat", type=int, default=3, help="loads after the first (which fills the cache)")
     p.add_argument("--workdir", type=Path)
