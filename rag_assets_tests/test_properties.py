@@ -154,3 +154,24 @@ def test_partitions_by_key_takes_apart_only_what_it_must_and_agrees_with_the_who
     from rag_assets.lib.reconcile import partitions_by_key
 
     assert partitions_by_key(partitions, root) == partitions_by_key_parsed_whole(partitions, root)
+
+
+PARTITIONS = st.one_of(
+    st.builds(lambda t, r, k: encode_partition_key(DocRef(t, r, k)), tenant_like, st.sampled_from(ROOTS), text),
+    st.builds(lambda t, r, k: f"{t}|{r}|{k}", tenant_like, st.sampled_from(ROOTS), text),
+)
+
+
+@given(st.lists(st.tuples(st.lists(PARTITIONS, max_size=8), st.integers(0, 3)), max_size=6), st.sampled_from(ROOTS))
+def test_the_memo_of_partitions_by_key_agrees_as_keys_are_added_and_deleted(steps, root):
+    from rag_assets.lib.reconcile import PartitionsByKeyMemo, partitions_by_key
+
+    memo, known, given_before = PartitionsByKeyMemo(), [], []
+    for added, deleted in steps:
+        del known[:deleted]  # the oldest go (a purge); the rest keep their order
+        known += [p for p in dict.fromkeys(added) if p not in known]
+        by_key = memo(known, root)
+        assert by_key == partitions_by_key(known, root)
+        for earlier, copy in given_before:  # a map handed out before is never changed
+            assert earlier == copy
+        given_before.append((by_key, {k: list(v) for k, v in by_key.items()}))

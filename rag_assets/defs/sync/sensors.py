@@ -51,6 +51,7 @@ from rag_assets.lib.keys import (
 )
 from rag_assets.lib.parsing import READERS
 from rag_assets.lib.reconcile import (
+    PartitionsByKeyMemo,
     Plan,
     PurgeTarget,
     Request,
@@ -60,7 +61,6 @@ from rag_assets.lib.reconcile import (
     guard_releases,
     indexed_by_key,
     ingest_batches,
-    partitions_by_key,
     partitions_in_ranges,
     pipeline_of,
     plan_documents,
@@ -85,6 +85,8 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.CANCELING,
 ]
 CONFIRMED_TAG = "rag/confirmed"  # how many of a purge run's deletions a person confirmed (the deletion guard)
+# Object key -> its document partitions, kept from tick to tick in this process (docs/decisions.md D39).
+known_by_key = PartitionsByKeyMemo()
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
@@ -404,7 +406,7 @@ def plan_and_result(tick: Tick, view: InstanceView, found: Findings, cursor: str
     the purge through the deletion guard (`guard_plan`), and make the sensor's result: new
     partitions, one ranged run per batch, one purge run, and the guard's asset events."""
     now = time.time()
-    by_key = partitions_by_key(view.known, tick.root)
+    by_key = known_by_key(view.known, tick.root)
     plan = plan_tick(tick, view, found, by_key, now)
     plan.purge, held_message, asset_events = guard_plan(tick, view, found, plan, by_key, now)
     run_requests = plan_run_requests(tick, view, plan)
@@ -519,7 +521,7 @@ def event_findings(
     # Events can be duplicated and reordered (a delete before a late create): act on
     # the objects as they are now, not on the events' order. One HEAD per document.
     now = head_all(object_store, root, documents)
-    by_key = partitions_by_key(view.known, root)
+    by_key = known_by_key(view.known, root)
     sidecar_docs = sidecar_neighbourhood(object_store, root, [k for k in touched if is_sidecar(k)])
     keys = sorted({*documents, *sidecar_docs, *confirmed})
     indexed = vector_store.list_documents(
@@ -656,7 +658,7 @@ def listing_findings(
         wanted, indexed = everything, index()
     else:
         wanted = {k: everything[k] for k in settled(listed, max(listed, default="")) if k in everything}
-        ids = candidate_ids(tick.root, wanted, partitions_by_key(known, tick.root), tick.sync_config.tenant_rule)
+        ids = candidate_ids(tick.root, wanted, known_by_key(known, tick.root), tick.sync_config.tenant_rule)
         indexed = index(document_ids=ids)
     return Findings(
         wanted=wanted,
