@@ -218,7 +218,7 @@ def test_a_daemon_over_an_instance_holding_many_partitions(scene):
     # instance already holds 100,000 document partitions of another root. The daemon's ranged
     # runs read their own keys, not the definition's, and every tick completes.
     from rag_assets.dagster_compat import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, RANGE_READ_MESSAGE
-    from rag_assets.lib.keys import DocRef, encode_partition_key
+    from rag_assets.lib.keys import DocRef, encode_partition_key, split_partition_key
     from rag_assets.partitions import documents_partitions
 
     s = scene("events")
@@ -241,6 +241,17 @@ def test_a_daemon_over_an_instance_holding_many_partitions(scene):
         written = {e.partition for e in events if e.asset_key.path == ["vector_index"]}
         # The run worker's executor served the steps the range's keys alone, and they were these.
         assert RANGE_READ_MESSAGE.format(count=len(written)) in [e.user_message for e in logs], run.run_id
+    # The newest document goes, then another comes: on Dagster's plain SQLite instance the new
+    # partition could take the deleted one's storage id. The daemon's, the code server's and
+    # the run workers' held keys follow both (docs/decisions.md D39).
+    newest = s.instance.get_dynamic_partitions(documents_partitions.name)[-1]
+    s.delete(split_partition_key(newest).key)  # the object key under the bucket
+    s.converge("the newest of six deleted")
+    s.put("acme/crane-6.txt", "Crane 6 lifts containers at berth 6.")
+    s.converge("another added")
+    held = s.instance.get_dynamic_partitions(documents_partitions.name)
+    assert newest not in held and len(held) == len(others) + 6
+    assert held == s.instance.event_log_storage.get_dynamic_partitions(documents_partitions.name)
     ticks = sensor_ticks(s.instance, "s3_event_sensor")
     assert ticks and not [t for t in ticks if t.status.value == "FAILURE"], [t.error for t in ticks]
     longest = max(t.end_timestamp - t.timestamp for t in ticks if t.end_timestamp)
