@@ -22,7 +22,7 @@ from rag_assets.dagster_compat import (
     partition_keys_of_the_run,
     partition_storage_ids,
 )
-from rag_assets.lib.batching import in_storage_order, plan_batches
+from rag_assets.lib.batching import in_storage_order, plan_batch_members
 from rag_assets.lib.errors import FAILED_PARTITIONS, error_chain, error_summary
 from rag_assets.lib.folders import NOT_FOLLOWED
 from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys, tenant_from_key
@@ -227,9 +227,8 @@ def materialize_documents(
     ids = partition_storage_ids(instance, name, keys)
     ordered = in_storage_order(ids, lambda low, high: bool(partition_keys_between(instance, name, low, high, limit=1)))
     done, failed, runs = {}, [], []
-    position = {k: i for i, k in enumerate(ordered) if k is not None}
-    for first, last in plan_batches(ordered, set(keys), batch_size):
-        batch = ordered[position[first] : position[last] + 1]
+    for batch in plan_batch_members(ordered, set(keys), batch_size):
+        first, last = batch[0], batch[-1]
         with partition_keys_of_the_run(instance, name, first, last), planned_once_per_asset():
             result = job.execute_in_process(
                 instance=instance,
