@@ -251,7 +251,7 @@ PARTITION_ID_MARK = "rag_assets_partition_id_mark"
 class _Held(NamedTuple):
     keys: list[str]
     top: int  # the highest storage id among keys
-    table_top: int  # the highest id of the whole table when the keys were read
+    table_top: int  # the highest id of the whole table when the keys were read (SQLite; else 0)
 
 
 def _table_top(conn) -> int:
@@ -276,11 +276,13 @@ class PartitionKeysCache:
         """The keys of `name` in Dagster's order (by storage id), as `storage` holds them now.
         `where` names the storage (two instances of one database share what is held)."""
         with self._lock, storage.index_connection() as conn:
-            table_top = _table_top(conn)  # first: a change after it shows at the next read
-            held = self._held.get((where, name))
             # SQLite commits its writes one at a time, in the order of their ids; PostgreSQL may
-            # commit id 100 after 101, which the table's highest id would not show.
-            if held is not None and held.table_top == table_top and conn.dialect.name == "sqlite":
+            # commit id 100 after 101, which the table's highest id would not show: there it is
+            # not asked for.
+            fast = conn.dialect.name == "sqlite"
+            table_top = _table_top(conn) if fast else 0  # first: a change after it shows at the next read
+            held = self._held.get((where, name))
+            if fast and held is not None and held.table_top == table_top:
                 self.reads["unchanged"] += 1
             else:
                 held = self._changed(conn, name, held, table_top)

@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from rag_assets.dagster_compat import (
+    IN_CHUNKS,
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
     free_concurrency_slots_for_run,
@@ -110,10 +111,10 @@ def current_documents(
 
 def materialized_among(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Sequence[str]) -> set[str]:
     """Those of `partitions` of `asset_key` that have been materialized, asked about in pages
-    of 500: the asset's other partitions (a million) are not read (docs/decisions.md D38)."""
+    of IN_CHUNKS (500): the asset's other partitions (a million) are not read (docs/decisions.md D38)."""
     found: set[str] = set()
-    for start in range(0, len(partitions), 500):
-        part = partitions[start : start + 500]
+    for start in range(0, len(partitions), IN_CHUNKS):
+        part = partitions[start : start + IN_CHUNKS]
         records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=part)
         cursor, missing = None, set(part)
         while missing:
