@@ -111,3 +111,34 @@ def test_entry_status_is_the_links_own_and_none_through_a_link(root):
     assert folders.entry_status(str(root / "acme" / "steal.txt")) is not None
     assert folders.entry_status(str(root / "acme" / "linked" / "payroll.txt")) is None
     assert folders.entry_status(str(root / "acme" / "missing.txt")) is None
+
+
+# Names whose order as whole keys differs from a folder-by-folder walk: "a" < "a-b" < "a.txt" < "a/..."
+TRICKY = ["a/x.txt", "a-b/y.txt", "a.txt", "a/b/z.txt", "ab", "b", "é/1", "e/1", "日本/x", "😀", "a/b.txt", "a/b-c"]
+
+
+def test_a_listing_is_in_key_order_and_goes_on_after_any_key(tmp_path):
+    for key in TRICKY:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_text(key)
+    everything = [k for k, _ in folders.list_files(str(tmp_path))]
+    assert everything == sorted(TRICKY)  # code point order of the whole key, as S3 lists
+    for after in [*TRICKY, "", "a", "a/", "a/b", "a0", "z", "\U0010ffff"]:
+        assert [k for k, _ in folders.list_files(str(tmp_path), after=after)] == [k for k in everything if k > after]
+
+
+def test_a_folder_is_listed_a_page_at_a_time(tmp_path, monkeypatch):
+    from rag_assets.resources import object_store
+    from rag_assets.resources.object_store import ObjectStore
+
+    for key in TRICKY:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_text(key)
+    monkeypatch.setattr(object_store, "LOCAL_PAGE", 5)
+    pages, token = [], None
+    while True:
+        page, token = ObjectStore().list_page(str(tmp_path), token)
+        pages.append([o.key for o in page])
+        if token is None:
+            break
+    assert [len(p) for p in pages] == [5, 5, 2] and [k for p in pages for k in p] == sorted(TRICKY)

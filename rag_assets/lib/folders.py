@@ -6,7 +6,7 @@ folder before it (openat), so there is no window between a check and the open: a
 anywhere on the way (`acme/steal.txt -> ../globex/payroll.txt`, `acme/env -> /proc/self/environ`,
 `.rag-thumbnails -> ../globex`) is refused with `NotFollowed`, never read or written through.
 Roots are absolute paths with no links of their own (`source_root` resolves them once, when
-the operator names them). Listing walks with directory descriptors (os.fwalk) and does not
+the operator names them). Listing walks with directory descriptors (openat, scandir) and does not
 descend into linked folders; a linked file is listed, so that reading it fails by name.
 """
 
@@ -178,25 +178,58 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def list_files(root: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(key, status) of every file below `root`: its path below the root, `/`-separated, in a
-    stable order. Dot files and dot folders are skipped (partial writes, `.rag-thumbnails`); a
+def list_files(root: str, after: str = "") -> Iterator[tuple[str, os.stat_result]]:
+    """(key, status) of every file below `root` whose key sorts after `after`: its path below the
+    root, `/`-separated, in key order (code point order of the whole key, as S3 lists UTF-8
+    keys), so that a listing can go on from the last key it gave. Folders wholly before `after`
+    are not opened. Dot files and dot folders are skipped (partial writes, `.rag-thumbnails`); a
     linked folder is not entered; a linked file is listed with its own status (reading it is
     refused); pipes, sockets and devices are skipped; a name that is not UTF-8 is skipped with a
     warning (it cannot become a key)."""
     top = open_folder(components(root))
     try:
-        for folder, dirnames, filenames, at in os.fwalk(".", dir_fd=top, follow_symlinks=False):
-            prefix = "" if folder == "." else folder[2:] + "/"
-            for name in [d for d in dirnames if not _utf8(d)] + [f for f in filenames if not _utf8(f)]:
-                log.warning("skipped %r in %s: its name is not UTF-8", name, root)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _utf8(d))
-            for name in sorted(f for f in filenames if not f.startswith(".") and _utf8(f)):
-                try:
-                    status = os.stat(name, dir_fd=at, follow_symlinks=False)
-                except FileNotFoundError:  # deleted while we walked
-                    continue
-                if stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode):
-                    yield prefix + name, status
+        yield from _walk(top, "", after, root)
     finally:
         os.close(top)
+
+
+def _walk(fd: int, prefix: str, after: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The files below the open folder `fd` (keys starting with `prefix`) after `after`, in key
+    order: a folder sorts as its name and a `/`, which is where its keys fall among its siblings."""
+    entries = []
+    with os.scandir(fd) as scan:
+        for entry in scan:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if not _utf8(name):
+                log.warning("skipped %r in %s: its name is not UTF-8", name, root)
+                continue
+            try:
+                folder = entry.is_dir(follow_symlinks=False)
+                if entry.is_symlink() and entry.is_dir():  # a linked folder: neither entered nor listed
+                    continue
+            except OSError:  # deleted while we walked
+                continue
+            entries.append((prefix + name + ("/" if folder else ""), name, folder))
+    for key, name, folder in sorted(entries):
+        if not folder:
+            if key <= after:
+                continue
+            try:
+                status = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:  # deleted while we walked
+                continue
+            if stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode):
+                yield key, status
+            continue
+        if key < after[: len(key)]:  # every key below it sorts before `after`
+            continue
+        try:
+            child = os.open(name, _DIR, dir_fd=fd)
+        except OSError:  # deleted, or replaced by a link, while we walked: not entered
+            continue
+        try:
+            yield from _walk(child, key, after, root)
+        finally:
+            os.close(child)

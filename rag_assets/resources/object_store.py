@@ -3,8 +3,10 @@ lib.folders: no symbolic link is ever followed)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +59,8 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 # What a boto3 client takes from the environment when it is made: a client is kept per value.
+LOCAL_PAGE = 10_000  # files a page of a local folder's listing (a tick lists up to max_objects_per_tick)
+
 AWS_ENVIRONMENT = (
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
@@ -186,8 +190,10 @@ class ObjectStore(dg.ConfigurableResource):
                 return
 
     def list_page(self, uri: str, token: str | None = None) -> tuple[list[StoredObject], str | None]:
-        """One page of `list` and the token of the next (None at the end). S3 pages hold up to
-        1,000 objects; a local folder is one page."""
+        """One page of `list` and the token of the next (None at the end), in key order. S3 pages
+        hold up to 1,000 objects; a local folder's up to LOCAL_PAGE, its token the last key
+        listed (each page walks again from it: the folder holding it is read again, the files
+        before it are not looked at)."""
         if uri.startswith("s3://"):
             bucket, prefix = split_s3_uri(uri)
             kwargs = {"Bucket": bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
@@ -199,9 +205,12 @@ class ObjectStore(dg.ConfigurableResource):
                     page.append(StoredObject(o["Key"], etag, o["Size"], modified, s3_version(etag, modified)))
             return page, response.get("NextContinuationToken") if response.get("IsTruncated") else None
         try:
-            return [_file_object(key, stat) for key, stat in folders.list_files(uri)], None
+            with contextlib.closing(folders.list_files(uri, after=token or "")) as walk:  # its folders closed at once
+                files = list(itertools.islice(walk, LOCAL_PAGE + 1))
         except (FileNotFoundError, NotADirectoryError):
             return [], None
+        page = [_file_object(key, stat) for key, stat in files[:LOCAL_PAGE]]
+        return page, page[-1].key if len(files) > LOCAL_PAGE else None
 
 
 def source_root(uri: str) -> tuple[str, str]:
