@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 
 from rag_assets.lib.hashing import chunk_id
-from rag_assets.lib.keys import DocRef
+from rag_assets.lib.keys import DocRef, in_span
 from rag_assets.resources.pgvector_store import PgVectorStore, pg_table_name
 from rag_assets.resources.pinecone_store import (
     MAX_METADATA_BYTES,
@@ -545,6 +546,30 @@ def test_list_documents_key_prefix_is_literal(store: VectorStore):
         assert store.list_documents(model, DIM, some, key_prefix=prefix) == in_some, prefix
 
 
+@pytest.mark.parametrize("prefix", ["", "a", "x/", "日本"])
+def test_a_span_of_keys_lists_what_the_index_holds_there_in_code_point_order(store: VectorStore, prefix: str):
+    """A listing pass reads the index a span of keys a tick (`list_key_span`): spans that tile
+    the keys list each document once, compared by code point (UTF-8 bytes) whatever the store,
+    with wildcards, quotes and non-ASCII meaning themselves."""
+    model = unique("m")
+    vectors = random_vectors(len(LITERAL_KEYS), seed=360)
+    docs = dict(make_doc("acme", key, [v], model=model) for key, v in zip(LITERAL_KEYS, vectors, strict=True))
+    store.replace_documents(model, DIM, docs)
+    want = {d: indexed(rs) for d, rs in docs.items() if rs[0].document_key.startswith(prefix)}
+    # Cuts at keys and between them, in code point order ("x/100%" < "x/100%!" < "x/1000"; "日本" < "😀").
+    cuts = [*sorted({"", *sorted(LITERAL_KEYS)[1::3], "x/100%!", "日"}), None]
+    listed: dict[str, IndexedDocument] = {}
+    for start, stop in itertools.pairwise(cuts):
+        span = store.list_key_span(model, DIM, prefix, start, stop)
+        expected = {d: w for d, w in want.items() if in_span(w.document_key, start, stop)}
+        assert span == expected, (start, stop)
+        assert not set(span) & set(listed), (start, stop)
+        listed |= span
+    assert listed == want
+    assert store.list_key_span(model, DIM, prefix, "\U0010ffff", None) == {}  # past every key
+    assert store.list_key_span(unique("m"), DIM, prefix, "", None) == {}  # a model never written
+
+
 def test_a_new_chunking_changes_the_chunk_digest(store: VectorStore):
     """Same bytes, same content hash, same number of chunks, other chunk ids (cut differently):
     only the chunk digest shows it."""
@@ -881,9 +906,10 @@ def exact_top(rows: list[VectorRow], q: np.ndarray, k: int) -> list[str]:
 @pytest.mark.parametrize("k", [1, 10])
 def test_lancedb_past_the_threshold_has_its_indexes_and_answers_as_the_exact_scan(tmp_path, docs_per_tenant,
                                                                                    trained_over, k):
-    """A bitmap index on tenant from the first write; an IVF_PQ index on the vectors built by
-    the write that takes the table to ann_index_rows (here the third, to 450 rows), built again
-    over all rows at 4 times that (1,800); either way each tenant gets exactly its own top k,
+    """A bitmap index on tenant and a B-tree on document_key from the first write; an IVF_PQ
+    index on the vectors built by the write that takes the table to ann_index_rows (here the
+    third, to 450 rows), built again over all rows at 4 times that (1,800); either way each
+    tenant gets exactly its own top k,
     the same ids and scores as an exact scan (a small corpus: the probes and the re-ranking of
     10 x max(k, 10) candidates by the exact vectors leave nothing to the codes; D37)."""
     store = LanceDBStore(uri=str(tmp_path / "lance"), ann_index_rows=ANN_ROWS)
@@ -897,7 +923,9 @@ def test_lancedb_past_the_threshold_has_its_indexes_and_answers_as_the_exact_sca
     store.replace_documents(model, DIM, {small_id: small})
 
     indexes = [(i.columns[0], i.index_type, i.name) for i in lance_table(store, model).list_indices()]
-    assert sorted((c, t) for c, t, _ in indexes if c != "vector") == [("tenant", "Bitmap"), ("text", "FTS")]
+    assert sorted((c, t) for c, t, _ in indexes if c != "vector") == [
+        ("document_key", "BTree"), ("tenant", "Bitmap"), ("text", "FTS")
+    ]  # fmt: skip
     vector = [name for c, t, name in indexes if c == "vector"]
     assert vector == ([] if trained_over is None else [f"vector_idx_trained_{trained_over}"])
     if vector:

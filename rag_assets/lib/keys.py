@@ -236,3 +236,9 @@ def sidecar_keys(key: str) -> list[str]:
     folder, slash, name = key.rpartition("/")
     stem, dot, _ = name.rpartition(".")
     return [key + SIDECAR_SUFFIX] + ([folder + slash + stem + SIDECAR_SUFFIX] if dot and stem else [])
+
+
+def in_span(key: str, start: str, stop: str | None) -> bool:
+    """`start` <= `key` < `stop` by code point (no end when `stop` is None): the keys one tick
+    of a listing pass answers for (lib.reconcile.listing_span)."""
+    return start <= key and (stop is None or key < stop)

@@ -305,6 +305,8 @@ class PgVectorStore(VectorStore):
                 log.warning("%s: %d dimensions is over pgvector's HNSW limit; queries scan exactly", table, dimension)
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_tenant ON {table} (tenant)")
             conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_document ON {table} (document_id)")
+            # A listing pass reads one span of keys a tick (list_key_span), in code point order.
+            conn.execute(f'CREATE INDEX IF NOT EXISTS {table}_key ON {table} (key COLLATE "C")')
         # The full-text index comes with _verify's migration: an older table met here has no
         # column to index yet.
         self._verify(conn, table, model_id, dimension)
@@ -388,6 +390,25 @@ class PgVectorStore(VectorStore):
             # replaced, so the prefix is too). No index serves it: alone, a sequential scan.
             conditions.append("starts_with(key, %s)")
             params.append(_clean(key_prefix))
+        return self._listed(conn, table, conditions, params)
+
+    def list_key_span(self, model_id, dimension, key_prefix, start, stop):
+        key_prefix = check_key_prefix(key_prefix)
+        conn = self._conn()
+        table = pg_table_name(model_id, dimension)
+        if not self._exists(conn, table):
+            return {}
+        # COLLATE "C" compares UTF-8 bytes, which is code point order, and uses the key index.
+        conditions, params = ['key COLLATE "C" >= %s'], [_clean(max(start, key_prefix))]
+        if stop is not None:
+            conditions.append('key COLLATE "C" < %s')
+            params.append(_clean(stop))
+        if key_prefix:
+            conditions.append("starts_with(key, %s)")
+            params.append(_clean(key_prefix))
+        return self._listed(conn, table, conditions, params)
+
+    def _listed(self, conn, table: str, conditions: Sequence[str], params: Sequence) -> dict[str, IndexedDocument]:
         found = conn.execute(self.list_sql(table, conditions), params).fetchall()
         return {
             doc_id: IndexedDocument(doc_id, *fields, rows=rows, chunk_digest=digest)

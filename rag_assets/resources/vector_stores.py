@@ -25,6 +25,8 @@ from typing import ClassVar
 import dagster as dg
 import numpy as np
 
+from rag_assets.lib.keys import in_span
+
 log = logging.getLogger(__name__)
 
 
@@ -239,6 +241,17 @@ class VectorStore(dg.ConfigurableResource, ABC):
         with `key_prefix` (literally: case-sensitive, no wildcards; "" matches every key), or
         any combination of these (the intersection). Cheap enough for each sensor tick and
         reconciliation: one scan or query, no vectors read."""
+
+    def list_key_span(
+        self, model_id: str, dimension: int, key_prefix: str, start: str, stop: str | None
+    ) -> dict[str, IndexedDocument]:
+        """`list_documents(key_prefix=...)` of the documents whose `document_key` lies in
+        [`start`, `stop`) (`stop` None: no end), compared by code point: one page of a listing
+        pass, which walks the index in key order beside the source (docs/scale.md). This default
+        lists every key under the prefix and keeps the span's; a store that can ask for a range
+        of keys overrides it."""
+        found = self.list_documents(model_id, dimension, key_prefix=key_prefix)
+        return {d: doc for d, doc in found.items() if in_span(doc.document_key, start, stop)}
 
     @abstractmethod
     def query(
@@ -471,6 +484,14 @@ class LanceDBStore(VectorStore):
 
         return cls._index(table, TENANT_COLUMN, ("BITMAP", "BTREE"), Bitmap())
 
+    @classmethod
+    def _key_index(cls, table):
+        """A B-tree index on `document_key`: a listing pass reads the index one span of keys a
+        tick (`list_key_span`) without scanning the column (docs/decisions.md D40)."""
+        from lancedb.index import BTree
+
+        return cls._index(table, "document_key", ("BTREE",), BTree())
+
     def replace_documents(self, model_id, dimension, documents, held=None):
         rows = [r for rs in documents.values() for r in rs]
         check_rows(rows, dimension)
@@ -479,6 +500,7 @@ class LanceDBStore(VectorStore):
         table = self._table(model_id, dimension, create=True)
         fts = self._fts_index(table)  # kept from the table's first write on
         self._tenant_index(table)  # likewise
+        self._key_index(table)  # likewise
         data = self._arrow(rows, dimension)
         ids = ", ".join(sql_quote(d) for d in documents)
         # One commit: upsert the documents' chunks and drop their rows that are no longer chunks.
@@ -610,6 +632,23 @@ class LanceDBStore(VectorStore):
         if key_prefix:  # belt and braces: a listing for deletions must never admit another key
             found = [r for r in found if r["document_key"].startswith(key_prefix)]
         return group_documents(found)
+
+    def list_key_span(self, model_id, dimension, key_prefix, start, stop):
+        key_prefix = check_key_prefix(key_prefix)
+        table = self._table(model_id, dimension)
+        if table is None:
+            return {}
+        conditions = [f"document_key >= {sql_quote(max(start, key_prefix))}"]  # byte order of UTF-8: code points
+        if stop is not None:
+            conditions.append(f"document_key < {sql_quote(stop)}")
+        if key_prefix:
+            conditions.append(f"document_key LIKE {sql_quote(_like_escape(key_prefix) + '%')} ESCAPE '\\'")
+        columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
+        scan = table.search().select(columns).where(" AND ".join(conditions)).limit(None)
+        found = scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
+        # belt and braces, as list_documents: a listing for deletions never admits another key
+        keys = (r for r in found if r["document_key"].startswith(key_prefix))
+        return group_documents(r for r in keys if in_span(r["document_key"], start, stop))
 
     def query(self, model_id, dimension, vector, tenant, k=5, where=None):
         require_tenant(tenant)
