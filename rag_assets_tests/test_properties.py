@@ -175,3 +175,39 @@ def test_the_memo_of_partitions_by_key_agrees_as_keys_are_added_and_deleted(step
         for earlier, copy in given_before:  # a map handed out before is never changed
             assert earlier == copy
         given_before.append((by_key, {k: list(v) for k, v in by_key.items()}))
+
+
+# --- a listing pass, a span of keys a tick ------------------------------------------------------
+
+short_keys = st.text(alphabet="ab./-é日", min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    documents=st.sets(short_keys, max_size=25),
+    sidecar_of=st.sets(short_keys, max_size=10),
+    ghosts=st.sets(short_keys, max_size=10),
+    cuts=st.lists(st.integers(min_value=0, max_value=40), max_size=8),
+)
+def test_a_pass_judges_every_key_once_and_each_document_after_its_sidecars(documents, sidecar_of, ghosts, cuts):
+    """However the listing is paged, the spans of a pass's ticks tile every key: each listed
+    document and each key only the index holds is judged by exactly one tick, and a document
+    only once every sidecar it may have is listed (or the listing ended)."""
+    from rag_assets.lib.keys import is_sidecar, sidecar_keys
+    from rag_assets.lib.reconcile import listing_span
+
+    documents = {d for d in documents if not is_sidecar(d)}
+    listing = sorted(documents | {sidecar_keys(d)[0] for d in sidecar_of & documents})
+    pages = [listing[a:b] for a, b in zip([0, *sorted(cuts)], [*sorted(cuts), len(listing)], strict=True)]
+    start, judged, listed = "", [], []
+    for n, page in enumerate(pages):
+        listed += page
+        finished = n == len(pages) - 1
+        span = listing_span(start, [k for k in listed if not is_sidecar(k) and k >= start], max(page, default=None),
+                            finished)  # fmt: skip
+        assert span.start == start and (span.stop is None or span.stop >= start)
+        for key in [k for k in documents if k in span]:
+            assert finished or (key in listed and max(sidecar_keys(key)) <= max(listed))  # nothing of it may still come
+        judged += [k for k in sorted(documents | ghosts) if k in span]
+        start = span.stop if span.stop is not None else start
+    assert sorted(judged) == sorted(documents | ghosts)  # every key once: none twice, none missed

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag_assets.defs.sync.sensors import listing_prefix, settled
+from rag_assets.defs.sync.sensors import listing_prefix
 from rag_assets.lib.identity import index_identity, pipeline_fingerprint, source_etag, split_source_etag
-from rag_assets.lib.keys import DocRef, encode_partition_key
+from rag_assets.lib.keys import DocRef, encode_partition_key, sidecar_keys
 from rag_assets.lib.reconcile import (
     Backoff,
+    KeySpan,
     PurgeGuard,
     PurgeTarget,
     Request,
@@ -21,6 +22,7 @@ from rag_assets.lib.reconcile import (
     guard_purges,
     guard_releases,
     ingest_batches,
+    listing_span,
     partitions_by_key,
     partitions_in_ranges,
     plan_documents,
@@ -272,9 +274,25 @@ def test_one_listing_finds_a_document_and_every_sidecar_it_could_read(key, prefi
     assert listing_prefix(key) == prefix
 
 
-def test_a_document_is_settled_once_the_listing_is_past_its_sidecars():
-    assert settled(["a/r.pdf", "a/r.meta.json", "a/z.txt"], last_listed="a/r.pdf.meta.json") == ["a/r.pdf"]
-    assert settled(["a/r.pdf"], last_listed="a/r.pdf") == []
+@pytest.mark.parametrize(
+    ("start", "documents", "last_listed", "finished", "span"),
+    [
+        # The listing ended: everything from where the pass stands.
+        ("a/m", ["a/m.txt"], "a/z", True, KeySpan("a/m", None)),
+        # Up to the last key listed (itself left for the next tick: a sidecar may follow it).
+        ("", ["a/a.txt", "a/b.txt"], "a/b.txt", False, KeySpan("", "a/b.txt")),
+        # Up to the first document whose sidecar (`a/r.pdf.meta.json`, `a/r.meta.json`) may still come.
+        ("", ["a/q.txt", "a/r.pdf", "a/r.pdf.1"], "a/r.pdf.1", False, KeySpan("", "a/r.pdf")),
+        # Its sidecar was listed: the document can be judged.
+        ("", ["a/r.pdf", "a/s.txt"], "a/s.txt", False, KeySpan("", "a/s.txt")),
+        # Nothing listed this tick, or nothing past where the pass stands: an empty span.
+        ("a/c", ["a/c.txt"], None, False, KeySpan("a/c", "a/c")),
+        ("a/c", ["a/c.txt"], "a/b", False, KeySpan("a/c", "a/c")),
+    ],
+)
+def test_a_listing_tick_judges_the_keys_the_listing_is_past(start, documents, last_listed, finished, span):
+    assert listing_span(start, documents, last_listed, finished) == span
+    assert all(key not in span or max(sidecar_keys(key)) <= (last_listed or "") or finished for key in documents)
 
 
 def test_purge_targets_round_trip_through_run_config():

@@ -315,9 +315,9 @@ def test_listing_sensor_pages_through_a_big_bucket_across_ticks(instance, bucket
         )
         for _ in range(3)
     ]
-    # One S3 page a tick; the last key of a page waits for the next (its sidecar may follow),
-    # and the last tick takes every document of the pass.
-    assert added == [999, 999, 102]
+    # One S3 page a tick; the last key of a page waits for the next tick (its sidecar may
+    # follow), which judges it with its own page's.
+    assert added == [999, 1000, 101]
     bucket.s3.delete_object(Bucket=bucket.name, Key="acme/f00007.txt")
     purges = [r for _ in range(3) for r in h.tick(execute=False).run_requests if r.job_name == "purge_documents"]
     assert len(purges) == 1
@@ -540,3 +540,79 @@ def test_the_guard_is_a_setting(instance, tmp_path, monkeypatch, rag_env):
     put_away(inbox, keys, tmp_path / "attic")
     assert [r.job_name for r in h.tick().run_requests] == ["purge_documents"] and h.indexed_keys() == set()
     assert guard_evaluations(instance) == []
+
+
+def one_pass(h: Harness) -> list[dg.SensorResult]:
+    """The listing sensor's ticks until its pass ends (the cursor's pass number moves on)."""
+    start = json.loads(h.cursor)["pass"] if h.cursor else 1
+    results = []
+    while not h.cursor or json.loads(h.cursor)["pass"] == start:
+        results.append(h.tick())
+        assert len(results) < 20, "the pass never ended"
+    return results
+
+
+def test_a_pass_read_a_few_files_a_tick_purges_at_its_end_and_guards_the_whole_pass(
+    instance, tmp_path, monkeypatch, rag_env
+):
+    """A listing pass walks the folder and the index side by side, a span of keys a tick
+    (docs/scale.md): each tick asks for its own span's documents, what the index holds there
+    and the folder does not is noted gone, and the pass's last tick purges it all through the
+    deletion guard, which so still judges the whole pass."""
+    from rag_assets.resources import object_store
+
+    monkeypatch.setattr(object_store, "LOCAL_PAGE", 3)
+    keys = [f"acme/doc{n:02}.txt" for n in range(12)]
+    inbox = local_source(tmp_path, monkeypatch, {k: f"Document {k} about harbour cranes." for k in keys})
+    base = build_resources(Settings.from_env())["sync_config"]
+    one_page = SyncConfig(source_uri=base.source_uri, state_dir=base.state_dir, list_budget_seconds=0.0)
+    h = Harness(instance, build_listing_sensor(ON), sync_config=one_page)
+    first = one_pass(h)
+    assert len(first) == 4 and all(len(r.run_requests) == 1 for r in first)  # every tick its own span
+    assert h.indexed_keys() == set(keys)
+    assert all(r.run_requests == [] for r in one_pass(h))  # all current: nothing asked for
+
+    # Behind the sensors' back: an early file deleted, a ghost between two files, rows lost.
+    embedder, store = h.resources["embedder"], h.resources["vector_store"]
+    (inbox / "acme" / "doc01.txt").unlink()
+    ghost = DocRef("acme", str(inbox), "acme/doc05x.txt").document_id
+    vector = embedder.embed(["ghost"])[0]
+    row = VectorRow("g1", "acme", ghost, "acme/doc05x.txt", 0, "ghost", "h", embedder.model_id, vector)
+    store.replace_documents(embedder.model_id, embedder.dimension, {ghost: [row]})
+    store.delete_documents(embedder.model_id, embedder.dimension, [DocRef("acme", str(inbox), keys[5]).document_id])
+    repair = one_pass(h)
+    jobs = [sorted(r.job_name for r in t.run_requests) for t in repair]
+    # doc05 is asked for by the tick whose span holds it; the deletion and the ghost wait for the end.
+    assert jobs == [[], ["ingest_documents"], [], ["purge_documents"]]
+    assert h.indexed_keys() == set(keys) - {"acme/doc01.txt"}
+    assert all(r.run_requests == [] for r in one_pass(h))  # converged
+
+    # 8 of the 11 gone, spread over the pass: no tick purges any, its last holds them all.
+    gone = [k for k in keys if k != "acme/doc01.txt"][1::4] + [k for k in keys if k != "acme/doc01.txt"][2:8]
+    put_away(inbox, sorted(set(gone)), tmp_path / "attic")
+    held = one_pass(h)
+    assert all(r.run_requests == [] for r in held)
+    message = held[-1].skip_reason.skip_message
+    # 8 gone and the 2 purged within the window (doc01, the ghost) of the 11 held and those 2.
+    assert f"holding {len(set(gone))} deletion(s)" in message and "10 of the 13 document(s)" in message, message
+    assert h.indexed_keys() == set(keys) - {"acme/doc01.txt"}  # nothing purged
+
+
+def test_a_pass_keeps_what_it_found_gone_once_the_tick_is_recorded(tmp_path):
+    """The deletions a listing pass defers to its end are pending under their tick until
+    Dagster records it: a lost tick's are dropped and found again; a new pass forgets the last's."""
+    from rag_assets.resources.state import SourceState
+
+    with SourceState(tmp_path / "state.sqlite", "listing_sensor") as state:
+        state.observe([("a/1", "e", "v"), ("a/2", "e", "v"), ("b/1", "e", "v")], 1, 1)
+        state.note_gone({"a/0": ["acme:/in/a/0"]}, 1, 1)
+        assert state.gone(1) == {} and set(state.seen(1, 1, start="a/2")) == {"a/2", "b/1"}
+        assert set(state.seen(1, 1, start="a/1", upto="a/2")) == {"a/1", "a/2"}
+        state.commit(1)  # tick 1 recorded
+        assert state.gone(1) == {"a/0": ["acme:/in/a/0"]} and set(state.seen(1, 2, start="a/2")) == {"a/2", "b/1"}
+        state.note_gone({"b/0": ["acme:/in/b/0"]}, 1, 2)
+        state.commit(1)  # tick 2 lost: the cursor still names tick 1
+        assert state.gone(1) == {"a/0": ["acme:/in/a/0"]}
+        state.note_gone({"c/0": ["acme:/in/c/0"]}, 2, 3)
+        state.commit(3)
+        assert state.gone(1) == {} and state.gone(2) == {"c/0": ["acme:/in/c/0"]}

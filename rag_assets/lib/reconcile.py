@@ -25,6 +25,7 @@ from rag_assets.lib.keys import (
     DocRef,
     encode_partition_key,
     encoded_alias,
+    in_span,
     is_root_alias,
     is_sidecar,
     root_alias,
@@ -152,6 +153,35 @@ class Plan:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason): no tenant in the key
 
 
+@dataclass(frozen=True)
+class KeySpan:
+    """The object keys `start` <= key < `stop` (`stop` None: no end) one tick of a listing pass
+    answers for: what the source holds there is all it holds there."""
+
+    start: str = ""
+    stop: str | None = None
+
+    def __contains__(self, key: str) -> bool:
+        return in_span(key, self.start, self.stop)
+
+
+ALL_KEYS = KeySpan()
+
+
+def listing_span(start: str, documents: Iterable[str], last_listed: str | None, finished: bool) -> KeySpan:
+    """The keys a listing tick can judge, from where its pass stands (`start`): to the end once
+    the listing ended; else up to the last key listed or the first document of `documents`
+    whose sidecar may still be listed (sidecar keys sort after their document's), whichever
+    comes first. A listing returns keys in order, so the span's documents are all listed and
+    whatever the index holds there that is not listed is gone (docs/scale.md)."""
+    if finished:
+        return KeySpan(start)
+    if last_listed is None:
+        return KeySpan(start, start)
+    stop = min((k for k in documents if k >= start and max(sidecar_keys(k)) > last_listed), default=last_listed)
+    return KeySpan(start, max(start, min(stop, last_listed)))
+
+
 def partitions_by_key(partitions: Iterable[str], root: str) -> dict[str, list[str]]:
     """Object key -> the partitions (of any tenant, of either key form) naming it under `root`.
 
@@ -228,6 +258,7 @@ def plan_documents(
     gone: Iterable[str] = (),
     complete: bool = False,
     scope: str = "",
+    span: KeySpan = ALL_KEYS,
     in_flight: AbstractSet[str] = frozenset(),
     purging: AbstractSet[str] = frozenset(),
     unreadable: Mapping[str, str] | None = None,
@@ -237,18 +268,20 @@ def plan_documents(
 ) -> Plan:
     """What to do about the documents under `root` that the source holds (`wanted`) and the
     keys it no longer holds (`gone`; with `complete`, every key under the root that starts
-    with `scope`, the prefix the listing covered, and is not wanted). `indexed` is the index's listing, at least of
-    those documents; `by_key` the known document partitions naming each object key under the
-    root (`partitions_by_key`); `in_flight` the partitions (and, for
-    purges, the object keys) some run is working on; `unreadable` partition -> the source
-    etag at which its document could not be read; `requests` this sensor's last request per
-    partition."""
+    with `scope`, the prefix the listing covered, lies in `span` and is not wanted). `indexed`
+    is the index's listing, at least of those documents; `by_key` the known document
+    partitions naming each object key under the root (`partitions_by_key`); `in_flight` the
+    partitions (and, for purges, the object keys) some run is working on; `unreadable`
+    partition -> the source etag at which its document could not be read; `requests` this
+    sensor's last request per partition."""
     unreadable, requests = unreadable or {}, requests or {}
     plan = Plan()
     in_index = indexed_by_key(indexed, root)
     gone = set(gone)
     if complete:
-        gone |= {k for k in set(by_key) | set(in_index) if k.startswith(scope)} - set(wanted)
+        start, stop = span.start, span.stop  # compared inline: by_key may hold a million keys
+        keys = (k for k in (*by_key, *in_index) if start <= k and (stop is None or k < stop))
+        gone |= {k for k in keys if k.startswith(scope)} - set(wanted)
     gone -= set(wanted)
     added: set[str] = set()
     for key, want in sorted(wanted.items()):

@@ -83,6 +83,13 @@ class SourceState(_SQLite):
                     "TEXT, "
                     "attempt INTEGER, at REAL, PRIMARY KEY (sensor, tick, partition))"
                 ),
+                # Keys a listing pass found gone (with the document ids the index held of them):
+                # purged, through the deletion guard, when the pass ends.
+                "CREATE TABLE IF NOT EXISTS gone (key TEXT PRIMARY KEY, ids TEXT, pass INTEGER)",
+                (
+                    "CREATE TABLE IF NOT EXISTS pending_gone (sensor TEXT, tick INTEGER, key TEXT, ids TEXT, "
+                    "pass INTEGER, PRIMARY KEY (sensor, tick, key))"
+                ),
                 "CREATE TABLE IF NOT EXISTS held (key TEXT PRIMARY KEY, at REAL)",
                 "CREATE TABLE IF NOT EXISTS purged (key TEXT PRIMARY KEY, at REAL)",
                 # what: 'hold' (since at), 'release', or 'purged' (at).
@@ -126,6 +133,12 @@ class SourceState(_SQLite):
             self._conn.execute("DELETE FROM pending_seen WHERE sensor = ?", (self.sensor,))
             self._conn.execute("DELETE FROM pending_requests WHERE sensor = ?", (self.sensor,))
             self._conn.execute("DELETE FROM pending_guard WHERE sensor = ?", (self.sensor,))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO gone SELECT key, ids, pass FROM pending_gone WHERE sensor = ? AND tick = ?",
+                args,
+            )
+            self._conn.execute("DELETE FROM pending_gone WHERE sensor = ?", (self.sensor,))
+            self._conn.execute("DELETE FROM gone WHERE pass < (SELECT max(pass) FROM gone)")
             self._conn.execute("DELETE FROM seen WHERE pass < (SELECT max(pass) FROM seen) - 1")
 
     def observe(self, objects: Iterable[tuple[str, str, str]], pass_id: int, tick: int) -> None:
@@ -136,15 +149,28 @@ class SourceState(_SQLite):
                 [(self.sensor, tick, k, e, v, pass_id) for k, e, v in objects],
             )
 
-    def seen(self, pass_id: int, tick: int) -> dict[str, tuple[str, str]]:
-        """key -> (etag, version) of every object seen in pass `pass_id`, by earlier ticks and by `tick`."""
+    def seen(self, pass_id: int, tick: int, start: str = "", upto: str | None = None) -> dict[str, tuple[str, str]]:
+        """key -> (etag, version) of every object from key `start` on (to `upto`, when given)
+        seen in pass `pass_id`, by earlier ticks and by `tick`."""
+        span, args = "key >= ?" + (" AND key <= ?" if upto is not None else ""), [start, upto][: 1 + (upto is not None)]
         rows = self._conn.execute(
-            "SELECT key, etag, version FROM seen WHERE pass = ? "
+            f"SELECT key, etag, version FROM seen WHERE pass = ? AND {span} "
             "AND key NOT IN (SELECT key FROM pending_seen WHERE sensor = ? AND tick = ?) "
-            "UNION ALL SELECT key, etag, version FROM pending_seen WHERE sensor = ? AND tick = ?",
-            (pass_id, self.sensor, tick, self.sensor, tick),
+            f"UNION ALL SELECT key, etag, version FROM pending_seen WHERE sensor = ? AND tick = ? AND {span}",
+            (pass_id, *args, self.sensor, tick, self.sensor, tick, *args),
         )
         return {k: (e, v) for k, e, v in rows}
+
+    def note_gone(self, gone: Mapping[str, Iterable[str]], pass_id: int, tick: int) -> None:
+        """Note keys `tick` found gone in pass `pass_id` (key -> the document ids the index holds of it)."""
+        rows = [(self.sensor, tick, k, json.dumps(sorted(ids)), pass_id) for k, ids in gone.items()]
+        with self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO pending_gone VALUES (?, ?, ?, ?, ?)", rows)
+
+    def gone(self, pass_id: int) -> dict[str, list[str]]:
+        """The keys earlier ticks of pass `pass_id` found gone -> the document ids the index held of them."""
+        rows = self._conn.execute("SELECT key, ids FROM gone WHERE pass = ?", (pass_id,))
+        return {k: json.loads(ids) for k, ids in rows}
 
     def requests(self, partitions: Iterable[str]) -> dict[str, Request]:
         """The last request of each of these partitions that has one (done or not: an index

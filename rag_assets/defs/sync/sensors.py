@@ -51,6 +51,8 @@ from rag_assets.lib.keys import (
 )
 from rag_assets.lib.parsing import READERS
 from rag_assets.lib.reconcile import (
+    ALL_KEYS,
+    KeySpan,
     PartitionsByKeyMemo,
     Plan,
     PurgeTarget,
@@ -61,6 +63,7 @@ from rag_assets.lib.reconcile import (
     guard_releases,
     indexed_by_key,
     ingest_batches,
+    listing_span,
     partitions_in_ranges,
     pipeline_of,
     plan_documents,
@@ -198,8 +201,11 @@ class Findings:
     wanted: Mapping[str, Wanted]
     indexed: Mapping
     gone: Iterable[str] = ()
-    complete: bool = False  # `wanted` is every document under the scope (a listing pass ended)
+    complete: bool = False  # `wanted` is every document under the scope within `span` (a listing pass)
     scope: str = ""  # the key prefix the source is under
+    span: KeySpan = ALL_KEYS  # the keys a complete finding answers for
+    # A listing pass's tick before its last: what it finds gone is noted for this pass's end.
+    gone_at_end_of: int | None = None
     examined: AbstractSet[str] | None = None  # the held keys the tick looked at (None: all under the scope)
     list_index: Callable[[], Mapping] | None = None  # all the index holds, when `indexed` is not all of it
 
@@ -322,6 +328,7 @@ def plan_tick(tick: Tick, view: InstanceView, found: Findings, by_key: Mapping[s
             gone=found.gone,
             complete=found.complete,
             scope=found.scope,
+            span=found.span,
             indexed=found.indexed,
             by_key=by_key,
             tenant_rule=tick.sync_config.tenant_rule,
@@ -408,6 +415,10 @@ def plan_and_result(tick: Tick, view: InstanceView, found: Findings, cursor: str
     now = time.time()
     by_key = known_by_key(view.known, tick.root)
     plan = plan_tick(tick, view, found, by_key, now)
+    if found.gone_at_end_of is not None:  # the guard judges a listing pass's deletions all at once, at its end
+        gone = {t.key: t.document_ids for t in plan.purge if t.if_gone}
+        tick.state.note_gone(gone, found.gone_at_end_of, tick.number)
+        plan.purge = [t for t in plan.purge if not t.if_gone]
     plan.purge, held_message, asset_events = guard_plan(tick, view, found, plan, by_key, now)
     run_requests = plan_run_requests(tick, view, plan)
     log_plan(tick.context.log, plan, len(run_requests))
@@ -601,28 +612,26 @@ def build_s3_event_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDe
 # --- the listing sensor -------------------------------------------------------------------------
 
 
-def settled(keys: Iterable[str], last_listed: str) -> list[str]:
-    """Documents whose every possible sidecar sorts at or before `last_listed` (S3 lists in
-    key order): what the listing so far says of them is all it will say this pass."""
-    return [k for k in keys if not is_sidecar(k) and max(sidecar_keys(k)) <= last_listed]
-
-
 def listing_cursor(cursor: str | None, identity: str) -> dict:
-    """The listing sensor's cursor (its tick, pass, continuation token, identity, when the pass
-    started and the last one ended); another store, model or pipeline starts a new pass at once."""
-    defaults = {"tick": 0, "pass": 1, "token": None, "identity": identity, "started": None, "ended": 0.0}
+    """The listing sensor's cursor (its tick, pass, continuation token, the first key the pass
+    has not judged yet, identity, when the pass started and the last one ended); another store,
+    model or pipeline starts a new pass at once."""
+    defaults = {"tick": 0, "pass": 1, "token": None, "start": "", "identity": identity, "started": None, "ended": 0.0}
     out = {**defaults, **(json.loads(cursor) if cursor else {})}
     if out["identity"] != identity:
-        out.update(identity=identity, token=None, started=None, ended=0.0, **{"pass": out["pass"] + 1})
+        out.update(identity=identity, token=None, start="", started=None, ended=0.0, **{"pass": out["pass"] + 1})
     return out
 
 
-def next_listing_cursor(cursor: dict, tick: int, token: str | None, finished: bool) -> dict:
-    """The cursor after this tick: the next pass once the listing finished, else where it goes on."""
+def next_listing_cursor(cursor: dict, tick: int, token: str | None, span: KeySpan) -> dict:
+    """The cursor after this tick: the next pass once this one judged every key (the listing
+    ended), else where the listing and the judging go on."""
+    finished = span.stop is None
     return {
         "tick": tick,
         "pass": cursor["pass"] + 1 if finished else cursor["pass"],
         "token": token,
+        "start": "" if finished else span.stop,
         "identity": cursor["identity"],
         "started": None if finished else cursor["started"] or time.time(),
         "ended": time.time() if finished else cursor["ended"],
@@ -648,25 +657,34 @@ def list_some(
 
 
 def listing_findings(
-    tick: Tick, known: Sequence[str], cursor: dict, listed: list[str], finished: bool, listing: str, index: Callable
+    tick: Tick, cursor: dict, listed: list[str], finished: bool, listing: str, store: VectorStore, embedder: Embedder
 ) -> Findings:
-    """The documents this pass has seen so far (all of them once it finished; else those the
-    listing so far says all of) and what the index holds of them (all it holds once finished)."""
-    seen = {k: StoredObject(k, e, 0, 0.0, v) for k, (e, v) in tick.state.seen(cursor["pass"], tick.number).items()}
-    everything = wanted_documents(seen)
-    if finished:  # the pass is complete: every document, and whatever else the index holds under the root
-        wanted, indexed = everything, index()
-    else:
-        wanted = {k: everything[k] for k in settled(listed, max(listed, default="")) if k in everything}
-        ids = candidate_ids(tick.root, wanted, known_by_key(known, tick.root), tick.sync_config.tenant_rule)
-        indexed = index(document_ids=ids)
+    """What a listing tick can judge (`listing_span`): the documents of its span of keys and
+    what the index holds there, so a pass walks the source and the index side by side in key
+    order, a span a tick (docs/scale.md). What the index holds there that the source does not
+    is gone, purged when the pass ends: its last tick adds the keys earlier ones found gone."""
+    pass_id, model, dimension = cursor["pass"], embedder.model_id, embedder.dimension
+    last = max(listed, default=None)  # nothing past it was listed yet this pass
+    seen = tick.state.seen(pass_id, tick.number, start=cursor["start"], upto=last)
+    documents = wanted_documents({k: StoredObject(k, e, 0, 0.0, v) for k, (e, v) in seen.items()})
+    span = listing_span(cursor["start"], documents, last, finished)
+    scope = split_s3_uri(listing)[1] if listing.startswith("s3://") else ""
+    indexed = store.list_key_span(model, dimension, scope, span.start, span.stop)
+    gone = tick.state.gone(pass_id) if finished else {}
+    if ids := sorted({d for ds in gone.values() for d in ds}):
+        indexed |= store.list_documents(model, dimension, document_ids=ids)
+    wanted = {k: w for k, w in documents.items() if k in span}
     return Findings(
         wanted=wanted,
         indexed=indexed,
-        complete=finished,
-        scope=split_s3_uri(listing)[1] if listing.startswith("s3://") else "",
-        # A complete pass judges every held deletion under the scope; a page, the documents it found.
+        gone=list(gone),
+        complete=True,
+        scope=scope,
+        span=span,
+        gone_at_end_of=None if finished else pass_id,
+        # The last tick judges every held deletion under the scope; an earlier one, what it found.
         examined=None if finished else set(wanted),
+        list_index=partial(store.list_documents, model, dimension, key_prefix=scope) if finished else None,
     )
 
 
@@ -710,9 +728,8 @@ def build_listing_sensor(default_status: dg.DefaultSensorStatus) -> dg.SensorDef
             known = context.instance.get_dynamic_partitions(documents_partitions.name)
             # The next tick goes on from the continuation token.
             token, finished, listed = list_some(object_store, listing, cursor, state, tick, sync_config)
-            index = partial(vector_store.list_documents, embedder.model_id, embedder.dimension)
-            found = listing_findings(this_tick, known, cursor, listed, finished, listing, index)
-            next_cursor = json.dumps(next_listing_cursor(cursor, tick, token, finished))
+            found = listing_findings(this_tick, cursor, listed, finished, listing, vector_store, embedder)
+            next_cursor = json.dumps(next_listing_cursor(cursor, tick, token, found.span))
             result = plan_and_result(this_tick, instance_view(context.instance, state, root, known), found, next_cursor)
         finally:
             state.close()
