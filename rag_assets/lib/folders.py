@@ -13,6 +13,7 @@ descend into linked folders; a linked file is listed, so that reading it fails b
 from __future__ import annotations
 
 import errno
+import heapq
 import logging
 import os
 import stat
@@ -195,7 +196,10 @@ def list_files(root: str, after: str = "") -> Iterator[tuple[str, os.stat_result
 
 def _walk(fd: int, prefix: str, after: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
     """The files below the open folder `fd` (keys starting with `prefix`) after `after`, in key
-    order: a folder sorts as its name and a `/`, which is where its keys fall among its siblings."""
+    order: a folder sorts as its name and a `/`, which is where its keys fall among its
+    siblings. Entries wholly before `after` are dropped unsorted, the rest taken from a heap as
+    the caller asks for them: a page of a folder of a million files orders its page, not the
+    million."""
     entries = []
     with os.scandir(fd) as scan:
         for entry in scan:
@@ -211,19 +215,20 @@ def _walk(fd: int, prefix: str, after: str, root: str) -> Iterator[tuple[str, os
                     continue
             except OSError:  # deleted while we walked
                 continue
-            entries.append((prefix + name + ("/" if folder else ""), name, folder))
-    for key, name, folder in sorted(entries):
-        if not folder:
-            if key <= after:
+            key = prefix + name + ("/" if folder else "")
+            if key < after[: len(key)] if folder else key <= after:  # every key of it sorts before `after`
                 continue
+            entries.append((key, name, folder))
+    heapq.heapify(entries)
+    while entries:
+        key, name, folder = heapq.heappop(entries)
+        if not folder:
             try:
                 status = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:  # deleted while we walked
                 continue
             if stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode):
                 yield key, status
-            continue
-        if key < after[: len(key)]:  # every key below it sorts before `after`
             continue
         try:
             child = os.open(name, _DIR, dir_fd=fd)
