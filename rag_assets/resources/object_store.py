@@ -58,9 +58,9 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-# What a boto3 client takes from the environment when it is made: a client is kept per value.
 LOCAL_PAGE = 10_000  # files a page of a local folder's listing (a tick lists up to max_objects_per_tick)
 
+# What a boto3 client takes from the environment when it is made: a client is kept per value.
 AWS_ENVIRONMENT = (
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",

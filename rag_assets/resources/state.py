@@ -152,7 +152,9 @@ class SourceState(_SQLite):
     def seen(self, pass_id: int, tick: int, start: str = "", upto: str | None = None) -> dict[str, tuple[str, str]]:
         """key -> (etag, version) of every object from key `start` on (to `upto`, when given)
         seen in pass `pass_id`, by earlier ticks and by `tick`."""
-        span, args = "key >= ?" + (" AND key <= ?" if upto is not None else ""), [start, upto][: 1 + (upto is not None)]
+        span, args = "key >= ?", [start]
+        if upto is not None:
+            span, args = "key >= ? AND key <= ?", [start, upto]
         rows = self._conn.execute(
             f"SELECT key, etag, version FROM seen WHERE pass = ? AND {span} "
             "AND key NOT IN (SELECT key FROM pending_seen WHERE sensor = ? AND tick = ?) "
