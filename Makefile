@@ -105,7 +105,7 @@ bench-scans: install-test
 bench-notify: install-test
 	$(BIN)/python benchmarks/notify.py
 
-# The vector_index partitions page in headless Chromium (Debian's), driven by playwright-core.
+# Three vector_index pages (the asset, its partitions, a document's record) in headless Chromium (Debian's), driven by playwright-core.
 bench-ui: install-test
 	bash scripts/install-chromium.sh
 	$(BIN)/python benchmarks/ui.py
