@@ -617,7 +617,6 @@ class LanceDBStore(VectorStore):
             conditions.append(f"tenant = {sql_quote(tenant)}")
         if key_prefix:  # "" matches every key: no condition
             conditions.append(f"document_key LIKE {sql_quote(_like_escape(key_prefix) + '%')} ESCAPE '\\'")
-        columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
         ids = list(document_ids) if document_ids is not None else [None]
         found = []
         for start in range(0, len(ids), 2_000):  # many ids: a scan per 2,000, not one huge IN list
@@ -625,10 +624,7 @@ class LanceDBStore(VectorStore):
             where = list(conditions)
             if document_ids is not None:
                 where.append(f"document_id IN ({', '.join(sql_quote(d) for d in part)})")
-            scan = table.search().select(columns).limit(None)
-            if where:
-                scan = scan.where(" AND ".join(where))
-            found += scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
+            found += self._listed_rows(table, where)
         if key_prefix:  # belt and braces: a listing for deletions must never admit another key
             found = [r for r in found if r["document_key"].startswith(key_prefix)]
         return group_documents(found)
@@ -643,12 +639,19 @@ class LanceDBStore(VectorStore):
             conditions.append(f"document_key < {sql_quote(stop)}")
         if key_prefix:
             conditions.append(f"document_key LIKE {sql_quote(_like_escape(key_prefix) + '%')} ESCAPE '\\'")
-        columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
-        scan = table.search().select(columns).where(" AND ".join(conditions)).limit(None)
-        found = scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
+        found = self._listed_rows(table, conditions)
         # belt and braces, as list_documents: a listing for deletions never admits another key
         keys = (r for r in found if r["document_key"].startswith(key_prefix))
         return group_documents(r for r in keys if in_span(r["document_key"], start, stop))
+
+    @staticmethod
+    def _listed_rows(table, conditions: Sequence[str]) -> list[dict]:
+        """The rows meeting every condition, with what `group_documents` reads (no vectors)."""
+        columns = ["document_id", "tenant", "document_key", "content_hash", "source_etag", "pipeline", "id"]
+        scan = table.search().select(columns).limit(None)
+        if conditions:
+            scan = scan.where(" AND ".join(conditions))
+        return scan.to_arrow().rename_columns([*columns[:-1], "chunk_id"]).to_pylist()
 
     def query(self, model_id, dimension, vector, tenant, k=5, where=None):
         require_tenant(tenant)
