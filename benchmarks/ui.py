@@ -1,17 +1,22 @@
-"""How long three pages of the Dagster UI about `vector_index` take to load in a real headless
+"""How long four pages of the Dagster UI about `vector_index` take to load in a real headless
 browser, with 100 and with 1,000,000 document partitions (docs/scale.md).
 
-    python benchmarks/ui.py [--partitions 100,1000000] [--pages asset,partitions,document]
+    python benchmarks/ui.py [--partitions 100,1000000] [--pages asset,partitions,document,partition]
                             [--materialized 500] [--repeat 3] [--json]
 
 The pages a person opens, each timed until it shows what is its own:
 - asset: the asset's page (`/assets/vector_index`, its overview tab), until it shows the
   asset's description (its first words, as the webserver has it);
 - partitions: its partitions page (`?view=partitions`), until it shows a partition key;
-- document: one document's record, the partitions page with the newest document's partition
-  selected (`?view=partitions&partition=KEY`, as clicking it in the list does): its detail
-  panel, until the panel's metadata table shows that document's `document_key` (Dagster
-  1.13's panel for one partition shows its latest materialization and that one's metadata).
+- document: one document's record, the asset's events filtered to that document's partition
+  (`?view=events&partitions[0]=KEY`, docs/commands.md): every materialization of it, the
+  latest selected, until its metadata table shows the document's `document_key`;
+- partition: the same document on the partitions page, its partition selected
+  (`?view=partitions&partition=KEY`, as clicking it in the list does): the detail panel,
+  until its metadata table shows the `document_key` (Dagster 1.13's panel shows the
+  partition's latest materialization and that one's metadata).
+The document timed is an older one of those materialized, not the newest: the events list
+shows the newest event first with no filter, so only a filter that works finds this one.
 
 Needs Chromium and playwright-core: `make bench-ui` installs both (scripts/install-chromium.sh).
 Each size gets a fresh DAGSTER_HOME with that many document partitions registered and the
@@ -42,7 +47,7 @@ from urllib.parse import quote
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-PAGES = ("asset", "partitions", "document")
+PAGES = ("asset", "partitions", "document", "partition")
 DESCRIPTION_QUERY = '{ assetNodeOrError(assetKey: {path: ["vector_index"]}) { ... on AssetNode { description } } }'
 
 
@@ -54,12 +59,12 @@ def page_to_time(page: str, url: str, description: str, key: str, document_key: 
         return asset, "text=" + " ".join(description.split()[:6])
     if page == "partitions":
         return f"{asset}?view=partitions", "text=docs/"
-    # The selected partition's detail panel: the row of its latest materialization's metadata
-    # table naming this document (the key alone also shows in the partition list).
-    return (
-        f"{asset}?view=partitions&partition={quote(key, safe='')}",
-        f'tr:has(:text-is("document_key")):has(:text-is("{document_key}"))',
-    )
+    # The row of the selected materialization's metadata table naming this document (the key
+    # alone also shows in the lists).
+    names_it = f'tr:has(:text-is("document_key")):has(:text-is("{document_key}"))'
+    if page == "document":  # Dagster's events filter, as the query string keeps it (qs arrays)
+        return f"{asset}?view=events&partitions%5B0%5D={quote(key, safe='')}", names_it
+    return f"{asset}?view=partitions&partition={quote(key, safe='')}", names_it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     pages = [x.strip() for x in args.pages.split(",") if x.strip()]
     if not pages or set(pages) - set(PAGES):
         p.error(f"--pages: some of {', '.join(PAGES)}, not {args.pages!r}")
-    if "document" in pages and args.materialized < 1:
-        p.error("--pages document needs a materialized document (--materialized 1 or more)")
+    if {"document", "partition"} & set(pages) and args.materialized < 2:
+        p.error("--pages document/partition need two materialized documents (--materialized 2 or more)")
     if not (HERE / "ui" / "node_modules" / "playwright-core").exists():
         raise SystemExit("playwright-core is missing: run `make bench-ui` (or scripts/install-chromium.sh)")
     warnings.filterwarnings("ignore")
@@ -117,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             if "asset" in pages and not description:
                 raise SystemExit("vector_index has no description for the asset page to show")
             for name in pages:
-                page, shown = page_to_time(name, url, description or "", keys[-1], refs[-1].key)
+                # An older materialized document: the newest is what every events list shows first.
+                page, shown = page_to_time(name, url, description or "", keys[-2], refs[-2].key)
                 picture, text = workdir / f"{name}-{n}.png", workdir / f"{name}-{n}.txt"
                 done = subprocess.run(
                     ["node", str(HERE / "ui" / "time_page.js"), page, shown, str(args.repeat + 1)],
