@@ -164,17 +164,30 @@ PARTITIONS = st.one_of(
 
 @given(st.lists(st.tuples(st.lists(PARTITIONS, max_size=8), st.integers(0, 3)), max_size=6), st.sampled_from(ROOTS))
 def test_the_memo_of_partitions_by_key_agrees_as_keys_are_added_and_deleted(steps, root):
-    from rag_assets.lib.reconcile import PartitionsByKeyMemo, partitions_by_key
+    from rag_assets.lib.reconcile import PartitionsByKeyMemo
 
     memo, known, given_before = PartitionsByKeyMemo(), [], []
     for added, deleted in steps:
         del known[:deleted]  # the oldest go (a purge); the rest keep their order
         known += [p for p in dict.fromkeys(added) if p not in known]
         by_key = memo(known, root)
-        assert by_key == partitions_by_key(known, root)
+        assert by_key == partitions_by_key_parsed_whole(known, root)  # in Dagster's order, each key's
         for earlier, copy in given_before:  # a map handed out before is never changed
             assert earlier == copy
         given_before.append((by_key, {k: list(v) for k, v in by_key.items()}))
+
+
+@given(st.lists(PARTITIONS, max_size=30, unique=True), st.sampled_from(ROOTS), text, st.one_of(st.none(), text))
+@example(["acme|a|s3:bucket", "acme|a%7Cb|s3:bucket", "acme|ab|s3:bucket", "beta|a|s3:bucket"], "s3://bucket", "a", "ab")
+def test_the_keys_of_a_span_are_those_the_whole_parse_finds_there(partitions, root, start, stop):
+    from rag_assets.lib.keys import in_span
+    from rag_assets.lib.reconcile import partitions_by_key
+
+    by_key, whole = partitions_by_key(partitions, root), partitions_by_key_parsed_whole(partitions, root)
+    assert list(by_key.in_span(start, stop)) == sorted(k for k in whole if in_span(k, start, stop))
+    for key in [start, *whole]:
+        assert by_key.get(key) == whole.get(key)
+        assert (key in by_key) == (key in whole)
 
 
 # --- a listing pass, a span of keys a tick ------------------------------------------------------

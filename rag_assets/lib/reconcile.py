@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -182,34 +185,96 @@ def listing_span(start: str, documents: Iterable[str], last_listed: str | None, 
     return KeySpan(start, max(start, min(stop, last_listed)))
 
 
-def partitions_by_key(partitions: Iterable[str], root: str) -> dict[str, list[str]]:
-    """Object key -> the partitions (of any tenant, of either key form) naming it under `root`.
+class ObjectKeyOf:
+    """The object key a partition names under `root`, or None (another root's, not a document
+    partition). A million partitions are read at every tick, so the common cases skip the
+    full parse (`split_partition_key`): a key of the current form ending with this root's
+    alias, and one ending with another root's alias. Only keys of the old form are taken
+    apart whole (docs/decisions.md D38)."""
 
-    A million partitions are read at every listing tick, so the common cases skip the full
-    parse (`split_partition_key`): a key of the current form ending with this root's alias,
-    and one ending with another root's alias. Only keys of the old form are taken apart
-    whole (docs/decisions.md D38)."""
-    alias = root_alias(root)
-    ours = "|" + encoded_alias(root)
-    out: dict[str, list[str]] = {}
-    elsewhere: dict[str, bool] = {}  # a key's last part -> whether it names another root
-    for partition in partitions:
-        if partition.endswith(ours) and partition.count("|") == 2:  # TENANT|KEY|OUR-ALIAS
-            key = unquote(partition[partition.index("|") + 1 : -len(ours)])
-            out.setdefault(key, []).append(partition)
-            continue
+    def __init__(self, root: str):
+        self.alias, self.ours = root_alias(root), "|" + encoded_alias(root)
+        self._elsewhere: dict[str, bool] = {}  # a key's last part -> whether it names another root
+
+    def __call__(self, partition: str) -> str | None:
+        if partition.endswith(self.ours) and partition.count("|") == 2:  # TENANT|KEY|OUR-ALIAS
+            return unquote(partition[partition.index("|") + 1 : -len(self.ours)])
         last = partition[partition.rfind("|") + 1 :]
-        if last not in elsewhere:
-            elsewhere[last] = unquote(last) != alias and is_root_alias(unquote(last))
-        if elsewhere[last]:  # another root's (or not a document key)
-            continue
+        if last not in self._elsewhere:
+            self._elsewhere[last] = unquote(last) != self.alias and is_root_alias(unquote(last))
+        if self._elsewhere[last]:  # another root's (or not a document key)
+            return None
         try:
             parts = split_partition_key(partition)
         except ValueError:
-            continue
-        if parts.alias == alias:
-            out.setdefault(parts.key, []).append(partition)
-    return out
+            return None
+        return parts.key if parts.alias == self.alias else None
+
+
+class KeyPartitions(Mapping[str, list[str]]):
+    """Object key -> the partitions (of any tenant, of either key form) naming it under a
+    root, in Dagster's order (the first is the one first ingested). Held as the positions of
+    those partitions in Dagster's keys, sorted by the object key each names: 4 bytes a
+    partition, where a dict of lists held ~300 bytes (docs/decisions.md D41). A lookup
+    takes ~20 keys apart, so a tick pays ~20 us a key it asks about, not a million keys held;
+    `in_span` walks only the span's keys. Never changed once made: `extended` makes another."""
+
+    def __init__(self, known: Sequence[str], order: array, key_of: ObjectKeyOf):
+        self.known, self._order, self._key_of = known, order, key_of  # `known`: read, never changed
+        self._key_at = lambda i: key_of(known[i])
+
+    def extended(self, known: Sequence[str]) -> KeyPartitions:
+        """This map with the keys `known` holds after this one's (`known` starts with them):
+        each added partition goes in after those naming the same key, so the first stays the
+        first ingested."""
+        added = sorted(
+            (key, i) for i in range(len(self.known), len(known)) if (key := self._key_of(known[i])) is not None
+        )
+        order, done = array("i"), 0
+        for key, i in added:
+            at = bisect_right(self._order, key, lo=done, key=self._key_at)
+            order.extend(self._order[done:at])
+            order.append(i)
+            done = at
+        order.extend(self._order[done:])
+        return KeyPartitions(known, order, self._key_of)
+
+    def _from(self, at: int) -> Iterator[tuple[str, int]]:
+        for position in range(at, len(self._order)):
+            i = self._order[position]
+            yield self._key_at(i), i
+
+    def __getitem__(self, key: str) -> list[str]:
+        at = bisect_left(self._order, key, key=self._key_at)
+        out = [self.known[i] for _, i in takewhile(lambda named: named[0] == key, self._from(at))]
+        if not out:
+            raise KeyError(key)
+        return out
+
+    def in_span(self, start: str, stop: str | None) -> Iterator[str]:
+        """The object keys start <= key < stop (stop None: no end), each once, in order."""
+        last = None
+        for key, _ in self._from(bisect_left(self._order, start, key=self._key_at)):
+            if stop is not None and key >= stop:
+                return
+            if key != last:
+                yield key
+                last = key
+
+    def __iter__(self) -> Iterator[str]:
+        return self.in_span("", None)
+
+    def __len__(self) -> int:  # takes every key apart: for tests, not for ticks
+        return sum(1 for _ in self)
+
+
+def partitions_by_key(partitions: Sequence[str], root: str) -> KeyPartitions:
+    """Object key -> the partitions (of any tenant, of either key form) naming it under `root`;
+    `partitions` is Dagster's keys in its order, read by the map for its life."""
+    key_of = ObjectKeyOf(root)
+    keys = [key_of(p) for p in partitions]
+    named = sorted((i for i, key in enumerate(keys) if key is not None), key=keys.__getitem__)  # stable: ties in order
+    return KeyPartitions(partitions, array("i", named), key_of)
 
 
 class PartitionsByKeyMemo:
@@ -217,23 +282,21 @@ class PartitionsByKeyMemo:
     appended since: a sensor's known keys at a tick are the last tick's and a few more (the
     instance answers them in storage order, docs/decisions.md D39), and taking a million
     apart costs ~0.5 s a call. Keys that are not the last ones plus more (a delete) are taken
-    apart whole again. The map it gives is shared: read it, never change it."""
+    apart whole again. A map given out is never changed."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
+        self._last: dict[str, KeyPartitions] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, known: Sequence[str], root: str) -> Mapping[str, list[str]]:
+    def __call__(self, known: Sequence[str], root: str) -> KeyPartitions:
         with self._lock:
-            seen, by_key = self._last.get(root, ([], {}))
-            if len(known) >= len(seen) and known[: len(seen)] == seen:
-                added = partitions_by_key(known[len(seen) :], root)
-                by_key = dict(by_key) if added else by_key  # a new map: one given before stays as it was
-                for key, partitions in added.items():
-                    by_key[key] = by_key.get(key, []) + partitions
+            seen = self._last.get(root)
+            known = list(known)  # the map reads it for its life: a copy no caller can change
+            if seen is not None and len(known) >= len(seen.known) and known[: len(seen.known)] == seen.known:
+                by_key = seen.extended(known)
             else:
                 by_key = partitions_by_key(known, root)
-            self._last[root] = (list(known), by_key)
+            self._last[root] = by_key
             return by_key
 
 
@@ -252,7 +315,7 @@ def plan_documents(
     root: str,
     wanted: Mapping[str, Wanted],
     indexed: Mapping[str, object],
-    by_key: Mapping[str, list[str]],
+    by_key: KeyPartitions,
     tenant_rule: str,
     pipeline: str | Callable[[str], str],
     gone: Iterable[str] = (),
@@ -279,8 +342,7 @@ def plan_documents(
     in_index = indexed_by_key(indexed, root)
     gone = set(gone)
     if complete:
-        start, stop = span.start, span.stop  # compared inline: by_key may hold a million keys
-        keys = (k for k in (*by_key, *in_index) if start <= k and (stop is None or k < stop))
+        keys = (*by_key.in_span(span.start, span.stop), *(k for k in in_index if k in span))
         gone |= {k for k in keys if k.startswith(scope)} - set(wanted)
     gone -= set(wanted)
     added: set[str] = set()

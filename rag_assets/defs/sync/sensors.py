@@ -52,6 +52,7 @@ from rag_assets.lib.keys import (
 from rag_assets.lib.parsing import READERS
 from rag_assets.lib.reconcile import (
     ALL_KEYS,
+    KeyPartitions,
     KeySpan,
     PartitionsByKeyMemo,
     Plan,
@@ -142,7 +143,7 @@ def unreadable_documents(
     return out
 
 
-def candidate_ids(root: str, keys: Iterable[str], by_key: Mapping[str, list[str]], tenant_rule: str) -> list[str]:
+def candidate_ids(root: str, keys: Iterable[str], by_key: KeyPartitions, tenant_rule: str) -> list[str]:
     """Document ids these object keys may be indexed under: their partitions' tenants, and
     the tenant today's rule reads from the key."""
     ids = set()
@@ -221,7 +222,7 @@ def guard_memory(instance: dg.DagsterInstance, state: SourceState, root: str) ->
     return held, {k for k, at in held.items() if cutoff is not None and at <= cutoff}
 
 
-def held_tenants(keys: Iterable[str], by_key: Mapping[str, list[str]], targets: Mapping[str, PurgeTarget]) -> Counter:
+def held_tenants(keys: Iterable[str], by_key: KeyPartitions, targets: Mapping[str, PurgeTarget]) -> Counter:
     """Whose documents these held keys are: their partitions' tenants, else their rows' ("?": neither)."""
     tenants = Counter()
     for key in keys:
@@ -233,7 +234,7 @@ def held_tenants(keys: Iterable[str], by_key: Mapping[str, list[str]], targets: 
 
 
 def guard_plan(
-    tick: Tick, view: InstanceView, found: Findings, plan: Plan, by_key: Mapping[str, list[str]], now: float
+    tick: Tick, view: InstanceView, found: Findings, plan: Plan, by_key: KeyPartitions, now: float
 ) -> tuple[list[PurgeTarget], str | None, list]:
     """A plan's purge through the deletion guard (lib.reconcile.guard_purges), counting what
     the index holds under the source (`found.indexed`, complete unless `found.list_index` lists
@@ -316,10 +317,10 @@ def reason_tags(targets: Iterable[Target]) -> dict[str, str]:
     return {f"rag/{reason}": str(n) for reason, n in counts.items()}
 
 
-def plan_tick(tick: Tick, view: InstanceView, found: Findings, by_key: Mapping[str, list[str]], now: float) -> Plan:
+def plan_tick(tick: Tick, view: InstanceView, found: Findings, by_key: KeyPartitions, now: float) -> Plan:
     """Plan the documents found under the tick's root against the index and the runs in
     flight, and note its requests in the tick's state (pending under its number)."""
-    requests = tick.state.requests(by_key[k][0] for k in found.wanted if k in by_key)
+    requests = tick.state.requests(named[0] for k in found.wanted if (named := by_key.get(k)))
 
     def plan_with(unreadable: Mapping[str, str]) -> Plan:
         return plan_documents(
