@@ -13,7 +13,8 @@ takes from upload to queryable through a real `dagster-daemon`.
    a local folder (--local-files; 1,000,000 for docs/scale.md), then over N objects in a moto
    bucket (--s3-objects; 0: none). A pass takes a tick per max_objects_per_tick objects or
    list_budget_seconds, each judging its span of keys (docs/decisions.md D40); between the
-   passes the index is filled with one row a document.
+   passes the index is filled with one row a document. Each tick's row has the process's
+   resident memory after it: a pass that held what it walked would grow it tick by tick.
 3. End to end: a `dagster-daemon run` subprocess follows a local folder (listing_sensor) and
    a moto bucket through SQS (s3_event_sensor); a small .txt is uploaded and the index polled
    every 0.1 s until it returns the document. One warm-up document, then the median of 3
@@ -285,7 +286,8 @@ class Harness:
         self.cursor = result.cursor
         record_s = time.perf_counter() - start  # adding the partitions: the daemon's share
         tick = {"seconds": seconds, "runs": len(result.run_requests or []), "partitions": partitions}
-        return tick | {"record_s": record_s, "cursor_kb": len(result.cursor or "") / 1000, **split}
+        memory = {"rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()}
+        return tick | {"record_s": record_s, "cursor_kb": len(result.cursor or "") / 1000, **split, **memory}
 
     def close(self) -> None:
         self.instance.dispose()
@@ -455,15 +457,16 @@ def print_listing(results: list[dict]) -> None:
             for n, t in shown:
                 counts = [f"{t.get('list', 0):,}", t.get("list s"), t.get("index s"), f"{t['runs']:,}"]
                 rows.append([where, what, f"{n}/{len(ticks)}", t["seconds"], *counts, f"{t['partitions']:,}",
-                             t["record_s"]])  # fmt: skip
+                             t["record_s"], f"{t['rss_mb']:,.0f}"])  # fmt: skip
             if len(ticks) > 8:
                 seconds = [t["seconds"] for t in ticks]
                 keys = ("list", "list s", "index s", "runs", "partitions", "record_s")
                 whole = [sum(t.get(k, 0) for t in ticks) for k in keys]
+                rss = [t["rss_mb"] for t in ticks]
                 rows.append([where, what, f"all {len(ticks)}", sum(seconds), f"{whole[0]:,}", whole[1], whole[2],
-                             f"{whole[3]:,}", f"{whole[4]:,}", whole[5]])  # fmt: skip
+                             f"{whole[3]:,}", f"{whole[4]:,}", whole[5], ""])  # fmt: skip
                 rows.append([where, what, "median / max", f"{statistics.median(seconds):.2f} / {max(seconds):.2f}",
-                             "", "", "", "", "", ""])  # fmt: skip
+                             "", "", "", "", "", "", f"{statistics.median(rss):,.0f} / {max(rss):,.0f}"])  # fmt: skip
     first = results[0]
     notes = [
         (
@@ -476,9 +479,13 @@ def print_listing(results: list[dict]) -> None:
         + "): pass 2 plans every document against it.",
         "  moto's ListObjectsV2 gathers and sorts the whole bucket for every page (S3 does not): on moto, list s grows",
         "  with the bucket; tick s - list s is the sensor's own time. record s: adding the partitions (not in tick s).",
+        "  RSS MB: this process's resident memory after the tick: the sensor with the instance, the store and the",
+        "  model it holds (the index fill between the passes adds its own). Peak RSS of the whole run: "
+        + ", ".join(f"{r['passes'][-1][-1]['peak_rss_mb']:,.0f} MB" for r in results)
+        + ".",
     ]
     headers = ["source, objects", "pass", "tick", "tick s", "listed", "list s", "index s", "runs", "partitions",
-               "record s"]  # fmt: skip
+               "record s", "RSS MB"]  # fmt: skip
     table("2. listing_sensor: every tick of two passes (runs not executed)", headers, rows, notes)
 
 
@@ -486,9 +493,15 @@ def print_listing(results: list[dict]) -> None:
 
 
 def peak_rss_mb() -> float:
+    """This process's highest resident memory so far."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def bench_partitions(moto: Moto, root: Path, n: int) -> list[dict]:
