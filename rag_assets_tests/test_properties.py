@@ -185,9 +185,11 @@ def test_the_keys_of_a_span_are_those_the_whole_parse_finds_there(partitions, ro
 
     by_key, whole = partitions_by_key(partitions, root), partitions_by_key_parsed_whole(partitions, root)
     assert list(by_key.in_span(start, stop)) == sorted(k for k in whole if in_span(k, start, stop))
-    for key in [start, *whole]:
-        assert by_key.get(key) == whole.get(key)
-        assert (key in by_key) == (key in whole)
+    asked = [start, *list(whole)[::2]]  # some keys at once: by a walk over their stretch, or a bisection each
+    for looked_up in (by_key, by_key.with_keys(asked), by_key.with_keys(asked, walk=0)):
+        for key in [start, *whole]:
+            assert looked_up.get(key) == whole.get(key)
+            assert (key in looked_up) == (key in whole)
 
 
 # --- a listing pass, a span of keys a tick ------------------------------------------------------

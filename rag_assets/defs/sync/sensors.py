@@ -414,7 +414,7 @@ def plan_and_result(tick: Tick, view: InstanceView, found: Findings, cursor: str
     the purge through the deletion guard (`guard_plan`), and make the sensor's result: new
     partitions, one ranged run per batch, one purge run, and the guard's asset events."""
     now = time.time()
-    by_key = known_by_key(view.known, tick.root)
+    by_key = known_by_key(view.known, tick.root).with_keys(found.wanted)
     plan = plan_tick(tick, view, found, by_key, now)
     if found.gone_at_end_of is not None:  # the guard judges a listing pass's deletions all at once, at its end
         gone = {t.key: t.document_ids for t in plan.purge if t.if_gone}
