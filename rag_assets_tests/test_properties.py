@@ -178,7 +178,9 @@ def test_the_memo_of_partitions_by_key_agrees_as_keys_are_added_and_deleted(step
 
 
 @given(st.lists(PARTITIONS, max_size=30, unique=True), st.sampled_from(ROOTS), text, st.one_of(st.none(), text))
-@example(["acme|a|s3:bucket", "acme|a%7Cb|s3:bucket", "acme|ab|s3:bucket", "beta|a|s3:bucket"], "s3://bucket", "a", "ab")
+@example(
+    ["acme|a|s3:bucket", "acme|a%7Cb|s3:bucket", "acme|ab|s3:bucket", "beta|a|s3:bucket"], "s3://bucket", "a", "ab"
+)
 def test_the_keys_of_a_span_are_those_the_whole_parse_finds_there(partitions, root, start, stop):
     from rag_assets.lib.keys import in_span
     from rag_assets.lib.reconcile import partitions_by_key
