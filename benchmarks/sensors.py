@@ -14,8 +14,8 @@ takes from upload to queryable through a real `dagster-daemon`.
    bucket (--s3-objects; 0: none). A pass takes a tick per max_objects_per_tick objects or
    list_budget_seconds, each judging its span of keys (docs/decisions.md D40); between the
    passes the index is filled with one row a document (from a child process, as runs write
-   from theirs). Each tick's row has the process's
-   resident memory after it: a pass that held what it walked would grow it tick by tick.
+   from theirs). Each tick's row has the process's resident memory after it: a pass that
+   held what it walked would grow it tick by tick.
 3. End to end: a `dagster-daemon run` subprocess follows a local folder (listing_sensor) and
    a moto bucket through SQS (s3_event_sensor); a small .txt is uploaded and the index polled
    every 0.1 s until it returns the document. One warm-up document, then the median of 3

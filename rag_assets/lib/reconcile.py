@@ -216,8 +216,8 @@ class KeyPartitions(Mapping[str, list[str]]):
     root, in Dagster's order (the first is the one first ingested). Held as the positions of
     those partitions in Dagster's keys, sorted by the object key each names: 4 bytes a
     partition, where a dict of lists held ~300 bytes (docs/decisions.md D41). A lookup
-    takes ~20 keys apart, so a tick pays ~20 us a key it asks about, not a million keys held;
-    `in_span` walks only the span's keys. Never changed once made: `extended` makes another."""
+    takes ~20 keys apart (~20 us; a tick's keys at once, `with_keys`, less), and `in_span`
+    walks only the span's keys. Never changed once made: `extended` makes another."""
 
     def __init__(
         self, known: Sequence[str], order: array, key_of: ObjectKeyOf, looked_up: Mapping[str, list[str]] | None = None
