@@ -316,11 +316,12 @@ class PartitionsByKeyMemo:
     def __call__(self, known: Sequence[str], root: str) -> KeyPartitions:
         with self._lock:
             seen = self._last.get(root)
-            known = list(known)  # the map reads it for its life: a copy no caller can change
             if seen is not None and len(known) >= len(seen.known) and known[: len(seen.known)] == seen.known:
-                by_key = seen.extended(known)
+                if len(known) == len(seen.known):
+                    return seen  # nothing added: the same map, no copy of a million keys a tick
+                by_key = seen.extended(list(known))  # the map reads it for its life: a copy no caller can change
             else:
-                by_key = partitions_by_key(known, root)
+                by_key = partitions_by_key(list(known), root)
             self._last[root] = by_key
             return by_key
 
