@@ -1,7 +1,8 @@
 """Vector-store benchmark: write throughput and query latency of each store, side by side.
 
     python benchmarks/stores.py [--sizes 10000,100000] [--queries 200] [--stores lancedb,pgvector,pinecone]
-                                [--query-budget 30] [--write-budget 300] [--data clustered|uniform] [--json]
+                                [--query-budget 30] [--write-budget 300] [--data clustered|uniform]
+                                [--ef-search 200,400] [--json]
 
 For each store and size: an empty table (namespace), then SIZE 384-d unit vectors (clustered
 like embeddings by default: topics, documents near a topic, chunks near their document; or
@@ -13,7 +14,8 @@ the vectors are kept, for the exact search). Write throughput is vectors / time 
 calls. Then up to --queries queries (near one of the tenant's chunks; uniform: random), each
 naming a random tenant, k=10, through `store.query`; p50 / p95 latency in milliseconds (the
 first query, which opens the connection, is not counted), and recall@10 against an exact
-search of the tenant's rows.
+search of the tenant's rows. With --ef-search, pgvector's same queries over the same table run
+again at each hnsw.ef_search value: the recall each buys, and its latency.
 
 Stores: LanceDB on local disk (a bitmap index on tenant; past LanceDBStore.ann_index_rows rows
 an IVF_PQ index, whose build time, part of the write time, is also reported apart; "exact p50"
@@ -153,7 +155,11 @@ def exact_lancedb_ms(store, model: str, tenant: str, q: np.ndarray) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def run_one(name: str, store, size: int, queries: int, budget: float, write_budget: float, data: str) -> dict:
+def run_one(
+    name: str, store, size: int, queries: int, budget: float, write_budget: float, data: str, variants=None
+) -> list[dict]:
+    """SIZE vectors written through `store`, then its queries timed: one result, then one for each
+    of `variants` (a label -> a store over the same data with other query settings)."""
     model = f"bench-{uuid.uuid4().hex[:8]}"
     rng = np.random.default_rng(SEED)
     # What was written, for an exact search to measure recall against: ids, tenants and one
@@ -181,6 +187,30 @@ def run_one(name: str, store, size: int, queries: int, budget: float, write_budg
         logging.getLogger("rag_assets.resources.vector_stores").removeHandler(builds)
     ids, tenants, matrix = ids[:written], tenants[:written], matrix[:written]
 
+    measured = query_figures(store, model, ids, tenants, matrix, queries, budget, data, exact=bool(builds.builds))
+    result = {
+        "store": name,
+        "vectors": size,
+        "written": written,
+        "write_s": round(write_s, 2),
+        "write_vps": round(written / write_s),
+        "index_build_s": round(sum(s for _, s in builds.builds), 1) if builds.builds else None,
+        "index_builds": builds.builds,  # (rows, seconds) of each build: the first, then each retrain
+        **measured,
+    }
+    # The same queries over the same table, through the same store with other query settings.
+    variants = [
+        {**result, "store": f"{name}, {label}", "variant": label, **query_figures(other, model, ids, tenants, matrix,
+                                                                                   queries, budget, data)}
+        for label, other in (variants or {}).items()
+    ]  # fmt: skip
+    return [result, *variants]
+
+
+def query_figures(store, model, ids, tenants, matrix, queries: int, budget: float, data: str, exact: bool = False):
+    """Up to `queries` queries (each a random tenant's, k=K; the same ones for every call), until
+    `budget` seconds: p50/p95 latency and recall@10 against an exact search of the tenant's rows
+    (with `exact`, LanceDB's own exact scan of the first EXACT_QUERIES, timed)."""
     qrng = np.random.default_rng(SEED + 1)
     pyrng = random.Random(SEED + 2)
     latencies, returned, recalls, exact_ms = [], [], [], []
@@ -196,20 +226,13 @@ def run_one(name: str, store, size: int, queries: int, budget: float, write_budg
         if i:  # the first query opens connections and caches
             latencies.append(elapsed * 1000)
             returned.append(len(hits))
-            exact = set(ids[mine[np.argsort(-(matrix[mine] @ q))[:K]]])
-            recalls.append(len(exact & {h.chunk_id for h in hits}) / len(exact))
-            if builds.builds and i <= EXACT_QUERIES:
+            truth = set(ids[mine[np.argsort(-(matrix[mine] @ q))[:K]]])
+            recalls.append(len(truth & {h.chunk_id for h in hits}) / len(truth))
+            if exact and i <= EXACT_QUERIES:
                 exact_ms.append(exact_lancedb_ms(store, model, tenant, q))
         if time.perf_counter() > deadline and len(latencies) >= 5:
             break
     return {
-        "store": name,
-        "vectors": size,
-        "written": written,
-        "write_s": round(write_s, 2),
-        "write_vps": round(written / write_s),
-        "index_build_s": round(sum(s for _, s in builds.builds), 1) if builds.builds else None,
-        "index_builds": builds.builds,  # (rows, seconds) of each build: the first, then each retrain
         "queries": len(latencies),
         "p50_ms": round(percentile(latencies, 50), 2),
         "p95_ms": round(percentile(latencies, 95), 2),
@@ -227,9 +250,14 @@ def main() -> int:
     parser.add_argument("--query-budget", type=float, default=30.0, help="seconds of queries per store and size")
     parser.add_argument("--write-budget", type=float, default=300.0, help="seconds of writes per store and size")
     parser.add_argument("--data", choices=["clustered", "uniform"], default="clustered", help="see corpus()")
+    parser.add_argument(
+        "--ef-search", default="", metavar="N,N",
+        help="pgvector: the same queries again at each of these hnsw.ef_search values (the store's default: 100)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    ef_searches = [int(v) for v in args.ef_search.split(",") if v]
     wanted = args.stores.split(",")
     results, notes, cleanups, fakes = [], [], [], []
 
@@ -238,7 +266,7 @@ def main() -> int:
             from rag_assets.resources.vector_stores import LanceDBStore
 
             tmp = tempfile.mkdtemp(prefix="bench-lance-")
-            yield "lancedb", lambda: LanceDBStore(uri=tmp)
+            yield "lancedb", lambda: LanceDBStore(uri=tmp), dict
         if "pgvector" in wanted:
             from rag_assets.resources.pgvector_store import PgVectorStore
             from rag_assets_tests.pg_server import TemporaryPostgres
@@ -249,7 +277,9 @@ def main() -> int:
                 notes.append(f"pgvector not run: {e}")
             else:
                 cleanups.append(pg.stop)
-                yield "pgvector", lambda: PgVectorStore(dsn=pg.dsn)
+                yield "pgvector", lambda: PgVectorStore(dsn=pg.dsn), lambda: {
+                    f"ef_search {v}": PgVectorStore(dsn=pg.dsn, ef_search=v) for v in ef_searches
+                }
         if "pinecone" in wanted:
             from rag_assets.resources.pinecone_store import PineconeStore
             from rag_assets_tests.fakes.pinecone_server import FakePineconeServer
@@ -260,18 +290,21 @@ def main() -> int:
             os.environ["PINECONE_API_KEY"] = "bench"
             yield "pinecone (local fake)", lambda: PineconeStore(
                 index_name="bench", namespace=f"bench-{uuid.uuid4().hex[:6]}", host=server.url
-            )
+            ), dict
 
     try:
-        for name, make in stores():
+        for name, make, make_variants in stores():
             for size in sizes:
-                store = make()
+                store, variants = make(), make_variants()
                 print(f"... {name}: {size:,} vectors", file=sys.stderr, flush=True)
-                result = run_one(name, store, size, args.queries, args.query_budget, args.write_budget, args.data)
-                print(f"    {result}", file=sys.stderr, flush=True)
-                results.append(result)
-                if hasattr(store, "close"):
-                    store.close()
+                budgets = (args.query_budget, args.write_budget)
+                found = run_one(name, store, size, args.queries, *budgets, args.data, variants)
+                for result in found:
+                    print(f"    {result}", file=sys.stderr, flush=True)
+                results.extend(found)
+                for each in (store, *variants.values()):
+                    if hasattr(each, "close"):
+                        each.close()
                 for server in fakes:
                     server.indexes["bench"].namespaces.clear()  # the fake keeps everything in memory
     finally:
@@ -288,21 +321,23 @@ def main() -> int:
     )
     print(f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}\n")
     header = (
-        f"| {'store':<22} | {'vectors':>8} | {'written':>8} | {'write s':>8} | {'write vectors/s':>15} | "
+        f"| {'store':<24} | {'vectors':>8} | {'written':>8} | {'write s':>8} | {'write vectors/s':>15} | "
         f"{'index build s':>13} | {'queries':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'recall@10':>9} | "
         f"{'exact p50 ms':>12} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for r in sorted(results, key=lambda r: (r["vectors"], r["store"])):
+    for r in sorted(results, key=lambda r: (r["vectors"], r["store"].split(",")[0])):  # variants after theirs
         print(
-            f"| {r['store']:<22} | {r['vectors']:>8,} | {r['written']:>8,} | {r['write_s']:>8.1f} | "
+            f"| {r['store']:<24} | {r['vectors']:>8,} | {r['written']:>8,} | {r['write_s']:>8.1f} | "
             f"{r['write_vps']:>15,} | "
             f"{'-' if r['index_build_s'] is None else format(r['index_build_s'], '.1f'):>13} | "
             f"{r['queries']:>7} | {r['p50_ms']:>7.2f} | {r['p95_ms']:>7.2f} | {r['recall']:>9.3f} | "
             f"{'-' if r['exact_p50_ms'] is None else format(r['exact_p50_ms'], '.2f'):>12} |"
         )
     for r in results:
+        if r.get("variant"):
+            continue  # the notes of its store's own row say it
         if r["written"] < r["vectors"]:
             notes.append(
                 f"{r['store']} at {r['vectors']:,}: TOO SLOW, writing stopped at the {args.write_budget:g} s budget "
@@ -317,6 +352,11 @@ def main() -> int:
         "linear scan; not Pinecone's service."
     )
     notes.append("pgvector: TemporaryPostgres runs with fsync=off and synchronous_commit=off.")
+    if ef_searches and "pgvector" in wanted:
+        notes.append(
+            "pgvector, ef_search N: the same queries over the same table at hnsw.ef_search N (the store's ef_search; "
+            "the pgvector row: its default, 100); written and write s are the table's."
+        )
     if "lancedb" in wanted:
         from rag_assets.resources.vector_stores import LanceDBStore
 
