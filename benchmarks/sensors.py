@@ -2,7 +2,7 @@
 takes from upload to queryable through a real `dagster-daemon`.
 
     python benchmarks/sensors.py [--quick] [--json] [--s3-objects N] [--local-files N]
-                                 [--parts events,listing,e2e,idle,partitions]
+                                 [--parts events,listing,e2e,idle,partitions] [--current-passes 1]
                                  [--sensors listing_sensor,s3_event_sensor] [--documents 3] [--warm-only]
 
 1. s3_event_sensor: 1,000 and 10,000 S3 notifications pending in SQS (real ones: put_object
@@ -15,7 +15,8 @@ takes from upload to queryable through a real `dagster-daemon`.
    list_budget_seconds, each judging its span of keys (docs/decisions.md D40); between the
    passes the index is filled with one row a document (from a child process, as runs write
    from theirs). Each tick's row has the process's resident memory after it: a pass that
-   held what it walked would grow it tick by tick.
+   held what it walked would grow it tick by tick. --current-passes N: N all-current passes
+   (a daemon walks pass after pass), to see whether that memory levels off.
 3. End to end: a `dagster-daemon run` subprocess follows a local folder (listing_sensor) and
    a moto bucket through SQS (s3_event_sensor); a small .txt is uploaded and the index polled
    every 0.1 s until it returns the document. One warm-up document, then the median of 3
@@ -430,9 +431,10 @@ def fill_index_in_child(root: Path, source_uri: str, home: str) -> float:
         return fill_index(index_resources(root), source_uri, instance)
 
 
-def bench_listing(root: Path, source_uri: str, objects: int) -> dict:
-    """Two listing passes: the first finds everything new; then the index is filled as the
-    runs would fill it, and the second finds everything current."""
+def bench_listing(root: Path, source_uri: str, objects: int, current_passes: int = 1) -> dict:
+    """Listing passes: the first finds everything new; then the index is filled as the runs
+    would fill it, and each of the next `current_passes` finds everything current (more than
+    one: whether the process's memory levels off, pass after pass, as a daemon's would)."""
     import dagster as dg
 
     from rag_assets.defs.sync.sensors import build_listing_sensor
@@ -444,7 +446,7 @@ def bench_listing(root: Path, source_uri: str, objects: int) -> dict:
     harness = Harness(root / "dagster_home", build_listing_sensor(dg.DefaultSensorStatus.RUNNING), resources)
     passes, fill_s = [], None
     try:
-        for number in (1, 2):
+        for number in range(1, 2 + current_passes):
             ticks = []
             while not harness.cursor or json.loads(harness.cursor)["pass"] == number:  # the pass ends a tick
                 ticks.append(harness.tick())
@@ -491,7 +493,7 @@ def print_listing(results: list[dict]) -> None:
         ),
         "  Between the passes the index is filled as the runs would fill it (one row a document: "
         + ", ".join(f"{r['fill_s']:.0f} s" for r in results)
-        + "): pass 2 plans every document against it.",
+        + "): each pass after the first plans every document against it.",
         "  moto's ListObjectsV2 gathers and sorts the whole bucket for every page (S3 does not): on moto, list s grows",
         "  with the bucket; tick s - list s is the sensor's own time. record s: adding the partitions (not in tick s).",
         "  RSS MB: this process's resident memory after the tick: the sensor with the instance, the store and the",
@@ -828,7 +830,7 @@ def print_idle(results: list[dict]) -> None:
     table("4. The daemon with nothing to do: idle ticks and what they cost", headers, rows, notes)
 
 
-def bench_listings(moto: Moto, root: Path, local_files: int, s3_objects: int) -> list[dict]:
+def bench_listings(moto: Moto, root: Path, local_files: int, s3_objects: int, current_passes: int) -> list[dict]:
     """Both listing benchmarks: a local folder of `local_files`, a moto bucket of `s3_objects`."""
     inbox = root / "listing-local" / "inbox"
     (inbox / "acme").mkdir(parents=True)
@@ -837,14 +839,14 @@ def bench_listings(moto: Moto, root: Path, local_files: int, s3_objects: int) ->
         (inbox / "acme" / f"doc{i:07}.txt").write_bytes(b"tiny document %d" % i)
         if i % 100_000 == 99_999:
             log(f"listing: {i + 1:,} files written")
-    results = [bench_listing(root / "listing-local", str(inbox), local_files)]
+    results = [bench_listing(root / "listing-local", str(inbox), local_files, current_passes)]
     shutil.rmtree(root / "listing-local")
     if not s3_objects:
         return results
     bucket, _ = moto.bucket(notify=False)
     log(f"listing: uploading {s3_objects:,} objects to s3://{bucket}")
     moto.upload(bucket, s3_objects)
-    results.append(bench_listing(root / "listing-s3", f"s3://{bucket}/acme/", s3_objects))
+    results.append(bench_listing(root / "listing-s3", f"s3://{bucket}/acme/", s3_objects, current_passes))
     return results
 
 
@@ -860,6 +862,9 @@ def main() -> int:
         "--parts",
         default="events,listing,e2e",
         help="which parts to run: events, listing, e2e, idle, partitions (default: the first three)",
+    )
+    parser.add_argument(
+        "--current-passes", type=int, default=1, metavar="N", help="listing: all-current passes after the fill (1)"
     )
     parser.add_argument("--documents", type=int, default=3, help="end to end: documents measured after the warm-up")
     parser.add_argument("--partitions", default="100,1000000", help="partitions: the sizes held, comma separated")
@@ -891,7 +896,7 @@ def main() -> int:
             results["events"] = [bench_events(moto, root / f"events-{n}", n) for n in event_sizes]
             print_events(results["events"])
         if "listing" in parts:
-            results["listing"] = bench_listings(moto, root, local_files, s3_objects)
+            results["listing"] = bench_listings(moto, root, local_files, s3_objects, args.current_passes)
             print_listing(results["listing"])
         if "idle" in parts:
             results["idle"] = [bench_idle(mode, root / f"idle-{mode}", moto, 60) for mode in args.sensors.split(",")]
