@@ -503,7 +503,7 @@ def print_listing(results: list[dict]) -> None:
     ]
     headers = ["source, objects", "pass", "tick", "tick s", "listed", "list s", "index s", "runs", "partitions",
                "record s", "RSS MB"]  # fmt: skip
-    table("2. listing_sensor: every tick of two passes (runs not executed)", headers, rows, notes)
+    table("2. listing_sensor: every tick of each pass (runs not executed)", headers, rows, notes)
 
 
 # --- 5. A tick on an instance holding many partitions ----------------------------------------
