@@ -22,6 +22,7 @@ exists) instead of every key, or ask for the keys only when the filter is opened
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import socket
@@ -101,16 +102,16 @@ def prepare(home: Path, n: int) -> str:
     """An instance holding `n` keys, one of them (the middle one) materialized; its key."""
     import dagster as dg
 
-    sys.path.insert(0, str(home))
-    import repro_defs
-
+    spec = importlib.util.spec_from_file_location("repro_defs", home / "repro_defs.py")
+    defs = importlib.util.module_from_spec(spec)  # the file the webserver loads, this size's own copy
+    spec.loader.exec_module(defs)
     keys = [f"doc-{i:07d}" for i in range(n)]
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for start in range(0, n, 10_000):
             instance.add_dynamic_partitions("docs", keys[start : start + 10_000])
         picked = keys[n // 2]
         quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-        dg.materialize([repro_defs.record], instance=instance, partition_key=picked, run_config=quiet)
+        dg.materialize([defs.record], instance=instance, partition_key=picked, run_config=quiet)
     return picked
 
 
